@@ -1,0 +1,210 @@
+//! The local filesystem backend. Writes are atomic: temporary file, fsync,
+//! rename, fsync of the folder.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Backend, FileKind};
+use crate::error::{Error, Result};
+
+/// A repository in a local folder.
+pub struct LocalBackend {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let tmp = root.join("tmp");
+        Self { root, tmp }
+    }
+
+    /// The repository folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, kind: FileKind, name: &str) -> Result<PathBuf> {
+        if kind == FileKind::Config {
+            return Ok(self.root.join("config"));
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(Error::usage(format!(
+                "invalid {} name `{name}`",
+                kind.noun()
+            )));
+        }
+        let folder = self.root.join(kind.folder());
+        Ok(if kind == FileKind::Pack {
+            folder.join(&name[..2.min(name.len())]).join(name)
+        } else {
+            folder.join(name)
+        })
+    }
+}
+
+/// fsyncs a folder so that a rename in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("cannot sync folder", dir, e))
+}
+
+/// Writes `data` to `path` atomically (temp file in the same folder, fsync, rename, fsync folder).
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("repository paths have a parent");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("cannot create a temporary file in", dir, e))?;
+    tmp.write_all(data)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io("cannot write", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("cannot rename into", path, e.error))?;
+    sync_dir(dir)
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn exists(&self) -> Result<bool> {
+        match fs::metadata(self.root.join("config")) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("cannot access", &self.root, e)),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        for kind in [
+            FileKind::Key,
+            FileKind::Pack,
+            FileKind::Index,
+            FileKind::Snapshot,
+            FileKind::Lock,
+        ] {
+            let dir = self.root.join(kind.folder());
+            fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create folder", &dir, e))?;
+        }
+        for i in 0..=255u8 {
+            let dir = self.root.join("data").join(format!("{i:02x}"));
+            fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create folder", &dir, e))?;
+        }
+        fs::create_dir_all(&self.tmp)
+            .map_err(|e| Error::io("cannot create folder", &self.tmp, e))?;
+        sync_dir(&self.root)
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(kind, name)?;
+        fs::read(&path).map_err(|e| Error::io(&format!("cannot read {}", kind.noun()), &path, e))
+    }
+
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
+        let path = self.path(kind, name)?;
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut file = File::open(&path)?;
+            file.seek(SeekFrom::Start(offset))?;
+            let mut buf = vec![0u8; length as usize];
+            file.read_exact(&mut buf)?;
+            Ok(buf)
+        };
+        read().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupt(
+                    format!("pack {name}"),
+                    format!("shorter than the index says ({length} bytes at offset {offset})"),
+                )
+            } else {
+                Error::io(&format!("cannot read {}", kind.noun()), &path, e)
+            }
+        })
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        write_atomic(&self.path(kind, name)?, data)
+    }
+
+    fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> Result<()> {
+        let dest = self.path(kind, name)?;
+        let dir = dest.parent().expect("repository paths have a parent");
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
+        }
+        File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("cannot sync", path, e))?;
+        fs::rename(path, &dest).map_err(|e| Error::io("cannot move a new pack into", &dest, e))?;
+        sync_dir(dir)
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>> {
+        let folder = self.root.join(kind.folder());
+        let mut out = Vec::new();
+        let mut dirs = vec![folder.clone()];
+        if kind == FileKind::Pack {
+            dirs.clear();
+            let entries =
+                fs::read_dir(&folder).map_err(|e| Error::io("cannot list", &folder, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("cannot list", &folder, e))?;
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+        for dir in dirs {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("cannot list", &dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    continue;
+                }
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| Error::io("cannot stat", &entry.path(), e))?;
+                if meta.is_file() {
+                    out.push((name.to_string(), meta.len()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
+        let path = self.path(kind, name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("cannot remove", &path, e)),
+        }
+    }
+
+    fn temp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    fn cache_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join("cache"))
+    }
+}
+
+impl LocalBackend {
+    /// Whether `path` looks like a snap repository (has a config).
+    pub fn is_repository(path: &Path) -> bool {
+        path.join("config").is_file()
+    }
+}

@@ -1,0 +1,95 @@
+//! Where repository files live. The [`Backend`] trait is deliberately small
+//! (read, read a range, write atomically, list, remove); retry, caching and
+//! fault injection are wrappers around it, never code in callers.
+
+pub mod local;
+
+use std::path::Path;
+
+use crate::error::Result;
+
+pub use local::LocalBackend;
+
+/// The kinds of repository files; each lives in its own folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// `config`
+    Config,
+    /// `keys/<id>`
+    Key,
+    /// `data/<xx>/<id>`
+    Pack,
+    /// `index/<id>`
+    Index,
+    /// `snapshots/<id>`
+    Snapshot,
+    /// `locks/<id>`
+    Lock,
+}
+
+impl FileKind {
+    /// The folder of this kind (empty for the config).
+    pub fn folder(self) -> &'static str {
+        match self {
+            FileKind::Config => "",
+            FileKind::Key => "keys",
+            FileKind::Pack => "data",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Lock => "locks",
+        }
+    }
+
+    /// The kind's name in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            FileKind::Config => "config",
+            FileKind::Key => "key",
+            FileKind::Pack => "pack",
+            FileKind::Index => "index delta",
+            FileKind::Snapshot => "snapshot",
+            FileKind::Lock => "lock",
+        }
+    }
+}
+
+/// Storage for repository files. Names are the hex ids of the objects (the
+/// config's name is ignored). Errors of kind `NotFound` mean the file is
+/// absent; anything else is a failure of the storage.
+pub trait Backend: Send + Sync {
+    /// Human-readable location, for messages.
+    fn location(&self) -> String;
+
+    /// Whether a repository config exists.
+    fn exists(&self) -> Result<bool>;
+
+    /// Creates whatever folders a new repository needs.
+    fn create(&self) -> Result<()>;
+
+    /// Reads a whole file.
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
+
+    /// Reads `length` bytes at `offset`.
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u32) -> Result<Vec<u8>>;
+
+    /// Writes a file atomically: it is either absent or complete, also after a crash.
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
+
+    /// Stores the finished local file `path` under `name` (moved or uploaded), atomically.
+    fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> Result<()>;
+
+    /// Lists names and sizes of every file of a kind.
+    fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>>;
+
+    /// Removes a file; removing an absent file is not an error.
+    fn remove(&self, kind: FileKind, name: &str) -> Result<()>;
+
+    /// A local folder for temporary files (packs being written).
+    fn temp_dir(&self) -> &Path;
+
+    /// Where this repository's index cache lives, when the backend has a
+    /// natural place for it; `None` means the user's cache folder.
+    fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+}

@@ -1,0 +1,33 @@
+//! `snap cat`
+
+use std::io::Write;
+
+use snap::ops::browse::{cat, find_node};
+use snap::select::{Filter, parse_snap_path, resolve};
+
+use super::{Global, exit};
+
+/// Write a file from a snapshot to standard output.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// SNAP:PATH, e.g. latest:lyra/identity.md.
+    target: String,
+}
+
+pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let progress = global.progress();
+    let repo = global.open(&progress)?;
+    let (selector, path) = parse_snap_path(&args.target)?;
+    let Some(path) = path else {
+        return Err(
+            snap::Error::usage("`snap cat` needs SNAP:PATH, e.g. latest:notes/todo.md").into(),
+        );
+    };
+    let (_, snapshot) = resolve(&repo, &selector, &Filter::default())?;
+    let node = find_node(&repo, snapshot.tree, &path)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    cat(&repo, &node, &mut out)?;
+    out.flush()?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,172 @@
+//! Command-line interface: one file per command (arguments and `run`), plus
+//! shared output helpers. No repository logic lives here.
+
+mod backup;
+mod cat;
+mod init;
+mod ls;
+mod output;
+mod restore;
+mod snapshots;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use snap::{Error, ErrorKind, LocalBackend, Repository};
+
+use output::CliProgress;
+
+/// Exit codes (docs/CLI.md).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// An error.
+    pub const ERROR: u8 = 1;
+    /// Bad usage.
+    pub const USAGE: u8 = 2;
+    /// Finished, but some files were skipped.
+    pub const WARNINGS: u8 = 3;
+    /// The repository is damaged.
+    pub const DAMAGED: u8 = 4;
+    /// Wrong password or key.
+    pub const KEY: u8 = 5;
+    /// Nothing matched.
+    pub const NOT_FOUND: u8 = 10;
+    /// Interrupted (Ctrl-C).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// snap: deduplicating, verifiable snapshots of files, folders and SQLite databases.
+#[derive(Parser, Debug)]
+#[command(name = "snap", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Repository: a local path (default: the user's data folder, e.g. ~/.local/share/snap/repo).
+    #[arg(short = 'r', long, global = true, env = "SNAP_REPO")]
+    repo: Option<PathBuf>,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// No progress, only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new repository.
+    Init(init::Args),
+    /// Take a snapshot of files and folders.
+    Backup(backup::Args),
+    /// List snapshots, oldest first.
+    Snapshots(snapshots::Args),
+    /// List the entries of a snapshot or of a folder in it.
+    Ls(ls::Args),
+    /// Write a file from a snapshot to standard output.
+    Cat(cat::Args),
+    /// Restore a snapshot, or one path of it, into a folder.
+    Restore(restore::Args),
+    /// Show what the repository holds.
+    Stats(stats::Args),
+}
+
+/// Options every command shares.
+pub struct Global {
+    /// The repository location, if given.
+    pub repo: Option<PathBuf>,
+    /// JSON output.
+    pub json: bool,
+    /// No progress.
+    pub quiet: bool,
+}
+
+impl Global {
+    /// Where the repository is: the flag, `SNAP_REPO`, or the default location.
+    pub fn location(&self) -> PathBuf {
+        self.repo
+            .clone()
+            .unwrap_or_else(snap::repo::default_location)
+    }
+
+    /// Whether the user left the repository at its default location.
+    pub fn is_default_location(&self) -> bool {
+        self.repo.is_none()
+    }
+
+    /// Progress reporting suited to the terminal and flags.
+    pub fn progress(&self) -> CliProgress {
+        CliProgress::new(self.quiet)
+    }
+
+    /// Opens the repository.
+    pub fn open(&self, progress: &CliProgress) -> snap::Result<Repository> {
+        Repository::open(Box::new(LocalBackend::new(self.location())), progress)
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let global = Global {
+        repo: cli.repo,
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&global, args),
+        Command::Backup(args) => backup::run(&global, args),
+        Command::Snapshots(args) => snapshots::run(&global, args),
+        Command::Ls(args) => ls::run(&global, args),
+        Command::Cat(args) => cat::run(&global, args),
+        Command::Restore(args) => restore::run(&global, args),
+        Command::Stats(args) => stats::run(&global, args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("snap: {}", error_text(&e));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The exit code for an error, by its kind.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<Error>().map(Error::kind) {
+        Some(ErrorKind::Usage) => exit::USAGE,
+        Some(ErrorKind::NotFound) => exit::NOT_FOUND,
+        Some(ErrorKind::Corrupt) => exit::DAMAGED,
+        Some(ErrorKind::Key) => exit::KEY,
+        Some(ErrorKind::Interrupted) => exit::INTERRUPTED,
+        _ => exit::ERROR,
+    }
+}

@@ -1,0 +1,128 @@
+//! Output helpers: progress bars on a terminal, byte and time formatting, JSON.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use snap::Progress;
+
+/// Progress for the command line: a bar on a terminal, messages on stderr.
+pub struct CliProgress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl CliProgress {
+    /// Shows bars only when stderr is a terminal and not `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Self { bar: None, quiet }
+    }
+
+    /// Starts a byte-counting bar (with ETA once `set_total` was called).
+    pub fn start_bar(&mut self, what: &str) {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bar = Some(bar);
+    }
+
+    /// Sets the expected total bytes.
+    pub fn set_total(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(bytes);
+        }
+    }
+
+    /// A handle to the bar for a background scanner.
+    pub fn bar(&self) -> Option<ProgressBar> {
+        self.bar.clone()
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn print(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Progress for CliProgress {
+    fn message(&self, text: &str) {
+        if !self.quiet {
+            self.print(&format!("snap: {text}"));
+        }
+    }
+
+    fn warn(&self, text: &str) {
+        self.print(&format!("warning: {text}"));
+    }
+
+    fn add_bytes(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+
+    fn add_files(&self, files: u64) {
+        if let Some(bar) = &self.bar
+            && files > 0
+        {
+            let done: u64 = bar
+                .message()
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            bar.set_message(format!("{} files", done + files));
+        }
+    }
+}
+
+/// Bytes for people: 1.5 MiB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A snapshot time in the local time zone, to the second.
+pub fn local_time(rfc3339: &str) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
+/// Prints a value as JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `snap snapshots`
+
+use snap::select::Filter;
+
+use super::output;
+use super::{Global, exit};
+
+/// List snapshots, oldest first.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Only snapshots with this source path.
+    #[arg(long)]
+    path: Option<String>,
+}
+
+pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let progress = global.progress();
+    let repo = global.open(&progress)?;
+    let filter = Filter {
+        tags: args.tags,
+        host: args.host,
+        path: args.path,
+    };
+    let snapshots: Vec<_> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| filter.matches(s))
+        .collect();
+    if global.json {
+        let rows: Vec<_> = snapshots
+            .iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id.to_hex(),
+                    "short_id": id.short(),
+                    "time": s.time,
+                    "host": s.host,
+                    "paths": s.paths,
+                    "tags": s.tags,
+                    "parent": s.parent.map(|p| p.to_hex()),
+                    "tree": s.tree.to_hex(),
+                    "files": s.summary.files,
+                    "dirs": s.summary.dirs,
+                    "bytes": s.summary.bytes,
+                    "bytes_added": s.summary.bytes_added,
+                })
+            })
+            .collect();
+        output::print_json(&rows)?;
+        return Ok(exit::OK);
+    }
+    println!(
+        "{:<10} {:<19}  {:<12} {:<14} {:>8} {:>10} {:>10}  paths",
+        "id", "time", "host", "tags", "files", "size", "added"
+    );
+    let last = snapshots.len().saturating_sub(1);
+    for (i, (id, s)) in snapshots.iter().enumerate() {
+        let marker = if i == last { "*" } else { " " };
+        println!(
+            "{}{:<9} {:<19}  {:<12} {:<14} {:>8} {:>10} {:>10}  {}",
+            marker,
+            id.short(),
+            output::local_time(&s.time),
+            s.host,
+            s.tags.join(","),
+            s.summary.files,
+            output::bytes(s.summary.bytes),
+            output::bytes(s.summary.bytes_added),
+            s.paths.join(" ")
+        );
+    }
+    println!(
+        "{} snapshots{}",
+        snapshots.len(),
+        if snapshots.is_empty() {
+            ""
+        } else {
+            " (* = latest)"
+        }
+    );
+    Ok(exit::OK)
+}

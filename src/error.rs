@@ -1,0 +1,117 @@
+//! The library's error type.
+//!
+//! Rules every error follows:
+//! - it names what failed (a path, an object id, a snapshot selector) and, where
+//!   there is one, what the user can do next;
+//! - it carries an [`ErrorKind`] that the command line maps to a documented exit
+//!   code (see `docs/CLI.md`), so scripts can tell "wrong password" from
+//!   "repository damaged" without parsing text;
+//! - it never contains a secret (passphrase, key material).
+
+use std::fmt;
+use std::path::Path;
+
+/// What kind of failure an [`Error`] is; decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Reading or writing a file or the repository failed.
+    Io,
+    /// The caller asked for something malformed (bad selector, bad flag value).
+    Usage,
+    /// An unknown snapshot, a path not in a snapshot: nothing matched.
+    NotFound,
+    /// The location is not a snap repository.
+    NotARepository,
+    /// The repository (or an object in it) has a format version this build cannot read.
+    UnsupportedVersion,
+    /// An object failed to decode or its hash does not match: the repository is damaged.
+    Corrupt,
+    /// Wrong passphrase, identity or key file, or a key that may not do this.
+    Key,
+    /// The operation was interrupted (Ctrl-C); nothing half-done is visible.
+    Interrupted,
+    /// The restore target holds files the restore would overwrite.
+    Conflict,
+}
+
+/// The library's error: a kind, a message for people, and an optional cause.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// An I/O error on a path: "{what} {path}: {cause}".
+    pub fn io(what: &str, path: &Path, err: std::io::Error) -> Self {
+        let kind = if err.kind() == std::io::ErrorKind::NotFound {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Io
+        };
+        Self::new(kind, format!("{what} {}: {err}", path.display())).with_source(err)
+    }
+
+    /// An object that could not be decoded or failed verification.
+    pub fn corrupt(object: impl fmt::Display, detail: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Corrupt,
+            format!("{object} is damaged: {detail}; run `snap check` to see what is affected"),
+        )
+    }
+
+    /// Nothing matched a selector or path.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// Malformed input from the caller.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Usage, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

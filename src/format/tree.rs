@@ -1,0 +1,282 @@
+//! Trees (directory listings) and chunk lists, both stored as blobs.
+//!
+//! A tree blob is MessagePack `{"nodes": [Node...]}` with nodes sorted by name
+//! and names unique. Names are raw bytes (Unix names need not be UTF-8) and
+//! are validated before any use as a path component: see [`validate_name`].
+//!
+//! A file's content is a list of data-chunk ids. Long lists are stored as a
+//! tree of list blobs ([`ChunkList`]): `content_depth` 0 means `content` names
+//! data chunks, depth d > 0 means it names list blobs of depth d - 1. List
+//! boundaries are content-defined (by the ids themselves), so a small edit to
+//! a large file rewrites only the list blobs around the edit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::{BlobId, TreeId};
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Dir,
+    /// Symbolic link (stored, never followed).
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Character device.
+    Chardev,
+    /// Block device.
+    Blockdev,
+    /// Unix socket (listed, not restored).
+    Socket,
+}
+
+impl NodeKind {
+    /// The name used in listings and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::File => "file",
+            NodeKind::Dir => "dir",
+            NodeKind::Symlink => "symlink",
+            NodeKind::Fifo => "fifo",
+            NodeKind::Chardev => "chardev",
+            NodeKind::Blockdev => "blockdev",
+            NodeKind::Socket => "socket",
+        }
+    }
+}
+
+/// An extended attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    /// Attribute name.
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+    /// Attribute value.
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u8(v: &u8) -> bool {
+    *v == 0
+}
+
+/// One entry of a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// File name (one path component, raw bytes).
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+    /// What it is.
+    pub kind: NodeKind,
+    /// Permission and special bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Status change time, nanoseconds since the Unix epoch (change detection only).
+    pub ctime_ns: i64,
+    /// Inode number (change detection and hard links).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inode: u64,
+    /// Device id of the filesystem (hard links).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dev: u64,
+    /// Hard link count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub links: u64,
+    /// Device number of a character or block device.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rdev: u64,
+    /// File size in bytes (content length for files).
+    pub size: u64,
+    /// Extended attributes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+    /// Symlink target, raw bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub target: Option<Vec<u8>>,
+    /// Content ids (see `content_depth`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<BlobId>,
+    /// 0: `content` lists data chunks; d > 0: list blobs of depth d - 1.
+    #[serde(default, skip_serializing_if = "is_zero_u8")]
+    pub content_depth: u8,
+    /// The tree of a directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<TreeId>,
+}
+
+impl Node {
+    /// The name for display (lossy for non-UTF-8 names).
+    pub fn name_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.name).into_owned()
+    }
+}
+
+/// A directory listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    /// Entries sorted by name, names unique.
+    pub nodes: Vec<Node>,
+}
+
+/// Deepest chunk-list tree we accept (a hostile depth cannot recurse forever).
+pub const MAX_CONTENT_DEPTH: u8 = 8;
+
+impl Tree {
+    /// Encodes a tree blob. Nodes must already be sorted.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        debug_assert!(self.nodes.windows(2).all(|w| w[0].name < w[1].name));
+        super::to_msgpack(self)
+    }
+
+    /// Decodes and validates a tree blob: every name is a safe component,
+    /// names are sorted and unique, depths are bounded.
+    pub fn from_bytes(id: &TreeId, bytes: &[u8]) -> Result<Self> {
+        let what = format!("tree {id}");
+        let tree: Tree = super::from_msgpack(&what, bytes)?;
+        for pair in tree.nodes.windows(2) {
+            if pair[0].name >= pair[1].name {
+                return Err(Error::corrupt(&what, "names are not sorted and unique"));
+            }
+        }
+        for node in &tree.nodes {
+            validate_name(&node.name).map_err(|e| Error::corrupt(&what, e))?;
+            if node.content_depth > MAX_CONTENT_DEPTH {
+                return Err(Error::corrupt(&what, "chunk list too deep"));
+            }
+            if (node.kind == NodeKind::Dir) != node.subtree.is_some() {
+                return Err(Error::corrupt(
+                    &what,
+                    "directory without tree, or tree on a non-directory",
+                ));
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The node named `name`.
+    pub fn find(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+}
+
+/// A name is safe as one path component: not empty, not `.` or `..`, no `/`, no NUL.
+pub fn validate_name(name: &[u8]) -> Result<(), String> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(format!(
+            "unsafe file name {:?} (empty, `.`, `..`, or containing `/` or NUL)",
+            String::from_utf8_lossy(name)
+        ));
+    }
+    Ok(())
+}
+
+/// An inner node of a large file's chunk tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkList {
+    /// Ids of the next level down.
+    pub ids: Vec<BlobId>,
+}
+
+impl ChunkList {
+    /// Encodes a list blob.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        super::to_msgpack(self)
+    }
+
+    /// Decodes a list blob.
+    pub fn from_bytes(id: &BlobId, bytes: &[u8]) -> Result<Self> {
+        super::from_msgpack(&format!("chunk list {id}"), bytes)
+    }
+}
+
+/// Content lists longer than this are stored as list blobs.
+pub const DIRECT_CONTENT_MAX: usize = 32;
+
+/// Whether a list boundary falls after this id: on average every 32 ids,
+/// decided by the id itself, so boundaries survive insertions upstream.
+pub fn is_list_boundary(id: &BlobId) -> bool {
+    id.0[31] & 0x1f == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node(name: &[u8]) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind: NodeKind::File,
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            mtime_ns: 1_700_000_000_123_456_789,
+            ctime_ns: 1_700_000_000_000_000_000,
+            inode: 42,
+            dev: 1,
+            links: 1,
+            rdev: 0,
+            size: 5,
+            xattrs: vec![],
+            target: None,
+            content: vec![BlobId([1; 32])],
+            content_depth: 0,
+            subtree: None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn tree_round_trip(names in proptest::collection::btree_set(proptest::collection::vec(1u8..=255, 1..40), 0..20), mtime in any::<i64>()) {
+            let nodes: Vec<Node> = names
+                .into_iter()
+                .filter(|n| validate_name(n).is_ok())
+                .map(|n| Node { mtime_ns: mtime, ..node(&n) })
+                .collect();
+            let tree = Tree { nodes };
+            let id = BlobId([0; 32]);
+            prop_assert_eq!(Tree::from_bytes(&id, &tree.to_bytes()).unwrap(), tree);
+        }
+    }
+
+    #[test]
+    fn hostile_names_are_rejected() {
+        for bad in [&b".."[..], b".", b"", b"a/b", b"/etc", b"x\0y"] {
+            let tree = Tree {
+                nodes: vec![node(bad)],
+            };
+            assert!(Tree::from_bytes(&BlobId([0; 32]), &super::super::to_msgpack(&tree)).is_err());
+        }
+        let dup = Tree {
+            nodes: vec![node(b"a"), node(b"a")],
+        };
+        assert!(Tree::from_bytes(&BlobId([0; 32]), &super::super::to_msgpack(&dup)).is_err());
+    }
+
+    #[test]
+    fn non_utf8_names_survive() {
+        let tree = Tree {
+            nodes: vec![node(&[0xff, 0xfe, b'x'])],
+        };
+        let back = Tree::from_bytes(&BlobId([0; 32]), &tree.to_bytes()).unwrap();
+        assert_eq!(back.nodes[0].name, vec![0xff, 0xfe, b'x']);
+    }
+}

@@ -1,0 +1,605 @@
+//! `snap backup`: walk the sources, reuse unchanged files from the parent
+//! snapshot without reading them, chunk and store the rest, write trees
+//! bottom-up, then the snapshot.
+//!
+//! Work runs on the rayon pool: directories' entries in parallel, and the
+//! chunks of each read buffer in parallel. Memory is bounded by one read
+//! buffer per worker plus the open packs, whatever the size of the tree or
+//! the repository.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use crate::codec::Chunker;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{Node, NodeKind, Tree, Xattr};
+use crate::id::{SnapshotId, TreeId};
+use crate::progress::Progress;
+use crate::repo::{BlobSaver, Repository};
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Source paths; each appears at the snapshot root under its last component.
+    pub paths: Vec<PathBuf>,
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// Snapshot time (default: now).
+    pub time: Option<jiff::Timestamp>,
+    /// Parent snapshot for change detection (default: the latest with the same host and paths).
+    pub parent: Option<SnapshotId>,
+    /// Read every file, ignoring the parent.
+    pub force: bool,
+    /// Glob patterns of paths to leave out (matched against the name and the full path).
+    pub excludes: Vec<String>,
+    /// Do not cross filesystem boundaries below each source.
+    pub one_file_system: bool,
+    /// Set to stop the backup early; nothing half-done becomes visible.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl BackupOptions {
+    /// Options backing up `paths` with defaults for everything else.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        Self {
+            paths,
+            ..Self::default()
+        }
+    }
+}
+
+/// The outcome of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// The new snapshot's id.
+    pub id: SnapshotId,
+    /// The snapshot (with its summary).
+    pub snapshot: Snapshot,
+    /// Files that could not be read and were skipped.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    files: AtomicU64,
+    dirs: AtomicU64,
+    bytes: AtomicU64,
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    bytes_read: AtomicU64,
+}
+
+struct Walker<'a> {
+    repo: &'a Repository,
+    saver: BlobSaver<'a>,
+    chunker: Chunker,
+    excludes: GlobSet,
+    options: &'a BackupOptions,
+    progress: &'a dyn Progress,
+    counters: Counters,
+    warnings: Mutex<Vec<String>>,
+}
+
+/// A source: its absolute path and its name at the snapshot root.
+struct Source {
+    path: PathBuf,
+    name: Vec<u8>,
+}
+
+fn resolve_sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    if paths.is_empty() {
+        return Err(Error::usage("nothing to back up: give at least one path"));
+    }
+    let mut by_name: BTreeMap<Vec<u8>, PathBuf> = BTreeMap::new();
+    for path in paths {
+        fs::symlink_metadata(path).map_err(|e| Error::io("cannot back up", path, e))?;
+        let absolute = absolute_path(path)?;
+        let name = absolute
+            .file_name()
+            .map_or_else(|| b"root".to_vec(), |n| n.as_bytes().to_vec());
+        if let Some(other) = by_name.insert(name.clone(), absolute.clone()) {
+            return Err(Error::usage(format!(
+                "{} and {} would both appear as `{}` at the snapshot root; back them up separately",
+                other.display(),
+                absolute.display(),
+                String::from_utf8_lossy(&name)
+            )));
+        }
+    }
+    Ok(by_name
+        .into_iter()
+        .map(|(name, path)| Source { path, name })
+        .collect())
+}
+
+/// The absolute form of `path`, resolving symlinks in its parent only (a
+/// source that is itself a symlink is backed up as a symlink).
+fn absolute_path(path: &Path) -> Result<PathBuf> {
+    let canonical_parent = |p: &Path| -> Result<PathBuf> {
+        let parent = match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::canonicalize(&parent).map_err(|e| Error::io("cannot resolve", &parent, e))
+    };
+    match path.file_name() {
+        Some(name)
+            if path
+                .components()
+                .next_back()
+                .is_some_and(|c| matches!(c, std::path::Component::Normal(_))) =>
+        {
+            Ok(canonical_parent(path)?.join(name))
+        }
+        _ => fs::canonicalize(path).map_err(|e| Error::io("cannot resolve", path, e)),
+    }
+}
+
+fn build_excludes(patterns: &[String]) -> Result<GlobSet> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = Glob::new(pattern)
+            .map_err(|e| Error::usage(format!("bad exclude pattern `{pattern}`: {e}")))?;
+        builder.add(glob);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::usage(format!("bad exclude patterns: {e}")))
+}
+
+/// The latest snapshot with the same host and paths: the default parent.
+pub fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Option<SnapshotId>> {
+    let mut sorted = paths.to_vec();
+    sorted.sort();
+    Ok(repo
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| {
+            let mut p = s.paths.clone();
+            p.sort();
+            s.host == host && p == sorted
+        })
+        .map(|(id, _)| id))
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn username() -> String {
+    std::env::var("USER")
+        .ok()
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_default()
+}
+
+/// Backs up `options.paths` into a new snapshot.
+pub fn backup(
+    repo: &Repository,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    let sources = resolve_sources(&options.paths)?;
+    let host = options.host.clone().unwrap_or_else(hostname);
+    let paths: Vec<String> = sources
+        .iter()
+        .map(|s| s.path.display().to_string())
+        .collect();
+    let parent_id = match (options.force, options.parent) {
+        (_, Some(id)) => Some(id),
+        (true, None) => None,
+        (false, None) => find_parent(repo, &host, &paths)?,
+    };
+    let parent_root = match parent_id {
+        Some(id) if !options.force => {
+            let snapshot = repo.read_snapshot(&id)?;
+            Some(repo.read_tree(&snapshot.tree)?)
+        }
+        _ => None,
+    };
+    let walker = Walker {
+        repo,
+        saver: repo.saver(),
+        chunker: Chunker::new(repo.config().chunker),
+        excludes: build_excludes(&options.excludes)?,
+        options,
+        progress,
+        counters: Counters::default(),
+        warnings: Mutex::new(Vec::new()),
+    };
+    let result = walker.backup_sources(&sources, parent_root.as_ref());
+    // Whatever happened, make what was stored durable and indexed, so the
+    // next backup reuses it instead of uploading it again.
+    let flushed = walker.saver.flush();
+    let tree = result?;
+    flushed?;
+
+    let c = &walker.counters;
+    let (bytes_added, bytes_added_packed) = walker.saver.added();
+    let summary = Summary {
+        files: c.files.load(Ordering::Relaxed),
+        dirs: c.dirs.load(Ordering::Relaxed),
+        bytes: c.bytes.load(Ordering::Relaxed),
+        files_new: c.files_new.load(Ordering::Relaxed),
+        files_changed: c.files_changed.load(Ordering::Relaxed),
+        files_unchanged: c.files_unchanged.load(Ordering::Relaxed),
+        bytes_read: c.bytes_read.load(Ordering::Relaxed),
+        bytes_added,
+        bytes_added_packed,
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    let snapshot = Snapshot {
+        time: options
+            .time
+            .unwrap_or_else(jiff::Timestamp::now)
+            .to_string(),
+        host,
+        user: username(),
+        paths,
+        tags: options.tags.clone(),
+        parent: parent_id,
+        tree,
+        summary,
+        program: format!("snap {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = repo.write_snapshot(&snapshot)?;
+    let warnings = walker
+        .warnings
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(BackupReport {
+        id,
+        snapshot,
+        warnings,
+    })
+}
+
+fn nanos(secs: i64, nsecs: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
+}
+
+/// A node with everything `lstat` tells about an entry.
+fn node_from_metadata(name: Vec<u8>, kind: NodeKind, meta: &Metadata) -> Node {
+    Node {
+        name,
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
+        ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
+        inode: meta.ino(),
+        dev: meta.dev(),
+        links: meta.nlink(),
+        rdev: if matches!(kind, NodeKind::Chardev | NodeKind::Blockdev) {
+            meta.rdev()
+        } else {
+            0
+        },
+        size: if kind == NodeKind::File {
+            meta.len()
+        } else {
+            0
+        },
+        xattrs: Vec::new(),
+        target: None,
+        content: Vec::new(),
+        content_depth: 0,
+        subtree: None,
+    }
+}
+
+fn kind_of(meta: &Metadata) -> NodeKind {
+    let t = meta.file_type();
+    if t.is_dir() {
+        NodeKind::Dir
+    } else if t.is_symlink() {
+        NodeKind::Symlink
+    } else if t.is_fifo() {
+        NodeKind::Fifo
+    } else if t.is_char_device() {
+        NodeKind::Chardev
+    } else if t.is_block_device() {
+        NodeKind::Blockdev
+    } else if t.is_socket() {
+        NodeKind::Socket
+    } else {
+        NodeKind::File
+    }
+}
+
+fn read_xattrs(path: &Path) -> Vec<Xattr> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Xattr> = names
+        .filter_map(|name| {
+            let value = xattr::get(path, &name).ok().flatten()?;
+            Some(Xattr {
+                name: name.as_bytes().to_vec(),
+                value,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Opens a file for reading without updating its access time where allowed:
+/// backing up must not modify what is backed up.
+fn open_source(path: &Path) -> io::Result<File> {
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
+/// A failure while chunking a file: reading the source (skip the file with a
+/// warning) or storing into the repository (fail the backup).
+enum ReadError {
+    Source(io::Error),
+    Repo(Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Source(e)
+    }
+}
+
+impl Walker<'_> {
+    fn check_cancel(&self) -> Result<()> {
+        if self
+            .options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(Error::new(
+                ErrorKind::Interrupted,
+                "backup interrupted; no snapshot was written, and what was already stored will be reused by the next backup",
+            ));
+        }
+        Ok(())
+    }
+
+    fn warn(&self, text: String) {
+        self.progress.warn(&text);
+        self.warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(text);
+    }
+
+    fn backup_sources(&self, sources: &[Source], parent_root: Option<&Tree>) -> Result<TreeId> {
+        let nodes = sources
+            .par_iter()
+            .map(|source| {
+                let parent = parent_root.and_then(|t| t.find(&source.name));
+                let root_dev = fs::symlink_metadata(&source.path)
+                    .map(|m| m.dev())
+                    .unwrap_or(0);
+                self.backup_entry(&source.path, source.name.clone(), parent, root_dev)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tree = Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        };
+        self.saver.save(BlobKind::Tree, &tree.to_bytes())
+    }
+
+    /// Backs up one entry; `None` when it was skipped with a warning.
+    fn backup_entry(
+        &self,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+        root_dev: u64,
+    ) -> Result<Option<Node>> {
+        self.check_cancel()?;
+        let meta = match fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.warn(format!("skipped {}: {e}", path.display()));
+                return Ok(None);
+            }
+        };
+        let kind = kind_of(&meta);
+        let mut node = node_from_metadata(name, kind, &meta);
+        node.xattrs = read_xattrs(path);
+        let parent = parent.filter(|p| p.kind == kind);
+        match kind {
+            NodeKind::Dir => {
+                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+                if self.options.one_file_system && meta.dev() != root_dev {
+                    // A mount point: keep the directory itself, not what is mounted there.
+                    node.subtree = Some(
+                        self.saver
+                            .save(BlobKind::Tree, &Tree::default().to_bytes())?,
+                    );
+                    return Ok(Some(node));
+                }
+                match self.backup_dir(path, parent, root_dev)? {
+                    Some(tree) => node.subtree = Some(tree),
+                    None => return Ok(None),
+                }
+            }
+            NodeKind::File => {
+                if !self.backup_file(path, &meta, &mut node, parent)? {
+                    return Ok(None);
+                }
+            }
+            NodeKind::Symlink => match fs::read_link(path) {
+                Ok(target) => node.target = Some(target.as_os_str().as_bytes().to_vec()),
+                Err(e) => {
+                    self.warn(format!("skipped {}: cannot read link: {e}", path.display()));
+                    return Ok(None);
+                }
+            },
+            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev | NodeKind::Socket => {}
+        }
+        Ok(Some(node))
+    }
+
+    fn backup_dir(
+        &self,
+        path: &Path,
+        parent: Option<&Node>,
+        root_dev: u64,
+    ) -> Result<Option<TreeId>> {
+        let entries = match fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.warn(format!("skipped {}: {e}", path.display()));
+                return Ok(None);
+            }
+        };
+        let mut names: Vec<OsString> = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => names.push(entry.file_name()),
+                Err(e) => self.warn(format!("skipped an entry of {}: {e}", path.display())),
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        names.retain(|name| {
+            let child = path.join(name);
+            !(self.excludes.is_match(name) || self.excludes.is_match(&child))
+        });
+        let parent_tree = match parent.and_then(|p| p.subtree) {
+            Some(id) => match self.repo.read_tree(&id) {
+                Ok(tree) => Some(tree),
+                Err(e) => {
+                    self.progress.warn(&format!(
+                        "cannot use the parent's listing of {}: {e}",
+                        path.display()
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let parents: HashMap<&[u8], &Node> = parent_tree
+            .iter()
+            .flat_map(|t| t.nodes.iter().map(|n| (n.name.as_slice(), n)))
+            .collect();
+        let nodes = names
+            .par_iter()
+            .map(|name| {
+                let bytes = name.as_bytes();
+                self.backup_entry(
+                    &path.join(name),
+                    bytes.to_vec(),
+                    parents.get(bytes).copied(),
+                    root_dev,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tree = Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        };
+        Ok(Some(self.saver.save(BlobKind::Tree, &tree.to_bytes())?))
+    }
+
+    /// Fills a file node's content; `false` when the file was skipped.
+    fn backup_file(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        node: &mut Node,
+        parent: Option<&Node>,
+    ) -> Result<bool> {
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = parent
+            && p.size == node.size
+            && p.mtime_ns == node.mtime_ns
+            && p.ctime_ns == node.ctime_ns
+            && p.inode == node.inode
+        {
+            node.content = p.content.clone();
+            node.content_depth = p.content_depth;
+            self.counters
+                .files_unchanged
+                .fetch_add(1, Ordering::Relaxed);
+            self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
+            self.progress.add_files(1);
+            self.progress.add_bytes(node.size);
+            return Ok(true);
+        }
+        let file = match open_source(path) {
+            Ok(file) => file,
+            Err(e) => {
+                self.counters.files.fetch_sub(1, Ordering::Relaxed);
+                self.warn(format!("skipped {}: {e}", path.display()));
+                return Ok(false);
+            }
+        };
+        let mut ids = Vec::new();
+        let read =
+            self.chunker
+                .chunk_batches(file, meta.len(), |chunks| -> Result<(), ReadError> {
+                    self.check_cancel().map_err(ReadError::Repo)?;
+                    let batch: Vec<_> = chunks
+                        .par_iter()
+                        .map(|chunk| self.saver.save(BlobKind::Data, chunk))
+                        .collect::<Result<_>>()
+                        .map_err(ReadError::Repo)?;
+                    ids.extend(batch);
+                    let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+                    self.progress.add_bytes(bytes);
+                    Ok(())
+                });
+        let read = match read {
+            Ok(read) => read,
+            Err(ReadError::Source(e)) => {
+                self.counters.files.fetch_sub(1, Ordering::Relaxed);
+                self.warn(format!("skipped {}: {e}", path.display()));
+                return Ok(false);
+            }
+            Err(ReadError::Repo(e)) => return Err(e),
+        };
+        let (content, depth) = self.saver.save_content(ids)?;
+        node.content = content;
+        node.content_depth = depth;
+        node.size = read;
+        let counter = if parent.is_some() {
+            &self.counters.files_changed
+        } else {
+            &self.counters.files_new
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(read, Ordering::Relaxed);
+        self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
+        self.progress.add_files(1);
+        Ok(true)
+    }
+}

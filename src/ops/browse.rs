@@ -1,0 +1,113 @@
+//! Reading inside a snapshot: find a path, list a directory, stream a file.
+//! Only the trees along the path (and a file's own chunks) are read.
+
+use std::io::Write;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::tree::{Node, NodeKind};
+use crate::id::TreeId;
+use crate::repo::Repository;
+
+/// A node standing for a snapshot's root directory.
+pub fn root_node(tree: TreeId) -> Node {
+    Node {
+        name: Vec::new(),
+        kind: NodeKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+        dev: 0,
+        links: 0,
+        rdev: 0,
+        size: 0,
+        xattrs: Vec::new(),
+        target: None,
+        content: Vec::new(),
+        content_depth: 0,
+        subtree: Some(tree),
+    }
+}
+
+/// The components of a path inside a snapshot (`a/b/c`; empty parts and `.` ignored).
+pub fn components(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
+}
+
+/// Finds `path` below the root tree; the empty path is the root itself.
+pub fn find_node(repo: &Repository, root: TreeId, path: &str) -> Result<Node> {
+    let mut node = root_node(root);
+    let mut walked = String::new();
+    for component in components(path) {
+        let Some(subtree) = node.subtree else {
+            return Err(Error::not_found(format!(
+                "`{walked}` is not a directory, so `{path}` does not exist"
+            )));
+        };
+        let tree = repo.read_tree(&subtree)?;
+        node = tree.find(component.as_bytes()).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "`{path}` is not in this snapshot (no `{component}` in `/{walked}`)"
+            ))
+        })?;
+        if !walked.is_empty() {
+            walked.push('/');
+        }
+        walked.push_str(component);
+    }
+    Ok(node)
+}
+
+/// Calls `visit(path, node)` for the children of `dir` (and everything below
+/// them when `recursive`), depth first in name order. `prefix` is `dir`'s path.
+pub fn walk(
+    repo: &Repository,
+    dir: &Node,
+    prefix: &str,
+    recursive: bool,
+    visit: &mut dyn FnMut(&str, &Node) -> Result<()>,
+) -> Result<()> {
+    let Some(subtree) = dir.subtree else {
+        return visit(prefix, dir);
+    };
+    let tree = repo.read_tree(&subtree)?;
+    for node in &tree.nodes {
+        let path = if prefix.is_empty() {
+            node.name_lossy()
+        } else {
+            format!("{prefix}/{}", node.name_lossy())
+        };
+        visit(&path, node)?;
+        if recursive && node.kind == NodeKind::Dir {
+            walk(repo, node, &path, true, visit)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file node's content to `out`, verifying every chunk. Returns bytes written.
+pub fn cat(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    if node.kind != NodeKind::File {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "`{}` is a {}, not a file",
+                node.name_lossy(),
+                node.kind.as_str()
+            ),
+        ));
+    }
+    let mut written = 0u64;
+    for id in repo.file_chunks(node)? {
+        let data = repo.read_blob(&id)?;
+        out.write_all(&data).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("cannot write output: {e}")).with_source(e)
+        })?;
+        written += data.len() as u64;
+    }
+    Ok(written)
+}

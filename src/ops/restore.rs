@@ -1,0 +1,546 @@
+//! `snap restore`: recreate a snapshot (or one path of it) under a target
+//! folder, bit for bit, with metadata.
+//!
+//! Safety: names come only from validated trees (one path component each,
+//! never `.`/`..`/`/`/NUL), existing entries are examined with `lstat` and
+//! never followed, files are written to a temporary file in their final
+//! folder and renamed into place. So nothing is ever written outside the
+//! target, whatever the repository holds or the target already contains.
+//! Every restored byte is verified against its chunk's hash.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use filetime::FileTime;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::tree::{Node, NodeKind};
+use crate::progress::Progress;
+use crate::repo::Repository;
+
+/// What to do where the target already has an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overwrite {
+    /// Refuse to start when anything would be overwritten (the default).
+    #[default]
+    Refuse,
+    /// Keep existing entries, restore the rest.
+    Never,
+    /// Replace files whose size or modification time differ.
+    IfChanged,
+    /// Replace everything.
+    Always,
+}
+
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Folder to restore into (created when missing).
+    pub target: PathBuf,
+    /// Existing entries policy.
+    pub overwrite: Overwrite,
+    /// Restore only paths matching one of these globs (paths as `snap ls` prints them).
+    pub includes: Vec<String>,
+    /// Leave out paths matching these globs.
+    pub excludes: Vec<String>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreReport {
+    /// Files written.
+    pub files: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Other entries (symlinks, fifos, devices, hard links).
+    pub others: u64,
+    /// Content bytes written.
+    pub bytes: u64,
+    /// Entries left as they were (existing, per the overwrite policy).
+    pub skipped: u64,
+    /// Files that could not be restored because repository data is damaged.
+    pub damaged: Vec<String>,
+    /// Metadata that could not be applied, entries that cannot be restored here.
+    pub warnings: Vec<String>,
+}
+
+/// A hard link to make once its first name is restored: where, which inode, its path in the snapshot.
+type DeferredLink = (PathBuf, (u64, u64), String);
+
+struct Restorer<'a> {
+    repo: &'a Repository,
+    options: &'a RestoreOptions,
+    progress: &'a dyn Progress,
+    includes: Option<GlobSet>,
+    excludes: GlobSet,
+    is_root: bool,
+    /// (dev, inode) of multiply-linked files -> where the first was restored.
+    links: Mutex<HashMap<(u64, u64), PathBuf>>,
+    deferred_links: Mutex<Vec<DeferredLink>>,
+    files: AtomicU64,
+    dirs: AtomicU64,
+    others: AtomicU64,
+    bytes: AtomicU64,
+    skipped: AtomicU64,
+    damaged: Mutex<Vec<String>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+fn glob_set(patterns: &[String]) -> Result<GlobSet> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        builder.add(
+            Glob::new(pattern)
+                .map_err(|e| Error::usage(format!("bad pattern `{pattern}`: {e}")))?,
+        );
+    }
+    builder
+        .build()
+        .map_err(|e| Error::usage(format!("bad patterns: {e}")))
+}
+
+fn join_rel(prefix: &str, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
+    if prefix.is_empty() {
+        name.into_owned()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+/// Restores `node` (a snapshot's root from [`super::browse::root_node`], or
+/// any node found in it) under `options.target`. `rel` is the node's path
+/// in the snapshot (empty for the root).
+pub fn restore(
+    repo: &Repository,
+    node: &Node,
+    rel: &str,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let target = &options.target;
+    fs::create_dir_all(target).map_err(|e| Error::io("cannot create restore target", target, e))?;
+    let restorer = Restorer {
+        repo,
+        options,
+        progress,
+        includes: if options.includes.is_empty() {
+            None
+        } else {
+            Some(glob_set(&options.includes)?)
+        },
+        excludes: glob_set(&options.excludes)?,
+        is_root: nix::unistd::geteuid().is_root(),
+        links: Mutex::new(HashMap::new()),
+        deferred_links: Mutex::new(Vec::new()),
+        files: AtomicU64::new(0),
+        dirs: AtomicU64::new(0),
+        others: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
+        damaged: Mutex::new(Vec::new()),
+        warnings: Mutex::new(Vec::new()),
+    };
+    let is_snapshot_root = node.name.is_empty();
+    if options.overwrite == Overwrite::Refuse {
+        let mut conflicts = Vec::new();
+        if is_snapshot_root {
+            restorer.find_conflicts_in(node, target, rel, &mut conflicts)?;
+        } else {
+            restorer.find_conflicts(
+                node,
+                &target.join(OsStr::from_bytes(&node.name)),
+                rel,
+                &mut conflicts,
+            )?;
+        }
+        if let Some(first) = conflicts.first() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} already exists{}; nothing was restored. Restore into an empty folder, or choose --overwrite never|if-changed|always",
+                    first.display(),
+                    if conflicts.len() > 1 {
+                        format!(" (and {} more entries)", conflicts.len() - 1)
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+        }
+    }
+    if is_snapshot_root {
+        restorer.restore_children(node, target, rel)?;
+    } else {
+        restorer.restore_node(node, &target.join(OsStr::from_bytes(&node.name)), rel)?;
+    }
+    restorer.make_deferred_links();
+    let take = |m: Mutex<Vec<String>>| {
+        m.into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    Ok(RestoreReport {
+        files: restorer.files.load(Ordering::Relaxed),
+        dirs: restorer.dirs.load(Ordering::Relaxed),
+        others: restorer.others.load(Ordering::Relaxed),
+        bytes: restorer.bytes.load(Ordering::Relaxed),
+        skipped: restorer.skipped.load(Ordering::Relaxed),
+        damaged: take(restorer.damaged),
+        warnings: take(restorer.warnings),
+    })
+}
+
+/// Whether an error means "the repository's data for this file is damaged"
+/// (restore the rest) rather than "restoring cannot go on" (full disk, ...).
+fn is_damage(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound)
+}
+
+impl Restorer<'_> {
+    fn warn(&self, text: String) {
+        self.progress.warn(&text);
+        self.warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(text);
+    }
+
+    fn damaged(&self, rel: &str, e: &Error) {
+        self.progress.warn(&format!("cannot restore {rel}: {e}"));
+        self.damaged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(rel.to_string());
+    }
+
+    fn selected(&self, rel: &str, node: &Node) -> bool {
+        if self.excludes.is_match(rel) {
+            return false;
+        }
+        match &self.includes {
+            None => true,
+            // Directories are entered to look for matches below them.
+            Some(includes) => node.kind == NodeKind::Dir || includes.is_match(rel),
+        }
+    }
+
+    fn find_conflicts_in(
+        &self,
+        dir: &Node,
+        dest: &Path,
+        rel: &str,
+        out: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        let Some(subtree) = dir.subtree else {
+            return Ok(());
+        };
+        if out.len() >= 100 || !dest.is_dir() {
+            return Ok(());
+        }
+        for child in self.repo.read_tree(&subtree)?.nodes {
+            let child_rel = join_rel(rel, &child.name);
+            self.find_conflicts(
+                &child,
+                &dest.join(OsStr::from_bytes(&child.name)),
+                &child_rel,
+                out,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn find_conflicts(
+        &self,
+        node: &Node,
+        dest: &Path,
+        rel: &str,
+        out: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        if !self.selected(rel, node) {
+            return Ok(());
+        }
+        match fs::symlink_metadata(dest) {
+            Err(_) => Ok(()),
+            Ok(meta) if meta.is_dir() && node.kind == NodeKind::Dir => {
+                self.find_conflicts_in(node, dest, rel, out)
+            }
+            Ok(_) => {
+                out.push(dest.to_path_buf());
+                Ok(())
+            }
+        }
+    }
+
+    fn restore_children(&self, dir: &Node, dest: &Path, rel: &str) -> Result<()> {
+        let Some(subtree) = dir.subtree else {
+            return Ok(());
+        };
+        let tree = match self.repo.read_tree(&subtree) {
+            Ok(tree) => tree,
+            Err(e) if is_damage(&e) => {
+                self.damaged(if rel.is_empty() { "/" } else { rel }, &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        tree.nodes.par_iter().try_for_each(|child| {
+            let child_rel = join_rel(rel, &child.name);
+            self.restore_node(
+                child,
+                &dest.join(OsStr::from_bytes(&child.name)),
+                &child_rel,
+            )
+        })
+    }
+
+    /// Makes room for a new entry at `dest`; `false` when the policy keeps what is there.
+    fn clear_dest(&self, dest: &Path, node: &Node) -> Result<bool> {
+        let Ok(meta) = fs::symlink_metadata(dest) else {
+            return Ok(true);
+        };
+        let keep = match self.options.overwrite {
+            Overwrite::Never | Overwrite::Refuse => true,
+            Overwrite::IfChanged => {
+                node.kind == NodeKind::File
+                    && meta.is_file()
+                    && meta.len() == node.size
+                    && FileTime::from_last_modification_time(&meta) == file_time(node.mtime_ns)
+            }
+            Overwrite::Always => false,
+        };
+        if keep {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        // Files are replaced by rename; anything else in the way is removed
+        // first (a symlink is removed itself, never followed).
+        if meta.is_dir() {
+            fs::remove_dir_all(dest).map_err(|e| Error::io("cannot replace", dest, e))?;
+        } else if node.kind != NodeKind::File {
+            fs::remove_file(dest).map_err(|e| Error::io("cannot replace", dest, e))?;
+        }
+        Ok(true)
+    }
+
+    fn restore_node(&self, node: &Node, dest: &Path, rel: &str) -> Result<()> {
+        if !self.selected(rel, node) {
+            return Ok(());
+        }
+        if self.includes.is_some()
+            && node.kind != NodeKind::Dir
+            && let Some(parent) = dest.parent()
+        {
+            fs::create_dir_all(parent).map_err(|e| Error::io("cannot create folder", parent, e))?;
+        }
+        match node.kind {
+            NodeKind::Dir => {
+                let existing = fs::symlink_metadata(dest).ok();
+                if existing.as_ref().is_some_and(|m| !m.is_dir()) && !self.clear_dest(dest, node)? {
+                    return Ok(());
+                }
+                if self.includes.is_none() && !dest.is_dir() {
+                    fs::create_dir(dest).map_err(|e| Error::io("cannot create folder", dest, e))?;
+                }
+                self.restore_children(node, dest, rel)?;
+                if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
+                    self.dirs.fetch_add(1, Ordering::Relaxed);
+                    self.apply_metadata(node, dest, rel);
+                }
+                Ok(())
+            }
+            NodeKind::File => self.restore_file(node, dest, rel),
+            NodeKind::Symlink => {
+                if !self.clear_dest(dest, node)? {
+                    return Ok(());
+                }
+                let target = node.target.as_deref().unwrap_or_default();
+                std::os::unix::fs::symlink(OsStr::from_bytes(target), dest)
+                    .map_err(|e| Error::io("cannot create symlink", dest, e))?;
+                self.others.fetch_add(1, Ordering::Relaxed);
+                self.apply_metadata(node, dest, rel);
+                Ok(())
+            }
+            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
+                if !self.clear_dest(dest, node)? {
+                    return Ok(());
+                }
+                let mode = nix::sys::stat::Mode::from_bits_truncate(node.mode);
+                let made = match node.kind {
+                    NodeKind::Fifo => nix::unistd::mkfifo(dest, mode),
+                    NodeKind::Chardev => {
+                        nix::sys::stat::mknod(dest, nix::sys::stat::SFlag::S_IFCHR, mode, node.rdev)
+                    }
+                    _ => {
+                        nix::sys::stat::mknod(dest, nix::sys::stat::SFlag::S_IFBLK, mode, node.rdev)
+                    }
+                };
+                match made {
+                    Ok(()) => {
+                        self.others.fetch_add(1, Ordering::Relaxed);
+                        self.apply_metadata(node, dest, rel);
+                    }
+                    Err(e) => self.warn(format!("cannot create {} {rel}: {e}", node.kind.as_str())),
+                }
+                Ok(())
+            }
+            NodeKind::Socket => {
+                self.warn(format!("{rel} is a socket; sockets are not restored"));
+                Ok(())
+            }
+        }
+    }
+
+    fn restore_file(&self, node: &Node, dest: &Path, rel: &str) -> Result<()> {
+        if !self.clear_dest(dest, node)? {
+            return Ok(());
+        }
+        if node.links > 1 && node.inode != 0 {
+            let key = (node.dev, node.inode);
+            let mut links = self
+                .links
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if links.contains_key(&key) {
+                drop(links);
+                self.deferred_links
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((dest.to_path_buf(), key, rel.to_string()));
+                return Ok(());
+            }
+            links.insert(key, dest.to_path_buf());
+        }
+        let dir = dest.parent().expect("restore destinations have a parent");
+        let temp = tempfile::Builder::new()
+            .prefix(".snap-restore-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io("cannot create a file in", dir, e))?;
+        match self.write_content(node, temp.as_file(), temp.path()) {
+            Ok(()) => {}
+            Err(e) if is_damage(&e) => {
+                self.damaged(rel, &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        self.apply_metadata(node, temp.path(), rel);
+        temp.persist(dest)
+            .map_err(|e| Error::io("cannot move restored file into", dest, e.error))?;
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.progress.add_files(1);
+        Ok(())
+    }
+
+    /// Writes a file's chunks at their offsets, in parallel. All-zero chunks
+    /// are left as holes, so sparse files stay sparse.
+    fn write_content(&self, node: &Node, file: &File, path: &Path) -> Result<()> {
+        let chunks = self.repo.file_chunks(node)?;
+        let mut offsets = Vec::with_capacity(chunks.len());
+        let mut offset = 0u64;
+        for id in &chunks {
+            let location = self.repo.cache().lookup(id)?.ok_or_else(|| {
+                Error::corrupt(format!("blob {id}"), "it is in no index delta (missing)")
+            })?;
+            offsets.push(offset);
+            offset += u64::from(location.raw_length);
+        }
+        if offset != node.size {
+            return Err(Error::corrupt(
+                format!("file {}", node.name_lossy()),
+                format!("its chunks hold {offset} bytes, its size is {}", node.size),
+            ));
+        }
+        file.set_len(node.size)
+            .map_err(|e| Error::io("cannot size", path, e))?;
+        chunks
+            .par_iter()
+            .zip(offsets.par_iter())
+            .try_for_each(|(id, &at)| {
+                let data = self.repo.read_blob(id)?;
+                if data.iter().any(|&b| b != 0) {
+                    file.write_all_at(&data, at)
+                        .map_err(|e| Error::io("cannot write", path, e))?;
+                }
+                self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.progress.add_bytes(data.len() as u64);
+                Ok(())
+            })
+    }
+
+    /// Owner (as root), permissions, extended attributes and times.
+    fn apply_metadata(&self, node: &Node, path: &Path, rel: &str) {
+        let symlink = node.kind == NodeKind::Symlink;
+        if self.is_root
+            && let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
+        {
+            self.warn(format!("cannot set owner of {rel}: {e}"));
+        }
+        if !symlink {
+            use std::os::unix::fs::PermissionsExt;
+            if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(node.mode)) {
+                self.warn(format!("cannot set permissions of {rel}: {e}"));
+            }
+        }
+        for attr in &node.xattrs {
+            if let Err(e) = xattr::set(path, OsStr::from_bytes(&attr.name), &attr.value) {
+                self.warn(format!(
+                    "cannot set extended attribute {} on {rel}: {e}",
+                    String::from_utf8_lossy(&attr.name)
+                ));
+            }
+        }
+        // utimensat without following links, and without opening the entry
+        // (opening a fifo would block).
+        let mtime = file_time(node.mtime_ns);
+        if let Err(e) = filetime::set_symlink_file_times(path, mtime, mtime) {
+            self.warn(format!("cannot set times of {rel}: {e}"));
+        }
+    }
+
+    fn make_deferred_links(&self) {
+        let deferred = std::mem::take(
+            &mut *self
+                .deferred_links
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let links = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (dest, key, rel) in deferred {
+            let Some(first) = links.get(&key) else {
+                continue;
+            };
+            // Linking changes the folder's mtime, which was already restored: put it back.
+            let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+            let dir_mtime =
+                fs::symlink_metadata(&dir).map(|m| FileTime::from_last_modification_time(&m));
+            let linked = fs::hard_link(first, &dest);
+            if let Ok(mtime) = dir_mtime {
+                let _ = filetime::set_symlink_file_times(&dir, mtime, mtime);
+            }
+            match linked {
+                Ok(()) => {
+                    self.others.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => self.warn(format!("cannot create hard link {rel}: {e}")),
+            }
+        }
+    }
+}
+
+fn file_time(ns: i64) -> FileTime {
+    FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+}

@@ -1,0 +1,125 @@
+//! Appends blob frames to a temporary file and seals it into a pack.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use tempfile::TempPath;
+
+use crate::codec::BlobCodec;
+use crate::error::{Error, Result};
+use crate::format::pack::{BlobEntry, BlobKind, HEADER_LEN, MAGIC, PackTrailer};
+use crate::format::{FORMAT_VERSION, to_msgpack};
+use crate::id::{BlobId, PackId};
+
+/// A pack being written to a temporary file.
+pub struct PackWriter {
+    file: BufWriter<File>,
+    path: TempPath,
+    hasher: blake3::Hasher,
+    size: u64,
+    blobs: Vec<BlobEntry>,
+}
+
+/// A sealed pack, still in its temporary file.
+pub struct FinishedPack {
+    /// blake3 of the pack's bytes: its name.
+    pub id: PackId,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its blobs.
+    pub blobs: Vec<BlobEntry>,
+    /// The temporary file (removed when dropped, unless moved away).
+    pub path: TempPath,
+}
+
+impl PackWriter {
+    /// Starts a pack in `temp_dir`.
+    pub fn create(temp_dir: &Path) -> Result<Self> {
+        let (file, path) = tempfile::Builder::new()
+            .prefix("pack-")
+            .tempfile_in(temp_dir)
+            .map_err(|e| Error::io("cannot create a temporary pack in", temp_dir, e))?
+            .into_parts();
+        let mut writer = Self {
+            file: BufWriter::with_capacity(1 << 20, file),
+            path,
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            blobs: Vec::new(),
+        };
+        let mut header = MAGIC.to_vec();
+        header.push(FORMAT_VERSION);
+        writer.append(&header)?;
+        debug_assert_eq!(writer.size, u64::from(HEADER_LEN));
+        Ok(writer)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| Error::io("cannot write temporary pack", &self.path, e))?;
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Number of blobs so far.
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Whether no blob was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Appends one blob frame.
+    pub fn add(
+        &mut self,
+        id: BlobId,
+        kind: BlobKind,
+        frame: &[u8],
+        raw_length: u32,
+    ) -> Result<BlobEntry> {
+        let offset = u32::try_from(self.size).map_err(|_| Error::usage("pack grew past 4 GiB"))?;
+        let length =
+            u32::try_from(frame.len()).map_err(|_| Error::usage("blob frame over 4 GiB"))?;
+        self.append(frame)?;
+        let entry = BlobEntry {
+            id,
+            kind,
+            offset,
+            length,
+            raw_length,
+        };
+        self.blobs.push(entry);
+        Ok(entry)
+    }
+
+    /// Appends the trailer, flushes and names the pack.
+    pub fn finish(mut self, codec: &BlobCodec) -> Result<FinishedPack> {
+        let trailer = PackTrailer {
+            blobs: std::mem::take(&mut self.blobs),
+        };
+        let frame = codec.encode_file(&to_msgpack(&trailer))?;
+        let frame_len =
+            u32::try_from(frame.len()).map_err(|_| Error::usage("pack trailer over 4 GiB"))?;
+        self.append(&frame)?;
+        self.append(&frame_len.to_le_bytes())?;
+        self.file
+            .flush()
+            .map_err(|e| Error::io("cannot write temporary pack", &self.path, e))?;
+        Ok(FinishedPack {
+            id: PackId(*self.hasher.finalize().as_bytes()),
+            size: self.size,
+            blobs: trailer.blobs,
+            path: self.path,
+        })
+    }
+}

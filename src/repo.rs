@@ -1,0 +1,489 @@
+//! The repository facade: init and open, reading and writing objects, and the
+//! [`BlobSaver`] that packs new blobs during a backup.
+//!
+//! Write ordering (never broken): packs, then the index delta naming them,
+//! then the snapshot referencing them. A crash at any point leaves at most
+//! unreferenced packs behind, never a snapshot pointing at missing data.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Backend, FileKind};
+use crate::codec::{BlobCodec, ChunkerParams, Crypto, Hasher};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::{Config, Encryption};
+use crate::format::index::{self, IndexDelta, PackIndex};
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::{self, Snapshot};
+use crate::format::tree::{
+    ChunkList, DIRECT_CONTENT_MAX, MAX_CONTENT_DEPTH, Node, Tree, is_list_boundary,
+};
+use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
+use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
+use crate::index::IndexCache;
+use crate::pack::PackWriter;
+use crate::progress::Progress;
+
+/// Settings chosen at `snap init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// zstd level (1-22).
+    pub compression: i32,
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            compression: 3,
+            chunker: ChunkerParams::FILES,
+            pack_size: 16 << 20,
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Box<dyn Backend>,
+    config: Config,
+    codec: BlobCodec,
+    cache: IndexCache,
+}
+
+/// Packs flushed into one index delta at most.
+const PACKS_PER_DELTA: usize = 8;
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("the operating system's random source works");
+    buf
+}
+
+impl Repository {
+    /// Creates a new repository on `backend` and opens it.
+    pub fn init(
+        backend: Box<dyn Backend>,
+        options: &InitOptions,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        if backend.exists()? {
+            return Err(Error::usage(format!(
+                "{} is already a snap repository",
+                backend.location()
+            )));
+        }
+        if !options.chunker.is_valid() {
+            return Err(Error::usage("chunker parameters out of range"));
+        }
+        if !(1..=22).contains(&options.compression) {
+            return Err(Error::usage("compression level must be between 1 and 22"));
+        }
+        let config = Config {
+            id: RepoId(random_bytes()),
+            chunker: options.chunker,
+            compression: options.compression,
+            pack_size: options.pack_size,
+            encryption: Encryption::None,
+        };
+        backend.create()?;
+        backend.write(FileKind::Config, "config", &config.to_bytes())?;
+        Self::open(backend, progress)
+    }
+
+    /// Opens the repository on `backend` and brings its index cache up to date.
+    pub fn open(backend: Box<dyn Backend>, progress: &dyn Progress) -> Result<Self> {
+        let bytes = match backend.read(FileKind::Config, "config") {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::new(
+                    ErrorKind::NotARepository,
+                    format!(
+                        "{} is not a snap repository (no config file); create one with `snap init`",
+                        backend.location()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let config = Config::from_bytes(&bytes)?;
+        let crypto = match config.encryption {
+            Encryption::None => Crypto::None,
+            Encryption::Age => {
+                return Err(Error::new(
+                    ErrorKind::Key,
+                    format!(
+                        "{} is encrypted; this build of snap cannot open encrypted repositories",
+                        backend.location()
+                    ),
+                ));
+            }
+        };
+        let codec = BlobCodec::new(Hasher::Plain, config.compression, crypto);
+        let cache_dir = match backend.cache_dir() {
+            Some(dir) => dir,
+            None => dirs::cache_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("snap")
+                .join(config.id.to_hex()),
+        };
+        std::fs::create_dir_all(backend.temp_dir())
+            .map_err(|e| Error::io("cannot create folder", backend.temp_dir(), e))?;
+        let cache_path = cache_dir.join("index.redb");
+        let cache = IndexCache::open(&cache_path, &|| {
+            progress.message(&format!(
+                "waiting for another snap process that is using {}",
+                cache_path.display()
+            ));
+        })?;
+        let repo = Self {
+            backend,
+            config,
+            codec,
+            cache,
+        };
+        repo.sync_cache()?;
+        Ok(repo)
+    }
+
+    /// The repository config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The blob codec.
+    pub fn codec(&self) -> &BlobCodec {
+        &self.codec
+    }
+
+    /// The index cache.
+    pub fn cache(&self) -> &IndexCache {
+        &self.cache
+    }
+
+    /// Loads index deltas the cache has not seen; rebuilds it when deltas it
+    /// had loaded are gone (a prune elsewhere replaced them).
+    pub fn sync_cache(&self) -> Result<()> {
+        let listed: HashSet<IndexId> = self
+            .backend
+            .list(FileKind::Index)?
+            .into_iter()
+            .filter_map(|(name, _)| IndexId::from_hex(&name).ok())
+            .collect();
+        let mut loaded = self.cache.loaded_deltas()?;
+        if loaded.iter().any(|id| !listed.contains(id)) {
+            self.cache.clear()?;
+            loaded.clear();
+        }
+        let mut missing: Vec<IndexId> = listed.difference(&loaded).copied().collect();
+        missing.sort();
+        for batch in missing.chunks(64) {
+            let deltas = batch
+                .par_iter()
+                .map(|id| Ok((*id, self.read_index(id)?)))
+                .collect::<Result<Vec<_>>>()?;
+            self.cache.add_deltas(&deltas)?;
+        }
+        Ok(())
+    }
+
+    fn write_object<T: Serialize>(
+        &self,
+        kind: FileKind,
+        magic: &[u8; 8],
+        value: &T,
+    ) -> Result<[u8; 32]> {
+        let body = self.codec.encode_file(&to_msgpack(value))?;
+        let bytes = envelope(magic, &body);
+        let id = *blake3::hash(&bytes).as_bytes();
+        self.backend.write(kind, &hex::encode(id), &bytes)?;
+        Ok(id)
+    }
+
+    fn read_object<T: DeserializeOwned>(
+        &self,
+        kind: FileKind,
+        magic: &[u8; 8],
+        id: &[u8; 32],
+        max_len: usize,
+    ) -> Result<T> {
+        let name = hex::encode(id);
+        let what = format!("{} {name}", kind.noun());
+        let bytes = self.backend.read(kind, &name)?;
+        if blake3::hash(&bytes).as_bytes() != id {
+            return Err(Error::corrupt(&what, "its content does not match its name"));
+        }
+        let body = open_envelope(magic, &what, &bytes)?;
+        let plain = self.codec.decode_file(&what, body, max_len)?;
+        from_msgpack(&what, &plain)
+    }
+
+    /// Reads an index delta.
+    pub fn read_index(&self, id: &IndexId) -> Result<IndexDelta> {
+        self.read_object(FileKind::Index, index::MAGIC, &id.0, index::MAX_LEN)
+    }
+
+    /// Writes an index delta.
+    pub fn write_index(&self, delta: &IndexDelta) -> Result<IndexId> {
+        self.write_object(FileKind::Index, index::MAGIC, delta)
+            .map(IndexId)
+    }
+
+    /// Writes a snapshot object (after everything it references).
+    pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        self.write_object(FileKind::Snapshot, snapshot::MAGIC, snapshot)
+            .map(SnapshotId)
+    }
+
+    /// Reads a snapshot object.
+    pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        self.read_object(
+            FileKind::Snapshot,
+            snapshot::MAGIC,
+            &id.0,
+            snapshot::MAX_LEN,
+        )
+    }
+
+    /// Ids of every snapshot.
+    pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        Ok(self
+            .backend
+            .list(FileKind::Snapshot)?
+            .into_iter()
+            .filter_map(|(name, _)| SnapshotId::from_hex(&name).ok())
+            .collect())
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut all = self
+            .snapshot_ids()?
+            .par_iter()
+            .map(|id| Ok((*id, self.read_snapshot(id)?)))
+            .collect::<Result<Vec<_>>>()?;
+        all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(all)
+    }
+
+    /// Reads and verifies a blob's plaintext.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let location = self.cache.lookup(id)?.ok_or_else(|| {
+            Error::corrupt(format!("blob {id}"), "it is in no index delta (missing)")
+        })?;
+        let frame = self.backend.read_range(
+            FileKind::Pack,
+            &location.pack.to_hex(),
+            u64::from(location.offset),
+            location.length,
+        )?;
+        self.codec.decode(id, &frame, location.raw_length)
+    }
+
+    /// Reads and validates a tree.
+    pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
+        Tree::from_bytes(id, &self.read_blob(id)?)
+    }
+
+    /// The data chunk ids of a file node, expanding list blobs.
+    pub fn file_chunks(&self, node: &Node) -> Result<Vec<BlobId>> {
+        let mut ids = node.content.clone();
+        for _ in 0..node.content_depth.min(MAX_CONTENT_DEPTH) {
+            let mut next = Vec::new();
+            for id in &ids {
+                next.extend(ChunkList::from_bytes(id, &self.read_blob(id)?)?.ids);
+            }
+            ids = next;
+        }
+        Ok(ids)
+    }
+
+    /// Starts saving blobs; call [`BlobSaver::flush`] before writing a snapshot.
+    pub fn saver(&self) -> BlobSaver<'_> {
+        BlobSaver {
+            repo: self,
+            state: Mutex::new(SaverState::default()),
+            bytes_added: AtomicU64::new(0),
+            bytes_added_packed: AtomicU64::new(0),
+        }
+    }
+}
+
+#[derive(Default)]
+struct SaverState {
+    data: Option<PackWriter>,
+    meta: Option<PackWriter>,
+    /// Blobs written (or being written) in this session and not yet in the cache.
+    claimed: HashSet<BlobId>,
+    /// Stored packs not yet named by an index delta.
+    stored: Vec<PackIndex>,
+}
+
+/// Writes new blobs into packs, deduplicating against the index and against
+/// itself; safe to call from many threads. Memory stays bounded: packs go to
+/// temporary files and at most [`PACKS_PER_DELTA`] packs wait for their delta.
+pub struct BlobSaver<'r> {
+    repo: &'r Repository,
+    state: Mutex<SaverState>,
+    bytes_added: AtomicU64,
+    bytes_added_packed: AtomicU64,
+}
+
+impl BlobSaver<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SaverState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores a blob unless the repository already has it; returns its id.
+    pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<BlobId> {
+        let codec = &self.repo.codec;
+        let id = codec.id(plaintext);
+        if self.repo.cache.contains(&id)? || !self.lock().claimed.insert(id) {
+            return Ok(id);
+        }
+        let frame = codec.encode(plaintext)?;
+        let raw_length =
+            u32::try_from(plaintext.len()).map_err(|_| Error::usage("blob over 4 GiB"))?;
+        self.bytes_added
+            .fetch_add(plaintext.len() as u64, Ordering::Relaxed);
+        self.bytes_added_packed
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut state = self.lock();
+            let slot = if kind == BlobKind::Data {
+                &mut state.data
+            } else {
+                &mut state.meta
+            };
+            if slot.is_none() {
+                *slot = Some(PackWriter::create(self.repo.backend.temp_dir())?);
+            }
+            let writer = slot.as_mut().expect("just created");
+            writer.add(id, kind, &frame, raw_length)?;
+            if writer.size() >= u64::from(self.repo.config.pack_size) {
+                slot.take()
+            } else {
+                None
+            }
+        };
+        if let Some(writer) = full {
+            self.store_pack(writer)?;
+        }
+        Ok(id)
+    }
+
+    /// Stores a file's chunk id list, as list blobs when it is long.
+    /// Returns the node's `content` and `content_depth`.
+    pub fn save_content(&self, mut ids: Vec<BlobId>) -> Result<(Vec<BlobId>, u8)> {
+        let mut depth = 0u8;
+        while ids.len() > DIRECT_CONTENT_MAX && depth < MAX_CONTENT_DEPTH {
+            let mut next = Vec::new();
+            let mut group = Vec::new();
+            for id in ids {
+                group.push(id);
+                if is_list_boundary(&id) || group.len() >= 1024 {
+                    let list = ChunkList {
+                        ids: std::mem::take(&mut group),
+                    };
+                    next.push(self.save(BlobKind::List, &list.to_bytes())?);
+                }
+            }
+            if !group.is_empty() {
+                next.push(self.save(BlobKind::List, &ChunkList { ids: group }.to_bytes())?);
+            }
+            ids = next;
+            depth += 1;
+        }
+        Ok((ids, depth))
+    }
+
+    fn store_pack(&self, writer: PackWriter) -> Result<()> {
+        let pack = writer.finish(&self.repo.codec)?;
+        self.repo
+            .backend
+            .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)?;
+        let ready = {
+            let mut state = self.lock();
+            state.stored.push(PackIndex {
+                id: pack.id,
+                size: pack.size,
+                blobs: pack.blobs,
+            });
+            if state.stored.len() >= PACKS_PER_DELTA {
+                std::mem::take(&mut state.stored)
+            } else {
+                Vec::new()
+            }
+        };
+        self.index_packs(ready)
+    }
+
+    /// Writes an index delta for stored packs and adds them to the cache.
+    fn index_packs(&self, packs: Vec<PackIndex>) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let delta = IndexDelta {
+            packs,
+            obsolete: Vec::new(),
+        };
+        let id = self.repo.write_index(&delta)?;
+        self.repo
+            .cache
+            .add_deltas(std::slice::from_ref(&(id, delta.clone())))?;
+        let mut state = self.lock();
+        for pack in &delta.packs {
+            for blob in &pack.blobs {
+                state.claimed.remove(&blob.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals open packs and writes the index delta for everything stored.
+    /// After it returns, every saved blob is durable and indexed.
+    pub fn flush(&self) -> Result<()> {
+        let (data, meta) = {
+            let mut state = self.lock();
+            (state.data.take(), state.meta.take())
+        };
+        for writer in [data, meta].into_iter().flatten() {
+            if !writer.is_empty() {
+                self.store_pack(writer)?;
+            }
+        }
+        let rest = std::mem::take(&mut self.lock().stored);
+        self.index_packs(rest)
+    }
+
+    /// Plaintext and stored bytes of the blobs this saver added.
+    pub fn added(&self) -> (u64, u64) {
+        (
+            self.bytes_added.load(Ordering::Relaxed),
+            self.bytes_added_packed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The default repository location: the user's data folder.
+pub fn default_location() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("snap")
+        .join("repo")
+}

@@ -1,0 +1,223 @@
+//! Snapshot selectors (`latest`, `latest~N`, an id prefix, `@TIME`) and the
+//! `SNAP:PATH` syntax, as `docs/CLI.md` defines them.
+
+use jiff::Timestamp;
+use jiff::civil::{Date, DateTime};
+use jiff::tz::TimeZone;
+
+use crate::error::{Error, Result};
+use crate::format::snapshot::Snapshot;
+use crate::id::SnapshotId;
+use crate::repo::Repository;
+
+/// Which snapshot a selector names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// `latest` (0) or `latest~N`.
+    Latest(usize),
+    /// A full id or a unique prefix of at least 4 hex digits.
+    Prefix(String),
+    /// `@TIME`: the latest snapshot at or before TIME.
+    At(Timestamp),
+}
+
+/// Narrows `latest` and `@TIME` to snapshots with these properties.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Every tag given must be on the snapshot.
+    pub tags: Vec<String>,
+    /// The snapshot's host.
+    pub host: Option<String>,
+    /// One of the snapshot's source paths.
+    pub path: Option<String>,
+}
+
+impl Filter {
+    /// Whether `snapshot` passes the filter.
+    pub fn matches(&self, snapshot: &Snapshot) -> bool {
+        self.tags.iter().all(|t| snapshot.tags.contains(t))
+            && self.host.as_ref().is_none_or(|h| &snapshot.host == h)
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|p| snapshot.paths.iter().any(|sp| sp == p))
+    }
+}
+
+/// Parses a time as CLI.md allows: RFC 3339, a local date-time, or a date
+/// (meaning the end of that day, local time).
+pub fn parse_time(text: &str) -> Result<Timestamp> {
+    if let Ok(ts) = text.parse::<Timestamp>() {
+        return Ok(ts);
+    }
+    let local = |dt: DateTime| {
+        dt.to_zoned(TimeZone::system())
+            .map(|z| z.timestamp())
+            .map_err(|e| Error::usage(format!("`{text}` is not a valid local time: {e}")))
+    };
+    if let Ok(dt) = text.parse::<DateTime>()
+        && text.contains(['T', ' '])
+    {
+        return local(dt);
+    }
+    if let Ok(date) = text.parse::<Date>() {
+        return local(date.at(23, 59, 59, 999_999_999));
+    }
+    Err(Error::usage(format!(
+        "`{text}` is not a time: use RFC 3339 (2026-02-01T12:00:00Z) or a date (2026-02-01)"
+    )))
+}
+
+/// Parses a selector without a path.
+pub fn parse_selector(text: &str) -> Result<Selector> {
+    if text == "latest" {
+        return Ok(Selector::Latest(0));
+    }
+    if let Some(n) = text.strip_prefix("latest~") {
+        return n
+            .parse()
+            .map(Selector::Latest)
+            .map_err(|_| Error::usage(format!("`{text}`: expected latest~N with a number N")));
+    }
+    if let Some(time) = text.strip_prefix('@') {
+        return parse_time(time).map(Selector::At);
+    }
+    if text.len() >= 4 && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(Selector::Prefix(text.to_ascii_lowercase()));
+    }
+    Err(Error::usage(format!(
+        "`{text}` is not a snapshot: use latest, latest~N, an id (at least 4 hex digits) or @TIME"
+    )))
+}
+
+/// Splits `SNAP[:PATH]`. A time's own colons belong to the time.
+pub fn parse_snap_path(text: &str) -> Result<(Selector, Option<String>)> {
+    if let Some(rest) = text.strip_prefix('@') {
+        // The longest prefix that is a time is the time; the path follows its colon.
+        let mut ends: Vec<usize> = rest.match_indices(':').map(|(i, _)| i).collect();
+        ends.push(rest.len());
+        for &end in ends.iter().rev() {
+            if let Ok(ts) = parse_time(&rest[..end]) {
+                let path = rest
+                    .get(end + 1..)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string);
+                return Ok((Selector::At(ts), path));
+            }
+        }
+        return parse_time(rest).map(|ts| (Selector::At(ts), None));
+    }
+    match text.split_once(':') {
+        Some((snap, path)) => Ok((
+            parse_selector(snap)?,
+            Some(path.to_string()).filter(|p| !p.is_empty()),
+        )),
+        None => Ok((parse_selector(text)?, None)),
+    }
+}
+
+/// The snapshot's time as a timestamp (the Unix epoch if unreadable).
+pub fn snapshot_time(snapshot: &Snapshot) -> Timestamp {
+    snapshot.time.parse().unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Picks the snapshot `selector` names from `snapshots` (oldest first).
+pub fn select<'a>(
+    snapshots: &'a [(SnapshotId, Snapshot)],
+    selector: &Selector,
+    filter: &Filter,
+) -> Result<&'a (SnapshotId, Snapshot)> {
+    let filtered = || snapshots.iter().filter(|(_, s)| filter.matches(s));
+    match selector {
+        Selector::Latest(n) => {
+            let matching: Vec<_> = filtered().collect();
+            matching
+                .len()
+                .checked_sub(n + 1)
+                .map(|i| matching[i])
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "no snapshot `latest~{n}`: {} snapshot(s) match",
+                        matching.len()
+                    ))
+                })
+        }
+        Selector::At(ts) => filtered()
+            .filter(|(_, s)| snapshot_time(s) <= *ts)
+            .max_by_key(|(_, s)| snapshot_time(s))
+            .ok_or_else(|| Error::not_found(format!("no snapshot at or before {ts}"))),
+        Selector::Prefix(prefix) => {
+            let found: Vec<_> = snapshots
+                .iter()
+                .filter(|(id, _)| id.to_hex().starts_with(prefix))
+                .collect();
+            match found.as_slice() {
+                [one] => Ok(one),
+                [] => Err(Error::not_found(format!(
+                    "no snapshot with id {prefix}; see `snap snapshots`"
+                ))),
+                many => Err(Error::usage(format!(
+                    "snapshot id prefix {prefix} is ambiguous ({} snapshots); give more digits",
+                    many.len()
+                ))),
+            }
+        }
+    }
+}
+
+/// Resolves a selector against the repository's snapshots.
+pub fn resolve(
+    repo: &Repository,
+    selector: &Selector,
+    filter: &Filter,
+) -> Result<(SnapshotId, Snapshot)> {
+    let snapshots = repo.snapshots()?;
+    select(&snapshots, selector, filter).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_parse() {
+        assert_eq!(parse_selector("latest").unwrap(), Selector::Latest(0));
+        assert_eq!(parse_selector("latest~3").unwrap(), Selector::Latest(3));
+        assert_eq!(
+            parse_selector("ABCD").unwrap(),
+            Selector::Prefix("abcd".into())
+        );
+        assert!(parse_selector("abc").is_err());
+        assert!(parse_selector("latest~x").is_err());
+        assert!(matches!(
+            parse_selector("@2026-02-01T12:00:00Z").unwrap(),
+            Selector::At(_)
+        ));
+    }
+
+    #[test]
+    fn snap_paths_split_after_the_time() {
+        let (sel, path) = parse_snap_path("@2026-02-01T09:00:00Z:lyra/identity.md").unwrap();
+        assert_eq!(sel, Selector::At("2026-02-01T09:00:00Z".parse().unwrap()));
+        assert_eq!(path.as_deref(), Some("lyra/identity.md"));
+        let (sel, path) = parse_snap_path("@2026-02-01T09:00:00+02:00:a:b").unwrap();
+        assert_eq!(sel, Selector::At("2026-02-01T07:00:00Z".parse().unwrap()));
+        assert_eq!(path.as_deref(), Some("a:b"));
+        let (_, path) = parse_snap_path("@2026-02-01:entity/crystals").unwrap();
+        assert_eq!(path.as_deref(), Some("entity/crystals"));
+        let (sel, path) = parse_snap_path("latest~2:x/y").unwrap();
+        assert_eq!((sel, path.as_deref()), (Selector::Latest(2), Some("x/y")));
+        assert_eq!(parse_snap_path("latest").unwrap().1, None);
+    }
+
+    #[test]
+    fn date_means_end_of_day() {
+        let ts = parse_time("2026-02-01").unwrap();
+        let start = parse_time("2026-02-01T00:00:00").unwrap();
+        assert!(ts > start);
+        assert!(
+            ts.as_second() - start.as_second() == 86_399
+                || ts.as_second() - start.as_second() > 80_000
+        );
+    }
+}
