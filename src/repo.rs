@@ -22,7 +22,7 @@ use crate::format::index::{self, IndexDelta, PackIndex};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{
-    ChunkList, DIRECT_CONTENT_MAX, MAX_CONTENT_DEPTH, Node, Tree, is_list_boundary,
+    ChunkList, DIRECT_CONTENT_MAX, MAX_CONTENT_DEPTH, MAX_LIST_LEN, Node, Tree, is_list_boundary,
 };
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
@@ -87,6 +87,9 @@ impl Repository {
         if !(1..=22).contains(&options.compression) {
             return Err(Error::usage("compression level must be between 1 and 22"));
         }
+        if !(1 << 20..=1 << 30).contains(&options.pack_size) {
+            return Err(Error::usage("pack size must be between 1 MiB and 1 GiB"));
+        }
         let config = Config {
             id: RepoId(random_bytes()),
             chunker: options.chunker,
@@ -150,7 +153,7 @@ impl Repository {
             codec,
             cache,
         };
-        repo.sync_cache()?;
+        repo.sync_cache(progress)?;
         Ok(repo)
     }
 
@@ -176,7 +179,7 @@ impl Repository {
 
     /// Loads index deltas the cache has not seen; rebuilds it when deltas it
     /// had loaded are gone (a prune elsewhere replaced them).
-    pub fn sync_cache(&self) -> Result<()> {
+    pub fn sync_cache(&self, progress: &dyn Progress) -> Result<()> {
         let listed: HashSet<IndexId> = self
             .backend
             .list(FileKind::Index)?
@@ -191,10 +194,20 @@ impl Repository {
         let mut missing: Vec<IndexId> = listed.difference(&loaded).copied().collect();
         missing.sort();
         for batch in missing.chunks(64) {
-            let deltas = batch
+            let read: Vec<(IndexId, Result<IndexDelta>)> = batch
                 .par_iter()
-                .map(|id| Ok((*id, self.read_index(id)?)))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|id| (*id, self.read_index(id)))
+                .collect();
+            let mut deltas = Vec::with_capacity(read.len());
+            for (id, delta) in read {
+                match delta {
+                    Ok(delta) => deltas.push((id, delta)),
+                    // One damaged delta must not lock the user out of everything
+                    // else; `snap check` reports it and `snap repair index` mends it.
+                    Err(e) if e.kind() == ErrorKind::Corrupt => progress.warn(&format!("{e}")),
+                    Err(e) => return Err(e),
+                }
+            }
             self.cache.add_deltas(&deltas)?;
         }
         Ok(())
@@ -275,7 +288,7 @@ impl Repository {
             .par_iter()
             .map(|id| Ok((*id, self.read_snapshot(id)?)))
             .collect::<Result<Vec<_>>>()?;
-        all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        all.sort_by_key(|(id, s)| (s.timestamp(), *id));
         Ok(all)
     }
 
@@ -309,6 +322,23 @@ impl Repository {
             ids = next;
         }
         Ok(ids)
+    }
+
+    /// Removes temporary packs that a killed process left behind (older than
+    /// an hour, so a concurrent writer's pack in progress is never touched).
+    pub fn clean_temp(&self) {
+        let Ok(entries) = std::fs::read_dir(self.backend.temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+            if stale && entry.file_name().to_string_lossy().starts_with("pack-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Starts saving blobs; call [`BlobSaver::flush`] before writing a snapshot.
@@ -396,7 +426,7 @@ impl BlobSaver<'_> {
             let mut group = Vec::new();
             for id in ids {
                 group.push(id);
-                if is_list_boundary(&id) || group.len() >= 1024 {
+                if is_list_boundary(&id) || group.len() >= MAX_LIST_LEN {
                     let list = ChunkList {
                         ids: std::mem::take(&mut group),
                     };

@@ -116,11 +116,6 @@ pub fn parse_snap_path(text: &str) -> Result<(Selector, Option<String>)> {
     }
 }
 
-/// The snapshot's time as a timestamp (the Unix epoch if unreadable).
-pub fn snapshot_time(snapshot: &Snapshot) -> Timestamp {
-    snapshot.time.parse().unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 /// Picks the snapshot `selector` names from `snapshots` (oldest first).
 pub fn select<'a>(
     snapshots: &'a [(SnapshotId, Snapshot)],
@@ -143,8 +138,8 @@ pub fn select<'a>(
                 })
         }
         Selector::At(ts) => filtered()
-            .filter(|(_, s)| snapshot_time(s) <= *ts)
-            .max_by_key(|(_, s)| snapshot_time(s))
+            .filter(|(_, s)| s.timestamp() <= *ts)
+            .max_by_key(|(_, s)| s.timestamp())
             .ok_or_else(|| Error::not_found(format!("no snapshot at or before {ts}"))),
         Selector::Prefix(prefix) => {
             let found: Vec<_> = snapshots

@@ -98,6 +98,7 @@ impl Backend for LocalBackend {
         }
         fs::create_dir_all(&self.tmp)
             .map_err(|e| Error::io("cannot create folder", &self.tmp, e))?;
+        sync_dir(&self.root.join("data"))?;
         sync_dir(&self.root)
     }
 
@@ -110,6 +111,10 @@ impl Backend for LocalBackend {
         let path = self.path(kind, name)?;
         let read = || -> std::io::Result<Vec<u8>> {
             let mut file = File::open(&path)?;
+            // Check the range first: a lying index must not make us allocate.
+            if offset.saturating_add(u64::from(length)) > file.metadata()?.len() {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
             file.seek(SeekFrom::Start(offset))?;
             let mut buf = vec![0u8; length as usize];
             file.read_exact(&mut buf)?;
@@ -136,6 +141,7 @@ impl Backend for LocalBackend {
         let dir = dest.parent().expect("repository paths have a parent");
         if !dir.exists() {
             fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
+            sync_dir(dir.parent().expect("data/<xx> has a parent"))?;
         }
         File::open(path)
             .and_then(|f| f.sync_all())

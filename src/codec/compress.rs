@@ -2,7 +2,7 @@
 //! so `zstd -d` recovers it; zstd itself stores incompressible blocks raw, so
 //! already-compressed data grows by a few bytes per 128 KiB at most.
 
-use std::io;
+use std::io::{self, Read};
 
 /// Compresses `data` into one zstd frame at `level`.
 pub fn compress(data: &[u8], level: i32) -> crate::error::Result<Vec<u8>> {
@@ -14,11 +14,26 @@ pub fn compress(data: &[u8], level: i32) -> crate::error::Result<Vec<u8>> {
     })
 }
 
+/// Up to this size, decompression allocates the bound up front (fastest).
+const BULK_LIMIT: usize = 64 << 20;
+
 /// Decompresses one zstd frame whose content is at most `max_len` bytes.
-/// A frame claiming more is an error, never a large allocation.
+/// A frame claiming more is an error; memory grows with the real content,
+/// never with a bound a hostile index or trailer claims.
 pub fn decompress(frame: &[u8], max_len: usize) -> io::Result<Vec<u8>> {
-    let mut decompressor = zstd::bulk::Decompressor::new()?;
-    decompressor.decompress(frame, max_len)
+    if max_len <= BULK_LIMIT {
+        return zstd::bulk::Decompressor::new()?.decompress(frame, max_len);
+    }
+    let mut out = Vec::new();
+    let decoder = zstd::stream::read::Decoder::with_buffer(frame)?;
+    decoder.take(max_len as u64 + 1).read_to_end(&mut out)?;
+    if out.len() > max_len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("content exceeds {max_len} bytes"),
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -37,10 +37,17 @@ pub struct Summary {
     pub duration_s: f64,
 }
 
+impl Snapshot {
+    /// When it was taken (the Unix epoch when the stored time is unreadable).
+    pub fn timestamp(&self) -> jiff::Timestamp {
+        self.time.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+}
+
 /// A snapshot: a root tree and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// When it was taken, RFC 3339 with nanoseconds, UTC.
+    /// When it was taken, RFC 3339 in UTC (fraction digits only as needed).
     pub time: String,
     /// Host name.
     pub host: String,

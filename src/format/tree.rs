@@ -157,6 +157,12 @@ impl Tree {
             if node.content_depth > MAX_CONTENT_DEPTH {
                 return Err(Error::corrupt(&what, "chunk list too deep"));
             }
+            if (node.kind == NodeKind::Symlink) != node.target.is_some() {
+                return Err(Error::corrupt(
+                    &what,
+                    "symlink without target, or target on a non-symlink",
+                ));
+            }
             if (node.kind == NodeKind::Dir) != node.subtree.is_some() {
                 return Err(Error::corrupt(
                     &what,
@@ -209,6 +215,9 @@ impl ChunkList {
 
 /// Content lists longer than this are stored as list blobs.
 pub const DIRECT_CONTENT_MAX: usize = 32;
+
+/// A list blob is cut after this many ids even without a boundary.
+pub const MAX_LIST_LEN: usize = 1024;
 
 /// Whether a list boundary falls after this id: on average every 32 ids,
 /// decided by the id itself, so boundaries survive insertions upstream.

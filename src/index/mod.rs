@@ -97,12 +97,14 @@ impl IndexCache {
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(_) => {
+                Err(e) if path.exists() => {
                     // A damaged or incompatible cache: it holds nothing that the
                     // repository does not, so start over.
-                    std::fs::remove_file(path)
-                        .map_err(|e| Error::io("cannot remove damaged cache", path, e))?;
+                    std::fs::remove_file(path).map_err(|io| {
+                        Error::io(&format!("cannot remove damaged cache ({e})"), path, io)
+                    })?;
                 }
+                Err(e) => return Err(cache_error(path, e)),
             }
         };
         let cache = Self {

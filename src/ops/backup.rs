@@ -205,6 +205,7 @@ pub fn backup(
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let sources = resolve_sources(&options.paths)?;
+    repo.clean_temp();
     let host = options.host.clone().unwrap_or_else(hostname);
     let paths: Vec<String> = sources
         .iter()
@@ -439,7 +440,6 @@ impl Walker<'_> {
         let parent = parent.filter(|p| p.kind == kind);
         match kind {
             NodeKind::Dir => {
-                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
                 if self.options.one_file_system && meta.dev() != root_dev {
                     // A mount point: keep the directory itself, not what is mounted there.
                     node.subtree = Some(
@@ -452,6 +452,7 @@ impl Walker<'_> {
                     Some(tree) => node.subtree = Some(tree),
                     None => return Ok(None),
                 }
+                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::File => {
                 if !self.backup_file(path, &meta, &mut node, parent)? {

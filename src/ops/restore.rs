@@ -227,8 +227,15 @@ impl Restorer<'_> {
         }
         match &self.includes {
             None => true,
-            // Directories are entered to look for matches below them.
-            Some(includes) => node.kind == NodeKind::Dir || includes.is_match(rel),
+            // Directories are entered to look for matches below them; an
+            // entry is included when it or one of its folders matches.
+            Some(includes) => {
+                node.kind == NodeKind::Dir
+                    || includes.is_match(rel)
+                    || rel
+                        .match_indices('/')
+                        .any(|(i, _)| includes.is_match(&rel[..i]))
+            }
         }
     }
 
@@ -343,14 +350,18 @@ impl Restorer<'_> {
         match node.kind {
             NodeKind::Dir => {
                 let existing = fs::symlink_metadata(dest).ok();
-                if existing.as_ref().is_some_and(|m| !m.is_dir()) && !self.clear_dest(dest, node)? {
+                let existed = existing.as_ref().is_some_and(fs::Metadata::is_dir);
+                if existing.is_some() && !existed && !self.clear_dest(dest, node)? {
                     return Ok(());
                 }
                 if self.includes.is_none() && !dest.is_dir() {
                     fs::create_dir(dest).map_err(|e| Error::io("cannot create folder", dest, e))?;
                 }
                 self.restore_children(node, dest, rel)?;
-                if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
+                // An existing folder keeps its own metadata unless told to overwrite.
+                let keep = existed
+                    && matches!(self.options.overwrite, Overwrite::Never | Overwrite::Refuse);
+                if !keep && fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
                     self.dirs.fetch_add(1, Ordering::Relaxed);
                     self.apply_metadata(node, dest, rel);
                 }
@@ -520,12 +531,25 @@ impl Restorer<'_> {
             let Some(first) = links.get(&key) else {
                 continue;
             };
-            // Linking changes the folder's mtime, which was already restored: put it back.
+            // The folder's metadata was already restored: lift a read-only
+            // mode for the link and put mode and mtime back afterwards.
             let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-            let dir_mtime =
-                fs::symlink_metadata(&dir).map(|m| FileTime::from_last_modification_time(&m));
+            let dir_meta = fs::symlink_metadata(&dir).ok();
+            if let Some(meta) = &dir_meta {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = meta.permissions().mode();
+                if mode & 0o200 == 0 {
+                    let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o200));
+                }
+            }
+            // The overwrite policy already chose to replace what is there.
+            if fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_dir()) {
+                let _ = fs::remove_file(&dest);
+            }
             let linked = fs::hard_link(first, &dest);
-            if let Ok(mtime) = dir_mtime {
+            if let Some(meta) = &dir_meta {
+                let _ = fs::set_permissions(&dir, meta.permissions());
+                let mtime = FileTime::from_last_modification_time(meta);
                 let _ = filetime::set_symlink_file_times(&dir, mtime, mtime);
             }
             match linked {

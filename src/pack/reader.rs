@@ -4,7 +4,7 @@ use crate::backend::{Backend, FileKind};
 use crate::codec::BlobCodec;
 use crate::error::{Error, Result};
 use crate::format::from_msgpack;
-use crate::format::pack::{HEADER_LEN, MAX_TRAILER_LEN, PackTrailer};
+use crate::format::pack::{HEADER_LEN, MAGIC, MAX_TRAILER_LEN, PackTrailer};
 use crate::id::PackId;
 
 /// Reads and validates the trailer of pack `id`, whose size is `size`.
@@ -19,6 +19,8 @@ pub fn read_trailer(
         return Err(Error::corrupt(&what, format!("only {size} bytes long")));
     }
     let name = id.to_hex();
+    let header = backend.read_range(FileKind::Pack, &name, 0, HEADER_LEN)?;
+    crate::format::open_envelope(MAGIC, &what, &header)?;
     let len_bytes = backend.read_range(FileKind::Pack, &name, size - 4, 4)?;
     let trailer_len = u32::from_le_bytes(len_bytes.try_into().expect("read 4 bytes"));
     if trailer_len > MAX_TRAILER_LEN || u64::from(trailer_len) + 4 + u64::from(HEADER_LEN) > size {
