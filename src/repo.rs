@@ -7,8 +7,8 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -27,7 +27,7 @@ use crate::format::tree::{
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
 use crate::index::IndexCache;
-use crate::pack::PackWriter;
+use crate::pack::{FinishedPack, PackWriter};
 use crate::progress::Progress;
 
 /// Settings chosen at `snap init`.
@@ -53,7 +53,7 @@ impl Default for InitOptions {
 
 /// An open repository.
 pub struct Repository {
-    backend: Box<dyn Backend>,
+    backend: Arc<dyn Backend>,
     config: Config,
     codec: BlobCodec,
     cache: IndexCache,
@@ -148,7 +148,7 @@ impl Repository {
             ));
         })?;
         let repo = Self {
-            backend,
+            backend: Arc::from(backend),
             config,
             codec,
             cache,
@@ -343,9 +343,31 @@ impl Repository {
 
     /// Starts saving blobs; call [`BlobSaver::flush`] before writing a snapshot.
     pub fn saver(&self) -> BlobSaver<'_> {
+        let (to_store, store_rx) = crossbeam_channel::bounded::<FinishedPack>(2);
+        let (stored_tx, stored) = crossbeam_channel::unbounded();
+        let backend = Arc::clone(&self.backend);
+        // Moving a finished pack into place waits for its fsync; a thread of its
+        // own keeps the workers compressing meanwhile.
+        let storer = std::thread::spawn(move || {
+            for pack in store_rx {
+                let result = backend
+                    .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)
+                    .map(|()| PackIndex {
+                        id: pack.id,
+                        size: pack.size,
+                        blobs: pack.blobs,
+                    });
+                if stored_tx.send(result).is_err() {
+                    break;
+                }
+            }
+        });
         BlobSaver {
             repo: self,
             state: Mutex::new(SaverState::default()),
+            to_store: Mutex::new(Some(to_store)),
+            stored,
+            storer: Mutex::new(Some(storer)),
             bytes_added: AtomicU64::new(0),
             bytes_added_packed: AtomicU64::new(0),
         }
@@ -364,26 +386,30 @@ struct SaverState {
 
 /// Writes new blobs into packs, deduplicating against the index and against
 /// itself; safe to call from many threads. Memory stays bounded: packs go to
-/// temporary files and at most [`PACKS_PER_DELTA`] packs wait for their delta.
+/// temporary files, at most two sealed packs wait for their move into the
+/// repository, and at most [`PACKS_PER_DELTA`] packs wait for their delta.
 pub struct BlobSaver<'r> {
     repo: &'r Repository,
     state: Mutex<SaverState>,
+    to_store: Mutex<Option<crossbeam_channel::Sender<FinishedPack>>>,
+    stored: crossbeam_channel::Receiver<Result<PackIndex>>,
+    storer: Mutex<Option<std::thread::JoinHandle<()>>>,
     bytes_added: AtomicU64,
     bytes_added_packed: AtomicU64,
 }
 
-impl BlobSaver<'_> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SaverState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+fn unpoisoned<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
+impl BlobSaver<'_> {
     /// Stores a blob unless the repository already has it; returns its id.
     pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<BlobId> {
         let codec = &self.repo.codec;
         let id = codec.id(plaintext);
-        if self.repo.cache.contains(&id)? || !self.lock().claimed.insert(id) {
+        if self.repo.cache.contains(&id)? || !unpoisoned(&self.state).claimed.insert(id) {
             return Ok(id);
         }
         let frame = codec.encode(plaintext)?;
@@ -394,7 +420,7 @@ impl BlobSaver<'_> {
         self.bytes_added_packed
             .fetch_add(frame.len() as u64, Ordering::Relaxed);
         let full = {
-            let mut state = self.lock();
+            let mut state = unpoisoned(&self.state);
             let slot = if kind == BlobKind::Data {
                 &mut state.data
             } else {
@@ -412,7 +438,8 @@ impl BlobSaver<'_> {
             }
         };
         if let Some(writer) = full {
-            self.store_pack(writer)?;
+            self.seal(writer)?;
+            self.index_stored(false)?;
         }
         Ok(id)
     }
@@ -442,41 +469,52 @@ impl BlobSaver<'_> {
         Ok((ids, depth))
     }
 
-    fn store_pack(&self, writer: PackWriter) -> Result<()> {
+    /// Writes the trailer and hands the pack to the storer thread.
+    fn seal(&self, writer: PackWriter) -> Result<()> {
         let pack = writer.finish(&self.repo.codec)?;
-        self.repo
-            .backend
-            .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)?;
+        let sender = unpoisoned(&self.to_store).clone();
+        let sent = sender.is_some_and(|s| s.send(pack).is_ok());
+        if !sent {
+            return Err(self.storer_failure());
+        }
+        Ok(())
+    }
+
+    /// The error of a storer thread that stopped.
+    fn storer_failure(&self) -> Error {
+        self.stored
+            .try_iter()
+            .find_map(Result::err)
+            .unwrap_or_else(|| Error::new(ErrorKind::Io, "the pack storer stopped"))
+    }
+
+    /// Collects stored packs; writes an index delta once enough are waiting
+    /// (or, with `all`, for every one).
+    fn index_stored(&self, all: bool) -> Result<()> {
         let ready = {
-            let mut state = self.lock();
-            state.stored.push(PackIndex {
-                id: pack.id,
-                size: pack.size,
-                blobs: pack.blobs,
-            });
-            if state.stored.len() >= PACKS_PER_DELTA {
+            let mut state = unpoisoned(&self.state);
+            for result in self.stored.try_iter() {
+                state.stored.push(result?);
+            }
+            if all || state.stored.len() >= PACKS_PER_DELTA {
                 std::mem::take(&mut state.stored)
             } else {
                 Vec::new()
             }
         };
-        self.index_packs(ready)
-    }
-
-    /// Writes an index delta for stored packs and adds them to the cache.
-    fn index_packs(&self, packs: Vec<PackIndex>) -> Result<()> {
-        if packs.is_empty() {
+        if ready.is_empty() {
             return Ok(());
         }
         let delta = IndexDelta {
-            packs,
+            packs: ready,
             obsolete: Vec::new(),
         };
         let id = self.repo.write_index(&delta)?;
-        self.repo
-            .cache
-            .add_deltas(std::slice::from_ref(&(id, delta.clone())))?;
-        let mut state = self.lock();
+        let entry = (id, delta);
+        self.repo.cache.add_deltas(std::slice::from_ref(&entry))?;
+        let delta = entry.1;
+        // Now that the cache knows them, the blobs need no claim any more.
+        let mut state = unpoisoned(&self.state);
         for pack in &delta.packs {
             for blob in &pack.blobs {
                 state.claimed.remove(&blob.id);
@@ -485,20 +523,28 @@ impl BlobSaver<'_> {
         Ok(())
     }
 
-    /// Seals open packs and writes the index delta for everything stored.
-    /// After it returns, every saved blob is durable and indexed.
+    /// Seals open packs, waits until every pack is stored, and writes the
+    /// index delta for them. After it returns, every saved blob is durable
+    /// and indexed.
     pub fn flush(&self) -> Result<()> {
         let (data, meta) = {
-            let mut state = self.lock();
+            let mut state = unpoisoned(&self.state);
             (state.data.take(), state.meta.take())
         };
+        let mut result = Ok(());
         for writer in [data, meta].into_iter().flatten() {
-            if !writer.is_empty() {
-                self.store_pack(writer)?;
+            if !writer.is_empty() && result.is_ok() {
+                result = self.seal(writer);
             }
         }
-        let rest = std::mem::take(&mut self.lock().stored);
-        self.index_packs(rest)
+        // Close the channel and wait for the storer to finish what it has.
+        drop(unpoisoned(&self.to_store).take());
+        if let Some(handle) = unpoisoned(&self.storer).take() {
+            let _ = handle.join();
+        }
+        let indexed = self.index_stored(true);
+        unpoisoned(&self.state).claimed.clear();
+        result.and(indexed)
     }
 
     /// Plaintext and stored bytes of the blobs this saver added.

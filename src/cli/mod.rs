@@ -124,6 +124,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // File reads block; twice as many workers as cores keeps the cores busy
+    // while some wait for the disk.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads((2 * cores).max(4))
+        .build_global();
     let global = Global {
         repo: cli.repo,
         json: cli.json,

@@ -89,7 +89,7 @@ impl Chunker {
 
     /// Splits everything `reader` yields into chunks and hands them to `batch`
     /// a buffer at a time, so the caller can process a batch in parallel.
-    /// Memory stays at one buffer of `2 * max_size` bytes (less for small
+    /// Memory stays at one buffer of `max_size` + 1 MiB (less for small
     /// inputs: `size_hint` is the expected length). Returns the bytes read.
     pub fn chunk_batches<R: Read, E: From<io::Error>>(
         &self,
@@ -98,7 +98,9 @@ impl Chunker {
         mut batch: impl FnMut(&[&[u8]]) -> Result<(), E>,
     ) -> Result<u64, E> {
         const READ_STEP: usize = 1 << 20;
-        let capacity = 2 * self.params.max_size as usize;
+        // One chunk of maximal size plus a read step: enough to always find a
+        // real cut point, little enough to keep one buffer per worker small.
+        let capacity = self.params.max_size as usize + READ_STEP;
         let mut buf: Vec<u8> = Vec::new();
         let mut total = 0u64;
         let mut eof = false;

@@ -2,16 +2,33 @@
 //! so `zstd -d` recovers it; zstd itself stores incompressible blocks raw, so
 //! already-compressed data grows by a few bytes per 128 KiB at most.
 
+use std::cell::RefCell;
 use std::io::{self, Read};
+
+thread_local! {
+    // zstd contexts are expensive to create (megabytes of tables): one per
+    // thread and level, reused for every blob.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
 
 /// Compresses `data` into one zstd frame at `level`.
 pub fn compress(data: &[u8], level: i32) -> crate::error::Result<Vec<u8>> {
-    zstd::bulk::compress(data, level).map_err(|e| {
-        crate::error::Error::new(
-            crate::error::ErrorKind::Io,
-            format!("zstd compression failed: {e}"),
-        )
-    })
+    COMPRESSOR
+        .with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+                *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+            }
+            let (_, compressor) = slot.as_mut().expect("just set");
+            compressor.compress(data)
+        })
+        .map_err(|e| {
+            crate::error::Error::new(
+                crate::error::ErrorKind::Io,
+                format!("zstd compression failed: {e}"),
+            )
+        })
 }
 
 /// Up to this size, decompression allocates the bound up front (fastest).
@@ -22,7 +39,13 @@ const BULK_LIMIT: usize = 64 << 20;
 /// never with a bound a hostile index or trailer claims.
 pub fn decompress(frame: &[u8], max_len: usize) -> io::Result<Vec<u8>> {
     if max_len <= BULK_LIMIT {
-        return zstd::bulk::Decompressor::new()?.decompress(frame, max_len);
+        return DECOMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Decompressor::new()?);
+            }
+            slot.as_mut().expect("just set").decompress(frame, max_len)
+        });
     }
     let mut out = Vec::new();
     let decoder = zstd::stream::read::Decoder::with_buffer(frame)?;

@@ -65,6 +65,10 @@ fn cache_error(path: &Path, e: impl std::fmt::Display) -> Error {
     )
 }
 
+/// redb's page cache: enough for the hot upper B-tree levels, small enough
+/// that memory stays flat however many blobs the repository holds.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// How long a second process waits for the cache before giving up.
 const WAIT_LIMIT: Duration = Duration::from_secs(3600);
 
@@ -79,7 +83,10 @@ impl IndexCache {
         let started = Instant::now();
         let mut said = false;
         let db = loop {
-            match Database::create(path) {
+            match redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)
+            {
                 Ok(db) => break db,
                 Err(DatabaseError::DatabaseAlreadyOpen) => {
                     if !said {
