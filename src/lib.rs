@@ -23,6 +23,7 @@ pub mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+pub mod keys;
 pub mod ops;
 pub mod pack;
 pub mod progress;

@@ -15,7 +15,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::{Backend, FileKind};
-use crate::codec::{BlobCodec, ChunkerParams, Crypto, Hasher};
+use crate::codec::{BlobCodec, ChunkerParams, FileClass};
+use crate::keys::{Access, Credentials, NewLock, RepoKeys};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Encryption};
 use crate::format::index::{self, IndexDelta, PackIndex};
@@ -31,7 +32,6 @@ use crate::pack::{FinishedPack, PackWriter};
 use crate::progress::Progress;
 
 /// Settings chosen at `snap init`.
-#[derive(Debug, Clone)]
 pub struct InitOptions {
     /// zstd level (1-22).
     pub compression: i32,
@@ -39,6 +39,8 @@ pub struct InitOptions {
     pub chunker: ChunkerParams,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// Encrypt, with the first key file sealed to this passphrase or these recipients.
+    pub encryption: Option<NewLock>,
 }
 
 impl Default for InitOptions {
@@ -47,6 +49,7 @@ impl Default for InitOptions {
             compression: 3,
             chunker: ChunkerParams::FILES,
             pack_size: 16 << 20,
+            encryption: None,
         }
     }
 }
@@ -57,6 +60,8 @@ pub struct Repository {
     config: Config,
     codec: BlobCodec,
     cache: IndexCache,
+    keys: Option<RepoKeys>,
+    key_id: Option<String>,
 }
 
 /// Packs flushed into one index delta at most.
@@ -90,20 +95,37 @@ impl Repository {
         if !(1 << 20..=1 << 30).contains(&options.pack_size) {
             return Err(Error::usage("pack size must be between 1 MiB and 1 GiB"));
         }
+        let keys = options.encryption.as_ref().map(|_| RepoKeys::generate());
         let config = Config {
             id: RepoId(random_bytes()),
-            chunker: options.chunker,
+            // The real seed of an encrypted repository comes from its key.
+            chunker: ChunkerParams { seed: 0, ..options.chunker },
             compression: options.compression,
             pack_size: options.pack_size,
-            encryption: Encryption::None,
+            encryption: if keys.is_some() { Encryption::Age } else { Encryption::None },
         };
         backend.create()?;
+        let mut key_id = None;
+        if let (Some(keys), Some(lock)) = (&keys, &options.encryption) {
+            key_id = Some(crate::keys::store(backend.as_ref(), &crate::keys::seal(keys, lock)?)?);
+        }
+        // The config comes last: a location is a repository once it is complete.
         backend.write(FileKind::Config, "config", &config.to_bytes())?;
-        Self::open(backend, progress)
+        Self::assemble(backend, config, keys, key_id, progress)
     }
 
-    /// Opens the repository on `backend` and brings its index cache up to date.
+    /// Opens an unencrypted repository (or fails with a key error).
     pub fn open(backend: Box<dyn Backend>, progress: &dyn Progress) -> Result<Self> {
+        Self::open_with(backend, &Credentials::default(), progress)
+    }
+
+    /// Opens the repository on `backend`, unlocking it with `credentials` when
+    /// it is encrypted, and brings its index cache up to date.
+    pub fn open_with(
+        backend: Box<dyn Backend>,
+        credentials: &Credentials,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
         let bytes = match backend.read(FileKind::Config, "config") {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -118,19 +140,32 @@ impl Repository {
             Err(e) => return Err(e),
         };
         let config = Config::from_bytes(&bytes)?;
-        let crypto = match config.encryption {
-            Encryption::None => Crypto::None,
+        let (key_id, keys) = match config.encryption {
+            Encryption::None => (None, None),
             Encryption::Age => {
-                return Err(Error::new(
-                    ErrorKind::Key,
-                    format!(
-                        "{} is encrypted; this build of snap cannot open encrypted repositories",
-                        backend.location()
-                    ),
-                ));
+                let (id, keys) = crate::keys::unlock(backend.as_ref(), &config.id, credentials)?;
+                (id, Some(keys))
             }
         };
-        let codec = BlobCodec::new(Hasher::Plain, config.compression, crypto);
+        Self::assemble(backend, config, keys, key_id, progress)
+    }
+
+    fn assemble(
+        backend: Box<dyn Backend>,
+        config: Config,
+        keys: Option<RepoKeys>,
+        key_id: Option<String>,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        let codec = match &keys {
+            None => BlobCodec::plain(config.compression),
+            Some(keys) => BlobCodec::new(
+                keys.hasher(),
+                config.compression,
+                keys.data_crypto(),
+                keys.index_crypto(),
+            ),
+        };
         let cache_dir = match backend.cache_dir() {
             Some(dir) => dir,
             None => dirs::cache_dir()
@@ -152,9 +187,50 @@ impl Repository {
             config,
             codec,
             cache,
+            keys,
+            key_id,
         };
         repo.sync_cache(progress)?;
         Ok(repo)
+    }
+
+    /// The unlocked keys of an encrypted repository.
+    pub fn keys(&self) -> Option<&RepoKeys> {
+        self.keys.as_ref()
+    }
+
+    /// The key file that unlocked the repository (`None` when unencrypted or
+    /// opened with an exported key file).
+    pub fn key_id(&self) -> Option<&str> {
+        self.key_id.as_deref()
+    }
+
+    /// Whether this key may read what is stored (false for a write-only key).
+    pub fn can_read(&self) -> bool {
+        self.keys.as_ref().is_none_or(|k| k.access() == Access::Full)
+    }
+
+    /// Size at which the next pack is sealed. Encrypted repositories vary it
+    /// (0.75x to 1.25x the configured size) so pack sizes do not fingerprint
+    /// the files inside them.
+    fn pack_target(&self) -> u64 {
+        let size = u64::from(self.config.pack_size);
+        if self.keys.is_none() {
+            return size;
+        }
+        let jitter = u64::from(u16::from_le_bytes(random_bytes::<2>()));
+        size * 3 / 4 + size / 2 * jitter / u64::from(u16::MAX)
+    }
+
+    /// Chunker parameters, with the key's gear seed in an encrypted repository.
+    pub fn chunker_params(&self) -> ChunkerParams {
+        match &self.keys {
+            Some(keys) => ChunkerParams {
+                seed: keys.chunker_seed(),
+                ..self.config.chunker
+            },
+            None => self.config.chunker,
+        }
     }
 
     /// The repository config.
@@ -219,7 +295,7 @@ impl Repository {
         magic: &[u8; 8],
         value: &T,
     ) -> Result<[u8; 32]> {
-        let body = self.codec.encode_file(&to_msgpack(value))?;
+        let body = self.codec.encode_file(class_of(kind), &to_msgpack(value))?;
         let bytes = envelope(magic, &body);
         let id = *blake3::hash(&bytes).as_bytes();
         self.backend.write(kind, &hex::encode(id), &bytes)?;
@@ -240,7 +316,7 @@ impl Repository {
             return Err(Error::corrupt(&what, "its content does not match its name"));
         }
         let body = open_envelope(magic, &what, &bytes)?;
-        let plain = self.codec.decode_file(&what, body, max_len)?;
+        let plain = self.codec.decode_file(class_of(kind), &what, body, max_len)?;
         from_msgpack(&what, &plain)
     }
 
@@ -427,11 +503,14 @@ impl BlobSaver<'_> {
                 &mut state.meta
             };
             if slot.is_none() {
-                *slot = Some(PackWriter::create(self.repo.backend.temp_dir())?);
+                *slot = Some(PackWriter::create(
+                    self.repo.backend.temp_dir(),
+                    self.repo.pack_target(),
+                )?);
             }
             let writer = slot.as_mut().expect("just created");
             writer.add(id, kind, &frame, raw_length)?;
-            if writer.size() >= u64::from(self.repo.config.pack_size) {
+            if writer.is_full() {
                 slot.take()
             } else {
                 None
@@ -553,6 +632,15 @@ impl BlobSaver<'_> {
             self.bytes_added.load(Ordering::Relaxed),
             self.bytes_added_packed.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Which key seals a file kind.
+fn class_of(kind: FileKind) -> FileClass {
+    if kind == FileKind::Index {
+        FileClass::Index
+    } else {
+        FileClass::Data
     }
 }
 

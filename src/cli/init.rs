@@ -10,13 +10,34 @@ pub struct Args {
     /// zstd compression level (1-22; 3 is fast and small).
     #[arg(long, default_value_t = 3)]
     compression: i32,
+    /// Encrypt with a passphrase (asked for, or from the password options).
+    #[arg(long)]
+    encrypt: bool,
+    /// Encrypt to this age (age1...) or SSH public key instead of a passphrase (repeatable).
+    #[arg(long = "recipient")]
+    recipients: Vec<String>,
+    /// Read recipients from a file, one per line.
+    #[arg(long)]
+    recipients_file: Option<std::path::PathBuf>,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
     let location = global.location();
+    let mut recipients = args.recipients;
+    if let Some(file) = &args.recipients_file {
+        recipients.extend(snap::keys::read_recipients_file(file)?);
+    }
+    let encryption = if !recipients.is_empty() {
+        Some(snap::keys::NewLock::Recipients(recipients))
+    } else if args.encrypt {
+        Some(snap::keys::NewLock::Passphrase(global.password.read_new()?))
+    } else {
+        None
+    };
     let options = InitOptions {
         compression: args.compression,
+        encryption,
         ..InitOptions::default()
     };
     let repo = Repository::init(Box::new(LocalBackend::new(&location)), &options, &progress)?;
@@ -27,7 +48,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         }))?;
     } else {
         println!(
-            "created snap repository {} at {}",
+            "created {}snap repository {} at {}",
+            if repo.keys().is_some() { "encrypted " } else { "" },
             repo.config().id.short(),
             location.display()
         );

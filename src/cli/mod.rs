@@ -2,6 +2,8 @@
 //! shared output helpers. No repository logic lives here.
 
 mod backup;
+mod key;
+mod password;
 mod cat;
 mod init;
 mod ls;
@@ -14,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use snap::keys::Credentials;
 use snap::{Error, ErrorKind, LocalBackend, Repository};
 
 use output::CliProgress;
@@ -46,6 +49,22 @@ pub struct Cli {
     #[arg(short = 'r', long, global = true, env = "SNAP_REPO")]
     repo: Option<PathBuf>,
 
+    /// Read the repository password from the first line of this file.
+    #[arg(long, global = true, env = "SNAP_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+
+    /// Run this shell command and use the first line it prints as the password.
+    #[arg(long, global = true)]
+    password_command: Option<String>,
+
+    /// age identity file (age keys or SSH private keys) for recipient-encrypted repositories.
+    #[arg(long = "identity-file", global = true, env = "SNAP_IDENTITY_FILE")]
+    identity_files: Vec<PathBuf>,
+
+    /// Key file made by `snap key add --output` (for example a write-only key).
+    #[arg(long, global = true, env = "SNAP_KEY_FILE")]
+    key_file: Option<PathBuf>,
+
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -74,6 +93,9 @@ enum Command {
     Restore(restore::Args),
     /// Show what the repository holds.
     Stats(stats::Args),
+    /// Manage the keys of an encrypted repository.
+    #[command(subcommand)]
+    Key(key::Command),
 }
 
 /// Options every command shares.
@@ -84,6 +106,12 @@ pub struct Global {
     pub json: bool,
     /// No progress.
     pub quiet: bool,
+    /// Where the password comes from.
+    pub password: password::Source,
+    /// age identity files.
+    pub identity_files: Vec<PathBuf>,
+    /// Exported key file.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Global {
@@ -104,9 +132,23 @@ impl Global {
         CliProgress::new(self.quiet)
     }
 
+    /// How to unlock an encrypted repository; the password is asked for lazily.
+    pub fn credentials(&self) -> Credentials {
+        let source = self.password.clone();
+        Credentials {
+            key_file: self.key_file.clone(),
+            identity_files: self.identity_files.clone(),
+            password: Some(Box::new(move || source.read())),
+        }
+    }
+
     /// Opens the repository.
     pub fn open(&self, progress: &CliProgress) -> snap::Result<Repository> {
-        Repository::open(Box::new(LocalBackend::new(self.location())), progress)
+        Repository::open_with(
+            Box::new(LocalBackend::new(self.location())),
+            &self.credentials(),
+            progress,
+        )
     }
 }
 
@@ -134,6 +176,12 @@ pub fn main() -> ExitCode {
         repo: cli.repo,
         json: cli.json,
         quiet: cli.quiet,
+        password: password::Source {
+            file: cli.password_file,
+            command: cli.password_command,
+        },
+        identity_files: cli.identity_files,
+        key_file: cli.key_file,
     };
     let result = match cli.command {
         Command::Init(args) => init::run(&global, args),
@@ -143,6 +191,7 @@ pub fn main() -> ExitCode {
         Command::Cat(args) => cat::run(&global, args),
         Command::Restore(args) => restore::run(&global, args),
         Command::Stats(args) => stats::run(&global, args),
+        Command::Key(command) => key::run(&global, command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -17,22 +17,41 @@ pub use chunker::{Chunker, ChunkerParams};
 pub use crypto::Crypto;
 pub use hash::Hasher;
 
+/// Which key seals a repository file: snapshots and blobs use the data key
+/// (a write-only key cannot open them); index deltas and pack trailers use the
+/// index key, which a write-only key holds so it can deduplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileClass {
+    /// Snapshots.
+    Data,
+    /// Index deltas and pack trailers.
+    Index,
+}
+
 /// Turns blob plaintext into stored frames and back.
 #[derive(Clone)]
 pub struct BlobCodec {
     hasher: Hasher,
     level: i32,
-    crypto: Crypto,
+    data: Crypto,
+    index: Crypto,
 }
 
 impl BlobCodec {
-    /// A codec hashing with `hasher`, compressing at zstd `level` and sealing with `crypto`.
-    pub fn new(hasher: Hasher, level: i32, crypto: Crypto) -> Self {
+    /// A codec hashing with `hasher`, compressing at zstd `level`, sealing
+    /// blobs and snapshots with `data` and index files with `index`.
+    pub fn new(hasher: Hasher, level: i32, data: Crypto, index: Crypto) -> Self {
         Self {
             hasher,
             level,
-            crypto,
+            data,
+            index,
         }
+    }
+
+    /// A codec for unencrypted repositories.
+    pub fn plain(level: i32) -> Self {
+        Self::new(Hasher::Plain, level, Crypto::None, Crypto::None)
     }
 
     /// The id a blob with this plaintext has in this repository.
@@ -43,42 +62,55 @@ impl BlobCodec {
     /// The stored frame of `plaintext`: compressed, then sealed.
     pub fn encode(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
         let compressed = compress::compress(plaintext, self.level)?;
-        self.crypto.seal(compressed)
+        self.data.seal(compressed)
     }
 
     /// The plaintext of a frame, checked against `id`. `raw_len` bounds the
     /// allocation, so a frame that lies about its size cannot exhaust memory.
     pub fn decode(&self, id: &BlobId, frame: &[u8], raw_len: u32) -> Result<Vec<u8>> {
-        let compressed = self
-            .crypto
-            .open(frame)
-            .map_err(|e| Error::corrupt(format!("blob {id}"), e))?;
+        let what = || format!("blob {id}");
+        let compressed = self.data.open(frame).map_err(|e| damage(what(), e))?;
         let plaintext = compress::decompress(&compressed, raw_len as usize)
-            .map_err(|e| Error::corrupt(format!("blob {id}"), e))?;
+            .map_err(|e| Error::corrupt(what(), e))?;
         if plaintext.len() != raw_len as usize {
             return Err(Error::corrupt(
-                format!("blob {id}"),
+                what(),
                 format!("{} bytes instead of {raw_len}", plaintext.len()),
             ));
         }
         if self.hasher.blob_id(&plaintext) != *id {
-            return Err(Error::corrupt(format!("blob {id}"), "hash mismatch"));
+            return Err(Error::corrupt(what(), "hash mismatch"));
         }
         Ok(plaintext)
     }
 
-    /// Seals and compresses a whole repository file body (snapshot, index delta, trailer).
-    pub fn encode_file(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
-        self.encode(plaintext)
+    fn crypto(&self, class: FileClass) -> &Crypto {
+        match class {
+            FileClass::Data => &self.data,
+            FileClass::Index => &self.index,
+        }
+    }
+
+    /// Compresses and seals a repository file body (snapshot, index delta, trailer).
+    pub fn encode_file(&self, class: FileClass, plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.crypto(class)
+            .seal(compress::compress(plaintext, self.level)?)
     }
 
     /// Opens a repository file body; `max_len` bounds the decompressed size.
-    pub fn decode_file(&self, what: &str, body: &[u8], max_len: usize) -> Result<Vec<u8>> {
-        let compressed = self
-            .crypto
-            .open(body)
-            .map_err(|e| Error::corrupt(what, e))?;
+    pub fn decode_file(&self, class: FileClass, what: &str, body: &[u8], max_len: usize) -> Result<Vec<u8>> {
+        let compressed = self.crypto(class).open(body).map_err(|e| damage(what, e))?;
         compress::decompress(&compressed, max_len).map_err(|e| Error::corrupt(what, e))
+    }
+}
+
+/// A failure to open a sealed frame: a key error stays one, anything else
+/// means the object is damaged.
+fn damage(what: impl std::fmt::Display, e: Error) -> Error {
+    if e.kind() == crate::error::ErrorKind::Key {
+        e
+    } else {
+        Error::corrupt(what, e.message())
     }
 }
 
@@ -90,7 +122,7 @@ mod tests {
     proptest! {
         #[test]
         fn blob_round_trip(data in proptest::collection::vec(any::<u8>(), 0..70_000), level in 1i32..6) {
-            let codec = BlobCodec::new(Hasher::Plain, level, Crypto::None);
+            let codec = BlobCodec::plain(level);
             let id = codec.id(&data);
             let frame = codec.encode(&data).unwrap();
             prop_assert_eq!(codec.decode(&id, &frame, data.len() as u32).unwrap(), data);
@@ -99,7 +131,7 @@ mod tests {
 
     #[test]
     fn decode_detects_wrong_id_and_lying_sizes() {
-        let codec = BlobCodec::new(Hasher::Plain, 3, Crypto::None);
+        let codec = BlobCodec::plain(3);
         let data = b"hello hello hello hello".to_vec();
         let frame = codec.encode(&data).unwrap();
         let other = codec.id(b"other");

@@ -21,7 +21,7 @@ use crate::format::pack::{BlobEntry, BlobKind};
 use crate::id::{BlobId, IndexId, PackId};
 
 /// Bump when the tables change: an old cache is then rebuilt.
-const SCHEMA: u64 = 1;
+const SCHEMA: u64 = 2;
 
 /// blob id -> pack number (4), offset (4), length (4), raw length (4), kind (1)
 const BLOBS: TableDefinition<[u8; 32], [u8; 17]> = TableDefinition::new("blobs");
@@ -31,6 +31,8 @@ const PACKS: TableDefinition<u32, ([u8; 32], u64)> = TableDefinition::new("packs
 const PACK_NUMBERS: TableDefinition<[u8; 32], u32> = TableDefinition::new("pack_numbers");
 /// index delta id -> number of packs it added
 const DELTAS: TableDefinition<[u8; 32], u64> = TableDefinition::new("deltas");
+/// keyed hash of a source path -> MessagePack [`FileMemo`] (write-only keys only)
+const FILES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("files");
 /// "schema" -> SCHEMA
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -47,6 +49,25 @@ pub struct Location {
     pub length: u32,
     /// Length of its plaintext.
     pub raw_length: u32,
+}
+
+/// What a write-only host remembers of a file it stored, so that the next
+/// backup can skip it unchanged without reading the (unreadable) old trees.
+/// Holds only keyed ids and metadata, never names or content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileMemo {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time (ns).
+    pub mtime_ns: i64,
+    /// Status change time (ns).
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Content ids (see `Node::content`).
+    pub content: Vec<BlobId>,
+    /// Content depth (see `Node::content_depth`).
+    pub content_depth: u8,
 }
 
 /// The redb index cache of one repository.
@@ -149,11 +170,13 @@ impl IndexCache {
         txn.delete_table(PACK_NUMBERS).map_err(|e| self.err(e))?;
         txn.delete_table(DELTAS).map_err(|e| self.err(e))?;
         txn.delete_table(META).map_err(|e| self.err(e))?;
+        txn.delete_table(FILES).map_err(|e| self.err(e))?;
         {
             txn.open_table(BLOBS).map_err(|e| self.err(e))?;
             txn.open_table(PACKS).map_err(|e| self.err(e))?;
             txn.open_table(PACK_NUMBERS).map_err(|e| self.err(e))?;
             txn.open_table(DELTAS).map_err(|e| self.err(e))?;
+            txn.open_table(FILES).map_err(|e| self.err(e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert("schema", SCHEMA).map_err(|e| self.err(e))?;
         }
@@ -245,6 +268,30 @@ impl IndexCache {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
         Ok(blobs.get(id.0).map_err(|e| self.err(e))?.is_some())
+    }
+
+    /// What this host stored for the file whose keyed path hash is `key`.
+    pub fn file_memo(&self, key: &[u8; 32]) -> Result<Option<FileMemo>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let files = txn.open_table(FILES).map_err(|e| self.err(e))?;
+        Ok(files
+            .get(key)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| rmp_serde::from_slice(v.value()).ok()))
+    }
+
+    /// Records what this host stored for files (keyed path hash -> memo).
+    pub fn put_file_memos(&self, memos: &[([u8; 32], FileMemo)]) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut files = txn.open_table(FILES).map_err(|e| self.err(e))?;
+            for (key, memo) in memos {
+                files
+                    .insert(key, crate::format::to_msgpack(memo).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// Number of blobs and packs the cache knows.

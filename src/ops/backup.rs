@@ -28,6 +28,7 @@ use crate::format::pack::BlobKind;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Node, NodeKind, Tree, Xattr};
 use crate::id::{SnapshotId, TreeId};
+use crate::index::FileMemo;
 use crate::progress::Progress;
 use crate::repo::{BlobSaver, Repository};
 
@@ -95,6 +96,8 @@ struct Walker<'a> {
     progress: &'a dyn Progress,
     counters: Counters,
     warnings: Mutex<Vec<String>>,
+    /// With a write-only key: file memos waiting to be written to the cache.
+    memos: Option<Mutex<Vec<([u8; 32], FileMemo)>>>,
 }
 
 /// A source: its absolute path and its name at the snapshot root.
@@ -214,6 +217,8 @@ pub fn backup(
     let parent_id = match (options.force, options.parent) {
         (_, Some(id)) => Some(id),
         (true, None) => None,
+        // A write-only key cannot read old snapshots; it remembers files locally instead.
+        (false, None) if !repo.can_read() => None,
         (false, None) => find_parent(repo, &host, &paths)?,
     };
     let parent_root = match parent_id {
@@ -226,12 +231,13 @@ pub fn backup(
     let walker = Walker {
         repo,
         saver: repo.saver(),
-        chunker: Chunker::new(repo.config().chunker),
+        chunker: Chunker::new(repo.chunker_params()),
         excludes: build_excludes(&options.excludes)?,
         options,
         progress,
         counters: Counters::default(),
         warnings: Mutex::new(Vec::new()),
+        memos: (!repo.can_read() && !options.force).then(|| Mutex::new(Vec::new())),
     };
     let result = walker.backup_sources(&sources, parent_root.as_ref());
     // Whatever happened, make what was stored durable and indexed, so the
@@ -239,6 +245,7 @@ pub fn backup(
     let flushed = walker.saver.flush();
     let tree = result?;
     flushed?;
+    walker.write_memos(0)?;
 
     let c = &walker.counters;
     let (bytes_added, bytes_added_packed) = walker.saver.added();
@@ -401,6 +408,68 @@ impl Walker<'_> {
             .push(text);
     }
 
+    /// The cache key of a source path: keyed, so the cache reveals no names.
+    fn memo_key(&self, path: &Path) -> [u8; 32] {
+        let mut input = b"snap file memo\0".to_vec();
+        input.extend_from_slice(path.as_os_str().as_bytes());
+        self.repo.codec().id(&input).0
+    }
+
+    /// Writes waiting file memos to the cache once more than `threshold` wait.
+    fn write_memos(&self, threshold: usize) -> Result<()> {
+        let Some(memos) = &self.memos else { return Ok(()) };
+        let batch = {
+            let mut memos = memos.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if memos.len() <= threshold {
+                return Ok(());
+            }
+            std::mem::take(&mut *memos)
+        };
+        self.repo.cache().put_file_memos(&batch)
+    }
+
+    fn remember(&self, path: &Path, node: &Node) -> Result<()> {
+        let Some(memos) = &self.memos else { return Ok(()) };
+        let memo = FileMemo {
+            size: node.size,
+            mtime_ns: node.mtime_ns,
+            ctime_ns: node.ctime_ns,
+            inode: node.inode,
+            content: node.content.clone(),
+            content_depth: node.content_depth,
+        };
+        memos
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((self.memo_key(path), memo));
+        self.write_memos(4096)
+    }
+
+    /// A file memo standing in for a parent node (write-only keys), when its
+    /// content is still in the repository.
+    fn memo_parent(&self, path: &Path, node: &Node) -> Result<Option<Node>> {
+        if self.memos.is_none() {
+            return Ok(None);
+        }
+        let Some(memo) = self.repo.cache().file_memo(&self.memo_key(path))? else {
+            return Ok(None);
+        };
+        for id in &memo.content {
+            if !self.repo.cache().contains(id)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Node {
+            size: memo.size,
+            mtime_ns: memo.mtime_ns,
+            ctime_ns: memo.ctime_ns,
+            inode: memo.inode,
+            content: memo.content,
+            content_depth: memo.content_depth,
+            ..node.clone()
+        }))
+    }
+
     fn backup_sources(&self, sources: &[Source], parent_root: Option<&Tree>) -> Result<TreeId> {
         let nodes = sources
             .par_iter()
@@ -533,6 +602,26 @@ impl Walker<'_> {
 
     /// Fills a file node's content; `false` when the file was skipped.
     fn backup_file(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        node: &mut Node,
+        parent: Option<&Node>,
+    ) -> Result<bool> {
+        let memo = match parent {
+            Some(_) => None,
+            None => self.memo_parent(path, node)?,
+        };
+        let stored = self.store_file(path, meta, node, parent.or(memo.as_ref()))?;
+        if stored {
+            self.remember(path, node)?;
+        }
+        Ok(stored)
+    }
+
+    /// Reuses the parent's content when the file is unchanged, else reads,
+    /// chunks and stores it; `false` when the file was skipped.
+    fn store_file(
         &self,
         path: &Path,
         meta: &Metadata,

@@ -1,7 +1,7 @@
 //! Reads a pack's trailer: the list of its blobs, without the index.
 
 use crate::backend::{Backend, FileKind};
-use crate::codec::BlobCodec;
+use crate::codec::{BlobCodec, FileClass};
 use crate::error::{Error, Result};
 use crate::format::from_msgpack;
 use crate::format::pack::{HEADER_LEN, MAGIC, MAX_TRAILER_LEN, PackTrailer};
@@ -31,7 +31,7 @@ pub fn read_trailer(
     }
     let trailer_start = size - 4 - u64::from(trailer_len);
     let frame = backend.read_range(FileKind::Pack, &name, trailer_start, trailer_len)?;
-    let body = codec.decode_file(&what, &frame, MAX_TRAILER_LEN as usize * 8)?;
+    let body = codec.decode_file(FileClass::Index, &what, &frame, MAX_TRAILER_LEN as usize * 8)?;
     let trailer: PackTrailer = from_msgpack(&what, &body)?;
     trailer
         .validate(trailer_start)

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tempfile::TempPath;
 
-use crate::codec::BlobCodec;
+use crate::codec::{BlobCodec, FileClass};
 use crate::error::{Error, Result};
 use crate::format::pack::{BlobEntry, BlobKind, HEADER_LEN, MAGIC, PackTrailer};
 use crate::format::{FORMAT_VERSION, to_msgpack};
@@ -18,6 +18,7 @@ pub struct PackWriter {
     path: TempPath,
     hasher: blake3::Hasher,
     size: u64,
+    target: u64,
     blobs: Vec<BlobEntry>,
 }
 
@@ -34,8 +35,8 @@ pub struct FinishedPack {
 }
 
 impl PackWriter {
-    /// Starts a pack in `temp_dir`.
-    pub fn create(temp_dir: &Path) -> Result<Self> {
+    /// Starts a pack in `temp_dir` that is full once it reaches `target` bytes.
+    pub fn create(temp_dir: &Path, target: u64) -> Result<Self> {
         let (file, path) = tempfile::Builder::new()
             .prefix("pack-")
             .tempfile_in(temp_dir)
@@ -46,6 +47,7 @@ impl PackWriter {
             path,
             hasher: blake3::Hasher::new(),
             size: 0,
+            target,
             blobs: Vec::new(),
         };
         let mut header = MAGIC.to_vec();
@@ -67,6 +69,11 @@ impl PackWriter {
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Whether the pack reached its target size.
+    pub fn is_full(&self) -> bool {
+        self.size >= self.target
     }
 
     /// Number of blobs so far.
@@ -107,7 +114,7 @@ impl PackWriter {
         let trailer = PackTrailer {
             blobs: std::mem::take(&mut self.blobs),
         };
-        let frame = codec.encode_file(&to_msgpack(&trailer))?;
+        let frame = codec.encode_file(FileClass::Index, &to_msgpack(&trailer))?;
         let frame_len =
             u32::try_from(frame.len()).map_err(|_| Error::usage("pack trailer over 4 GiB"))?;
         self.append(&frame)?;

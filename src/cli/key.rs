@@ -1,0 +1,168 @@
+//! `snap key`: the ways into an encrypted repository.
+
+use std::path::PathBuf;
+
+use snap::keys::{self, Access, Lock, NewLock};
+use snap::{Error, ErrorKind};
+
+use super::output;
+use super::password::read_new_key_password;
+use super::{Global, exit};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// List key files; the one in use is marked with *.
+    List,
+    /// Add a way in: a passphrase, recipients, or an exported key file.
+    Add(AddArgs),
+    /// Remove a key file (never the last one, nor the one in use).
+    Remove {
+        /// Key id (or a unique prefix).
+        id: String,
+    },
+    /// Change the passphrase of the key in use.
+    Passwd {
+        /// Read the new password from this file.
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Print the repository's age identities (secret!) for recovery with the `age` CLI.
+    ExportIdentity,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    /// Seal the new key to this age or SSH public key (repeatable) instead of a passphrase.
+    #[arg(long = "recipient")]
+    recipients: Vec<String>,
+    /// Read recipients from a file, one per line.
+    #[arg(long)]
+    recipients_file: Option<PathBuf>,
+    /// A key that can add snapshots but not read, restore or delete anything.
+    #[arg(long)]
+    write_only: bool,
+    /// Write the key to this file (for --key-file) instead of into the repository.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Read the new password from this file.
+    #[arg(long)]
+    new_password_file: Option<PathBuf>,
+}
+
+fn not_encrypted() -> Error {
+    Error::usage("this repository is not encrypted: it has no keys")
+}
+
+fn find_key(list: &[(String, keys::KeyFile)], prefix: &str) -> snap::Result<String> {
+    let found: Vec<_> = list.iter().filter(|(id, _)| id.starts_with(prefix)).collect();
+    match found.as_slice() {
+        [(id, _)] => Ok(id.clone()),
+        [] => Err(Error::not_found(format!("no key {prefix}; see `snap key list`"))),
+        _ => Err(Error::usage(format!("key prefix {prefix} is ambiguous"))),
+    }
+}
+
+pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
+    let progress = global.progress();
+    let repo = global.open(&progress)?;
+    let Some(repo_keys) = repo.keys() else {
+        return Err(not_encrypted().into());
+    };
+    let backend = repo.backend();
+    match command {
+        Command::List => {
+            let list = keys::list(backend)?;
+            if global.json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|(id, k)| {
+                        serde_json::json!({
+                            "id": id, "current": Some(id.as_str()) == repo.key_id(),
+                            "lock": k.lock, "access": k.access, "created": k.created, "host": k.host,
+                        })
+                    })
+                    .collect();
+                output::print_json(&rows)?;
+            } else {
+                for (id, k) in &list {
+                    let current = if Some(id.as_str()) == repo.key_id() { "*" } else { " " };
+                    let lock = match k.lock {
+                        Lock::Passphrase => "passphrase",
+                        Lock::Recipients => "recipients",
+                    };
+                    let access = match k.access {
+                        Access::Full => "full",
+                        Access::WriteOnly => "write-only",
+                    };
+                    println!("{current}{}  {lock:<10}  {access:<10}  {}  {}", &id[..8], output::local_time(&k.created), k.host);
+                }
+            }
+        }
+        Command::Add(args) => {
+            if repo_keys.access() != Access::Full {
+                return Err(Error::new(ErrorKind::Key, "only a full key can add keys").into());
+            }
+            let material = if args.write_only { repo_keys.write_only() } else { repo_keys.clone() };
+            if let Some(path) = &args.output {
+                keys::write_exported(path, &repo.config().id, &material)?;
+                if !global.quiet {
+                    println!(
+                        "wrote a {} key to {} (keep it secret; use it with --key-file)",
+                        if args.write_only { "write-only" } else { "full" },
+                        path.display()
+                    );
+                }
+                return Ok(exit::OK);
+            }
+            let mut recipients = args.recipients;
+            if let Some(file) = &args.recipients_file {
+                recipients.extend(keys::read_recipients_file(file)?);
+            }
+            let lock = if recipients.is_empty() {
+                NewLock::Passphrase(read_new_key_password(args.new_password_file.as_ref())?)
+            } else {
+                NewLock::Recipients(recipients)
+            };
+            let id = keys::store(backend, &keys::seal(&material, &lock)?)?;
+            if global.json {
+                output::print_json(&serde_json::json!({ "id": id }))?;
+            } else if !global.quiet {
+                println!("added key {}", &id[..8]);
+            }
+        }
+        Command::Remove { id } => {
+            let list = keys::list(backend)?;
+            let id = find_key(&list, &id)?;
+            if list.len() <= 1 {
+                return Err(Error::usage("refusing to remove the last key: the repository would be unreadable forever").into());
+            }
+            if Some(id.as_str()) == repo.key_id() {
+                return Err(Error::usage("refusing to remove the key in use; open the repository with another key to remove it").into());
+            }
+            backend.remove(snap::backend::FileKind::Key, &id)?;
+            if !global.quiet {
+                println!("removed key {}", &id[..8]);
+            }
+        }
+        Command::Passwd { new_password_file } => {
+            let Some(current) = repo.key_id().map(str::to_string) else {
+                return Err(Error::usage("the repository was opened with a key file, not a passphrase").into());
+            };
+            let file = keys::load(backend, &current)?;
+            if file.lock != Lock::Passphrase {
+                return Err(Error::usage("the key in use is not a passphrase key; use `snap key add`").into());
+            }
+            let password = read_new_key_password(new_password_file.as_ref())?;
+            let id = keys::store(backend, &keys::seal(repo_keys, &NewLock::Passphrase(password))?)?;
+            backend.remove(snap::backend::FileKind::Key, &current)?;
+            if !global.quiet {
+                println!("password changed (key {} replaced by {})", &current[..8], &id[..8]);
+            }
+        }
+        Command::ExportIdentity => {
+            eprintln!("snap: these identities decrypt everything in the repository: keep them secret");
+            print!("{}", repo_keys.identity_file_text()?);
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,483 @@
+//! Keys of encrypted repositories.
+//!
+//! A random 32-byte repository secret is the root of everything. From it,
+//! with blake3's `derive_key` and distinct contexts, come: the key of blob
+//! ids (keyed blake3), the chunker's gear seed, the X25519 identity that seals
+//! index deltas and pack trailers, and the X25519 identity that seals blobs,
+//! trees and snapshots.
+//!
+//! `keys/<id>` files hold that material, each sealed (an age file) to one
+//! passphrase (scrypt) or to a set of age/SSH recipients: one file per way
+//! in. A write-only key carries everything except the data identity (only
+//! its public recipient), so it can deduplicate and write but never decrypt
+//! what is stored.
+//!
+//! Layout of `keys/<id>`: envelope magic `SNAPKEYF`, version byte, MessagePack
+//! [`KeyFile`]. An exported key file (`snap key add --output`) is envelope
+//! magic `SNAPKEYX`, version byte, MessagePack [`ExportedKey`], not sealed:
+//! it is a secret like an SSH private key and written with mode 0600.
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use age::x25519;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, FileKind};
+use crate::codec::{Crypto, Hasher};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
+use crate::id::RepoId;
+
+/// Magic of `keys/<id>` files.
+pub const KEY_FILE_MAGIC: &[u8; 8] = b"SNAPKEYF";
+/// Magic of exported key files.
+pub const EXPORTED_MAGIC: &[u8; 8] = b"SNAPKEYX";
+
+/// scrypt work factor (log2 N) for passphrase key files: about 0.3 s here,
+/// within what restic spends on its key derivation.
+pub const SCRYPT_LOG_N: u8 = 17;
+
+const CONTEXT_ID: &str = "snap 2026-11 blob id key";
+const CONTEXT_SEED: &str = "snap 2026-11 chunker gear seed";
+const CONTEXT_INDEX: &str = "snap 2026-11 index identity";
+const CONTEXT_DATA: &str = "snap 2026-11 data identity";
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Read and write everything.
+    Full,
+    /// Add snapshots; read nothing that is stored.
+    WriteOnly,
+}
+
+/// How a key file is unlocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lock {
+    /// A passphrase (age scrypt).
+    Passphrase,
+    /// age or SSH identities matching the recipients it was sealed to.
+    Recipients,
+}
+
+/// The key material, as stored inside a sealed key file or an exported key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KeyMaterial {
+    /// The repository secret (full keys only).
+    #[serde(default, with = "serde_bytes")]
+    secret: Option<Vec<u8>>,
+    /// Key of blob ids.
+    #[serde(with = "serde_bytes")]
+    id_key: Vec<u8>,
+    /// Chunker gear seed.
+    chunker_seed: u64,
+    /// Secret of the index identity.
+    #[serde(with = "serde_bytes")]
+    index_secret: Vec<u8>,
+    /// Recipient (age1...) of the data identity.
+    data_recipient: String,
+}
+
+/// A `keys/<id>` file.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// How it is unlocked.
+    pub lock: Lock,
+    /// What it may do.
+    pub access: Access,
+    /// When it was made (RFC 3339).
+    pub created: String,
+    /// Host it was made on.
+    pub host: String,
+    /// The sealed [`KeyMaterial`]: an age file.
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+/// An exported key file (`--key-file`).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ExportedKey {
+    /// The repository it belongs to.
+    pub repo: RepoId,
+    /// What it may do.
+    pub access: Access,
+    /// The material.
+    pub material: KeyMaterial,
+}
+
+/// The unlocked keys of a repository.
+#[derive(Clone)]
+pub struct RepoKeys {
+    material: KeyMaterial,
+    id_key: [u8; 32],
+    index: Arc<x25519::Identity>,
+    data_recipient: x25519::Recipient,
+    data: Option<Arc<x25519::Identity>>,
+}
+
+fn identity_from_bytes(bytes: &[u8; 32]) -> x25519::Identity {
+    let hrp = bech32::Hrp::parse("age-secret-key-").expect("valid human-readable part");
+    let text = bech32::encode::<bech32::Bech32>(hrp, bytes).expect("32 bytes always encode");
+    x25519::Identity::from_str(&text.to_uppercase()).expect("a bech32 secret key parses")
+}
+
+fn bytes32(what: &str, bytes: &[u8]) -> Result<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::corrupt(what, "key material of the wrong length"))
+}
+
+impl RepoKeys {
+    /// Keys of a brand-new repository.
+    pub fn generate() -> Self {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).expect("the operating system's random source works");
+        Self::from_secret(&secret)
+    }
+
+    /// Everything derived from the repository secret.
+    fn from_secret(secret: &[u8; 32]) -> Self {
+        let id_key = blake3::derive_key(CONTEXT_ID, secret);
+        let seed_bytes = blake3::derive_key(CONTEXT_SEED, secret);
+        let index_secret = blake3::derive_key(CONTEXT_INDEX, secret);
+        let data = identity_from_bytes(&blake3::derive_key(CONTEXT_DATA, secret));
+        let material = KeyMaterial {
+            secret: Some(secret.to_vec()),
+            id_key: id_key.to_vec(),
+            chunker_seed: u64::from_le_bytes(seed_bytes[..8].try_into().expect("8 bytes")),
+            index_secret: index_secret.to_vec(),
+            data_recipient: data.to_public().to_string(),
+        };
+        Self {
+            material,
+            id_key,
+            index: Arc::new(identity_from_bytes(&index_secret)),
+            data_recipient: data.to_public(),
+            data: Some(Arc::new(data)),
+        }
+    }
+
+    fn from_material(material: KeyMaterial) -> Result<Self> {
+        if let Some(secret) = &material.secret {
+            return Ok(Self::from_secret(&bytes32("key", secret)?));
+        }
+        let data_recipient = x25519::Recipient::from_str(&material.data_recipient)
+            .map_err(|e| Error::corrupt("key", e))?;
+        Ok(Self {
+            id_key: bytes32("key", &material.id_key)?,
+            index: Arc::new(identity_from_bytes(&bytes32("key", &material.index_secret)?)),
+            data_recipient,
+            data: None,
+            material,
+        })
+    }
+
+    /// What these keys may do.
+    pub fn access(&self) -> Access {
+        if self.data.is_some() { Access::Full } else { Access::WriteOnly }
+    }
+
+    /// The same keys without the power to read.
+    pub fn write_only(&self) -> Self {
+        let mut material = self.material.clone();
+        material.secret = None;
+        Self {
+            material,
+            data: None,
+            ..self.clone()
+        }
+    }
+
+    /// How blob ids are computed.
+    pub fn hasher(&self) -> Hasher {
+        Hasher::Keyed(self.id_key)
+    }
+
+    /// The chunker's gear seed.
+    pub fn chunker_seed(&self) -> u64 {
+        self.material.chunker_seed
+    }
+
+    /// Seals blobs, trees and snapshots.
+    pub fn data_crypto(&self) -> Crypto {
+        Crypto::Age {
+            recipient: self.data_recipient.clone(),
+            identity: self.data.clone(),
+        }
+    }
+
+    /// Seals index deltas and pack trailers.
+    pub fn index_crypto(&self) -> Crypto {
+        Crypto::Age {
+            recipient: self.index.to_public(),
+            identity: Some(self.index.clone()),
+        }
+    }
+
+    /// The identities, as an age identity file, for recovery with the `age` CLI.
+    pub fn identity_file_text(&self) -> Result<String> {
+        let data = self.data.as_ref().ok_or_else(crate::codec::crypto::write_only_error)?;
+        Ok(format!(
+            "# snap repository identities: decrypt blobs, trees and snapshots (data)\n{}\n# and index deltas and pack trailers (index)\n{}\n",
+            data.to_string().expose_secret(),
+            self.index.to_string().expose_secret()
+        ))
+    }
+}
+
+/// How to unlock an encrypted repository. The password is asked for only
+/// when a passphrase key file has to be tried.
+#[derive(Default)]
+pub struct Credentials {
+    /// An exported key file (`--key-file`).
+    pub key_file: Option<PathBuf>,
+    /// age identity files (`--identity-file`): age keys or SSH private keys.
+    pub identity_files: Vec<PathBuf>,
+    /// Produces the passphrase.
+    pub password: Option<Box<dyn Fn() -> Result<SecretString> + Send + Sync>>,
+}
+
+/// What a new key file is sealed to.
+pub enum NewLock {
+    /// A passphrase.
+    Passphrase(SecretString),
+    /// Recipients: `age1...`, `ssh-ed25519 ...`, `ssh-rsa ...` lines.
+    Recipients(Vec<String>),
+}
+
+fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send>> {
+    let text = text.trim();
+    if let Ok(r) = x25519::Recipient::from_str(text) {
+        return Ok(Box::new(r));
+    }
+    if let Ok(r) = age::ssh::Recipient::from_str(text) {
+        return Ok(Box::new(r));
+    }
+    Err(Error::usage(format!(
+        "`{}` is not an age recipient (age1...) or a supported SSH public key",
+        text.chars().take(40).collect::<String>()
+    )))
+}
+
+/// Reads recipients from a file: one per line, `#` comments and blank lines ignored.
+pub fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read recipients file", path, e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Seals `keys` into a new key file.
+pub fn seal(keys: &RepoKeys, lock: &NewLock) -> Result<KeyFile> {
+    let plain = to_msgpack(&keys.material);
+    let failed = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Io, format!("cannot seal key: {e}"));
+    let (encryptor, kind) = match lock {
+        NewLock::Passphrase(pass) => {
+            if pass.expose_secret().is_empty() {
+                return Err(Error::usage("an empty passphrase is not allowed"));
+            }
+            let mut recipient = age::scrypt::Recipient::new(pass.clone());
+            recipient.set_work_factor(SCRYPT_LOG_N);
+            let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                .map_err(|e| failed(&e))?;
+            (encryptor, Lock::Passphrase)
+        }
+        NewLock::Recipients(lines) => {
+            if lines.is_empty() {
+                return Err(Error::usage("no recipients given"));
+            }
+            let recipients = lines.iter().map(|l| parse_recipient(l)).collect::<Result<Vec<_>>>()?;
+            let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
+                .map_err(|e| failed(&e))?;
+            (encryptor, Lock::Recipients)
+        }
+    };
+    let mut sealed = Vec::new();
+    let mut writer = encryptor.wrap_output(&mut sealed).map_err(|e| failed(&e))?;
+    writer.write_all(&plain).map_err(|e| failed(&e))?;
+    writer.finish().map_err(|e| failed(&e))?;
+    Ok(KeyFile {
+        lock: kind,
+        access: keys.access(),
+        created: jiff::Timestamp::now().to_string(),
+        host: crate::ops::backup::hostname(),
+        sealed,
+    })
+}
+
+/// Writes a key file into the repository; returns its id (hex).
+pub fn store(backend: &dyn Backend, file: &KeyFile) -> Result<String> {
+    let bytes = envelope(KEY_FILE_MAGIC, &to_msgpack(file));
+    let id = hex::encode(blake3::hash(&bytes).as_bytes());
+    backend.write(FileKind::Key, &id, &bytes)?;
+    Ok(id)
+}
+
+/// Reads `keys/<id>`.
+pub fn load(backend: &dyn Backend, id: &str) -> Result<KeyFile> {
+    let what = format!("key {id}");
+    let bytes = backend.read(FileKind::Key, id)?;
+    from_msgpack(&what, open_envelope(KEY_FILE_MAGIC, &what, &bytes)?)
+}
+
+/// Every key file: id and contents (unreadable ones are skipped).
+pub fn list(backend: &dyn Backend) -> Result<Vec<(String, KeyFile)>> {
+    let mut out = Vec::new();
+    for (id, _) in backend.list(FileKind::Key)? {
+        if let Ok(file) = load(backend, &id) {
+            out.push((id, file));
+        }
+    }
+    Ok(out)
+}
+
+fn unseal(file: &KeyFile, identities: &[Box<dyn age::Identity>]) -> Option<KeyMaterial> {
+    let decryptor = age::Decryptor::new_buffered(file.sealed.as_slice()).ok()?;
+    let mut reader = decryptor.decrypt(identities.iter().map(|i| i.as_ref())).ok()?;
+    let mut plain = Vec::new();
+    reader.read_to_end(&mut plain).ok()?;
+    rmp_serde::from_slice(&plain).ok()
+}
+
+fn wrong_key(message: &str) -> Error {
+    Error::new(ErrorKind::Key, message.to_string())
+}
+
+/// Unlocks a repository. Returns the id of the key file that opened it
+/// (`None` for an exported key file) and the keys.
+pub fn unlock(backend: &dyn Backend, repo: &RepoId, credentials: &Credentials) -> Result<(Option<String>, RepoKeys)> {
+    if let Some(path) = &credentials.key_file {
+        let exported = read_exported(path)?;
+        if exported.repo != *repo {
+            return Err(wrong_key(&format!("key file {} belongs to another repository", path.display())));
+        }
+        return Ok((None, RepoKeys::from_material(exported.material)?));
+    }
+    let files = list(backend)?;
+    if files.is_empty() {
+        return Err(Error::corrupt(
+            format!("repository {}", backend.location()),
+            "it is encrypted but has no key files",
+        ));
+    }
+    let (lock, identities): (Lock, Vec<Box<dyn age::Identity>>) = if credentials.identity_files.is_empty() {
+        let Some(password) = &credentials.password else {
+            return Err(wrong_key(
+                "this repository is encrypted: give a password (--password-file, SNAP_PASSWORD_FILE, SNAP_PASSWORD, --password-command) or --identity-file / --key-file",
+            ));
+        };
+        let mut identity = age::scrypt::Identity::new(password()?);
+        identity.set_max_work_factor(22);
+        (Lock::Passphrase, vec![Box::new(identity)])
+    } else {
+        let mut all: Vec<Box<dyn age::Identity>> = Vec::new();
+        for path in &credentials.identity_files {
+            all.extend(read_identities(path)?);
+        }
+        (Lock::Recipients, all)
+    };
+    for (id, file) in files.iter().filter(|(_, f)| f.lock == lock) {
+        if let Some(material) = unseal(file, &identities) {
+            return Ok((Some(id.clone()), RepoKeys::from_material(material)?));
+        }
+    }
+    Err(wrong_key(match lock {
+        Lock::Passphrase => "wrong password: no key file of this repository opens with it",
+        Lock::Recipients => "no key file of this repository opens with the given identity",
+    }))
+}
+
+/// Reads age identities (age keys, SSH private keys) from a file.
+pub fn read_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read identity file", path, e))?;
+    if let Ok(identities) = age::IdentityFile::from_buffer(BufReader::new(&file))
+        .and_then(|f| f.into_identities().map_err(|e| std::io::Error::other(e.to_string())))
+        && !identities.is_empty()
+    {
+        return Ok(identities
+            .into_iter()
+            .map(|i| i as Box<dyn age::Identity>)
+            .collect());
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read identity file", path, e))?;
+    match age::ssh::Identity::from_buffer(bytes.as_slice(), Some(path.display().to_string())) {
+        Ok(age::ssh::Identity::Unencrypted(key)) => Ok(vec![Box::new(age::ssh::Identity::Unencrypted(key))]),
+        Ok(_) => Err(Error::new(
+            ErrorKind::Key,
+            format!("{} is an encrypted or unsupported SSH key; use an unencrypted key or an age identity", path.display()),
+        )),
+        Err(e) => Err(Error::new(
+            ErrorKind::Key,
+            format!("{} holds no age identity or SSH private key: {e}", path.display()),
+        )),
+    }
+}
+
+/// Writes an exported key file with mode 0600 (never over an existing file).
+pub fn write_exported(path: &Path, repo: &RepoId, keys: &RepoKeys) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let exported = ExportedKey {
+        repo: *repo,
+        access: keys.access(),
+        material: keys.material.clone(),
+    };
+    let bytes = envelope(EXPORTED_MAGIC, &to_msgpack(&exported));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("cannot create key file", path, e))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("cannot write key file", path, e))
+}
+
+/// Reads an exported key file.
+pub fn read_exported(path: &Path) -> Result<ExportedKey> {
+    let what = format!("key file {}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read key file", path, e))?;
+    let body = open_envelope(EXPORTED_MAGIC, &what, &bytes).map_err(|e| Error::new(ErrorKind::Key, e.message()))?;
+    from_msgpack(&what, body).map_err(|e| Error::new(ErrorKind::Key, e.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derivation_is_stable_and_write_only_cannot_read() {
+        let keys = RepoKeys::generate();
+        let again = RepoKeys::from_material(keys.material.clone()).unwrap();
+        assert_eq!(keys.id_key, again.id_key);
+        assert_eq!(keys.chunker_seed(), again.chunker_seed());
+        let wo = RepoKeys::from_material(keys.write_only().material).unwrap();
+        assert_eq!(wo.access(), Access::WriteOnly);
+        assert_eq!(wo.id_key, keys.id_key);
+        let sealed = wo.data_crypto().seal(b"secret".to_vec()).unwrap();
+        assert_eq!(wo.data_crypto().open(&sealed).unwrap_err().kind(), ErrorKind::Key);
+        assert_eq!(&*keys.data_crypto().open(&sealed).unwrap(), b"secret");
+        assert!(wo.identity_file_text().is_err());
+    }
+
+    #[test]
+    fn sealed_with_passphrase_opens_only_with_it() {
+        let keys = RepoKeys::generate();
+        let file = seal(&keys, &NewLock::Passphrase(SecretString::from("correct horse".to_string()))).unwrap();
+        let right: Vec<Box<dyn age::Identity>> =
+            vec![Box::new(age::scrypt::Identity::new(SecretString::from("correct horse".to_string())))];
+        let wrong: Vec<Box<dyn age::Identity>> =
+            vec![Box::new(age::scrypt::Identity::new(SecretString::from("wrong".to_string())))];
+        assert!(unseal(&file, &right).is_some());
+        assert!(unseal(&file, &wrong).is_none());
+    }
+}
