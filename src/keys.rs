@@ -171,7 +171,10 @@ impl RepoKeys {
             .map_err(|e| Error::corrupt("key", e))?;
         Ok(Self {
             id_key: bytes32("key", &material.id_key)?,
-            index: Arc::new(identity_from_bytes(&bytes32("key", &material.index_secret)?)),
+            index: Arc::new(identity_from_bytes(&bytes32(
+                "key",
+                &material.index_secret,
+            )?)),
             data_recipient,
             data: None,
             material,
@@ -180,7 +183,11 @@ impl RepoKeys {
 
     /// What these keys may do.
     pub fn access(&self) -> Access {
-        if self.data.is_some() { Access::Full } else { Access::WriteOnly }
+        if self.data.is_some() {
+            Access::Full
+        } else {
+            Access::WriteOnly
+        }
     }
 
     /// The same keys without the power to read.
@@ -222,7 +229,10 @@ impl RepoKeys {
 
     /// The identities, as an age identity file, for recovery with the `age` CLI.
     pub fn identity_file_text(&self) -> Result<String> {
-        let data = self.data.as_ref().ok_or_else(crate::codec::crypto::write_only_error)?;
+        let data = self
+            .data
+            .as_ref()
+            .ok_or_else(crate::codec::crypto::write_only_error)?;
         Ok(format!(
             "# snap repository identities: decrypt blobs, trees and snapshots (data)\n{}\n# and index deltas and pack trailers (index)\n{}\n",
             data.to_string().expose_secret(),
@@ -267,7 +277,8 @@ fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send>> {
 
 /// Reads recipients from a file: one per line, `#` comments and blank lines ignored.
 pub fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read recipients file", path, e))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io("cannot read recipients file", path, e))?;
     Ok(text
         .lines()
         .map(str::trim)
@@ -279,7 +290,8 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
 /// Seals `keys` into a new key file.
 pub fn seal(keys: &RepoKeys, lock: &NewLock) -> Result<KeyFile> {
     let plain = to_msgpack(&keys.material);
-    let failed = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Io, format!("cannot seal key: {e}"));
+    let failed =
+        |e: &dyn std::fmt::Display| Error::new(ErrorKind::Io, format!("cannot seal key: {e}"));
     let (encryptor, kind) = match lock {
         NewLock::Passphrase(pass) => {
             if pass.expose_secret().is_empty() {
@@ -287,17 +299,23 @@ pub fn seal(keys: &RepoKeys, lock: &NewLock) -> Result<KeyFile> {
             }
             let mut recipient = age::scrypt::Recipient::new(pass.clone());
             recipient.set_work_factor(SCRYPT_LOG_N);
-            let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-                .map_err(|e| failed(&e))?;
+            let encryptor =
+                age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                    .map_err(|e| failed(&e))?;
             (encryptor, Lock::Passphrase)
         }
         NewLock::Recipients(lines) => {
             if lines.is_empty() {
                 return Err(Error::usage("no recipients given"));
             }
-            let recipients = lines.iter().map(|l| parse_recipient(l)).collect::<Result<Vec<_>>>()?;
-            let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-                .map_err(|e| failed(&e))?;
+            let recipients = lines
+                .iter()
+                .map(|l| parse_recipient(l))
+                .collect::<Result<Vec<_>>>()?;
+            let encryptor = age::Encryptor::with_recipients(
+                recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+            )
+            .map_err(|e| failed(&e))?;
             (encryptor, Lock::Recipients)
         }
     };
@@ -342,7 +360,9 @@ pub fn list(backend: &dyn Backend) -> Result<Vec<(String, KeyFile)>> {
 
 fn unseal(file: &KeyFile, identities: &[Box<dyn age::Identity>]) -> Option<KeyMaterial> {
     let decryptor = age::Decryptor::new_buffered(file.sealed.as_slice()).ok()?;
-    let mut reader = decryptor.decrypt(identities.iter().map(|i| i.as_ref())).ok()?;
+    let mut reader = decryptor
+        .decrypt(identities.iter().map(|i| i.as_ref()))
+        .ok()?;
     let mut plain = Vec::new();
     reader.read_to_end(&mut plain).ok()?;
     rmp_serde::from_slice(&plain).ok()
@@ -354,11 +374,18 @@ fn wrong_key(message: &str) -> Error {
 
 /// Unlocks a repository. Returns the id of the key file that opened it
 /// (`None` for an exported key file) and the keys.
-pub fn unlock(backend: &dyn Backend, repo: &RepoId, credentials: &Credentials) -> Result<(Option<String>, RepoKeys)> {
+pub fn unlock(
+    backend: &dyn Backend,
+    repo: &RepoId,
+    credentials: &Credentials,
+) -> Result<(Option<String>, RepoKeys)> {
     if let Some(path) = &credentials.key_file {
         let exported = read_exported(path)?;
         if exported.repo != *repo {
-            return Err(wrong_key(&format!("key file {} belongs to another repository", path.display())));
+            return Err(wrong_key(&format!(
+                "key file {} belongs to another repository",
+                path.display()
+            )));
         }
         return Ok((None, RepoKeys::from_material(exported.material)?));
     }
@@ -369,7 +396,10 @@ pub fn unlock(backend: &dyn Backend, repo: &RepoId, credentials: &Credentials) -
             "it is encrypted but has no key files",
         ));
     }
-    let (lock, identities): (Lock, Vec<Box<dyn age::Identity>>) = if credentials.identity_files.is_empty() {
+    let (lock, identities): (Lock, Vec<Box<dyn age::Identity>>) = if credentials
+        .identity_files
+        .is_empty()
+    {
         let Some(password) = &credentials.password else {
             return Err(wrong_key(
                 "this repository is encrypted: give a password (--password-file, SNAP_PASSWORD_FILE, SNAP_PASSWORD, --password-command) or --identity-file / --key-file",
@@ -398,10 +428,12 @@ pub fn unlock(backend: &dyn Backend, repo: &RepoId, credentials: &Credentials) -
 
 /// Reads age identities (age keys, SSH private keys) from a file.
 pub fn read_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read identity file", path, e))?;
-    if let Ok(identities) = age::IdentityFile::from_buffer(BufReader::new(&file))
-        .and_then(|f| f.into_identities().map_err(|e| std::io::Error::other(e.to_string())))
-        && !identities.is_empty()
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::io("cannot read identity file", path, e))?;
+    if let Ok(identities) = age::IdentityFile::from_buffer(BufReader::new(&file)).and_then(|f| {
+        f.into_identities()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }) && !identities.is_empty()
     {
         return Ok(identities
             .into_iter()
@@ -410,14 +442,22 @@ pub fn read_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read identity file", path, e))?;
     match age::ssh::Identity::from_buffer(bytes.as_slice(), Some(path.display().to_string())) {
-        Ok(age::ssh::Identity::Unencrypted(key)) => Ok(vec![Box::new(age::ssh::Identity::Unencrypted(key))]),
+        Ok(age::ssh::Identity::Unencrypted(key)) => {
+            Ok(vec![Box::new(age::ssh::Identity::Unencrypted(key))])
+        }
         Ok(_) => Err(Error::new(
             ErrorKind::Key,
-            format!("{} is an encrypted or unsupported SSH key; use an unencrypted key or an age identity", path.display()),
+            format!(
+                "{} is an encrypted or unsupported SSH key; use an unencrypted key or an age identity",
+                path.display()
+            ),
         )),
         Err(e) => Err(Error::new(
             ErrorKind::Key,
-            format!("{} holds no age identity or SSH private key: {e}", path.display()),
+            format!(
+                "{} holds no age identity or SSH private key: {e}",
+                path.display()
+            ),
         )),
     }
 }
@@ -446,7 +486,8 @@ pub fn write_exported(path: &Path, repo: &RepoId, keys: &RepoKeys) -> Result<()>
 pub fn read_exported(path: &Path) -> Result<ExportedKey> {
     let what = format!("key file {}", path.display());
     let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read key file", path, e))?;
-    let body = open_envelope(EXPORTED_MAGIC, &what, &bytes).map_err(|e| Error::new(ErrorKind::Key, e.message()))?;
+    let body = open_envelope(EXPORTED_MAGIC, &what, &bytes)
+        .map_err(|e| Error::new(ErrorKind::Key, e.message()))?;
     from_msgpack(&what, body).map_err(|e| Error::new(ErrorKind::Key, e.message()))
 }
 
@@ -464,7 +505,10 @@ mod tests {
         assert_eq!(wo.access(), Access::WriteOnly);
         assert_eq!(wo.id_key, keys.id_key);
         let sealed = wo.data_crypto().seal(b"secret".to_vec()).unwrap();
-        assert_eq!(wo.data_crypto().open(&sealed).unwrap_err().kind(), ErrorKind::Key);
+        assert_eq!(
+            wo.data_crypto().open(&sealed).unwrap_err().kind(),
+            ErrorKind::Key
+        );
         assert_eq!(&*keys.data_crypto().open(&sealed).unwrap(), b"secret");
         assert!(wo.identity_file_text().is_err());
     }
@@ -472,11 +516,17 @@ mod tests {
     #[test]
     fn sealed_with_passphrase_opens_only_with_it() {
         let keys = RepoKeys::generate();
-        let file = seal(&keys, &NewLock::Passphrase(SecretString::from("correct horse".to_string()))).unwrap();
-        let right: Vec<Box<dyn age::Identity>> =
-            vec![Box::new(age::scrypt::Identity::new(SecretString::from("correct horse".to_string())))];
-        let wrong: Vec<Box<dyn age::Identity>> =
-            vec![Box::new(age::scrypt::Identity::new(SecretString::from("wrong".to_string())))];
+        let file = seal(
+            &keys,
+            &NewLock::Passphrase(SecretString::from("correct horse".to_string())),
+        )
+        .unwrap();
+        let right: Vec<Box<dyn age::Identity>> = vec![Box::new(age::scrypt::Identity::new(
+            SecretString::from("correct horse".to_string()),
+        ))];
+        let wrong: Vec<Box<dyn age::Identity>> = vec![Box::new(age::scrypt::Identity::new(
+            SecretString::from("wrong".to_string()),
+        ))];
         assert!(unseal(&file, &right).is_some());
         assert!(unseal(&file, &wrong).is_none());
     }

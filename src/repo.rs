@@ -16,7 +16,6 @@ use serde::de::DeserializeOwned;
 
 use crate::backend::{Backend, FileKind};
 use crate::codec::{BlobCodec, ChunkerParams, FileClass};
-use crate::keys::{Access, Credentials, NewLock, RepoKeys};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Encryption};
 use crate::format::index::{self, IndexDelta, PackIndex};
@@ -28,6 +27,7 @@ use crate::format::tree::{
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
 use crate::index::IndexCache;
+use crate::keys::{Access, Credentials, NewLock, RepoKeys};
 use crate::pack::{FinishedPack, PackWriter};
 use crate::progress::Progress;
 
@@ -99,15 +99,25 @@ impl Repository {
         let config = Config {
             id: RepoId(random_bytes()),
             // The real seed of an encrypted repository comes from its key.
-            chunker: ChunkerParams { seed: 0, ..options.chunker },
+            chunker: ChunkerParams {
+                seed: 0,
+                ..options.chunker
+            },
             compression: options.compression,
             pack_size: options.pack_size,
-            encryption: if keys.is_some() { Encryption::Age } else { Encryption::None },
+            encryption: if keys.is_some() {
+                Encryption::Age
+            } else {
+                Encryption::None
+            },
         };
         backend.create()?;
         let mut key_id = None;
         if let (Some(keys), Some(lock)) = (&keys, &options.encryption) {
-            key_id = Some(crate::keys::store(backend.as_ref(), &crate::keys::seal(keys, lock)?)?);
+            key_id = Some(crate::keys::store(
+                backend.as_ref(),
+                &crate::keys::seal(keys, lock)?,
+            )?);
         }
         // The config comes last: a location is a repository once it is complete.
         backend.write(FileKind::Config, "config", &config.to_bytes())?;
@@ -207,7 +217,9 @@ impl Repository {
 
     /// Whether this key may read what is stored (false for a write-only key).
     pub fn can_read(&self) -> bool {
-        self.keys.as_ref().is_none_or(|k| k.access() == Access::Full)
+        self.keys
+            .as_ref()
+            .is_none_or(|k| k.access() == Access::Full)
     }
 
     /// Size at which the next pack is sealed. Encrypted repositories vary it
@@ -316,7 +328,9 @@ impl Repository {
             return Err(Error::corrupt(&what, "its content does not match its name"));
         }
         let body = open_envelope(magic, &what, &bytes)?;
-        let plain = self.codec.decode_file(class_of(kind), &what, body, max_len)?;
+        let plain = self
+            .codec
+            .decode_file(class_of(kind), &what, body, max_len)?;
         from_msgpack(&what, &plain)
     }
 
@@ -510,11 +524,7 @@ impl BlobSaver<'_> {
             }
             let writer = slot.as_mut().expect("just created");
             writer.add(id, kind, &frame, raw_length)?;
-            if writer.is_full() {
-                slot.take()
-            } else {
-                None
-            }
+            if writer.is_full() { slot.take() } else { None }
         };
         if let Some(writer) = full {
             self.seal(writer)?;

@@ -49,7 +49,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     } else {
         println!(
             "created {}snap repository {} at {}",
-            if repo.keys().is_some() { "encrypted " } else { "" },
+            if repo.keys().is_some() {
+                "encrypted "
+            } else {
+                ""
+            },
             repo.config().id.short(),
             location.display()
         );

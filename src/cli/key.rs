@@ -54,10 +54,15 @@ fn not_encrypted() -> Error {
 }
 
 fn find_key(list: &[(String, keys::KeyFile)], prefix: &str) -> snap::Result<String> {
-    let found: Vec<_> = list.iter().filter(|(id, _)| id.starts_with(prefix)).collect();
+    let found: Vec<_> = list
+        .iter()
+        .filter(|(id, _)| id.starts_with(prefix))
+        .collect();
     match found.as_slice() {
         [(id, _)] => Ok(id.clone()),
-        [] => Err(Error::not_found(format!("no key {prefix}; see `snap key list`"))),
+        [] => Err(Error::not_found(format!(
+            "no key {prefix}; see `snap key list`"
+        ))),
         _ => Err(Error::usage(format!("key prefix {prefix} is ambiguous"))),
     }
 }
@@ -85,7 +90,11 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
                 output::print_json(&rows)?;
             } else {
                 for (id, k) in &list {
-                    let current = if Some(id.as_str()) == repo.key_id() { "*" } else { " " };
+                    let current = if Some(id.as_str()) == repo.key_id() {
+                        "*"
+                    } else {
+                        " "
+                    };
                     let lock = match k.lock {
                         Lock::Passphrase => "passphrase",
                         Lock::Recipients => "recipients",
@@ -94,7 +103,12 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
                         Access::Full => "full",
                         Access::WriteOnly => "write-only",
                     };
-                    println!("{current}{}  {lock:<10}  {access:<10}  {}  {}", &id[..8], output::local_time(&k.created), k.host);
+                    println!(
+                        "{current}{}  {lock:<10}  {access:<10}  {}  {}",
+                        &id[..8],
+                        output::local_time(&k.created),
+                        k.host
+                    );
                 }
             }
         }
@@ -102,13 +116,21 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
             if repo_keys.access() != Access::Full {
                 return Err(Error::new(ErrorKind::Key, "only a full key can add keys").into());
             }
-            let material = if args.write_only { repo_keys.write_only() } else { repo_keys.clone() };
+            let material = if args.write_only {
+                repo_keys.write_only()
+            } else {
+                repo_keys.clone()
+            };
             if let Some(path) = &args.output {
                 keys::write_exported(path, &repo.config().id, &material)?;
                 if !global.quiet {
                     println!(
                         "wrote a {} key to {} (keep it secret; use it with --key-file)",
-                        if args.write_only { "write-only" } else { "full" },
+                        if args.write_only {
+                            "write-only"
+                        } else {
+                            "full"
+                        },
                         path.display()
                     );
                 }
@@ -134,7 +156,10 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
             let list = keys::list(backend)?;
             let id = find_key(&list, &id)?;
             if list.len() <= 1 {
-                return Err(Error::usage("refusing to remove the last key: the repository would be unreadable forever").into());
+                return Err(Error::usage(
+                    "refusing to remove the last key: the repository would be unreadable forever",
+                )
+                .into());
             }
             if Some(id.as_str()) == repo.key_id() {
                 return Err(Error::usage("refusing to remove the key in use; open the repository with another key to remove it").into());
@@ -146,21 +171,36 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
         }
         Command::Passwd { new_password_file } => {
             let Some(current) = repo.key_id().map(str::to_string) else {
-                return Err(Error::usage("the repository was opened with a key file, not a passphrase").into());
+                return Err(Error::usage(
+                    "the repository was opened with a key file, not a passphrase",
+                )
+                .into());
             };
             let file = keys::load(backend, &current)?;
             if file.lock != Lock::Passphrase {
-                return Err(Error::usage("the key in use is not a passphrase key; use `snap key add`").into());
+                return Err(Error::usage(
+                    "the key in use is not a passphrase key; use `snap key add`",
+                )
+                .into());
             }
             let password = read_new_key_password(new_password_file.as_ref())?;
-            let id = keys::store(backend, &keys::seal(repo_keys, &NewLock::Passphrase(password))?)?;
+            let id = keys::store(
+                backend,
+                &keys::seal(repo_keys, &NewLock::Passphrase(password))?,
+            )?;
             backend.remove(snap::backend::FileKind::Key, &current)?;
             if !global.quiet {
-                println!("password changed (key {} replaced by {})", &current[..8], &id[..8]);
+                println!(
+                    "password changed (key {} replaced by {})",
+                    &current[..8],
+                    &id[..8]
+                );
             }
         }
         Command::ExportIdentity => {
-            eprintln!("snap: these identities decrypt everything in the repository: keep them secret");
+            eprintln!(
+                "snap: these identities decrypt everything in the repository: keep them secret"
+            );
             print!("{}", repo_keys.identity_file_text()?);
         }
     }

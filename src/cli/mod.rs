@@ -2,12 +2,12 @@
 //! shared output helpers. No repository logic lives here.
 
 mod backup;
-mod key;
-mod password;
 mod cat;
 mod init;
+mod key;
 mod ls;
 mod output;
+mod password;
 mod restore;
 mod snapshots;
 mod stats;

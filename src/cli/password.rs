@@ -37,7 +37,10 @@ fn run_command(command: &str) -> snap::Result<SecretString> {
         .output()
         .map_err(|e| key_error(format!("cannot run the password command: {e}")))?;
     if !output.status.success() {
-        return Err(key_error(format!("the password command failed ({})", output.status)));
+        return Err(key_error(format!(
+            "the password command failed ({})",
+            output.status
+        )));
     }
     Ok(first_line(&String::from_utf8_lossy(&output.stdout)))
 }
@@ -46,7 +49,8 @@ impl Source {
     /// The password of an existing repository.
     pub fn read(&self) -> snap::Result<SecretString> {
         if let Some(path) = &self.file {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read password file", path, e))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io("cannot read password file", path, e))?;
             return Ok(first_line(&text));
         }
         if let Ok(text) = std::env::var("SNAP_PASSWORD") {
@@ -68,7 +72,10 @@ impl Source {
     /// A new password (init, key add, key passwd): from the sources, or asked
     /// twice on a terminal.
     pub fn read_new(&self) -> snap::Result<SecretString> {
-        if self.file.is_some() || std::env::var_os("SNAP_PASSWORD").is_some() || self.command.is_some() {
+        if self.file.is_some()
+            || std::env::var_os("SNAP_PASSWORD").is_some()
+            || self.command.is_some()
+        {
             return self.read();
         }
         if !std::io::stdin().is_terminal() {
@@ -93,7 +100,8 @@ impl Source {
 /// `SNAP_NEW_PASSWORD`, or asked twice on a terminal.
 pub fn read_new_key_password(file: Option<&PathBuf>) -> snap::Result<SecretString> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read password file", path, e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io("cannot read password file", path, e))?;
         return Ok(first_line(&text));
     }
     if let Ok(text) = std::env::var("SNAP_NEW_PASSWORD") {

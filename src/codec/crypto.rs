@@ -38,9 +38,10 @@ impl Crypto {
                 let failed = |e: &dyn std::fmt::Display| {
                     Error::new(ErrorKind::Io, format!("age encryption failed: {e}"))
                 };
-                let encryptor =
-                    age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
-                        .map_err(|e| failed(&e))?;
+                let encryptor = age::Encryptor::with_recipients(std::iter::once(
+                    recipient as &dyn age::Recipient,
+                ))
+                .map_err(|e| failed(&e))?;
                 let mut out = Vec::with_capacity(frame.len() + 256);
                 let mut writer = encryptor.wrap_output(&mut out).map_err(|e| failed(&e))?;
                 writer.write_all(&frame).map_err(|e| failed(&e))?;

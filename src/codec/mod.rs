@@ -98,7 +98,13 @@ impl BlobCodec {
     }
 
     /// Opens a repository file body; `max_len` bounds the decompressed size.
-    pub fn decode_file(&self, class: FileClass, what: &str, body: &[u8], max_len: usize) -> Result<Vec<u8>> {
+    pub fn decode_file(
+        &self,
+        class: FileClass,
+        what: &str,
+        body: &[u8],
+        max_len: usize,
+    ) -> Result<Vec<u8>> {
         let compressed = self.crypto(class).open(body).map_err(|e| damage(what, e))?;
         compress::decompress(&compressed, max_len).map_err(|e| Error::corrupt(what, e))
     }

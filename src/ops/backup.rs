@@ -417,9 +417,13 @@ impl Walker<'_> {
 
     /// Writes waiting file memos to the cache once more than `threshold` wait.
     fn write_memos(&self, threshold: usize) -> Result<()> {
-        let Some(memos) = &self.memos else { return Ok(()) };
+        let Some(memos) = &self.memos else {
+            return Ok(());
+        };
         let batch = {
-            let mut memos = memos.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut memos = memos
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if memos.len() <= threshold {
                 return Ok(());
             }
@@ -429,7 +433,9 @@ impl Walker<'_> {
     }
 
     fn remember(&self, path: &Path, node: &Node) -> Result<()> {
-        let Some(memos) = &self.memos else { return Ok(()) };
+        let Some(memos) = &self.memos else {
+            return Ok(());
+        };
         let memo = FileMemo {
             size: node.size,
             mtime_ns: node.mtime_ns,

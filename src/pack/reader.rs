@@ -31,7 +31,12 @@ pub fn read_trailer(
     }
     let trailer_start = size - 4 - u64::from(trailer_len);
     let frame = backend.read_range(FileKind::Pack, &name, trailer_start, trailer_len)?;
-    let body = codec.decode_file(FileClass::Index, &what, &frame, MAX_TRAILER_LEN as usize * 8)?;
+    let body = codec.decode_file(
+        FileClass::Index,
+        &what,
+        &frame,
+        MAX_TRAILER_LEN as usize * 8,
+    )?;
     let trailer: PackTrailer = from_msgpack(&what, &body)?;
     trailer
         .validate(trailer_start)
