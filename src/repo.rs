@@ -26,7 +26,7 @@ use crate::format::tree::{
 };
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
-use crate::index::IndexCache;
+use crate::index::{IndexCache, Location};
 use crate::keys::{Access, Credentials, NewLock, RepoKeys};
 use crate::pack::{FinishedPack, PackWriter};
 use crate::progress::Progress;
@@ -384,9 +384,18 @@ impl Repository {
 
     /// Reads and verifies a blob's plaintext.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
-        let location = self.cache.lookup(id)?.ok_or_else(|| {
+        self.read_blob_at(id, &self.locate(id)?)
+    }
+
+    /// Where a blob is stored; a blob the index does not know is damage.
+    pub fn locate(&self, id: &BlobId) -> Result<Location> {
+        self.cache.lookup(id)?.ok_or_else(|| {
             Error::corrupt(format!("blob {id}"), "it is in no index delta (missing)")
-        })?;
+        })
+    }
+
+    /// Reads and verifies a blob whose location is already known.
+    pub fn read_blob_at(&self, id: &BlobId, location: &Location) -> Result<Vec<u8>> {
         let frame = self.backend.read_range(
             FileKind::Pack,
             &location.pack.to_hex(),
@@ -403,11 +412,27 @@ impl Repository {
 
     /// The data chunk ids of a file node, expanding list blobs.
     pub fn file_chunks(&self, node: &Node) -> Result<Vec<BlobId>> {
+        // Every id at every level stands for at least one byte of content, so
+        // more ids than bytes means a hostile list: stop before expanding it.
+        let too_many = |count: usize| {
+            (count as u64 > node.size.max(1)).then(|| {
+                Error::corrupt(
+                    format!("file {}", node.display_name()),
+                    format!("its chunk list is longer than its {} bytes", node.size),
+                )
+            })
+        };
         let mut ids = node.content.clone();
+        if let Some(e) = too_many(ids.len()) {
+            return Err(e);
+        }
         for _ in 0..node.content_depth.min(MAX_CONTENT_DEPTH) {
             let mut next = Vec::new();
             for id in &ids {
                 next.extend(ChunkList::from_bytes(id, &self.read_blob(id)?)?.ids);
+                if let Some(e) = too_many(next.len()) {
+                    return Err(e);
+                }
             }
             ids = next;
         }

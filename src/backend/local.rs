@@ -2,8 +2,10 @@
 //! rename, fsync of the folder.
 
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::{Backend, FileKind};
 use crate::error::{Error, Result};
@@ -12,14 +14,56 @@ use crate::error::{Error, Result};
 pub struct LocalBackend {
     root: PathBuf,
     tmp: PathBuf,
+    /// Recently read packs, kept open: restoring many small files reads
+    /// many blobs from the same few packs. Packs are immutable, so a handle
+    /// and its size stay valid.
+    open_packs: Mutex<Vec<(String, Arc<File>, u64)>>,
 }
+
+/// Packs kept open at most.
+const OPEN_PACKS: usize = 32;
 
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         let tmp = root.join("tmp");
-        Self { root, tmp }
+        Self {
+            root,
+            tmp,
+            open_packs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An open handle and the size of a file, from the cache for packs.
+    fn open_for_read(
+        &self,
+        kind: FileKind,
+        name: &str,
+        path: &Path,
+    ) -> std::io::Result<(Arc<File>, u64)> {
+        if kind == FileKind::Pack {
+            let open = self
+                .open_packs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, file, size)) = open.iter().find(|(n, _, _)| n == name) {
+                return Ok((Arc::clone(file), *size));
+            }
+        }
+        let file = Arc::new(File::open(path)?);
+        let size = file.metadata()?.len();
+        if kind == FileKind::Pack {
+            let mut open = self
+                .open_packs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if open.len() >= OPEN_PACKS {
+                open.remove(0);
+            }
+            open.push((name.to_string(), Arc::clone(&file), size));
+        }
+        Ok((file, size))
     }
 
     /// The repository folder.
@@ -110,14 +154,13 @@ impl Backend for LocalBackend {
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
         let path = self.path(kind, name)?;
         let read = || -> std::io::Result<Vec<u8>> {
-            let mut file = File::open(&path)?;
+            let (file, size) = self.open_for_read(kind, name, &path)?;
             // Check the range first: a lying index must not make us allocate.
-            if offset.saturating_add(u64::from(length)) > file.metadata()?.len() {
+            if offset.saturating_add(u64::from(length)) > size {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
             }
-            file.seek(SeekFrom::Start(offset))?;
             let mut buf = vec![0u8; length as usize];
-            file.read_exact(&mut buf)?;
+            file.read_exact_at(&mut buf, offset)?;
             Ok(buf)
         };
         read().map_err(|e| {

@@ -11,13 +11,13 @@ use super::{Global, exit};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// SNAP:PATH, e.g. latest:lyra/identity.md.
-    target: String,
+    target: std::ffi::OsString,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
     let repo = global.open(&progress)?;
-    let (selector, path) = parse_snap_path(&args.target)?;
+    let (selector, path) = parse_snap_path(&super::os_arg(&args.target))?;
     let Some(path) = path else {
         return Err(
             snap::Error::usage("`snap cat` needs SNAP:PATH, e.g. latest:notes/todo.md").into(),

@@ -11,7 +11,7 @@ use super::{Global, exit};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// SNAP[:PATH], e.g. latest:lyra/memories.
-    target: String,
+    target: std::ffi::OsString,
     /// Everything below, not only the direct entries.
     #[arg(short = 'R', long)]
     recursive: bool,
@@ -43,7 +43,7 @@ fn mode_string(kind: NodeKind, mode: u32) -> String {
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
     let repo = global.open(&progress)?;
-    let (selector, path) = parse_snap_path(&args.target)?;
+    let (selector, path) = parse_snap_path(&super::os_arg(&args.target))?;
     let (_, snapshot) = resolve(&repo, &selector, &Filter::default())?;
     let path = path.unwrap_or_default();
     let node = find_node(&repo, snapshot.tree, &path)?;
@@ -56,7 +56,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         if global.json {
             rows.push(serde_json::json!({
                 "path": p,
-                "name": n.name_lossy(),
+                "name": n.display_name(),
                 "type": n.kind.as_str(),
                 "size": n.size,
                 "mode": n.mode,

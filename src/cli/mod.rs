@@ -152,8 +152,21 @@ impl Global {
     }
 }
 
+/// Stack of the threads that walk trees: deep folder nesting recurses deeply.
+/// Only touched pages use memory.
+const STACK_SIZE: usize = 256 << 20;
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    std::thread::Builder::new()
+        .stack_size(STACK_SIZE)
+        .spawn(run_main)
+        .expect("starting the main thread")
+        .join()
+        .unwrap_or(ExitCode::from(exit::ERROR))
+}
+
+fn run_main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -171,6 +184,7 @@ pub fn main() -> ExitCode {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads((2 * cores).max(4))
+        .stack_size(STACK_SIZE)
         .build_global();
     let global = Global {
         repo: cli.repo,
@@ -200,6 +214,13 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// A `SNAP:PATH` argument as text: bytes that are not UTF-8 are written the
+/// way `snap ls` prints them (`\xNN`), which path lookup understands.
+pub fn os_arg(arg: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    snap::format::tree::escape_name(arg.as_bytes())
 }
 
 fn error_text(e: &anyhow::Error) -> String {

@@ -23,7 +23,7 @@ enum OverwriteArg {
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// SNAP[:PATH], e.g. latest, latest~3:lyra/notes/beach.md, @2026-02-01:lyra.
-    target_snapshot: String,
+    target_snapshot: std::ffi::OsString,
     /// Folder to restore into (created when missing).
     #[arg(long, short = 't')]
     target: PathBuf,
@@ -41,7 +41,7 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let mut progress = global.progress();
     let repo = global.open(&progress)?;
-    let (selector, path) = parse_snap_path(&args.target_snapshot)?;
+    let (selector, path) = parse_snap_path(&super::os_arg(&args.target_snapshot))?;
     let (id, snapshot) = resolve(&repo, &selector, &Filter::default())?;
     let path = path.unwrap_or_default();
     let node = find_node(&repo, snapshot.tree, &path)?;

@@ -119,9 +119,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// The name for display (lossy for non-UTF-8 names).
-    pub fn name_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.name).into_owned()
+    /// The name as `snap ls` prints it: UTF-8 as it is, other bytes as
+    /// `\xNN` (see [`escape_name`]).
+    pub fn display_name(&self) -> String {
+        escape_name(&self.name)
     }
 }
 
@@ -131,6 +132,10 @@ pub struct Tree {
     /// Entries sorted by name, names unique.
     pub nodes: Vec<Node>,
 }
+
+/// Deepest folder nesting any command follows. Paths are limited to 4096
+/// bytes (PATH_MAX), so no real tree is deeper than 2048 levels.
+pub const MAX_TREE_DEPTH: usize = 2048;
 
 /// Deepest chunk-list tree we accept (a hostile depth cannot recurse forever).
 pub const MAX_CONTENT_DEPTH: u8 = 8;
@@ -180,6 +185,47 @@ impl Tree {
             .ok()
             .map(|i| &self.nodes[i])
     }
+}
+
+/// A name for display: valid UTF-8 stays as it is; in a name that is not
+/// UTF-8, each invalid byte becomes `\xNN` and a backslash `\\`, so the
+/// printed form can be given back to name the entry ([`unescape_name`]).
+pub fn escape_name(name: &[u8]) -> String {
+    if let Ok(text) = std::str::from_utf8(name) {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    for chunk in name.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// The bytes an escaped name stands for (`None` when it has no escapes).
+pub fn unescape_name(text: &str) -> Option<Vec<u8>> {
+    if !text.contains('\\') {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
+            let hex = text.get(i + 2..i + 4)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 /// A name is safe as one path component: not empty, not `.` or `..`, no `/`, no NUL.
@@ -278,6 +324,23 @@ mod tests {
             nodes: vec![node(b"a"), node(b"a")],
         };
         assert!(Tree::from_bytes(&BlobId([0; 32]), &super::super::to_msgpack(&dup)).is_err());
+    }
+
+    #[test]
+    fn escaped_names_round_trip() {
+        for name in [
+            &b"plain.md"[..],
+            b"caf\xe9",
+            b"back\\slash\xff",
+            b"\xff\xfe",
+        ] {
+            let shown = escape_name(name);
+            if std::str::from_utf8(name).is_ok() {
+                assert_eq!(shown.as_bytes(), name);
+            } else {
+                assert_eq!(unescape_name(&shown).unwrap(), name, "{shown}");
+            }
+        }
     }
 
     #[test]

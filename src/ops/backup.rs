@@ -97,8 +97,15 @@ struct Walker<'a> {
     counters: Counters,
     warnings: Mutex<Vec<String>>,
     /// With a write-only key: file memos waiting to be written to the cache.
-    memos: Option<Mutex<Vec<([u8; 32], FileMemo)>>>,
+    memos: Option<Mutex<Vec<KeyedMemo>>>,
 }
+
+/// Longest source path followed (Linux's PATH_MAX); deeper entries are
+/// skipped with a warning, which also bounds the walk's recursion.
+const MAX_PATH_LEN: usize = 4096;
+
+/// A file memo and the keyed hash of its path.
+type KeyedMemo = ([u8; 32], FileMemo);
 
 /// A source: its absolute path and its name at the snapshot root.
 struct Source {
@@ -502,6 +509,13 @@ impl Walker<'_> {
         root_dev: u64,
     ) -> Result<Option<Node>> {
         self.check_cancel()?;
+        if path.as_os_str().len() > MAX_PATH_LEN {
+            let shown: String = path.display().to_string().chars().take(80).collect();
+            self.warn(format!(
+                "skipped {shown}...: path longer than {MAX_PATH_LEN} bytes"
+            ));
+            return Ok(None);
+        }
         let meta = match fs::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(e) => {

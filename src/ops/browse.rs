@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind, unescape_name};
 use crate::id::TreeId;
 use crate::repo::Repository;
 
@@ -49,11 +49,16 @@ pub fn find_node(repo: &Repository, root: TreeId, path: &str) -> Result<Node> {
             )));
         };
         let tree = repo.read_tree(&subtree)?;
-        node = tree.find(component.as_bytes()).cloned().ok_or_else(|| {
-            Error::not_found(format!(
-                "`{path}` is not in this snapshot (no `{component}` in `/{walked}`)"
-            ))
-        })?;
+        // The name as given, or as `snap ls` escapes a name that is not UTF-8.
+        node = tree
+            .find(component.as_bytes())
+            .or_else(|| unescape_name(component).and_then(|raw| tree.find(&raw)))
+            .cloned()
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "`{path}` is not in this snapshot (no `{component}` in `/{walked}`)"
+                ))
+            })?;
         if !walked.is_empty() {
             walked.push('/');
         }
@@ -74,12 +79,18 @@ pub fn walk(
     let Some(subtree) = dir.subtree else {
         return visit(prefix, dir);
     };
+    if prefix.matches('/').count() >= MAX_TREE_DEPTH {
+        return Err(Error::corrupt(
+            format!("folder {}", prefix.chars().take(100).collect::<String>()),
+            format!("nested deeper than {MAX_TREE_DEPTH} levels"),
+        ));
+    }
     let tree = repo.read_tree(&subtree)?;
     for node in &tree.nodes {
         let path = if prefix.is_empty() {
-            node.name_lossy()
+            node.display_name()
         } else {
-            format!("{prefix}/{}", node.name_lossy())
+            format!("{prefix}/{}", node.display_name())
         };
         visit(&path, node)?;
         if recursive && node.kind == NodeKind::Dir {
@@ -96,7 +107,7 @@ pub fn cat(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
             ErrorKind::Usage,
             format!(
                 "`{}` is a {}, not a file",
-                node.name_lossy(),
+                node.display_name(),
                 node.kind.as_str()
             ),
         ));

@@ -22,7 +22,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind};
 use crate::progress::Progress;
 use crate::repo::Repository;
 
@@ -108,9 +108,9 @@ fn glob_set(patterns: &[String]) -> Result<GlobSet> {
 }
 
 fn join_rel(prefix: &str, name: &[u8]) -> String {
-    let name = String::from_utf8_lossy(name);
+    let name = crate::format::tree::escape_name(name);
     if prefix.is_empty() {
-        name.into_owned()
+        name
     } else {
         format!("{prefix}/{name}")
     }
@@ -198,6 +198,18 @@ pub fn restore(
     })
 }
 
+/// What restore does with an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selection {
+    /// Leave it (and what is below it) alone.
+    Skip,
+    /// A folder not itself selected: look for selected entries below it,
+    /// touching nothing that is already there.
+    Enter,
+    /// Restore it.
+    Restore,
+}
+
 /// Whether an error means "the repository's data for this file is damaged"
 /// (restore the rest) rather than "restoring cannot go on" (full disk, ...).
 fn is_damage(e: &Error) -> bool {
@@ -221,22 +233,45 @@ impl Restorer<'_> {
             .push(rel.to_string());
     }
 
-    fn selected(&self, rel: &str, node: &Node) -> bool {
+    fn selection(&self, rel: &str, node: &Node) -> Selection {
         if self.excludes.is_match(rel) {
-            return false;
+            return Selection::Skip;
         }
         match &self.includes {
-            None => true,
-            // Directories are entered to look for matches below them; an
-            // entry is included when it or one of its folders matches.
+            None => Selection::Restore,
+            // An entry is included when it or one of its folders matches;
+            // other folders are only entered to look for matches below them.
             Some(includes) => {
-                node.kind == NodeKind::Dir
-                    || includes.is_match(rel)
+                if includes.is_match(rel)
                     || rel
                         .match_indices('/')
                         .any(|(i, _)| includes.is_match(&rel[..i]))
+                {
+                    Selection::Restore
+                } else if node.kind == NodeKind::Dir {
+                    Selection::Enter
+                } else {
+                    Selection::Skip
+                }
             }
         }
+    }
+
+    /// Whether anything below the folder `dir` is selected (trees only are read).
+    fn selects_below(&self, dir: &Node, rel: &str) -> Result<bool> {
+        let Some(subtree) = dir.subtree else {
+            return Ok(false);
+        };
+        check_depth(rel)?;
+        for child in self.repo.read_tree(&subtree)?.nodes {
+            let child_rel = join_rel(rel, &child.name);
+            match self.selection(&child_rel, &child) {
+                Selection::Restore => return Ok(true),
+                Selection::Enter if self.selects_below(&child, &child_rel)? => return Ok(true),
+                _ => {}
+            }
+        }
+        Ok(false)
     }
 
     fn find_conflicts_in(
@@ -271,11 +306,21 @@ impl Restorer<'_> {
         rel: &str,
         out: &mut Vec<PathBuf>,
     ) -> Result<()> {
-        if !self.selected(rel, node) {
+        let selection = self.selection(rel, node);
+        if selection == Selection::Skip {
             return Ok(());
         }
         match fs::symlink_metadata(dest) {
             Err(_) => Ok(()),
+            Ok(meta) if selection == Selection::Enter => {
+                if meta.is_dir() {
+                    self.find_conflicts_in(node, dest, rel, out)?;
+                } else if self.selects_below(node, rel)? {
+                    // Something is in the way of a selected entry below.
+                    out.push(dest.to_path_buf());
+                }
+                Ok(())
+            }
             Ok(meta) if meta.is_dir() && node.kind == NodeKind::Dir => {
                 self.find_conflicts_in(node, dest, rel, out)
             }
@@ -290,6 +335,7 @@ impl Restorer<'_> {
         let Some(subtree) = dir.subtree else {
             return Ok(());
         };
+        check_depth(rel)?;
         let tree = match self.repo.read_tree(&subtree) {
             Ok(tree) => tree,
             Err(e) if is_damage(&e) => {
@@ -338,13 +384,34 @@ impl Restorer<'_> {
     }
 
     fn restore_node(&self, node: &Node, dest: &Path, rel: &str) -> Result<()> {
-        if !self.selected(rel, node) {
+        let selection = self.selection(rel, node);
+        if selection == Selection::Skip {
+            return Ok(());
+        }
+        if selection == Selection::Enter {
+            // Only a real folder (or nothing yet) is entered; whatever else is
+            // there belongs to the user and is not what was asked for.
+            let existing = fs::symlink_metadata(dest).ok();
+            if existing.as_ref().is_some_and(|m| !m.is_dir()) {
+                // In the way of a selected entry below it? Then the overwrite
+                // policy decides, as for any entry restore would replace.
+                if !self.selects_below(node, rel)? || !self.clear_dest(dest, node)? {
+                    return Ok(());
+                }
+                fs::create_dir(dest).map_err(|e| Error::io("cannot create folder", dest, e))?;
+            }
+            self.restore_children(node, dest, rel)?;
+            if existing.is_none() && fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
+                self.apply_metadata(node, dest, rel);
+            }
             return Ok(());
         }
         if self.includes.is_some()
-            && node.kind != NodeKind::Dir
             && let Some(parent) = dest.parent()
+            && !parent.is_dir()
         {
+            // Folders above an included entry were entered (and checked to be
+            // real folders or absent), not created: create them now.
             fs::create_dir_all(parent).map_err(|e| Error::io("cannot create folder", parent, e))?;
         }
         match node.kind {
@@ -354,7 +421,7 @@ impl Restorer<'_> {
                 if existing.is_some() && !existed && !self.clear_dest(dest, node)? {
                     return Ok(());
                 }
-                if self.includes.is_none() && !dest.is_dir() {
+                if !existed {
                     fs::create_dir(dest).map_err(|e| Error::io("cannot create folder", dest, e))?;
                 }
                 self.restore_children(node, dest, rel)?;
@@ -429,6 +496,33 @@ impl Restorer<'_> {
             }
             links.insert(key, dest.to_path_buf());
         }
+        if fs::symlink_metadata(dest).is_err() {
+            // Nothing there: create the file in place (O_EXCL: a symlink
+            // appearing meanwhile is not followed).
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest)
+                .map_err(|e| Error::io("cannot create", dest, e))?;
+            let written = self.write_content(node, &file, dest);
+            drop(file);
+            if let Err(e) = written {
+                let _ = fs::remove_file(dest);
+                if !is_damage(&e) {
+                    return Err(e);
+                }
+                self.damaged(rel, &e);
+                return Ok(());
+            }
+            self.apply_metadata(node, dest, rel);
+            self.files.fetch_add(1, Ordering::Relaxed);
+            self.progress.add_files(1);
+            return Ok(());
+        }
+        // Replacing: write beside it and rename over it, so a reader never
+        // sees a half-written file.
         let dir = dest.parent().expect("restore destinations have a parent");
         let temp = tempfile::Builder::new()
             .prefix(".snap-restore-")
@@ -454,18 +548,16 @@ impl Restorer<'_> {
     /// are left as holes, so sparse files stay sparse.
     fn write_content(&self, node: &Node, file: &File, path: &Path) -> Result<()> {
         let chunks = self.repo.file_chunks(node)?;
-        let mut offsets = Vec::with_capacity(chunks.len());
+        let mut placed = Vec::with_capacity(chunks.len());
         let mut offset = 0u64;
         for id in &chunks {
-            let location = self.repo.cache().lookup(id)?.ok_or_else(|| {
-                Error::corrupt(format!("blob {id}"), "it is in no index delta (missing)")
-            })?;
-            offsets.push(offset);
+            let location = self.repo.locate(id)?;
+            placed.push((offset, location));
             offset += u64::from(location.raw_length);
         }
         if offset != node.size {
             return Err(Error::corrupt(
-                format!("file {}", node.name_lossy()),
+                format!("file {}", node.display_name()),
                 format!("its chunks hold {offset} bytes, its size is {}", node.size),
             ));
         }
@@ -473,9 +565,10 @@ impl Restorer<'_> {
             .map_err(|e| Error::io("cannot size", path, e))?;
         chunks
             .par_iter()
-            .zip(offsets.par_iter())
-            .try_for_each(|(id, &at)| {
-                let data = self.repo.read_blob(id)?;
+            .zip(placed.par_iter())
+            .try_for_each(|(id, (at, location))| {
+                let at = *at;
+                let data = self.repo.read_blob_at(id, location)?;
                 if data.iter().any(|&b| b != 0) {
                     file.write_all_at(&data, at)
                         .map_err(|e| Error::io("cannot write", path, e))?;
@@ -560,6 +653,17 @@ impl Restorer<'_> {
             }
         }
     }
+}
+
+/// Refuses trees nested deeper than any real filesystem allows.
+fn check_depth(rel: &str) -> Result<()> {
+    if rel.matches('/').count() >= MAX_TREE_DEPTH {
+        return Err(Error::corrupt(
+            format!("folder {}", rel.chars().take(100).collect::<String>()),
+            format!("nested deeper than {MAX_TREE_DEPTH} levels"),
+        ));
+    }
+    Ok(())
 }
 
 fn file_time(ns: i64) -> FileTime {

@@ -1,0 +1,711 @@
+//! A malicious repository must not make `snap restore` write outside its
+//! target, and must not crash snap. The hostile trees are written with the
+//! library's own saver, which does not validate trees on write, so each
+//! case is exactly the bytes an attacker could store.
+//!
+//! Every case checks: no panic (exit code 101) and no death by signal; the
+//! folder around the target holds nothing but the target; a separate
+//! "outside" folder, which hostile names and symlinks point at, stays
+//! empty; and either the restore fails or the bad entry is not restored.
+
+mod common;
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::{Env, dir_names, exit_code, list_tree, stderr_text};
+use snap::format::pack::BlobKind;
+use snap::format::tree::ChunkList;
+use snap::repo::BlobSaver;
+use snap::{
+    BlobId, LocalBackend, NoProgress, Node, NodeKind, Repository, Snapshot, SnapshotId, Tree,
+    TreeId,
+};
+
+/// Snap must finish any of these quickly; a hang is a failure too.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes blobs into a repository, then one snapshot of the tree `build` returns.
+fn write_snapshot(env: &Env, build: impl FnOnce(&BlobSaver<'_>) -> TreeId) -> SnapshotId {
+    let repo = Repository::open(Box::new(LocalBackend::new(&env.repo)), &NoProgress)
+        .expect("open the repository");
+    let saver = repo.saver();
+    let tree = build(&saver);
+    saver.flush().expect("flush blobs");
+    drop(saver);
+    let snapshot = Snapshot {
+        time: "2024-01-01T00:00:00Z".into(),
+        host: "attacker".into(),
+        user: "mallory".into(),
+        paths: vec!["/hostile".into()],
+        tags: Vec::new(),
+        parent: None,
+        tree,
+        summary: snap::format::snapshot::Summary::default(),
+        program: "hostile test".into(),
+    };
+    // The repository's index cache is locked while `repo` lives; the CLI runs after.
+    repo.write_snapshot(&snapshot).expect("write the snapshot")
+}
+
+fn data(saver: &BlobSaver<'_>, bytes: &[u8]) -> BlobId {
+    saver.save(BlobKind::Data, bytes).unwrap()
+}
+
+/// A tree blob with exactly these nodes, in this order, unvalidated.
+fn tree(saver: &BlobSaver<'_>, nodes: Vec<Node>) -> TreeId {
+    saver
+        .save(BlobKind::Tree, &snap::format::to_msgpack(&Tree { nodes }))
+        .unwrap()
+}
+
+fn node(name: &[u8], kind: NodeKind) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind,
+        mode: if kind == NodeKind::Dir { 0o755 } else { 0o644 },
+        uid: 0,
+        gid: 0,
+        mtime_ns: 1_600_000_000_000_000_000,
+        ctime_ns: 1_600_000_000_000_000_000,
+        inode: 0,
+        dev: 0,
+        links: 0,
+        rdev: 0,
+        size: 0,
+        xattrs: Vec::new(),
+        target: None,
+        content: Vec::new(),
+        content_depth: 0,
+        subtree: None,
+    }
+}
+
+fn file(saver: &BlobSaver<'_>, name: &[u8], content: &[u8]) -> Node {
+    Node {
+        size: content.len() as u64,
+        content: if content.is_empty() {
+            Vec::new()
+        } else {
+            vec![data(saver, content)]
+        },
+        ..node(name, NodeKind::File)
+    }
+}
+
+fn dir(name: &[u8], subtree: TreeId) -> Node {
+    Node {
+        subtree: Some(subtree),
+        ..node(name, NodeKind::Dir)
+    }
+}
+
+fn symlink(name: &[u8], target: &[u8]) -> Node {
+    Node {
+        target: Some(target.to_vec()),
+        ..node(name, NodeKind::Symlink)
+    }
+}
+
+/// A repository, a restore target inside a "jail" folder (which must end up
+/// holding nothing but the target) and an "outside" folder (which must stay empty).
+struct Case {
+    env: Env,
+    jail: PathBuf,
+    target: PathBuf,
+    outside: PathBuf,
+}
+
+impl Case {
+    fn new() -> Self {
+        let env = Env::new();
+        let jail = env.path("jail");
+        let outside = env.path("outside");
+        fs::create_dir(&jail).unwrap();
+        fs::create_dir(&outside).unwrap();
+        let target = jail.join("target");
+        Self {
+            env,
+            jail,
+            target,
+            outside,
+        }
+    }
+
+    /// `snap restore SNAP --target TARGET EXTRA...`.
+    fn restore(&self, snap: &str, extra: &[&str]) -> Output {
+        let mut args: Vec<OsString> = vec![
+            "restore".into(),
+            snap.into(),
+            "--target".into(),
+            self.target.clone().into(),
+        ];
+        args.extend(extra.iter().map(OsString::from));
+        self.snap(args)
+    }
+
+    fn snap<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let out = self
+            .env
+            .cmd()
+            .args(&args)
+            .timeout(TIMEOUT)
+            .output()
+            .expect("run snap");
+        assert!(
+            out.status.code().is_some(),
+            "`snap {args:?}` was killed ({:?}; a crash, or over {TIMEOUT:?}):\n{}",
+            out.status,
+            stderr_text(&out)
+        );
+        let code = exit_code(&out);
+        assert_ne!(code, 101, "snap panicked:\n{}", stderr_text(&out));
+        out
+    }
+
+    /// Nothing escaped the target.
+    #[track_caller]
+    fn assert_contained(&self) {
+        let around: Vec<OsString> = dir_names(&self.jail);
+        assert!(
+            around.is_empty() || around == [OsString::from("target")],
+            "restore wrote next to its target: {around:?}"
+        );
+        let outside = list_tree(&self.outside);
+        assert_eq!(
+            outside,
+            vec![PathBuf::new()],
+            "restore wrote outside its target: {outside:?}"
+        );
+    }
+
+    /// Listing a hostile snapshot may fail but must not crash.
+    fn list_everything(&self) {
+        self.snap(["ls", "--recursive", "latest"]);
+        self.snap(["--json", "ls", "--recursive", "latest"]);
+        self.snap(["snapshots"]);
+    }
+
+    /// Restores `latest` with every overwrite policy; each must fail or leave
+    /// out `bad` (a path relative to the target), and stay contained.
+    #[track_caller]
+    fn restore_all_policies(&self, bad: &[&[u8]]) {
+        self.list_everything();
+        for policy in [None, Some("never"), Some("if-changed"), Some("always")] {
+            let extra: Vec<&str> = policy.map(|p| vec!["--overwrite", p]).unwrap_or_default();
+            let out = self.restore("latest", &extra);
+            self.assert_contained();
+            if exit_code(&out) == 0 {
+                for path in bad {
+                    let path = self.target.join(OsStr::from_bytes(path));
+                    assert!(
+                        fs::symlink_metadata(&path).is_err(),
+                        "{policy:?}: restore succeeded and restored the hostile entry {}",
+                        path.display()
+                    );
+                }
+            }
+            let _ = fs::remove_dir_all(&self.target);
+        }
+    }
+}
+
+#[test]
+fn dot_dot_name_cannot_climb_out() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let inside = tree(s, vec![file(s, b"escaped", b"pwned\n")]);
+        tree(s, vec![dir(b"..", inside), file(s, b"ok.txt", b"fine\n")])
+    });
+    case.restore_all_policies(&[b"../escaped"]);
+}
+
+#[test]
+fn nested_dot_dot_names_cannot_climb_out() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let leaf = tree(s, vec![file(s, b"escaped", b"pwned\n")]);
+        let up2 = tree(s, vec![dir(b"..", leaf)]);
+        let up1 = tree(s, vec![dir(b"..", up2)]);
+        tree(s, vec![dir(b"d", up1)])
+    });
+    case.restore_all_policies(&[b"escaped", b"d/../../escaped"]);
+    // Browsing into the hostile folder fails cleanly too.
+    let out = case.snap(["ls", "latest:d"]);
+    assert_ne!(
+        exit_code(&out),
+        0,
+        "listing a hostile folder should report damage"
+    );
+}
+
+#[test]
+fn dot_name_is_rejected() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let inside = tree(s, vec![file(s, b"escaped", b"pwned\n")]);
+        tree(s, vec![dir(b".", inside)])
+    });
+    case.restore_all_policies(&[b"escaped"]);
+}
+
+#[test]
+fn names_with_slashes_cannot_address_other_paths() {
+    for name in [&b"a/b"[..], b"../escaped", b"./x", b"a/../../escaped"] {
+        let case = Case::new();
+        write_snapshot(&case.env, |s| {
+            let a = tree(s, vec![]);
+            let mut nodes = vec![file(s, name, b"pwned\n"), dir(b"a", a)];
+            nodes.sort_by(|x, y| x.name.cmp(&y.name));
+            tree(s, nodes)
+        });
+        case.restore_all_policies(&[name, b"a/b", b"x", b"escaped"]);
+    }
+}
+
+#[test]
+fn absolute_names_cannot_point_anywhere() {
+    let case = Case::new();
+    // An absolute name would replace the target when joined to it. Point it
+    // at the test's own "outside" folder rather than at /etc, so a
+    // vulnerable build damages nothing but a temporary folder.
+    let absolute = case.outside.join("escaped");
+    let dir_name = case.outside.join("escaped_dir");
+    write_snapshot(&case.env, |s| {
+        let inside = tree(s, vec![file(s, b"file", b"pwned\n")]);
+        let mut nodes = vec![
+            file(s, absolute.as_os_str().as_bytes(), b"pwned\n"),
+            dir(dir_name.as_os_str().as_bytes(), inside),
+        ];
+        nodes.sort_by(|x, y| x.name.cmp(&y.name));
+        tree(s, nodes)
+    });
+    case.restore_all_policies(&[]);
+}
+
+#[test]
+fn single_absolute_name_is_rejected() {
+    // The exact name the attack would use, as a file: `/etc`. Only its
+    // rejection is checked (a vulnerable build would meet the real /etc, a
+    // folder, and refuse or fail to replace it by a file).
+    let case = Case::new();
+    write_snapshot(&case.env, |s| tree(s, vec![file(s, b"/etc", b"pwned\n")]));
+    let out = case.restore("latest", &[]);
+    assert_ne!(
+        exit_code(&out),
+        0,
+        "a tree holding `/etc` must be reported as damaged"
+    );
+    case.assert_contained();
+}
+
+#[test]
+fn names_with_nul_are_rejected() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        tree(
+            s,
+            vec![file(s, b"x\0y", b"pwned\n"), file(s, b"y", b"fine\n")],
+        )
+    });
+    case.restore_all_policies(&[b"x"]);
+}
+
+#[test]
+fn empty_name_is_rejected() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let inside = tree(s, vec![file(s, b"escaped", b"pwned\n")]);
+        tree(s, vec![dir(b"", inside)])
+    });
+    case.restore_all_policies(&[b"escaped"]);
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        tree(
+            s,
+            vec![file(s, b"dup", b"first\n"), file(s, b"dup", b"second\n")],
+        )
+    });
+    case.list_everything();
+    for policy in [None, Some("never"), Some("if-changed"), Some("always")] {
+        let extra: Vec<&str> = policy.map(|p| vec!["--overwrite", p]).unwrap_or_default();
+        let out = case.restore("latest", &extra);
+        case.assert_contained();
+        if exit_code(&out) == 0 {
+            // Which of the two won must not depend on thread timing: a
+            // damaged tree is reported, not restored half-way.
+            panic!("{policy:?}: a tree with duplicate names was restored without an error");
+        }
+        let _ = fs::remove_dir_all(&case.target);
+    }
+}
+
+#[test]
+fn symlink_and_folder_with_the_same_name_cannot_redirect_writes() {
+    let case = Case::new();
+    let outside = case.outside.as_os_str().as_bytes().to_vec();
+    write_snapshot(&case.env, |s| {
+        let inside = tree(s, vec![file(s, b"escaped", b"pwned\n")]);
+        tree(s, vec![symlink(b"x", &outside), dir(b"x", inside)])
+    });
+    // Several rounds: the two entries race on parallel workers.
+    for _ in 0..3 {
+        case.restore_all_policies(&[b"x/escaped"]);
+    }
+}
+
+#[test]
+fn existing_symlink_in_the_target_is_never_followed() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let d = tree(s, vec![file(s, b"f", b"restored\n")]);
+        let nested = tree(s, vec![dir(b"d", d)]);
+        tree(s, vec![dir(b"d", d), dir(b"src", nested)])
+    });
+    // The target already holds symlinks to "outside" where the snapshot has
+    // folders (`d`, `src/d`) and a file (`f`, for a single-file restore).
+    let plant = |case: &Case| {
+        let _ = fs::remove_dir_all(&case.target);
+        fs::create_dir_all(case.target.join("src")).unwrap();
+        std::os::unix::fs::symlink(&case.outside, case.target.join("d")).unwrap();
+        std::os::unix::fs::symlink(&case.outside, case.target.join("src/d")).unwrap();
+        std::os::unix::fs::symlink(case.outside.join("f"), case.target.join("f")).unwrap();
+    };
+    let is_symlink = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    // (what to restore, extra flags, the files a replacing restore writes)
+    let runs: [(&str, &[&str], &[&str]); 6] = [
+        ("latest", &[], &["d/f", "src/d/f"]),
+        ("latest", &["--include", "d/f"], &["d/f"]),
+        ("latest", &["--include", "src/d/f"], &["src/d/f"]),
+        ("latest:d", &[], &["d/f"]),
+        ("latest:d/f", &[], &["f"]),
+        ("latest:src", &[], &["src/d/f"]),
+    ];
+    for (snap, flags, written) in runs {
+        for policy in [None, Some("never"), Some("if-changed"), Some("always")] {
+            plant(&case);
+            let mut extra: Vec<&str> = flags.to_vec();
+            if let Some(p) = policy {
+                extra.extend(["--overwrite", p]);
+            }
+            let what = format!("restore {snap} {extra:?}");
+            let out = case.restore(snap, &extra);
+            let code = exit_code(&out);
+            case.assert_contained();
+            match policy {
+                None => assert_ne!(
+                    code, 0,
+                    "{what}: the default refuses to replace existing entries"
+                ),
+                Some("never") => {
+                    assert_eq!(code, 0, "{what}: {}", stderr_text(&out));
+                    for link in ["d", "src/d", "f"] {
+                        assert!(
+                            is_symlink(&case.target.join(link)),
+                            "{what}: `never` replaced {link}"
+                        );
+                    }
+                }
+                Some(_) => {
+                    assert_eq!(code, 0, "{what}: {}", stderr_text(&out));
+                    for path in written {
+                        let path = case.target.join(path);
+                        assert_eq!(
+                            fs::read_to_string(&path).ok().as_deref(),
+                            Some("restored\n"),
+                            "{what}: {} not restored",
+                            path.display()
+                        );
+                        assert!(!is_symlink(&path), "{what}");
+                        assert!(
+                            !is_symlink(path.parent().unwrap()),
+                            "{what}: wrote through a symlink"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn symlink_from_an_earlier_restore_is_never_followed() {
+    // Snapshot A has `d -> outside`; snapshot B has a folder `d` with a file.
+    // Restoring A, then B over it, must not write through A's symlink.
+    let case = Case::new();
+    let outside = case.outside.as_os_str().as_bytes().to_vec();
+    let a = write_snapshot(&case.env, |s| tree(s, vec![symlink(b"d", &outside)]));
+    let b = write_snapshot(&case.env, |s| {
+        let d = tree(s, vec![file(s, b"f", b"restored\n")]);
+        tree(s, vec![dir(b"d", d)])
+    });
+    for policy in [None, Some("never"), Some("if-changed"), Some("always")] {
+        let _ = fs::remove_dir_all(&case.target);
+        let out = case.restore(&a.to_hex(), &[]);
+        assert_eq!(exit_code(&out), 0, "{}", stderr_text(&out));
+        assert_eq!(fs::read_link(case.target.join("d")).unwrap(), case.outside);
+        let extra: Vec<&str> = policy.map(|p| vec!["--overwrite", p]).unwrap_or_default();
+        let out = case.restore(&b.to_hex(), &extra);
+        case.assert_contained();
+        let restored = fs::read_to_string(case.target.join("d/f")).ok();
+        match policy {
+            None => assert_ne!(exit_code(&out), 0, "the default refuses to replace `d`"),
+            Some("never") => assert_eq!(exit_code(&out), 0, "{}", stderr_text(&out)),
+            Some(_) => {
+                assert_eq!(exit_code(&out), 0, "{}", stderr_text(&out));
+                assert_eq!(restored.as_deref(), Some("restored\n"), "{policy:?}");
+                assert!(
+                    fs::symlink_metadata(case.target.join("d"))
+                        .unwrap()
+                        .is_dir()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn file_whose_size_lies_is_not_restored_as_if_whole() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let five = data(s, b"12345");
+        let longer = Node {
+            size: 1000,
+            content: vec![five],
+            ..node(b"claims_more", NodeKind::File)
+        };
+        let shorter = Node {
+            size: 2,
+            content: vec![five],
+            ..node(b"claims_less", NodeKind::File)
+        };
+        let empty = Node {
+            size: 1 << 40,
+            ..node(b"claims_a_tebibyte", NodeKind::File)
+        };
+        tree(
+            s,
+            vec![empty, shorter, longer, file(s, b"ok.txt", b"fine\n")],
+        )
+    });
+    case.list_everything();
+    let out = case.restore("latest", &[]);
+    let code = exit_code(&out);
+    assert_ne!(
+        code,
+        0,
+        "files with lying sizes must be reported: {}",
+        stderr_text(&out)
+    );
+    case.assert_contained();
+    let restored = list_tree(&case.target);
+    for bad in ["claims_more", "claims_less", "claims_a_tebibyte"] {
+        if let Ok(meta) = fs::symlink_metadata(case.target.join(bad)) {
+            panic!(
+                "{bad} was restored although its chunks do not match its size ({} bytes)",
+                meta.len()
+            );
+        }
+    }
+    assert!(
+        restored
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".snap-restore")),
+        "temporary files left behind: {restored:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(case.target.join("ok.txt"))
+            .ok()
+            .as_deref(),
+        Some("fine\n"),
+        "the rest is restored; exit {code}, stderr:\n{}",
+        stderr_text(&out)
+    );
+    for path in [
+        "latest:claims_more",
+        "latest:claims_less",
+        "latest:claims_a_tebibyte",
+    ] {
+        case.snap(["cat", path]);
+    }
+}
+
+#[test]
+fn garbage_tree_blob_is_reported_as_damage() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let garbage = s.save(BlobKind::Tree, b"\xc1 not message pack").unwrap();
+        let wrong_shape = s
+            .save(BlobKind::Tree, &snap::format::to_msgpack(&vec![1u8, 2, 3]))
+            .unwrap();
+        tree(s, vec![dir(b"a", garbage), dir(b"b", wrong_shape)])
+    });
+    case.list_everything();
+    let out = case.restore("latest", &[]);
+    assert_eq!(
+        exit_code(&out),
+        4,
+        "damaged trees exit with 4: {}",
+        stderr_text(&out)
+    );
+    case.assert_contained();
+}
+
+#[test]
+fn odd_metadata_does_not_crash_restore() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let sub = tree(s, vec![]);
+        tree(
+            s,
+            vec![
+                Node {
+                    mtime_ns: i64::MIN,
+                    ctime_ns: i64::MIN,
+                    mode: u32::MAX,
+                    uid: u32::MAX,
+                    gid: u32::MAX,
+                    ..file(s, b"a_min_time", b"x")
+                },
+                Node {
+                    mtime_ns: i64::MAX,
+                    ..dir(b"b_max_time", sub)
+                },
+                Node {
+                    links: 5,
+                    inode: 77,
+                    dev: 1,
+                    ..file(s, b"c_link", b"one\n")
+                },
+                Node {
+                    links: 5,
+                    inode: 77,
+                    dev: 1,
+                    ..file(s, b"d_link", b"two, different content\n")
+                },
+                symlink(b"e_nul_target", b"a\0b"),
+                Node {
+                    kind: NodeKind::Socket,
+                    ..node(b"f_socket", NodeKind::Socket)
+                },
+                symlink(b"g_empty_target", b""),
+            ],
+        )
+    });
+    case.list_everything();
+    for policy in [None, Some("always")] {
+        let extra: Vec<&str> = policy.map(|p| vec!["--overwrite", p]).unwrap_or_default();
+        case.restore("latest", &extra);
+        case.assert_contained();
+    }
+}
+
+#[test]
+fn chunk_list_bomb_fails_fast_with_bounded_memory() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let leaf = data(s, b"x");
+        let mut id = leaf;
+        for _ in 0..3 {
+            id = s
+                .save(
+                    BlobKind::List,
+                    &ChunkList {
+                        ids: vec![id; 2048],
+                    }
+                    .to_bytes(),
+                )
+                .unwrap();
+        }
+        let bomb = Node {
+            size: 1,
+            content: vec![id],
+            content_depth: 3,
+            ..node(b"bomb", NodeKind::File)
+        };
+        tree(s, vec![bomb])
+    });
+    // Under a 2 GiB address-space limit a full expansion (8.6e9 ids) aborts;
+    // a restore that checks the size as it expands fails in milliseconds.
+    let out = std::process::Command::new("prlimit")
+        .arg("--as=2147483648")
+        .arg("--")
+        .arg(common::snap_bin())
+        .arg("-r")
+        .arg(&case.env.repo)
+        .args(["restore", "latest", "--target"])
+        .arg(&case.target)
+        .env_remove("SNAP_REPO")
+        .output()
+        .expect("run prlimit");
+    let code = exit_code(&out);
+    assert!(
+        code != 0 && code != 101,
+        "exit {code}: {}",
+        stderr_text(&out)
+    );
+    case.assert_contained();
+}
+
+/// A chain of `depth` folders named `d` with a file at the bottom.
+fn deep_chain(s: &BlobSaver<'_>, depth: usize) -> TreeId {
+    let mut id = tree(s, vec![file(s, b"bottom.txt", b"bottom\n")]);
+    for _ in 0..depth {
+        id = tree(s, vec![dir(b"d", id)]);
+    }
+    id
+}
+
+#[test]
+fn deep_snapshot_restores_and_lists() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| deep_chain(s, 1000));
+    let out = case.snap(["ls", "--recursive", "latest"]);
+    assert_eq!(exit_code(&out), 0, "ls: {}", stderr_text(&out));
+    let out = case.restore("latest", &[]);
+    assert_eq!(exit_code(&out), 0, "restore: {}", stderr_text(&out));
+    case.assert_contained();
+    let bottom: PathBuf = std::iter::repeat_n("d", 1000)
+        .chain(["bottom.txt"])
+        .collect();
+    assert_eq!(
+        fs::read_to_string(case.target.join(bottom)).unwrap(),
+        "bottom\n"
+    );
+}
+
+#[test]
+fn snapshot_deeper_than_path_max_fails_cleanly() {
+    // 2100 levels of `d/` are longer than PATH_MAX (4096 bytes): restore
+    // cannot create the bottom and must stop with an error, not crash.
+    let case = Case::new();
+    write_snapshot(&case.env, |s| deep_chain(s, 2100));
+    let out = case.restore("latest", &[]);
+    assert_eq!(exit_code(&out), 1, "restore: {}", stderr_text(&out));
+    case.assert_contained();
+}
+
+#[test]
+fn very_deep_snapshot_does_not_crash_ls() {
+    // Listing touches no filesystem, so nothing but the program bounds the depth.
+    let case = Case::new();
+    write_snapshot(&case.env, |s| deep_chain(s, 20_000));
+    let out = case.snap(["ls", "--recursive", "latest"]);
+    assert_ne!(exit_code(&out), 101);
+}
