@@ -37,9 +37,9 @@ pub const KEY_FILE_MAGIC: &[u8; 8] = b"SNAPKEYF";
 /// Magic of exported key files.
 pub const EXPORTED_MAGIC: &[u8; 8] = b"SNAPKEYX";
 
-/// scrypt work factor (log2 N) for passphrase key files: about 0.3 s here,
-/// within what restic spends on its key derivation.
-pub const SCRYPT_LOG_N: u8 = 17;
+/// scrypt work factor (log2 N) for passphrase key files: 64 MiB and about
+/// 0.2 s here, within what restic spends on its key derivation.
+pub const SCRYPT_LOG_N: u8 = 16;
 
 const CONTEXT_ID: &str = "snap 2026-11 blob id key";
 const CONTEXT_SEED: &str = "snap 2026-11 chunker gear seed";
