@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use snap::codec::compress::{compress, decompress};
-use snap::codec::{BlobCodec, Chunker, ChunkerParams, Crypto, Hasher};
+use snap::codec::{BlobCodec, Chunker, ChunkerParams, Hasher};
 use snap::format::pack::BlobKind;
 use snap::pack::PackWriter;
 use snap::{BackupOptions, InitOptions, LocalBackend, NoProgress, Repository};
@@ -211,14 +211,15 @@ fn pack_writer(c: &mut Criterion) {
         })
         .collect();
     let frame_bytes: usize = blobs.iter().map(|(_, frame, _)| frame.len()).sum();
-    let codec = BlobCodec::new(Hasher::Plain, 3, Crypto::None);
+    let codec = BlobCodec::plain(3);
+    let target = u64::from(InitOptions::default().pack_size);
     let dir = tempfile::tempdir().expect("temporary folder");
 
     let mut group = c.benchmark_group("pack");
     group.throughput(bytes(frame_bytes));
     group.bench_function("write_and_finish", |b| {
         b.iter(|| {
-            let mut pack = PackWriter::create(dir.path()).expect("pack created");
+            let mut pack = PackWriter::create(dir.path(), target).expect("pack created");
             for (id, frame, raw_length) in &blobs {
                 pack.add(*id, BlobKind::Data, frame, *raw_length)
                     .expect("blob added");

@@ -24,6 +24,7 @@ pub mod format;
 pub mod id;
 pub mod index;
 pub mod keys;
+pub mod lock;
 pub mod ops;
 pub mod pack;
 pub mod progress;

@@ -39,6 +39,8 @@ pub struct InitOptions {
     pub chunker: ChunkerParams,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// Fixed chunk size for SQLite images.
+    pub sqlite_chunk: u32,
     /// Encrypt, with the first key file sealed to this passphrase or these recipients.
     pub encryption: Option<NewLock>,
 }
@@ -49,6 +51,7 @@ impl Default for InitOptions {
             compression: 3,
             chunker: ChunkerParams::FILES,
             pack_size: 16 << 20,
+            sqlite_chunk: crate::format::config::SQLITE_CHUNK,
             encryption: None,
         }
     }
@@ -95,6 +98,11 @@ impl Repository {
         if !(1 << 20..=1 << 30).contains(&options.pack_size) {
             return Err(Error::usage("pack size must be between 1 MiB and 1 GiB"));
         }
+        if !(4096..=1 << 24).contains(&options.sqlite_chunk) {
+            return Err(Error::usage(
+                "SQLite chunk size must be between 4 KiB and 16 MiB",
+            ));
+        }
         let keys = options.encryption.as_ref().map(|_| RepoKeys::generate());
         let config = Config {
             id: RepoId(random_bytes()),
@@ -105,6 +113,7 @@ impl Repository {
             },
             compression: options.compression,
             pack_size: options.pack_size,
+            sqlite_chunk: options.sqlite_chunk,
             encryption: if keys.is_some() {
                 Encryption::Age
             } else {
@@ -192,7 +201,7 @@ impl Repository {
                 cache_path.display()
             ));
         })?;
-        let repo = Self {
+        let mut repo = Self {
             backend: Arc::from(backend),
             config,
             codec,
@@ -201,6 +210,14 @@ impl Repository {
             key_id,
         };
         repo.sync_cache(progress)?;
+        // redb's copy-on-write leaves free pages behind bulk loads; rewrite
+        // the file when it is mostly free space (a cache of tens of bytes per
+        // blob should not take hundreds).
+        let (blobs, _) = repo.cache.counts()?;
+        let file_len = std::fs::metadata(&cache_path).map_or(0, |m| m.len());
+        if file_len > 16 << 20 && file_len > blobs.saturating_mul(200) {
+            repo.cache.compact()?;
+        }
         Ok(repo)
     }
 
@@ -268,6 +285,19 @@ impl Repository {
     /// Loads index deltas the cache has not seen; rebuilds it when deltas it
     /// had loaded are gone (a prune elsewhere replaced them).
     pub fn sync_cache(&self, progress: &dyn Progress) -> Result<()> {
+        // A prune replaces a delta by writing its successor first, then
+        // removing it: a delta gone between listing and reading means the
+        // listing is out of date, so list again.
+        let mut attempts = 0;
+        loop {
+            match self.sync_cache_once(progress) {
+                Err(e) if e.kind() == ErrorKind::NotFound && attempts < 10 => attempts += 1,
+                result => return result,
+            }
+        }
+    }
+
+    fn sync_cache_once(&self, progress: &dyn Progress) -> Result<()> {
         let listed: HashSet<IndexId> = self
             .backend
             .list(FileKind::Index)?
@@ -323,9 +353,23 @@ impl Repository {
     ) -> Result<T> {
         let name = hex::encode(id);
         let what = format!("{} {name}", kind.noun());
-        let bytes = self.backend.read(kind, &name)?;
+        // Snapshot files are immutable and read by every listing: keep their
+        // bytes (sealed as stored) in the cache.
+        let cached = if kind == FileKind::Snapshot {
+            self.cache.snapshot_file(id)?
+        } else {
+            None
+        };
+        let from_cache = cached.is_some();
+        let bytes = match cached {
+            Some(bytes) => bytes,
+            None => self.backend.read(kind, &name)?,
+        };
         if blake3::hash(&bytes).as_bytes() != id {
             return Err(Error::corrupt(&what, "its content does not match its name"));
+        }
+        if kind == FileKind::Snapshot && !from_cache {
+            self.cache.put_snapshot_file(id, &bytes)?;
         }
         let body = open_envelope(magic, &what, &bytes)?;
         let plain = self
@@ -376,8 +420,16 @@ impl Repository {
         let mut all = self
             .snapshot_ids()?
             .par_iter()
-            .map(|id| Ok((*id, self.read_snapshot(id)?)))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|id| match self.read_snapshot(id) {
+                Ok(snapshot) => Ok(Some((*id, snapshot))),
+                // Forgotten since the listing.
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
         all.sort_by_key(|(id, s)| (s.timestamp(), *id));
         Ok(all)
     }
@@ -685,4 +737,130 @@ pub fn default_location() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
         .join("snap")
         .join("repo")
+}
+
+// ---------------------------------------------------------------------------
+// Prune support (issue 7): locks, index deltas with obsolete marks, and
+// packs written outside a backup. Kept in a block of its own, apart from the
+// code above. docs/PRUNE.md explains the protocol.
+// ---------------------------------------------------------------------------
+
+impl Repository {
+    /// Announces a backup to prunes with a `locks/` file (removed when the
+    /// returned guard drops), then brings the cache up to date. A prune
+    /// deletes no pack while the announcement stands, and every obsolete
+    /// mark written before it is in the cache afterwards, so this backup
+    /// never reuses a blob of a pack that is about to go.
+    pub fn start_backup(&self, progress: &dyn Progress) -> Result<crate::lock::RepoLock> {
+        let lock = crate::lock::RepoLock::take(
+            Arc::clone(&self.backend),
+            &self.codec,
+            crate::format::lock::LockKind::Backup,
+        )?;
+        self.sync_cache(progress)?;
+        Ok(lock)
+    }
+
+    /// Takes the prune lock, which excludes other prunes (never backups).
+    /// Fails when another prune holds a lock that is not stale; removes
+    /// stale locks of any kind on the way.
+    pub fn lock_prune(&self) -> Result<crate::lock::RepoLock> {
+        use crate::format::lock::LockKind;
+        let mine =
+            crate::lock::RepoLock::take(Arc::clone(&self.backend), &self.codec, LockKind::Prune)?;
+        let (now, host) = (crate::lock::now_s(), crate::lock::this_host());
+        for (name, lock) in crate::lock::read_all(self.backend(), &self.codec)? {
+            match lock {
+                _ if name == mine.name() => {}
+                Ok(lock) if crate::lock::is_stale(&lock, now, &host) => {
+                    self.backend.remove(FileKind::Lock, &name)?;
+                }
+                // Both of two prunes that start together may give up; never
+                // do both go on.
+                Ok(lock) if lock.kind == LockKind::Prune => {
+                    return Err(crate::lock::held_by("another prune", &name, &lock));
+                }
+                _ => {}
+            }
+        }
+        Ok(mine)
+    }
+
+    /// The backups running now: backup locks that are not stale, and locks
+    /// that cannot be read (they may be backups). Stale locks are removed.
+    pub fn running_backups(&self) -> Result<Vec<(String, Result<crate::format::lock::Lock>)>> {
+        use crate::format::lock::LockKind;
+        let (now, host) = (crate::lock::now_s(), crate::lock::this_host());
+        let mut running = Vec::new();
+        for (name, lock) in crate::lock::read_all(self.backend(), &self.codec)? {
+            match lock {
+                Ok(lock) if crate::lock::is_stale(&lock, now, &host) => {
+                    self.backend.remove(FileKind::Lock, &name)?;
+                }
+                Ok(lock) if lock.kind == LockKind::Prune => {}
+                other => running.push((name, other)),
+            }
+        }
+        Ok(running)
+    }
+
+    /// Reads an index delta with the time of its obsolete marks.
+    pub fn read_marked_delta(&self, id: &IndexId) -> Result<index::MarkedDelta> {
+        self.read_object(FileKind::Index, index::MAGIC, &id.0, index::MAX_LEN)
+    }
+
+    /// Writes an index delta with obsolete marks.
+    pub fn write_marked_delta(&self, delta: &index::MarkedDelta) -> Result<IndexId> {
+        self.write_object(FileKind::Index, index::MAGIC, delta)
+            .map(IndexId)
+    }
+
+    /// Starts a pack in the repository's temporary folder, full at the
+    /// repository's target pack size.
+    pub fn new_pack(&self) -> Result<PackWriter> {
+        PackWriter::create(self.backend.temp_dir(), self.pack_target())
+    }
+
+    /// Seals `writer` and moves the pack into the repository; returns its
+    /// index entry (which no delta names yet).
+    pub fn store_pack(&self, writer: PackWriter) -> Result<PackIndex> {
+        let pack = writer.finish(&self.codec)?;
+        self.backend
+            .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)?;
+        Ok(PackIndex {
+            id: pack.id,
+            size: pack.size,
+            blobs: pack.blobs,
+        })
+    }
+}
+
+// ---- check and repair (issue 6) ----
+
+/// Readable snapshots (oldest first) and the damaged ones with their errors.
+pub type SnapshotsAndDamage = (Vec<(SnapshotId, Snapshot)>, Vec<(SnapshotId, Error)>);
+
+impl Repository {
+    /// Every snapshot, oldest first, with the damaged ones apart instead of
+    /// failing on the first, so that one damaged snapshot file does not lock
+    /// the user out of the others. Other errors (I/O) still fail.
+    pub fn snapshots_and_damage(&self) -> Result<SnapshotsAndDamage> {
+        let read: Vec<_> = self
+            .snapshot_ids()?
+            .par_iter()
+            .map(|id| (*id, self.read_snapshot(id)))
+            .collect();
+        let mut good = Vec::new();
+        let mut damaged = Vec::new();
+        for (id, snapshot) in read {
+            match snapshot {
+                Ok(snapshot) => good.push((id, snapshot)),
+                Err(e) if e.kind() == ErrorKind::Corrupt => damaged.push((id, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        good.sort_by_key(|(id, s)| (s.timestamp(), *id));
+        damaged.sort_by_key(|(id, _)| *id);
+        Ok((good, damaged))
+    }
 }

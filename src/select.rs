@@ -166,7 +166,16 @@ pub fn resolve(
     selector: &Selector,
     filter: &Filter,
 ) -> Result<(SnapshotId, Snapshot)> {
-    let snapshots = repo.snapshots()?;
+    let (snapshots, damaged) = repo.snapshots_and_damage()?;
+    // A damaged snapshot fails only the selectors it could be the answer to:
+    // an id prefix it matches, or any time-based one (its time is unknown).
+    let in_the_way = damaged.into_iter().find(|(id, _)| match selector {
+        Selector::Prefix(prefix) => id.to_hex().starts_with(prefix.as_str()),
+        _ => true,
+    });
+    if let Some((_, e)) = in_the_way {
+        return Err(e);
+    }
     select(&snapshots, selector, filter).cloned()
 }
 

@@ -3,12 +3,14 @@
 //! fault injection are wrappers around it, never code in callers.
 
 pub mod local;
+pub mod private_cache;
 
 use std::path::Path;
 
 use crate::error::Result;
 
 pub use local::LocalBackend;
+pub use private_cache::PrivateCache;
 
 /// The kinds of repository files; each lives in its own folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -40,6 +40,10 @@ pub struct Args {
     /// Read every file, even those unchanged since the parent snapshot.
     #[arg(long)]
     force: bool,
+    /// Capture files matching this glob as SQLite databases (repeatable;
+    /// databases are also recognised by their header).
+    #[arg(long = "sqlite")]
+    sqlite: Vec<String>,
 }
 
 fn read_exclude_file(path: &Path) -> anyhow::Result<Vec<String>> {
@@ -120,6 +124,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         force: args.force,
         excludes,
         one_file_system: args.one_file_system,
+        sqlite: args.sqlite,
         cancel: Some(cancel),
     };
     progress.start_bar("backup");

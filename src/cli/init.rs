@@ -10,6 +10,9 @@ pub struct Args {
     /// zstd compression level (1-22; 3 is fast and small).
     #[arg(long, default_value_t = 3)]
     compression: i32,
+    /// Fixed chunk size for SQLite database images, in bytes (advanced; see docs/SQLITE.md).
+    #[arg(long, default_value_t = snap::format::config::SQLITE_CHUNK)]
+    sqlite_chunk_size: u32,
     /// Encrypt with a passphrase (asked for, or from the password options).
     #[arg(long)]
     encrypt: bool,
@@ -37,6 +40,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     };
     let options = InitOptions {
         compression: args.compression,
+        sqlite_chunk: args.sqlite_chunk_size,
         encryption,
         ..InitOptions::default()
     };

@@ -3,11 +3,18 @@
 
 mod backup;
 mod cat;
+mod check;
+mod diff;
+mod find;
+mod forget;
 mod init;
 mod key;
+mod log;
 mod ls;
 mod output;
 mod password;
+mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod stats;
@@ -89,10 +96,25 @@ enum Command {
     Ls(ls::Args),
     /// Write a file from a snapshot to standard output.
     Cat(cat::Args),
+    /// Show what changed between two snapshots (optionally below a path).
+    Diff(diff::Args),
+    /// List every distinct version of a path across all snapshots, newest first.
+    Log(log::Args),
+    /// List the snapshots that hold paths matching a glob.
+    Find(find::Args),
     /// Restore a snapshot, or one path of it, into a folder.
     Restore(restore::Args),
     /// Show what the repository holds.
     Stats(stats::Args),
+    /// Verify that every snapshot can be restored; with --read-data, every stored byte.
+    Check(check::Args),
+    /// Rebuild the index from the packs, or write snapshots without damaged files.
+    #[command(subcommand)]
+    Repair(repair::Command),
+    /// Remove snapshots by a retention policy (or by id); --prune then frees their data.
+    Forget(forget::Args),
+    /// Delete data no snapshot uses; repack partly used packs.
+    Prune(prune::Args),
     /// Manage the keys of an encrypted repository.
     #[command(subcommand)]
     Key(key::Command),
@@ -203,8 +225,15 @@ fn run_main() -> ExitCode {
         Command::Snapshots(args) => snapshots::run(&global, args),
         Command::Ls(args) => ls::run(&global, args),
         Command::Cat(args) => cat::run(&global, args),
+        Command::Diff(args) => diff::run(&global, args),
+        Command::Log(args) => log::run(&global, args),
+        Command::Find(args) => find::run(&global, args),
         Command::Restore(args) => restore::run(&global, args),
         Command::Stats(args) => stats::run(&global, args),
+        Command::Check(args) => check::run(&global, args),
+        Command::Repair(command) => repair::run(&global, command),
+        Command::Forget(args) => forget::run(&global, args),
+        Command::Prune(args) => prune::run(&global, args),
         Command::Key(command) => key::run(&global, command),
     };
     match result {

@@ -149,6 +149,38 @@ impl Chunker {
     }
 }
 
+/// Splits everything `reader` yields into fixed-size chunks (the last may be
+/// shorter) and hands them to `batch` a few at a time. Used for SQLite
+/// images, whose pages change in place. Returns the bytes read.
+pub fn fixed_batches<R: Read, E: From<io::Error>>(
+    mut reader: R,
+    chunk_size: usize,
+    mut batch: impl FnMut(&[&[u8]]) -> Result<(), E>,
+) -> Result<u64, E> {
+    const PER_BATCH: usize = 32;
+    let mut buf = vec![0u8; chunk_size * PER_BATCH];
+    let mut total = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        total += filled as u64;
+        let chunks: Vec<&[u8]> = buf[..filled].chunks(chunk_size).collect();
+        if !chunks.is_empty() {
+            batch(&chunks)?;
+        }
+        if filled < buf.len() {
+            return Ok(total);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +255,19 @@ mod tests {
             &data,
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn fixed_chunks_cover_the_input() {
+        let data = pseudo_random(100_000, 3);
+        let mut out = Vec::new();
+        fixed_batches::<_, io::Error>(data.as_slice(), 4096, |batch| {
+            out.extend(batch.iter().map(|c| c.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out.concat(), data);
+        assert!(out[..out.len() - 1].iter().all(|c| c.len() == 4096));
     }
 
     #[test]

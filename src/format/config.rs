@@ -34,6 +34,16 @@ pub struct Config {
     pub pack_size: u32,
     /// Encryption mode.
     pub encryption: Encryption,
+    /// Fixed chunk size for SQLite database images (rounded up to whole pages).
+    #[serde(default = "default_sqlite_chunk")]
+    pub sqlite_chunk: u32,
+}
+
+/// Default SQLite chunk size; see docs/SQLITE.md for the measurements.
+pub const SQLITE_CHUNK: u32 = 8 * 1024;
+
+fn default_sqlite_chunk() -> u32 {
+    SQLITE_CHUNK
 }
 
 impl Config {
@@ -58,6 +68,12 @@ impl Config {
                 "compression level out of range 1..=22",
             ));
         }
+        if !(4096..=1 << 24).contains(&config.sqlite_chunk) {
+            return Err(Error::corrupt(
+                "repository config",
+                "SQLite chunk size out of range 4 KiB..=16 MiB",
+            ));
+        }
         if !(1 << 20..=1 << 30).contains(&config.pack_size) {
             return Err(Error::corrupt(
                 "repository config",
@@ -80,6 +96,7 @@ mod tests {
             compression: 3,
             pack_size: 16 << 20,
             encryption: Encryption::None,
+            sqlite_chunk: SQLITE_CHUNK,
         };
         let bytes = config.to_bytes();
         assert_eq!(Config::from_bytes(&bytes).unwrap(), config);

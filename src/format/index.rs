@@ -35,3 +35,54 @@ pub struct IndexDelta {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub obsolete: Vec<PackId>,
 }
+
+/// An index delta as `prune` writes and reads it: [`IndexDelta`] plus the
+/// time its `obsolete` marks were made. Same MessagePack map with one more
+/// optional key, which readers of `IndexDelta` ignore (unknown keys are
+/// ignored), so every delta reads as either type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkedDelta {
+    /// Packs this delta adds.
+    pub packs: Vec<PackIndex>,
+    /// Packs this delta marks obsolete: no new snapshot may use their blobs,
+    /// and `prune` deletes them once the grace period has passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub obsolete: Vec<PackId>,
+    /// When the `obsolete` marks were made, seconds since the Unix epoch;
+    /// absent when there are none. A mark without a time counts as old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marked_at: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::{BlobEntry, BlobKind};
+    use crate::id::BlobId;
+
+    #[test]
+    fn marked_delta_reads_as_index_delta_and_back() {
+        let marked = MarkedDelta {
+            packs: vec![PackIndex {
+                id: PackId([1; 32]),
+                size: 100,
+                blobs: vec![BlobEntry {
+                    id: BlobId([2; 32]),
+                    kind: BlobKind::Data,
+                    offset: 9,
+                    length: 20,
+                    raw_length: 11,
+                }],
+            }],
+            obsolete: vec![PackId([3; 32])],
+            marked_at: Some(1_700_000_000),
+        };
+        let bytes = crate::format::to_msgpack(&marked);
+        let plain: IndexDelta = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(plain.packs, marked.packs);
+        assert_eq!(plain.obsolete, marked.obsolete);
+        let back: MarkedDelta = rmp_serde::from_slice(&crate::format::to_msgpack(&plain)).unwrap();
+        assert_eq!(back.marked_at, None);
+        assert_eq!(back.packs, marked.packs);
+    }
+}

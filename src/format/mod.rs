@@ -9,9 +9,13 @@
 
 pub mod config;
 pub mod index;
+pub mod lock;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+
+#[cfg(test)]
+mod decode_fuzz;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -13,7 +13,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use redb::{Database, DatabaseError, ReadableTable, TableDefinition};
+use redb::{
+    Database, DatabaseError, MultimapTableDefinition, ReadableMultimapTable, ReadableTable,
+    TableDefinition,
+};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexDelta;
@@ -21,7 +24,7 @@ use crate::format::pack::{BlobEntry, BlobKind};
 use crate::id::{BlobId, IndexId, PackId};
 
 /// Bump when the tables change: an old cache is then rebuilt.
-const SCHEMA: u64 = 2;
+const SCHEMA: u64 = 3;
 
 /// blob id -> pack number (4), offset (4), length (4), raw length (4), kind (1)
 const BLOBS: TableDefinition<[u8; 32], [u8; 17]> = TableDefinition::new("blobs");
@@ -33,6 +36,14 @@ const PACK_NUMBERS: TableDefinition<[u8; 32], u32> = TableDefinition::new("pack_
 const DELTAS: TableDefinition<[u8; 32], u64> = TableDefinition::new("deltas");
 /// keyed hash of a source path -> MessagePack [`FileMemo`] (write-only keys only)
 const FILES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("files");
+/// pack id -> the index deltas that list it in `packs`
+const PACK_DELTAS: MultimapTableDefinition<[u8; 32], [u8; 32]> =
+    MultimapTableDefinition::new("pack_deltas");
+/// pack id -> the index deltas that mark it obsolete (see [`IndexCache::contains`])
+const MARKS: MultimapTableDefinition<[u8; 32], [u8; 32]> = MultimapTableDefinition::new("marks");
+/// snapshot id -> the snapshot file's bytes as stored (sealed when encrypted),
+/// so listing snapshots reads no repository files but new ones
+const SNAPSHOT_FILES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshot_files");
 /// "schema" -> SCHEMA
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -171,12 +182,20 @@ impl IndexCache {
         txn.delete_table(DELTAS).map_err(|e| self.err(e))?;
         txn.delete_table(META).map_err(|e| self.err(e))?;
         txn.delete_table(FILES).map_err(|e| self.err(e))?;
+        txn.delete_table(SNAPSHOT_FILES).map_err(|e| self.err(e))?;
+        txn.delete_multimap_table(PACK_DELTAS)
+            .map_err(|e| self.err(e))?;
+        txn.delete_multimap_table(MARKS).map_err(|e| self.err(e))?;
         {
+            txn.open_multimap_table(PACK_DELTAS)
+                .map_err(|e| self.err(e))?;
+            txn.open_multimap_table(MARKS).map_err(|e| self.err(e))?;
             txn.open_table(BLOBS).map_err(|e| self.err(e))?;
             txn.open_table(PACKS).map_err(|e| self.err(e))?;
             txn.open_table(PACK_NUMBERS).map_err(|e| self.err(e))?;
             txn.open_table(DELTAS).map_err(|e| self.err(e))?;
             txn.open_table(FILES).map_err(|e| self.err(e))?;
+            txn.open_table(SNAPSHOT_FILES).map_err(|e| self.err(e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert("schema", SCHEMA).map_err(|e| self.err(e))?;
         }
@@ -196,6 +215,11 @@ impl IndexCache {
     }
 
     /// Adds the entries of several index deltas in one transaction.
+    ///
+    /// A delta's `obsolete` marks are recorded before its packs are added.
+    /// Blobs of a marked pack are added only when the cache has no other
+    /// location for them: they stay readable until prune deletes the pack,
+    /// but a location in an unmarked pack is preferred.
     pub fn add_deltas(&self, deltas: &[(IndexId, IndexDelta)]) -> Result<()> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
@@ -203,12 +227,23 @@ impl IndexCache {
             let mut packs = txn.open_table(PACKS).map_err(|e| self.err(e))?;
             let mut numbers = txn.open_table(PACK_NUMBERS).map_err(|e| self.err(e))?;
             let mut loaded = txn.open_table(DELTAS).map_err(|e| self.err(e))?;
+            let mut listed = txn
+                .open_multimap_table(PACK_DELTAS)
+                .map_err(|e| self.err(e))?;
+            let mut marks = txn.open_multimap_table(MARKS).map_err(|e| self.err(e))?;
             let mut next = packs
                 .last()
                 .map_err(|e| self.err(e))?
                 .map_or(0, |(k, _)| k.value() + 1);
             for (delta_id, delta) in deltas {
+                for pack in &delta.obsolete {
+                    marks.insert(pack.0, delta_id.0).map_err(|e| self.err(e))?;
+                }
                 for pack in &delta.packs {
+                    listed
+                        .insert(pack.id.0, delta_id.0)
+                        .map_err(|e| self.err(e))?;
+                    let marked = !marks.get(pack.id.0).map_err(|e| self.err(e))?.is_empty();
                     let existing = numbers
                         .get(pack.id.0)
                         .map_err(|e| self.err(e))?
@@ -226,6 +261,9 @@ impl IndexCache {
                         }
                     };
                     for blob in &pack.blobs {
+                        if marked && blobs.get(blob.id.0).map_err(|e| self.err(e))?.is_some() {
+                            continue;
+                        }
                         blobs
                             .insert(blob.id.0, encode_location(number, blob))
                             .map_err(|e| self.err(e))?;
@@ -263,11 +301,29 @@ impl IndexCache {
         }))
     }
 
-    /// Whether the cache knows blob `id`.
+    /// Whether a new snapshot may reuse blob `id` as stored: the cache knows
+    /// it in a pack that no prune has marked obsolete. A blob known only in
+    /// a marked pack is still readable ([`IndexCache::lookup`]) but must be
+    /// stored again, because prune is about to delete that pack
+    /// (`docs/PRUNE.md`).
     pub fn contains(&self, id: &BlobId) -> Result<bool> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
-        Ok(blobs.get(id.0).map_err(|e| self.err(e))?.is_some())
+        let Some(value) = blobs.get(id.0).map_err(|e| self.err(e))? else {
+            return Ok(false);
+        };
+        let marks = txn.open_multimap_table(MARKS).map_err(|e| self.err(e))?;
+        if marks.iter().map_err(|e| self.err(e))?.next().is_none() {
+            return Ok(true);
+        }
+        let raw = value.value();
+        let number = u32::from_le_bytes(raw[0..4].try_into().expect("4 bytes"));
+        let packs = txn.open_table(PACKS).map_err(|e| self.err(e))?;
+        let Some(pack) = packs.get(number).map_err(|e| self.err(e))? else {
+            return Ok(false);
+        };
+        let (pack, _) = pack.value();
+        Ok(marks.get(pack).map_err(|e| self.err(e))?.is_empty())
     }
 
     /// What this host stored for the file whose keyed path hash is `key`.
@@ -294,6 +350,42 @@ impl IndexCache {
         txn.commit().map_err(|e| self.err(e))
     }
 
+    /// The cached bytes of snapshot file `id`.
+    pub fn snapshot_file(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match txn.open_table(SNAPSHOT_FILES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        Ok(table
+            .get(id)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Caches the bytes of snapshot file `id` (immutable, named by its hash).
+    pub fn put_snapshot_file(&self, id: &[u8; 32], bytes: &[u8]) -> Result<()> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        // A cache entry need not survive a crash: skip the fsync, the next
+        // durable commit (or the next listing) takes care of it.
+        txn.set_durability(redb::Durability::None);
+        {
+            let mut table = txn.open_table(SNAPSHOT_FILES).map_err(|e| self.err(e))?;
+            table.insert(id, bytes).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Rewrites the cache file compactly (after loading many deltas, redb's
+    /// copy-on-write pages leave much of it free).
+    pub fn compact(&mut self) -> Result<()> {
+        self.db
+            .compact()
+            .map(|_| ())
+            .map_err(|e| cache_error(&self.path, e))
+    }
+
     /// Number of blobs and packs the cache knows.
     pub fn counts(&self) -> Result<(u64, u64)> {
         use redb::ReadableTableMetadata;
@@ -309,6 +401,108 @@ impl IndexCache {
             .len()
             .map_err(|e| self.err(e))?;
         Ok((blobs, packs))
+    }
+}
+
+/// One row of the cache's blob table, as [`IndexCache::visit_blobs`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRow {
+    /// The blob.
+    pub id: BlobId,
+    /// Number of its pack (see [`CachedPack::number`]).
+    pub pack: u32,
+    /// What it holds.
+    pub kind: BlobKind,
+    /// Offset of its frame in the pack.
+    pub offset: u32,
+    /// Length of its frame.
+    pub length: u32,
+    /// Length of its plaintext.
+    pub raw_length: u32,
+}
+
+/// A pack the cache knows, with the deltas that name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedPack {
+    /// Its number in this cache (local to the cache, dense from 0).
+    pub number: u32,
+    /// The pack.
+    pub id: PackId,
+    /// Its size in bytes, as its delta says.
+    pub size: u64,
+    /// The index deltas that list it in `packs`.
+    pub listed_in: Vec<IndexId>,
+    /// The index deltas that mark it obsolete.
+    pub marked_by: Vec<IndexId>,
+}
+
+/// Reading the whole index, for `prune`: streamed from the B-trees, so
+/// memory grows with the number of packs, never with the number of blobs.
+impl IndexCache {
+    /// Calls `visit` for every blob the cache knows, in id order.
+    pub fn visit_blobs(&self, mut visit: impl FnMut(BlobRow) -> Result<()>) -> Result<()> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
+        for row in blobs.iter().map_err(|e| self.err(e))? {
+            let (key, value) = row.map_err(|e| self.err(e))?;
+            let raw = value.value();
+            let word = |i: usize| u32::from_le_bytes(raw[i..i + 4].try_into().expect("4 bytes"));
+            visit(BlobRow {
+                id: BlobId(key.value()),
+                pack: word(0),
+                kind: BlobKind::from_u8(raw[16]).ok_or_else(|| self.err("unknown blob kind"))?,
+                offset: word(4),
+                length: word(8),
+                raw_length: word(12),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every pack the cache knows, by number.
+    pub fn packs(&self) -> Result<Vec<CachedPack>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let packs = txn.open_table(PACKS).map_err(|e| self.err(e))?;
+        let listed = txn
+            .open_multimap_table(PACK_DELTAS)
+            .map_err(|e| self.err(e))?;
+        let marks = txn.open_multimap_table(MARKS).map_err(|e| self.err(e))?;
+        let deltas = |table: &redb::ReadOnlyMultimapTable<[u8; 32], [u8; 32]>, pack: [u8; 32]| {
+            table
+                .get(pack)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.map(|v| IndexId(v.value())).map_err(|e| self.err(e)))
+                .collect::<Result<Vec<_>>>()
+        };
+        let mut out = Vec::new();
+        for row in packs.iter().map_err(|e| self.err(e))? {
+            let (number, value) = row.map_err(|e| self.err(e))?;
+            let (id, size) = value.value();
+            out.push(CachedPack {
+                number: number.value(),
+                id: PackId(id),
+                size,
+                listed_in: deltas(&listed, id)?,
+                marked_by: deltas(&marks, id)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every obsolete mark: the pack and the delta that marks it (also for
+    /// packs the cache holds no entries of).
+    pub fn marks(&self) -> Result<Vec<(PackId, IndexId)>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let marks = txn.open_multimap_table(MARKS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in marks.iter().map_err(|e| self.err(e))? {
+            let (pack, deltas) = row.map_err(|e| self.err(e))?;
+            for delta in deltas {
+                let delta = delta.map_err(|e| self.err(e))?;
+                out.push((PackId(pack.value()), IndexId(delta.value())));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -364,11 +558,148 @@ mod tests {
     }
 
     #[test]
+    fn marked_packs_stay_readable_but_are_not_reused() {
+        let blob = |n: u8| BlobEntry {
+            id: BlobId([n; 32]),
+            kind: BlobKind::Data,
+            offset: 9,
+            length: 10,
+            raw_length: 10,
+        };
+        let pack = |n: u8, blobs: Vec<BlobEntry>| PackIndex {
+            id: PackId([n; 32]),
+            size: 100,
+            blobs,
+        };
+        // Pack A holds blobs 1 and 2; pack B holds 1 and 3; delta 3 marks B.
+        let d1 = (
+            IndexId([1; 32]),
+            IndexDelta {
+                packs: vec![pack(0xa, vec![blob(1), blob(2)])],
+                obsolete: vec![],
+            },
+        );
+        let d2 = (
+            IndexId([2; 32]),
+            IndexDelta {
+                packs: vec![pack(0xb, vec![blob(1), blob(3)])],
+                obsolete: vec![],
+            },
+        );
+        let d3 = (
+            IndexId([3; 32]),
+            IndexDelta {
+                packs: vec![],
+                obsolete: vec![PackId([0xb; 32])],
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        // Whatever order the deltas load in, a blob stored in an unmarked
+        // pack is reused from there, and one stored only in the marked pack
+        // stays readable but is not reused.
+        for (i, order) in [
+            [&d1, &d2, &d3],
+            [&d3, &d2, &d1],
+            [&d3, &d1, &d2],
+            [&d1, &d3, &d2],
+        ]
+        .iter()
+        .enumerate()
+        {
+            let cache = IndexCache::open(&dir.path().join(format!("{i}.redb")), &|| {}).unwrap();
+            for delta in order {
+                cache.add_deltas(std::slice::from_ref(*delta)).unwrap();
+            }
+            assert!(cache.contains(&BlobId([2; 32])).unwrap());
+            assert!(!cache.contains(&BlobId([3; 32])).unwrap(), "order {i}");
+            let three = cache.lookup(&BlobId([3; 32])).unwrap().unwrap();
+            assert_eq!(three.pack, PackId([0xb; 32]));
+            if i > 0 {
+                // With the mark known first, blob 1 points at pack A.
+                assert!(cache.contains(&BlobId([1; 32])).unwrap(), "order {i}");
+            }
+            let packs = cache.packs().unwrap();
+            let b = packs.iter().find(|p| p.id == PackId([0xb; 32])).unwrap();
+            assert_eq!(b.listed_in, [IndexId([2; 32])]);
+            assert_eq!(b.marked_by, [IndexId([3; 32])]);
+            assert_eq!(
+                cache.marks().unwrap(),
+                [(PackId([0xb; 32]), IndexId([3; 32]))]
+            );
+            let mut seen = Vec::new();
+            cache
+                .visit_blobs(|row| {
+                    seen.push(row.id);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(seen, [BlobId([1; 32]), BlobId([2; 32]), BlobId([3; 32])]);
+        }
+    }
+
+    #[test]
     fn garbage_cache_file_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
         std::fs::write(&path, b"not a database at all").unwrap();
         let cache = IndexCache::open(&path, &|| {}).unwrap();
         assert_eq!(cache.counts().unwrap(), (0, 0));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::format::index::PackIndex;
+
+    /// Bulk loads leave free pages behind; compaction gives them back (at
+    /// 200,000 blobs: 339 bytes per blob before, 141 after).
+    #[test]
+    fn compaction_shrinks_a_bulk_loaded_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let mut cache = IndexCache::open(&path, &|| {}).unwrap();
+        let mut n = 0u64;
+        for d in 0..10u64 {
+            let blobs = (0..4000u64)
+                .map(|i| {
+                    n += 1;
+                    let id = *blake3::hash(&(d * 1_000_000 + i).to_le_bytes()).as_bytes();
+                    BlobEntry {
+                        id: BlobId(id),
+                        kind: BlobKind::Data,
+                        offset: 9,
+                        length: 100,
+                        raw_length: 300,
+                    }
+                })
+                .collect();
+            let delta = IndexDelta {
+                packs: vec![PackIndex {
+                    id: PackId([d as u8; 32]),
+                    size: 1,
+                    blobs,
+                }],
+                obsolete: vec![],
+            };
+            cache
+                .add_deltas(&[(IndexId([d as u8; 32]), delta)])
+                .unwrap();
+        }
+        let before = std::fs::metadata(&path).unwrap().len();
+        cache.compact().unwrap();
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after < before, "{after} >= {before}");
+        assert!(
+            after / n < 200,
+            "{} bytes per blob after compaction",
+            after / n
+        );
+        assert!(
+            cache
+                .lookup(&BlobId(*blake3::hash(&7u64.to_le_bytes()).as_bytes()))
+                .unwrap()
+                .is_some()
+        );
     }
 }

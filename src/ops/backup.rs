@@ -7,8 +7,8 @@
 //! buffer per worker plus the open packs, whatever the size of the tree or
 //! the repository.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsString;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -22,13 +22,14 @@ use std::time::Instant;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
-use crate::codec::Chunker;
+use crate::codec::{Chunker, chunker};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Node, NodeKind, Tree, Xattr};
 use crate::id::{SnapshotId, TreeId};
 use crate::index::FileMemo;
+use crate::ops::sqlite;
 use crate::progress::Progress;
 use crate::repo::{BlobSaver, Repository};
 
@@ -51,6 +52,9 @@ pub struct BackupOptions {
     pub excludes: Vec<String>,
     /// Do not cross filesystem boundaries below each source.
     pub one_file_system: bool,
+    /// Glob patterns of files to capture as SQLite databases (besides those
+    /// recognised by their header).
+    pub sqlite: Vec<String>,
     /// Set to stop the backup early; nothing half-done becomes visible.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -92,6 +96,7 @@ struct Walker<'a> {
     saver: BlobSaver<'a>,
     chunker: Chunker,
     excludes: GlobSet,
+    sqlite_globs: GlobSet,
     options: &'a BackupOptions,
     progress: &'a dyn Progress,
     counters: Counters,
@@ -215,6 +220,8 @@ pub fn backup(
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let sources = resolve_sources(&options.paths)?;
+    // Held until the snapshot is written: a prune deletes nothing meanwhile.
+    let _announced = repo.start_backup(progress)?;
     repo.clean_temp();
     let host = options.host.clone().unwrap_or_else(hostname);
     let paths: Vec<String> = sources
@@ -229,10 +236,12 @@ pub fn backup(
         (false, None) => find_parent(repo, &host, &paths)?,
     };
     let parent_root = match parent_id {
-        Some(id) if !options.force => {
-            let snapshot = repo.read_snapshot(&id)?;
-            Some(repo.read_tree(&snapshot.tree)?)
-        }
+        Some(id) if !options.force => match repo.read_snapshot(&id) {
+            Ok(snapshot) => Some(repo.read_tree(&snapshot.tree)?),
+            // Forgotten since it was chosen: read everything instead.
+            Err(e) if e.kind() == ErrorKind::NotFound && options.parent.is_none() => None,
+            Err(e) => return Err(e),
+        },
         _ => None,
     };
     let walker = Walker {
@@ -240,6 +249,7 @@ pub fn backup(
         saver: repo.saver(),
         chunker: Chunker::new(repo.chunker_params()),
         excludes: build_excludes(&options.excludes)?,
+        sqlite_globs: build_excludes(&options.sqlite)?,
         options,
         progress,
         counters: Counters::default(),
@@ -491,7 +501,14 @@ impl Walker<'_> {
                 let root_dev = fs::symlink_metadata(&source.path)
                     .map(|m| m.dev())
                     .unwrap_or(0);
-                self.backup_entry(&source.path, source.name.clone(), parent, root_dev)
+                let log_beside = sqlite::has_pending_log(&source.path);
+                self.backup_entry(
+                    &source.path,
+                    source.name.clone(),
+                    parent,
+                    root_dev,
+                    log_beside,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let tree = Tree {
@@ -507,6 +524,7 @@ impl Walker<'_> {
         name: Vec<u8>,
         parent: Option<&Node>,
         root_dev: u64,
+        log_beside: bool,
     ) -> Result<Option<Node>> {
         self.check_cancel()?;
         if path.as_os_str().len() > MAX_PATH_LEN {
@@ -544,7 +562,7 @@ impl Walker<'_> {
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::File => {
-                if !self.backup_file(path, &meta, &mut node, parent)? {
+                if !self.backup_file(path, &meta, &mut node, parent, log_beside)? {
                     return Ok(None);
                 }
             }
@@ -585,6 +603,7 @@ impl Walker<'_> {
             let child = path.join(name);
             !(self.excludes.is_match(name) || self.excludes.is_match(&child))
         });
+        let logged = self.fold_sqlite_companions(path, &mut names);
         let parent_tree = match parent.and_then(|p| p.subtree) {
             Some(id) => match self.repo.read_tree(&id) {
                 Ok(tree) => Some(tree),
@@ -611,6 +630,7 @@ impl Walker<'_> {
                     bytes.to_vec(),
                     parents.get(bytes).copied(),
                     root_dev,
+                    logged.contains(bytes),
                 )
             })
             .collect::<Result<Vec<_>>>()?;
@@ -620,6 +640,37 @@ impl Walker<'_> {
         Ok(Some(self.saver.save(BlobKind::Tree, &tree.to_bytes())?))
     }
 
+    /// Whether the file at `path` is to be captured as a SQLite database.
+    fn is_database(&self, path: &Path) -> bool {
+        self.sqlite_globs.is_match(path) || sqlite::has_header(path)
+    }
+
+    /// Drops the `-wal`, `-shm` and `-journal` companions of databases from
+    /// `names` (their content is folded into the database's capture) and
+    /// returns the databases that have a non-empty log or journal beside them.
+    fn fold_sqlite_companions(&self, dir: &Path, names: &mut Vec<OsString>) -> HashSet<Vec<u8>> {
+        let present: HashSet<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+        let mut companions = HashSet::new();
+        let mut logged = HashSet::new();
+        for name in names.iter() {
+            for suffix in sqlite::COMPANIONS {
+                let Some(base) = name.as_bytes().strip_suffix(suffix.as_bytes()) else {
+                    continue;
+                };
+                if !present.contains(base) || !self.is_database(&dir.join(OsStr::from_bytes(base)))
+                {
+                    continue;
+                }
+                companions.insert(name.clone());
+                if suffix != "-shm" && fs::metadata(dir.join(name)).is_ok_and(|m| m.len() > 0) {
+                    logged.insert(base.to_vec());
+                }
+            }
+        }
+        names.retain(|n| !companions.contains(n));
+        logged
+    }
+
     /// Fills a file node's content; `false` when the file was skipped.
     fn backup_file(
         &self,
@@ -627,12 +678,13 @@ impl Walker<'_> {
         meta: &Metadata,
         node: &mut Node,
         parent: Option<&Node>,
+        log_beside: bool,
     ) -> Result<bool> {
         let memo = match parent {
             Some(_) => None,
             None => self.memo_parent(path, node)?,
         };
-        let stored = self.store_file(path, meta, node, parent.or(memo.as_ref()))?;
+        let stored = self.store_file(path, meta, node, parent.or(memo.as_ref()), log_beside)?;
         if stored {
             self.remember(path, node)?;
         }
@@ -647,9 +699,13 @@ impl Walker<'_> {
         meta: &Metadata,
         node: &mut Node,
         parent: Option<&Node>,
+        log_beside: bool,
     ) -> Result<bool> {
         self.counters.files.fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = parent
+        // A database with a write-ahead log (or hot journal) beside it may have
+        // committed changes its own metadata does not show.
+        if !log_beside
+            && let Some(p) = parent
             && p.size == node.size
             && p.mtime_ns == node.mtime_ns
             && p.ctime_ns == node.ctime_ns
@@ -665,29 +721,53 @@ impl Walker<'_> {
             self.progress.add_bytes(node.size);
             return Ok(true);
         }
-        let file = match open_source(path) {
-            Ok(file) => file,
-            Err(e) => {
-                self.counters.files.fetch_sub(1, Ordering::Relaxed);
-                self.warn(format!("skipped {}: {e}", path.display()));
-                return Ok(false);
-            }
-        };
         let mut ids = Vec::new();
-        let read =
+        let mut store_batch = |chunks: &[&[u8]]| -> Result<(), ReadError> {
+            self.check_cancel().map_err(ReadError::Repo)?;
+            let batch: Vec<_> = chunks
+                .par_iter()
+                .map(|chunk| self.saver.save(BlobKind::Data, chunk))
+                .collect::<Result<_>>()
+                .map_err(ReadError::Repo)?;
+            ids.extend(batch);
+            let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+            self.progress.add_bytes(bytes);
+            Ok(())
+        };
+        let capture = if self.is_database(path) {
+            match sqlite::capture(path) {
+                Ok(capture) => Some(capture),
+                Err(reason) => {
+                    self.warn(format!(
+                        "{}: not captured as a SQLite database ({reason}); stored as a plain file copy",
+                        path.display()
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let read = if let Some(capture) = capture {
+            let size =
+                self.repo.config().sqlite_chunk.div_ceil(capture.page_size) * capture.page_size;
+            let image = capture
+                .file
+                .reopen()
+                .map_err(|e| Error::io("cannot read the capture of", path, e))?;
+            chunker::fixed_batches(image, size as usize, &mut store_batch)
+        } else {
+            let file = match open_source(path) {
+                Ok(file) => file,
+                Err(e) => {
+                    self.counters.files.fetch_sub(1, Ordering::Relaxed);
+                    self.warn(format!("skipped {}: {e}", path.display()));
+                    return Ok(false);
+                }
+            };
             self.chunker
-                .chunk_batches(file, meta.len(), |chunks| -> Result<(), ReadError> {
-                    self.check_cancel().map_err(ReadError::Repo)?;
-                    let batch: Vec<_> = chunks
-                        .par_iter()
-                        .map(|chunk| self.saver.save(BlobKind::Data, chunk))
-                        .collect::<Result<_>>()
-                        .map_err(ReadError::Repo)?;
-                    ids.extend(batch);
-                    let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-                    self.progress.add_bytes(bytes);
-                    Ok(())
-                });
+                .chunk_batches(file, meta.len(), &mut store_batch)
+        };
         let read = match read {
             Ok(read) => read,
             Err(ReadError::Source(e)) => {

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind, unescape_name};
+use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind, Tree, unescape_name};
 use crate::id::TreeId;
 use crate::repo::Repository;
 
@@ -38,6 +38,13 @@ pub fn components(path: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The entry of `tree` that a path component names: the name as given, or
+/// as `snap ls` escapes a name that is not UTF-8.
+pub fn child<'t>(tree: &'t Tree, component: &str) -> Option<&'t Node> {
+    tree.find(component.as_bytes())
+        .or_else(|| unescape_name(component).and_then(|raw| tree.find(&raw)))
+}
+
 /// Finds `path` below the root tree; the empty path is the root itself.
 pub fn find_node(repo: &Repository, root: TreeId, path: &str) -> Result<Node> {
     let mut node = root_node(root);
@@ -49,16 +56,11 @@ pub fn find_node(repo: &Repository, root: TreeId, path: &str) -> Result<Node> {
             )));
         };
         let tree = repo.read_tree(&subtree)?;
-        // The name as given, or as `snap ls` escapes a name that is not UTF-8.
-        node = tree
-            .find(component.as_bytes())
-            .or_else(|| unescape_name(component).and_then(|raw| tree.find(&raw)))
-            .cloned()
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "`{path}` is not in this snapshot (no `{component}` in `/{walked}`)"
-                ))
-            })?;
+        node = child(&tree, component).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "`{path}` is not in this snapshot (no `{component}` in `/{walked}`)"
+            ))
+        })?;
         if !walked.is_empty() {
             walked.push('/');
         }

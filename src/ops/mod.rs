@@ -2,5 +2,13 @@
 
 pub mod backup;
 pub mod browse;
+pub mod check;
+pub mod diff;
+pub mod find;
+pub mod forget;
+pub mod log;
+pub mod prune;
+pub mod repair;
 pub mod restore;
+pub mod sqlite;
 pub mod stats;

@@ -287,7 +287,14 @@ impl Restorer<'_> {
         if out.len() >= 100 || !dest.is_dir() {
             return Ok(());
         }
-        for child in self.repo.read_tree(&subtree)?.nodes {
+        // A damaged listing holds nothing to conflict with; restoring reports
+        // it as damaged and goes on with the rest.
+        let tree = match self.repo.read_tree(&subtree) {
+            Ok(tree) => tree,
+            Err(e) if is_damage(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for child in tree.nodes {
             let child_rel = join_rel(rel, &child.name);
             self.find_conflicts(
                 &child,

@@ -1,0 +1,108 @@
+//! `snap check`
+
+use snap::ops::check::{CheckOptions, CheckReport, ReadData, check, select_packs};
+
+use super::output;
+use super::{Global, exit};
+
+/// Paths listed per snapshot and problem before "and N more".
+const PATHS_SHOWN: usize = 10;
+
+/// Verify that every snapshot can be restored; report what damage costs.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Also read every pack in full and verify every blob (hash, decompression, decryption).
+    #[arg(long)]
+    read_data: bool,
+    /// Read only a subset of the packs: N/M (slice N of M; M runs with N = 1..M
+    /// cover every pack once) or P% (a random P percent of the packs).
+    #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
+    read_data_subset: Option<String>,
+}
+
+pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let read_data = match (&args.read_data_subset, args.read_data) {
+        (Some(subset), _) => subset.parse::<ReadData>()?,
+        (None, true) => ReadData::All,
+        (None, false) => ReadData::None,
+    };
+    let mut progress = global.progress();
+    let repo = global.open(&progress)?;
+    let read_packs = select_packs(&repo, &read_data)?;
+    if !read_packs.is_empty() {
+        progress.start_bar("read data");
+        progress.set_total(read_packs.iter().map(|(_, size)| size).sum());
+    }
+    let options = CheckOptions {
+        read_packs: read_packs.into_iter().map(|(id, _)| id).collect(),
+    };
+    let result = check(&repo, &options, &progress);
+    progress.finish();
+    let report = result?;
+    if global.json {
+        output::print_json(&report)?;
+    } else {
+        print_report(&report, global.quiet);
+    }
+    Ok(if report.ok { exit::OK } else { exit::DAMAGED })
+}
+
+fn print_report(report: &CheckReport, quiet: bool) {
+    for problem in &report.errors {
+        println!("error: {}: {}", problem.object, problem.message);
+        for affected in &problem.affected {
+            let shown: Vec<&str> = affected
+                .paths
+                .iter()
+                .take(PATHS_SHOWN)
+                .map(String::as_str)
+                .collect();
+            let more = affected.paths.len().saturating_sub(PATHS_SHOWN);
+            println!(
+                "  snapshot {} loses: {}{}",
+                affected.snapshot.short(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    if !quiet {
+        for item in &report.cleanup {
+            let size = if item.bytes > 0 {
+                format!(" ({})", output::bytes(item.bytes))
+            } else {
+                String::new()
+            };
+            println!("cleanup: {}{size}: {}", item.object, item.message);
+        }
+    }
+    let read = if report.packs_read > 0 {
+        format!(
+            ", read {} packs ({})",
+            report.packs_read,
+            output::bytes(report.bytes_read)
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "checked {} snapshots, {} trees, {} blobs, {} packs, {} index files{read}",
+        report.snapshots, report.trees, report.blobs, report.packs, report.index_files
+    );
+    if report.ok {
+        println!("no errors were found");
+    } else {
+        let lost: usize = report.damaged.values().map(|entries| entries.len()).sum();
+        println!(
+            "the repository is damaged: {} errors; {} snapshots cannot be read, {} lose {} paths",
+            report.errors.len(),
+            report.damaged_snapshots.len(),
+            report.damaged.len(),
+            lost
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! `snap repair index` and `snap repair snapshots`
+
+use snap::ops::check::{CheckOptions, ReadData, check, select_packs};
+use snap::ops::repair::{
+    IndexPlan, SnapshotPlan, plan_index, plan_snapshots, repair_index, repair_snapshots,
+};
+
+use super::output;
+use super::{Global, exit};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Rebuild the index (and its cache) from the pack trailers.
+    Index {
+        /// Only show what would be written and removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write copies of damaged snapshots without the files that cannot be restored.
+    Snapshots {
+        /// Only show which snapshots would be repaired and what they would lose.
+        #[arg(long)]
+        dry_run: bool,
+        /// Judge damage by the index and pack structure only, without reading
+        /// every pack (faster; misses damage inside blobs).
+        #[arg(long)]
+        no_read_data: bool,
+    },
+}
+
+pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Index { dry_run } => index(global, dry_run),
+        Command::Snapshots {
+            dry_run,
+            no_read_data,
+        } => snapshots(global, dry_run, no_read_data),
+    }
+}
+
+fn index(global: &Global, dry_run: bool) -> anyhow::Result<u8> {
+    let progress = global.progress();
+    let repo = global.open(&progress)?;
+    let plan = plan_index(&repo, &progress)?;
+    let report = if dry_run {
+        None
+    } else {
+        Some(repair_index(&repo, &plan, &progress)?)
+    };
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "dry_run": dry_run,
+            "packs": plan.packs.len(),
+            "blobs": plan.blobs(),
+            "salvaged": plan.salvaged.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+            "left_out": plan.left_out,
+            "damaged_index_files": plan.damaged_deltas.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+            "index_files_written": report.as_ref().map_or(plan.new_delta_count(), |r| r.written.len()),
+            "index_files_removed": report.as_ref().map_or(plan.old_deltas.len() as u64, |r| r.removed),
+        }))?;
+    } else {
+        print_index_plan(&plan, dry_run);
+        if let Some(report) = &report {
+            println!(
+                "wrote {} index files, removed {} old ones; the index cache is rebuilt",
+                report.written.len(),
+                report.removed
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print_index_plan(plan: &IndexPlan, dry_run: bool) {
+    for id in &plan.damaged_deltas {
+        println!("damaged index file {id} (will be replaced)");
+    }
+    for id in &plan.salvaged {
+        println!("pack {id}: trailer unreadable; its entries are kept from the old index");
+    }
+    for left in &plan.left_out {
+        println!(
+            "pack {}: left out of the index, its blobs are lost: {}",
+            left.pack, left.reason
+        );
+    }
+    println!(
+        "{} {} packs with {} blobs in {} index files, {} {} old index files",
+        if dry_run { "would index" } else { "indexing" },
+        plan.packs.len(),
+        plan.blobs(),
+        plan.new_delta_count(),
+        if dry_run { "would remove" } else { "removing" },
+        plan.old_deltas.len()
+    );
+    if !plan.left_out.is_empty() {
+        println!(
+            "run `snap repair snapshots` to write snapshots without the files the left-out packs held"
+        );
+    }
+}
+
+fn snapshots(global: &Global, dry_run: bool, no_read_data: bool) -> anyhow::Result<u8> {
+    let mut progress = global.progress();
+    let repo = global.open(&progress)?;
+    let read_data = if no_read_data {
+        ReadData::None
+    } else {
+        ReadData::All
+    };
+    let read_packs = select_packs(&repo, &read_data)?;
+    if !read_packs.is_empty() {
+        progress.start_bar("read data");
+        progress.set_total(read_packs.iter().map(|(_, size)| size).sum());
+    }
+    let options = CheckOptions {
+        read_packs: read_packs.into_iter().map(|(id, _)| id).collect(),
+    };
+    let report = check(&repo, &options, &progress);
+    progress.finish();
+    let plan = plan_snapshots(&report?);
+    let repaired = if dry_run {
+        Vec::new()
+    } else {
+        repair_snapshots(&repo, &plan, &progress)?
+    };
+    if global.json {
+        let rows: Vec<_> = plan
+            .repairs
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "snapshot": r.snapshot.to_hex(),
+                    "repaired": repaired.iter().find(|d| d.original == r.snapshot).map(|d| d.repaired.to_hex()),
+                    "dropped": r.dropped,
+                    "emptied": r.emptied,
+                })
+            })
+            .collect();
+        output::print_json(&serde_json::json!({
+            "dry_run": dry_run,
+            "snapshots": rows,
+            "unreadable": plan.unreadable.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        print_snapshot_plan(&plan, dry_run);
+        for done in &repaired {
+            println!(
+                "snapshot {} repaired as {} (tag `repaired`); forget the original when you no longer need it",
+                done.original.short(),
+                done.repaired.short()
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print_snapshot_plan(plan: &SnapshotPlan, dry_run: bool) {
+    for id in &plan.unreadable {
+        println!("snapshot {id} is unreadable and cannot be repaired; forget it");
+    }
+    for repair in &plan.repairs {
+        println!(
+            "snapshot {} {} {} files and empty {} folders:",
+            repair.snapshot.short(),
+            if dry_run { "would drop" } else { "drops" },
+            repair.dropped.len(),
+            repair.emptied.len()
+        );
+        for path in &repair.dropped {
+            println!("  dropped {path}");
+        }
+        for path in &repair.emptied {
+            println!("  emptied {path}/");
+        }
+    }
+    if plan.repairs.is_empty() && plan.unreadable.is_empty() {
+        println!("no snapshot loses data; nothing to repair");
+    }
+}

@@ -1,0 +1,906 @@
+//! `snap diff`: what changed between two snapshots, and how a file changed.
+//!
+//! The walk merges the two sorted node lists of each pair of folders and
+//! skips a pair whose tree ids are equal: an unchanged subtree has the same
+//! id in both snapshots, so the cost follows the size of the change, not the
+//! size of the snapshots. Only the trees of changed folders are read.
+//!
+//! Each path is reported once, parents before their entries, in name order:
+//! - *added* / *removed*: the path exists on one side only (everything below
+//!   an added or removed folder is listed too);
+//! - *type*: the kind changed (file to folder, file to symlink, ...); the
+//!   entries below a folder on either side are listed as removed or added;
+//! - *modified*: same kind, different content: a file's chunk ids (with the
+//!   list depth), a symlink's target, a device's number;
+//! - *metadata*: same content, different mode, owner, mtime or extended
+//!   attributes (ctime, inode and link count are for change detection only).
+//!
+//! [`content_diff`] says how a modified file changed: a unified diff for
+//! text, rows added, removed and changed per table for SQLite databases.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind};
+use crate::id::TreeId;
+use crate::ops::browse::{cat, components, find_node, walk};
+use crate::ops::sqlite::HEADER as SQLITE_HEADER;
+use crate::repo::Repository;
+
+/// How a path changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Only in the newer snapshot.
+    Added,
+    /// Only in the older snapshot.
+    Removed,
+    /// Same kind, different content.
+    Modified,
+    /// A different kind of entry (file, folder, symlink, ...).
+    Type,
+    /// Same content, different mode, owner, mtime or extended attributes.
+    Metadata,
+}
+
+impl ChangeKind {
+    /// The name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Modified => "modified",
+            ChangeKind::Type => "type",
+            ChangeKind::Metadata => "metadata",
+        }
+    }
+
+    /// The one-character marker of the human output.
+    pub fn marker(self) -> char {
+        match self {
+            ChangeKind::Added => '+',
+            ChangeKind::Removed => '-',
+            ChangeKind::Modified => 'M',
+            ChangeKind::Type => 'T',
+            ChangeKind::Metadata => 'm',
+        }
+    }
+}
+
+/// One changed path.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The path as `snap ls` prints it.
+    pub path: String,
+    /// How it changed.
+    pub kind: ChangeKind,
+    /// The entry in the older snapshot.
+    pub before: Option<Node>,
+    /// The entry in the newer snapshot.
+    pub after: Option<Node>,
+}
+
+impl Change {
+    /// Size in the older snapshot (absent: `None`; 0 for anything but files).
+    pub fn size_before(&self) -> Option<u64> {
+        self.before.as_ref().map(|n| n.size)
+    }
+
+    /// Size in the newer snapshot.
+    pub fn size_after(&self) -> Option<u64> {
+        self.after.as_ref().map(|n| n.size)
+    }
+
+    /// Whether both sides are regular files (so [`content_diff`] applies).
+    pub fn is_file_pair(&self) -> bool {
+        self.before
+            .as_ref()
+            .is_some_and(|n| n.kind == NodeKind::File)
+            && self
+                .after
+                .as_ref()
+                .is_some_and(|n| n.kind == NodeKind::File)
+    }
+}
+
+/// Counts and bytes of the changes in one folder (or all of them).
+///
+/// "Files" are all entries that are not folders (files, symlinks, ...).
+/// A type change is counted only in `type_changed`; the per-path changes
+/// carry both sizes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatGroup {
+    /// Files only in the newer snapshot.
+    pub files_added: u64,
+    /// Files only in the older snapshot.
+    pub files_removed: u64,
+    /// Files whose content changed.
+    pub files_modified: u64,
+    /// Folders only in the newer snapshot.
+    pub dirs_added: u64,
+    /// Folders only in the older snapshot.
+    pub dirs_removed: u64,
+    /// Entries whose kind changed.
+    pub type_changed: u64,
+    /// Entries whose metadata alone changed.
+    pub metadata_changed: u64,
+    /// Size of the added files.
+    pub bytes_added: u64,
+    /// Size of the removed files.
+    pub bytes_removed: u64,
+    /// Size of the modified files before.
+    pub bytes_before: u64,
+    /// Size of the modified files after.
+    pub bytes_after: u64,
+}
+
+impl StatGroup {
+    fn count(&mut self, change: &Change) {
+        let is_dir = |n: &Option<Node>| n.as_ref().is_some_and(|n| n.kind == NodeKind::Dir);
+        let size = |n: &Option<Node>| n.as_ref().map_or(0, |n| n.size);
+        match change.kind {
+            ChangeKind::Added if is_dir(&change.after) => self.dirs_added += 1,
+            ChangeKind::Added => {
+                self.files_added += 1;
+                self.bytes_added += size(&change.after);
+            }
+            ChangeKind::Removed if is_dir(&change.before) => self.dirs_removed += 1,
+            ChangeKind::Removed => {
+                self.files_removed += 1;
+                self.bytes_removed += size(&change.before);
+            }
+            ChangeKind::Modified => {
+                self.files_modified += 1;
+                self.bytes_before += size(&change.before);
+                self.bytes_after += size(&change.after);
+            }
+            ChangeKind::Type => self.type_changed += 1,
+            ChangeKind::Metadata => self.metadata_changed += 1,
+        }
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The summary of a diff: all changes, and the changes per top-level entry.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DiffStat {
+    /// Every change.
+    pub total: StatGroup,
+    /// Per first path component below the diff's root. Files directly in the
+    /// root (and the root path itself) are counted under `.`.
+    pub folders: BTreeMap<String, StatGroup>,
+}
+
+/// What changed between two trees.
+#[derive(Debug, Clone, Default)]
+pub struct Diff {
+    /// Changed paths, parents before their entries, in name order.
+    pub changes: Vec<Change>,
+    /// Counts per top-level folder and in total.
+    pub stat: DiffStat,
+}
+
+/// Compares the trees `before` and `after` (snapshot roots) at `path` (the
+/// empty path: everything). `path` must exist in at least one of them.
+pub fn diff(repo: &Repository, before: TreeId, after: TreeId, path: &str) -> Result<Diff> {
+    let prefix = components(path).join("/");
+    let mut walker = Walker {
+        repo,
+        changes: Vec::new(),
+    };
+    if prefix.is_empty() {
+        walker.folders(before, after, "")?;
+    } else {
+        let a = present(find_node(repo, before, &prefix))?;
+        let b = present(find_node(repo, after, &prefix))?;
+        if a.is_none() && b.is_none() {
+            return Err(Error::not_found(format!(
+                "`{prefix}` is in neither snapshot"
+            )));
+        }
+        walker.entry(prefix.clone(), a.as_ref(), b.as_ref())?;
+    }
+    let stat = stat(&walker.changes, &prefix);
+    Ok(Diff {
+        changes: walker.changes,
+        stat,
+    })
+}
+
+/// A lookup's node, `None` when the path does not exist.
+fn present(found: Result<Node>) -> Result<Option<Node>> {
+    match found {
+        Ok(node) => Ok(Some(node)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+struct Walker<'r> {
+    repo: &'r Repository,
+    changes: Vec<Change>,
+}
+
+impl Walker<'_> {
+    fn push(
+        &mut self,
+        path: String,
+        kind: ChangeKind,
+        before: Option<&Node>,
+        after: Option<&Node>,
+    ) {
+        self.changes.push(Change {
+            path,
+            kind,
+            before: before.cloned(),
+            after: after.cloned(),
+        });
+    }
+
+    /// Compares one path's entries (either may be absent).
+    fn entry(&mut self, path: String, before: Option<&Node>, after: Option<&Node>) -> Result<()> {
+        match (before, after) {
+            (None, None) => Ok(()),
+            (Some(a), None) => {
+                self.push(path.clone(), ChangeKind::Removed, Some(a), None);
+                self.below(ChangeKind::Removed, a, &path)
+            }
+            (None, Some(b)) => {
+                self.push(path.clone(), ChangeKind::Added, None, Some(b));
+                self.below(ChangeKind::Added, b, &path)
+            }
+            (Some(a), Some(b)) if a.kind != b.kind => {
+                self.push(path.clone(), ChangeKind::Type, Some(a), Some(b));
+                self.below(ChangeKind::Removed, a, &path)?;
+                self.below(ChangeKind::Added, b, &path)
+            }
+            (Some(a), Some(b)) => {
+                if content_differs(a, b) {
+                    self.push(path.clone(), ChangeKind::Modified, Some(a), Some(b));
+                } else if metadata_differs(a, b) {
+                    self.push(path.clone(), ChangeKind::Metadata, Some(a), Some(b));
+                }
+                match (a.subtree, b.subtree) {
+                    (Some(ta), Some(tb)) => self.folders(ta, tb, &path),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Everything below a folder that exists on one side only.
+    fn below(&mut self, kind: ChangeKind, dir: &Node, prefix: &str) -> Result<()> {
+        if dir.kind != NodeKind::Dir {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        walk(self.repo, dir, prefix, true, &mut |path, node| {
+            found.push((path.to_string(), node.clone()));
+            Ok(())
+        })?;
+        for (path, node) in found {
+            let (before, after) = match kind {
+                ChangeKind::Removed => (Some(node), None),
+                _ => (None, Some(node)),
+            };
+            self.changes.push(Change {
+                path,
+                kind,
+                before,
+                after,
+            });
+        }
+        Ok(())
+    }
+
+    /// Merges the sorted entries of two folders; equal trees are skipped unread.
+    fn folders(&mut self, before: TreeId, after: TreeId, prefix: &str) -> Result<()> {
+        if before == after {
+            return Ok(());
+        }
+        if prefix.matches('/').count() >= MAX_TREE_DEPTH {
+            return Err(Error::corrupt(
+                format!("folder {}", prefix.chars().take(100).collect::<String>()),
+                format!("nested deeper than {MAX_TREE_DEPTH} levels"),
+            ));
+        }
+        let (a, b) = rayon::join(
+            || self.repo.read_tree(&before),
+            || self.repo.read_tree(&after),
+        );
+        let (a, b) = (a?.nodes, b?.nodes);
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let order = match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) => x.name.cmp(&y.name),
+                (Some(_), None) => Ordering::Less,
+                _ => Ordering::Greater,
+            };
+            let (x, y) = match order {
+                Ordering::Less => (Some(&a[i]), None),
+                Ordering::Greater => (None, Some(&b[j])),
+                Ordering::Equal => (Some(&a[i]), Some(&b[j])),
+            };
+            i += usize::from(x.is_some());
+            j += usize::from(y.is_some());
+            let name = x.or(y).map(Node::display_name).unwrap_or_default();
+            self.entry(join(prefix, &name), x, y)?;
+        }
+        Ok(())
+    }
+}
+
+/// Same kind, different content (see the module doc).
+fn content_differs(a: &Node, b: &Node) -> bool {
+    match a.kind {
+        NodeKind::File => {
+            a.size != b.size || a.content_depth != b.content_depth || a.content != b.content
+        }
+        NodeKind::Symlink => a.target != b.target,
+        NodeKind::Chardev | NodeKind::Blockdev => a.rdev != b.rdev,
+        NodeKind::Dir | NodeKind::Fifo | NodeKind::Socket => false,
+    }
+}
+
+fn metadata_differs(a: &Node, b: &Node) -> bool {
+    a.mode != b.mode
+        || a.uid != b.uid
+        || a.gid != b.gid
+        || a.mtime_ns != b.mtime_ns
+        || a.xattrs != b.xattrs
+}
+
+/// Counts the changes, in total and per first component below `root`.
+fn stat(changes: &[Change], root: &str) -> DiffStat {
+    let mut stat = DiffStat::default();
+    for change in changes {
+        stat.total.count(change);
+        let rel = if root.is_empty() {
+            change.path.as_str()
+        } else {
+            change
+                .path
+                .strip_prefix(root)
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or("")
+        };
+        let is_dir = [&change.before, &change.after]
+            .into_iter()
+            .flatten()
+            .any(|n| n.kind == NodeKind::Dir);
+        let folder = match rel.split_once('/') {
+            Some((first, _)) => first,
+            None if is_dir && !rel.is_empty() => rel,
+            None => ".",
+        };
+        stat.folders
+            .entry(folder.to_string())
+            .or_default()
+            .count(change);
+    }
+    stat
+}
+
+/// Files larger than this are not compared as text.
+pub const MAX_TEXT_DIFF: u64 = 16 << 20;
+
+/// How long the line diff may search for the smallest diff before it settles
+/// for a larger one (pathological inputs make it quadratic).
+const TEXT_DIFF_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the content of a modified file changed.
+#[derive(Debug, Clone)]
+pub enum ContentDiff {
+    /// Both versions are text (UTF-8 without NUL, at most [`MAX_TEXT_DIFF`]
+    /// bytes): a unified diff with headers `a/PATH` and `b/PATH`.
+    Text(String),
+    /// Both versions are SQLite databases.
+    Sqlite(SqliteDiff),
+    /// Both versions start like SQLite databases, but SQLite could not read
+    /// one of them: why.
+    SqliteUnreadable(String),
+    /// Anything else.
+    Binary,
+}
+
+/// What changed between two versions of a SQLite database.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SqliteDiff {
+    /// Tables with rows added, removed or changed, by name.
+    pub tables: Vec<TableDiff>,
+    /// Tables, indexes, views and triggers created, dropped or redefined.
+    pub schema: Vec<SchemaChange>,
+}
+
+/// Row changes in one table. Rows are matched by rowid (by primary key in
+/// `WITHOUT ROWID` tables) and compared on the columns both versions have.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TableDiff {
+    /// The table's name.
+    pub table: String,
+    /// Rows only in the newer version (all rows of a new table).
+    pub rows_added: u64,
+    /// Rows only in the older version (all rows of a dropped table).
+    pub rows_removed: u64,
+    /// Rows in both whose values differ.
+    pub rows_changed: u64,
+}
+
+/// A schema object that was added, removed or redefined.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaChange {
+    /// `table`, `index`, `view` or `trigger`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// `added`, `removed` or `changed` (its SQL differs).
+    pub change: &'static str,
+}
+
+/// Says how the content of file `path` changed from `before` to `after`
+/// (both regular files of the same repository).
+pub fn content_diff(
+    repo: &Repository,
+    path: &str,
+    before: &Node,
+    after: &Node,
+) -> Result<ContentDiff> {
+    for node in [before, after] {
+        if node.kind != NodeKind::File {
+            return Err(Error::usage(format!(
+                "`{path}` is a {} in one snapshot; only files have content to compare",
+                node.kind.as_str()
+            )));
+        }
+    }
+    let (head_a, head_b) = (head(repo, before)?, head(repo, after)?);
+    if head_a.starts_with(SQLITE_HEADER) && head_b.starts_with(SQLITE_HEADER) {
+        return sqlite_diff(repo, before, after);
+    }
+    if before.size > MAX_TEXT_DIFF
+        || after.size > MAX_TEXT_DIFF
+        || head_a.contains(&0)
+        || head_b.contains(&0)
+    {
+        return Ok(ContentDiff::Binary);
+    }
+    let (Some(a), Some(b)) = (text(repo, before)?, text(repo, after)?) else {
+        return Ok(ContentDiff::Binary);
+    };
+    let diff = similar::TextDiff::configure()
+        .algorithm(similar::Algorithm::Patience)
+        .timeout(TEXT_DIFF_TIMEOUT)
+        .diff_lines(a.as_str(), b.as_str());
+    let unified = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string();
+    Ok(ContentDiff::Text(unified))
+}
+
+/// The first bytes of a file: its first chunk.
+fn head(repo: &Repository, node: &Node) -> Result<Vec<u8>> {
+    match repo.file_chunks(node)?.first() {
+        Some(id) => repo.read_blob(id),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The file's content when it is text: UTF-8 without NUL bytes.
+fn text(repo: &Repository, node: &Node) -> Result<Option<String>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(node.size).unwrap_or(0));
+    cat(repo, node, &mut bytes)?;
+    Ok(String::from_utf8(bytes)
+        .ok()
+        .filter(|text| !text.contains('\0')))
+}
+
+/// Restores both versions into a temporary folder and compares them with SQLite.
+fn sqlite_diff(repo: &Repository, before: &Node, after: &Node) -> Result<ContentDiff> {
+    let dir = tempfile::tempdir().map_err(|e| {
+        Error::io(
+            "cannot create a temporary folder in",
+            &std::env::temp_dir(),
+            e,
+        )
+    })?;
+    let mut paths = Vec::new();
+    for (name, node) in [("before.db", before), ("after.db", after)] {
+        let path = dir.path().join(name);
+        let file =
+            std::fs::File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        cat(repo, node, &mut out)?;
+        std::io::Write::flush(&mut out).map_err(|e| Error::io("cannot write", &path, e))?;
+        paths.push(path);
+    }
+    let compared = open_db(&paths[0])
+        .and_then(|a| open_db(&paths[1]).map(|b| (a, b)))
+        .and_then(|(a, b)| compare_databases(&a, &b));
+    Ok(match compared {
+        Ok(diff) => ContentDiff::Sqlite(diff),
+        Err(e) => ContentDiff::SqliteUnreadable(e.to_string()),
+    })
+}
+
+/// Opens a database file read-only and immutable: SQLite neither locks it
+/// nor looks for a journal or write-ahead log beside it.
+fn open_db(path: &Path) -> rusqlite::Result<Connection> {
+    let mut uri = String::from("file:");
+    for byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(byte) {
+            uri.push(char::from(*byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// A table as `PRAGMA table_list` and `table_info` describe it.
+struct TableInfo {
+    columns: Vec<String>,
+    primary_key: Vec<String>,
+    without_rowid: bool,
+}
+
+/// Schema objects by (type, name), with their SQL.
+fn schema(db: &Connection) -> rusqlite::Result<BTreeMap<(String, String), String>> {
+    let mut stmt = db.prepare(
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_schema
+         WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    )?;
+    let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+    rows.collect()
+}
+
+/// Ordinary tables (not virtual, not shadow, not SQLite's own), by name.
+fn tables(db: &Connection) -> rusqlite::Result<BTreeMap<String, TableInfo>> {
+    let mut stmt = db.prepare(
+        "SELECT name, wr FROM pragma_table_list
+         WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    )?;
+    let listed: Vec<(String, bool)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut tables = BTreeMap::new();
+    for (name, without_rowid) in listed {
+        let mut info = db.prepare("SELECT name, pk FROM pragma_table_info(?1) ORDER BY cid")?;
+        let columns: Vec<(String, i64)> = info
+            .query_map([&name], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut keyed: Vec<&(String, i64)> = columns.iter().filter(|(_, pk)| *pk > 0).collect();
+        keyed.sort_by_key(|(_, pk)| *pk);
+        let primary_key = keyed.into_iter().map(|(c, _)| c.clone()).collect();
+        tables.insert(
+            name,
+            TableInfo {
+                columns: columns.into_iter().map(|(c, _)| c).collect(),
+                primary_key,
+                without_rowid,
+            },
+        );
+    }
+    Ok(tables)
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn compare_databases(a: &Connection, b: &Connection) -> rusqlite::Result<SqliteDiff> {
+    let (schema_a, schema_b) = (schema(a)?, schema(b)?);
+    let mut diff = SqliteDiff::default();
+    for (key, sql) in &schema_a {
+        let change = match schema_b.get(key) {
+            None => "removed",
+            Some(other) if other != sql => "changed",
+            Some(_) => continue,
+        };
+        diff.schema.push(SchemaChange {
+            kind: key.0.clone(),
+            name: key.1.clone(),
+            change,
+        });
+    }
+    for key in schema_b.keys().filter(|k| !schema_a.contains_key(*k)) {
+        diff.schema.push(SchemaChange {
+            kind: key.0.clone(),
+            name: key.1.clone(),
+            change: "added",
+        });
+    }
+    diff.schema
+        .sort_by(|x, y| (&x.kind, &x.name).cmp(&(&y.kind, &y.name)));
+
+    let (tables_a, tables_b) = (tables(a)?, tables(b)?);
+    let mut names: Vec<&String> = tables_a.keys().chain(tables_b.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let count = |db: &Connection| -> rusqlite::Result<u64> {
+            db.query_row(&format!("SELECT count(*) FROM {}", quote(name)), [], |r| {
+                r.get(0)
+            })
+        };
+        let table = match (tables_a.get(name), tables_b.get(name)) {
+            (Some(ta), Some(tb)) => compare_table(a, b, name, ta, tb)?,
+            (Some(_), None) => TableDiff {
+                rows_removed: count(a)?,
+                ..TableDiff::default()
+            },
+            (None, Some(_)) => TableDiff {
+                rows_added: count(b)?,
+                ..TableDiff::default()
+            },
+            (None, None) => continue,
+        };
+        if table.rows_added + table.rows_removed + table.rows_changed > 0 {
+            diff.tables.push(TableDiff {
+                table: name.clone(),
+                ..table
+            });
+        }
+    }
+    Ok(diff)
+}
+
+/// blake3 over the values of `row`'s columns `from..`, each tagged with its type.
+fn row_hash(row: &rusqlite::Row<'_>, from: usize, count: usize) -> rusqlite::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    for i in from..count {
+        match row.get_ref(i)? {
+            ValueRef::Null => hasher.update(&[0]),
+            ValueRef::Integer(v) => hasher.update(&[1]).update(&v.to_le_bytes()),
+            ValueRef::Real(v) => hasher.update(&[2]).update(&v.to_bits().to_le_bytes()),
+            ValueRef::Text(v) => hasher
+                .update(&[3])
+                .update(&(v.len() as u64).to_le_bytes())
+                .update(v),
+            ValueRef::Blob(v) => hasher
+                .update(&[4])
+                .update(&(v.len() as u64).to_le_bytes())
+                .update(v),
+        };
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
+/// The rows of a table in key order, as (rowid, hash of the compared columns).
+struct RowStream<'s> {
+    rows: rusqlite::Rows<'s>,
+    width: usize,
+}
+
+impl RowStream<'_> {
+    fn next(&mut self) -> rusqlite::Result<Option<(i64, [u8; 32])>> {
+        match self.rows.next()? {
+            Some(row) => Ok(Some((row.get(0)?, row_hash(row, 1, self.width)?))),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Compares a table present in both versions.
+fn compare_table(
+    a: &Connection,
+    b: &Connection,
+    name: &str,
+    ta: &TableInfo,
+    tb: &TableInfo,
+) -> rusqlite::Result<TableDiff> {
+    // Columns added or dropped are a schema change; rows are compared on what both have.
+    let common: Vec<&String> = ta
+        .columns
+        .iter()
+        .filter(|c| tb.columns.contains(c))
+        .collect();
+    let list = common
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let list = if list.is_empty() {
+        "NULL".to_string()
+    } else {
+        list
+    };
+    // The rowid under a name no column hides (a column may be called `rowid`).
+    let rowid = ["_rowid_", "rowid", "oid"]
+        .into_iter()
+        .find(|alias| {
+            !ta.columns
+                .iter()
+                .chain(&tb.columns)
+                .any(|c| c.eq_ignore_ascii_case(alias))
+        })
+        .filter(|_| !ta.without_rowid && !tb.without_rowid);
+    let mut diff = TableDiff::default();
+    if let Some(rowid) = rowid {
+        // Both sides sorted by rowid: a merge, in constant memory.
+        let sql = format!(
+            "SELECT {rowid}, {list} FROM {} ORDER BY {rowid}",
+            quote(name)
+        );
+        let (mut sa, mut sb) = (a.prepare(&sql)?, b.prepare(&sql)?);
+        let width = common.len().max(1) + 1;
+        let mut ra = RowStream {
+            rows: sa.query([])?,
+            width,
+        };
+        let mut rb = RowStream {
+            rows: sb.query([])?,
+            width,
+        };
+        let (mut x, mut y) = (ra.next()?, rb.next()?);
+        loop {
+            match (x, y) {
+                (None, None) => break,
+                (Some(_), None) => {
+                    diff.rows_removed += 1;
+                    x = ra.next()?;
+                }
+                (None, Some(_)) => {
+                    diff.rows_added += 1;
+                    y = rb.next()?;
+                }
+                (Some((ka, ha)), Some((kb, hb))) => match ka.cmp(&kb) {
+                    Ordering::Less => {
+                        diff.rows_removed += 1;
+                        x = ra.next()?;
+                    }
+                    Ordering::Greater => {
+                        diff.rows_added += 1;
+                        y = rb.next()?;
+                    }
+                    Ordering::Equal => {
+                        diff.rows_changed += u64::from(ha != hb);
+                        x = ra.next()?;
+                        y = rb.next()?;
+                    }
+                },
+            }
+        }
+        return Ok(diff);
+    }
+    // No rowid: match rows by the primary key both versions share, else by
+    // all common columns (then a changed row counts as removed plus added).
+    let key: Vec<&String> = ta
+        .primary_key
+        .iter()
+        .filter(|c| tb.primary_key.contains(c))
+        .collect();
+    let key: Vec<&String> = if key.is_empty() { common.clone() } else { key };
+    let key_list = key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let key_list = if key_list.is_empty() {
+        "NULL".to_string()
+    } else {
+        key_list
+    };
+    let sql = format!("SELECT {key_list}, {list} FROM {}", quote(name));
+    let key_width = key.len().max(1);
+    let width = key_width + common.len().max(1);
+    let mut older: HashMap<[u8; 32], ([u8; 32], u64)> = HashMap::new();
+    let mut stmt = a.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let entry = older
+            .entry(row_hash(row, 0, key_width)?)
+            .or_insert(([0; 32], 0));
+        *entry = (row_hash(row, key_width, width)?, entry.1 + 1);
+    }
+    let mut stmt = b.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let key = row_hash(row, 0, key_width)?;
+        match older.get_mut(&key) {
+            Some((hash, left)) if *left > 0 => {
+                *left -= 1;
+                diff.rows_changed += u64::from(*hash != row_hash(row, key_width, width)?);
+            }
+            _ => diff.rows_added += 1,
+        }
+    }
+    diff.rows_removed = older.values().map(|(_, left)| left).sum();
+    Ok(diff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(sql: &str) -> Connection {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(sql).unwrap();
+        db
+    }
+
+    fn table(diff: &SqliteDiff, name: &str) -> (u64, u64, u64) {
+        diff.tables
+            .iter()
+            .find(|t| t.table == name)
+            .map_or((0, 0, 0), |t| {
+                (t.rows_added, t.rows_removed, t.rows_changed)
+            })
+    }
+
+    #[test]
+    fn rows_are_matched_by_rowid_even_when_a_column_is_called_rowid() {
+        let a = db("CREATE TABLE t (rowid TEXT, v INTEGER);
+             INSERT INTO t VALUES ('a', 1), ('b', 2), ('c', 3);");
+        let b = db("CREATE TABLE t (rowid TEXT, v INTEGER);
+             INSERT INTO t VALUES ('a', 1), ('b', 20), ('c', 3), ('d', 4);
+             DELETE FROM t WHERE rowid = 'a';");
+        let diff = compare_databases(&a, &b).unwrap();
+        assert_eq!(table(&diff, "t"), (1, 1, 1));
+        assert!(diff.schema.is_empty());
+    }
+
+    #[test]
+    fn without_a_usable_rowid_rows_are_matched_by_their_values() {
+        let schema = "CREATE TABLE t (_rowid_, rowid, oid);";
+        let a = db(&format!(
+            "{schema} INSERT INTO t VALUES (1, 1, 1), (2, 2, 2), (2, 2, 2);"
+        ));
+        let b = db(&format!(
+            "{schema} INSERT INTO t VALUES (1, 1, 1), (2, 2, 2), (3, 3, 3);"
+        ));
+        // One duplicate row gone, one row new: no primary key, so no "changed".
+        assert_eq!(table(&compare_databases(&a, &b).unwrap(), "t"), (1, 1, 0));
+    }
+
+    #[test]
+    fn without_rowid_tables_are_matched_by_primary_key() {
+        let schema =
+            "CREATE TABLE kv (k1 TEXT, k2 INTEGER, v BLOB, PRIMARY KEY (k1, k2)) WITHOUT ROWID;";
+        let a = db(&format!(
+            "{schema} INSERT INTO kv VALUES ('a', 1, x'01'), ('a', 2, x'02'), ('b', 1, NULL);"
+        ));
+        let b = db(&format!(
+            "{schema} INSERT INTO kv VALUES ('a', 1, x'01'), ('a', 2, x'03'), ('c', 1, 1.5);"
+        ));
+        assert_eq!(table(&compare_databases(&a, &b).unwrap(), "kv"), (1, 1, 1));
+    }
+
+    #[test]
+    fn values_of_different_types_differ() {
+        let a = db("CREATE TABLE t (v); INSERT INTO t VALUES (1), ('1'), (x'31'), (NULL), (1.0);");
+        let b = db("CREATE TABLE t (v); INSERT INTO t VALUES ('1'), (1), (x'31'), (0), (1);");
+        assert_eq!(table(&compare_databases(&a, &b).unwrap(), "t"), (0, 0, 4));
+    }
+
+    #[test]
+    fn unchanged_databases_have_no_differences() {
+        let sql = "CREATE TABLE t (id INTEGER PRIMARY KEY, v); INSERT INTO t (v) VALUES (1), (2);
+                   CREATE VIEW w AS SELECT v FROM t;";
+        assert_eq!(
+            compare_databases(&db(sql), &db(sql)).unwrap(),
+            SqliteDiff::default()
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! `snap find`: which snapshots hold paths matching a glob.
+//!
+//! Consecutive snapshots share most of their trees, so the matches below a
+//! folder are remembered per (tree id, path of the folder) and a folder seen
+//! before is not read again: searching thousands of snapshots costs about as
+//! much as reading the trees that differ between them. The path is part of
+//! the key because a glob may match on the full path, so the same tree at
+//! another place can match differently. Matches are kept as a tree of names
+//! shared between snapshots; full paths are only built for the answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use globset::{Glob, GlobMatcher};
+
+use crate::error::{Error, Result};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{MAX_TREE_DEPTH, NodeKind};
+use crate::id::{SnapshotId, TreeId};
+use crate::repo::Repository;
+
+/// A snapshot with matching paths.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// Its time (RFC 3339, UTC).
+    pub time: String,
+    /// The matching paths as `snap ls` prints them, depth first in name order.
+    pub paths: Vec<String>,
+}
+
+/// The matches below one folder: entries that match or have matches below.
+#[derive(Debug, Default)]
+struct Matches {
+    /// (name as printed, whether it matches itself, matches below it).
+    entries: Vec<(String, bool, Option<Arc<Matches>>)>,
+}
+
+impl Matches {
+    fn paths(&self, prefix: &str, out: &mut Vec<String>) {
+        for (name, itself, below) in &self.entries {
+            let path = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if let Some(below) = below {
+                if *itself {
+                    out.push(path.clone());
+                }
+                below.paths(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+}
+
+/// The snapshots among `snapshots` (oldest first) that hold a path matching
+/// `pattern`, oldest first. A path matches when the glob matches the whole
+/// path as `snap ls` prints it or its last component (`*.md`, `notes/**`).
+pub fn find(
+    repo: &Repository,
+    snapshots: &[(SnapshotId, Snapshot)],
+    pattern: &str,
+) -> Result<Vec<Hit>> {
+    let matcher = Glob::new(pattern)
+        .map_err(|e| Error::usage(format!("bad pattern `{pattern}`: {e}")))?
+        .compile_matcher();
+    let mut search = Search {
+        repo,
+        matcher,
+        memo: HashMap::new(),
+    };
+    let mut hits = Vec::new();
+    for (id, snapshot) in snapshots {
+        if let Some(found) = search.folder(snapshot.tree, "")? {
+            let mut paths = Vec::new();
+            found.paths("", &mut paths);
+            hits.push(Hit {
+                snapshot: *id,
+                time: snapshot.time.clone(),
+                paths,
+            });
+        }
+    }
+    Ok(hits)
+}
+
+struct Search<'r> {
+    repo: &'r Repository,
+    matcher: GlobMatcher,
+    memo: HashMap<(TreeId, String), Option<Arc<Matches>>>,
+}
+
+impl Search<'_> {
+    /// The matches below the folder with tree `tree` at `prefix`.
+    fn folder(&mut self, tree: TreeId, prefix: &str) -> Result<Option<Arc<Matches>>> {
+        let key = (tree, prefix.to_string());
+        if let Some(known) = self.memo.get(&key) {
+            return Ok(known.clone());
+        }
+        if prefix.matches('/').count() >= MAX_TREE_DEPTH {
+            return Err(Error::corrupt(
+                format!("folder {}", prefix.chars().take(100).collect::<String>()),
+                format!("nested deeper than {MAX_TREE_DEPTH} levels"),
+            ));
+        }
+        let mut matches = Matches::default();
+        for node in self.repo.read_tree(&tree)?.nodes {
+            let name = node.display_name();
+            let path = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let itself = self.matcher.is_match(&path) || self.matcher.is_match(&name);
+            let below = match (node.kind, node.subtree) {
+                (NodeKind::Dir, Some(subtree)) => self.folder(subtree, &path)?,
+                _ => None,
+            };
+            if itself || below.is_some() {
+                matches.entries.push((name, itself, below));
+            }
+        }
+        let found = (!matches.entries.is_empty()).then(|| Arc::new(matches));
+        self.memo.insert(key, found.clone());
+        Ok(found)
+    }
+}
