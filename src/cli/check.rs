@@ -2,7 +2,7 @@
 
 use snap::ops::check::{CheckOptions, CheckReport, ReadData, check, select_packs};
 
-use super::output;
+use super::output::{self, CliProgress};
 use super::{Global, exit};
 
 /// Paths listed per snapshot and problem before "and N more".
@@ -28,7 +28,23 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     };
     let mut progress = global.progress();
     let repo = global.open(&progress)?;
-    let read_packs = select_packs(&repo, &read_data)?;
+    let report = run_check(&repo, &read_data, &mut progress)?;
+    if global.json {
+        output::print_json(&report)?;
+    } else {
+        print_report(&report, global.quiet);
+    }
+    Ok(if report.ok { exit::OK } else { exit::DAMAGED })
+}
+
+/// Checks the repository, reading the packs `read_data` selects, with a
+/// progress bar over the bytes read (shared by `check` and `repair snapshots`).
+pub fn run_check(
+    repo: &snap::Repository,
+    read_data: &ReadData,
+    progress: &mut CliProgress,
+) -> snap::Result<CheckReport> {
+    let read_packs = select_packs(repo, read_data)?;
     if !read_packs.is_empty() {
         progress.start_bar("read data");
         progress.set_total(read_packs.iter().map(|(_, size)| size).sum());
@@ -36,15 +52,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let options = CheckOptions {
         read_packs: read_packs.into_iter().map(|(id, _)| id).collect(),
     };
-    let result = check(&repo, &options, &progress);
+    let result = check(repo, &options, progress);
     progress.finish();
-    let report = result?;
-    if global.json {
-        output::print_json(&report)?;
-    } else {
-        print_report(&report, global.quiet);
-    }
-    Ok(if report.ok { exit::OK } else { exit::DAMAGED })
+    result
 }
 
 fn print_report(report: &CheckReport, quiet: bool) {

@@ -1,6 +1,6 @@
 //! `snap repair index` and `snap repair snapshots`
 
-use snap::ops::check::{CheckOptions, ReadData, check, select_packs};
+use snap::ops::check::ReadData;
 use snap::ops::repair::{
     IndexPlan, SnapshotPlan, plan_index, plan_snapshots, repair_index, repair_snapshots,
 };
@@ -108,17 +108,8 @@ fn snapshots(global: &Global, dry_run: bool, no_read_data: bool) -> anyhow::Resu
     } else {
         ReadData::All
     };
-    let read_packs = select_packs(&repo, &read_data)?;
-    if !read_packs.is_empty() {
-        progress.start_bar("read data");
-        progress.set_total(read_packs.iter().map(|(_, size)| size).sum());
-    }
-    let options = CheckOptions {
-        read_packs: read_packs.into_iter().map(|(id, _)| id).collect(),
-    };
-    let report = check(&repo, &options, &progress);
-    progress.finish();
-    let plan = plan_snapshots(&report?);
+    let report = super::check::run_check(&repo, &read_data, &mut progress)?;
+    let plan = plan_snapshots(&report);
     let repaired = if dry_run {
         Vec::new()
     } else {
