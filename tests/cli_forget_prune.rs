@@ -396,7 +396,6 @@ fn prune_gives_space_back_and_what_is_left_restores() {
 }
 
 #[test]
-#[ignore = "flaky: prune can stop with \"a snapshot uses it but no index delta names it\" when a backup races it (issue 7, in progress)"]
 fn backups_never_fail_or_lose_data_while_prunes_run() {
     let env = Env::new();
     let src = env.path("src");
@@ -527,6 +526,7 @@ fn a_prune_killed_at_any_point_leaves_everything_restorable() {
     env.ok(["prune", "--instant-delete", "--max-unused", "0%"]);
     let full = started.elapsed().max(Duration::from_millis(50));
     let mut seed = 0x5eed_u64;
+    let mut killed = 0;
     for round in 0..10u32 {
         step(&env, &mut states);
         step(&env, &mut states);
@@ -539,7 +539,9 @@ fn a_prune_killed_at_any_point_leaves_everything_restorable() {
         let mut child = spawn_prune(&env, &["--instant-delete", "--max-unused", "0%"]);
         std::thread::sleep(delay);
         let _ = child.kill();
-        child.wait().unwrap();
+        if child.wait().unwrap().code().is_none() {
+            killed += 1;
+        }
         for s in env.snapshots() {
             let id = s["id"].as_str().unwrap();
             assert_restores(&env, id, &states[id]);
@@ -547,6 +549,13 @@ fn a_prune_killed_at_any_point_leaves_everything_restorable() {
         let v = env.json(["prune", "--instant-delete", "--max-unused", "0%"]);
         assert!(v["report"]["deferred"].is_null(), "round {round}: {v}");
     }
+    eprintln!("{killed} of 10 prunes killed while running (a full prune takes {full:?})");
+    // The kill times are spread over the measured duration of one prune;
+    // on a loaded machine some prunes still finish first.
+    assert!(
+        killed >= 3,
+        "only {killed} prunes were killed while running"
+    );
     // After the last completed prune: nothing left over, everything checks.
     let v = env.json(["prune", "--instant-delete", "--dry-run"]);
     assert_eq!(v["totals"]["delete_packs"], 0, "{v}");
@@ -555,4 +564,72 @@ fn a_prune_killed_at_any_point_leaves_everything_restorable() {
         let id = s["id"].as_str().unwrap();
         assert_restores(&env, id, &states[id]);
     }
+}
+
+#[test]
+fn prune_stops_on_damage_and_while_another_prune_runs() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_state(&src, 0, 100 << 10);
+    let old = backup_at(&env, &src, "2026-05-01T10:00:00Z", &[]);
+    write_state(&src, 1, 100 << 10);
+    write_state(&src, 2, 100 << 10);
+    backup_at(&env, &src, "2026-05-02T10:00:00Z", &[]);
+    env.ok(["forget", old.as_str()]);
+
+    // Another prune holds the lock (this test process stands in for it).
+    let repo = snap::Repository::open(
+        Box::new(snap::LocalBackend::new(&env.repo)),
+        &snap::NoProgress,
+    )
+    .unwrap();
+    let held = repo.lock_prune().unwrap();
+    let before = fingerprint(&env);
+    let out = env.run(["prune", "--instant-delete"]);
+    assert_code(&out, 1);
+    assert!(
+        common::stderr_text(&out).contains("another prune is running"),
+        "{}",
+        common::stderr_text(&out)
+    );
+    assert!(fingerprint(&env) == before);
+    drop(held);
+    drop(repo);
+
+    // A damaged snapshot: prune cannot know what it uses, so it stops.
+    let snapshot = fs::read_dir(env.repo.join("snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let good = fs::read(&snapshot).unwrap();
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    fs::write(&snapshot, &bad).unwrap();
+    let before = fingerprint(&env);
+    assert_code(&env.run(["prune", "--instant-delete"]), 4);
+    assert!(
+        fingerprint(&env) == before,
+        "a prune on a damaged repository changed it"
+    );
+    fs::write(&snapshot, &good).unwrap();
+
+    // A damaged index delta: the same.
+    let delta = fs::read_dir(env.repo.join("index"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let good = fs::read(&delta).unwrap();
+    let mut bad = good.clone();
+    bad[20] ^= 0x55;
+    fs::write(&delta, &bad).unwrap();
+    assert_code(&env.run(["prune", "--instant-delete"]), 4);
+    fs::write(&delta, &good).unwrap();
+
+    let v = env.json(["prune", "--instant-delete"]);
+    assert!(v["report"]["packs_deleted"].as_u64().unwrap() > 0, "{v}");
 }

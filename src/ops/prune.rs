@@ -309,12 +309,13 @@ pub fn prune_plan(
         Some(lock)
     };
     let now = crate::lock::now_s();
-    let snapshots = repo.snapshots()?;
+    let snapshots = read_snapshots(repo)?;
     // Deltas are written before the snapshots that need them: syncing after
     // listing makes every blob of a listed snapshot known.
     repo.sync_cache(progress)?;
+    refuse_damaged_deltas(repo)?;
     let live = LiveSet::create(repo.backend().temp_dir())?;
-    live.add(repo, snapshots.iter().map(|(_, s)| s.tree), |_| Ok(()))?;
+    live.add(repo, snapshots.iter().map(|(_, tree)| *tree), |_| Ok(()))?;
 
     let cached = repo.cache().packs()?;
     let size = cached
@@ -410,6 +411,57 @@ pub fn prune_plan(
     })
 }
 
+/// Fails when an index delta cannot be read (the cache sync skips those
+/// with a warning): prune could neither see the packs it names nor rewrite it.
+fn refuse_damaged_deltas(repo: &Repository) -> Result<()> {
+    let loaded = repo.cache().loaded_deltas()?;
+    for (name, _) in repo.backend().list(FileKind::Index)? {
+        let Ok(id) = IndexId::from_hex(&name) else {
+            continue;
+        };
+        if loaded.contains(&id) {
+            continue;
+        }
+        match repo.read_index(&id) {
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "{}; prune stops before it deletes anything that delta names: run `snap repair index` first",
+                        e.message()
+                    ),
+                ));
+            }
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+            // Written or removed since the sync: not damage.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every snapshot's root tree. Unlike [`Repository::snapshots`], a
+/// snapshot that cannot be read is an error: prune cannot know what it uses.
+fn read_snapshots(repo: &Repository) -> Result<Vec<(SnapshotId, TreeId)>> {
+    let read: Vec<Option<(SnapshotId, TreeId)>> = repo
+        .snapshot_ids()?
+        .par_iter()
+        .map(|id| match repo.read_snapshot(id) {
+            Ok(snapshot) => Ok(Some((*id, snapshot.tree))),
+            // Forgotten since the listing.
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::new(
+                e.kind(),
+                format!(
+                    "{}; prune stops, because it cannot know which data that snapshot uses: repair or forget it first",
+                    e.message()
+                ),
+            )),
+        })
+        .collect::<Result<_>>()?;
+    Ok(read.into_iter().flatten().collect())
+}
+
 /// The time of each marking delta; a mark without a time counts as old.
 fn mark_times(repo: &Repository, marks: &[(PackId, IndexId)]) -> Result<HashMap<IndexId, i64>> {
     let deltas: BTreeSet<IndexId> = marks.iter().map(|(_, d)| *d).collect();
@@ -442,7 +494,7 @@ fn copy_and_mark(
     plan: &PrunePlan,
     report: &mut PruneReport,
     progress: &dyn Progress,
-) -> Result<Vec<IndexId>> {
+) -> Result<Written> {
     let marked_at = crate::lock::now_s();
     let mut copier = Copier {
         repo,
@@ -452,13 +504,14 @@ fn copy_and_mark(
         marks: Vec::new(),
         marked_at,
         written: Vec::new(),
+        new_packs: BTreeSet::new(),
         report,
     };
     for pack in plan.packs.iter().filter(|p| p.fate.copy) {
         copier.copy_live(&plan.live, &pack.usage, progress)?;
-        if pack.fate.mark {
-            copier.marks.push(pack.usage.id);
-        }
+        // Marked again when rescued: the mark must come with the copies (its
+        // time stays the earliest of its marks).
+        copier.marks.push(pack.usage.id);
         if copier.stored.len() >= PACKS_PER_DELTA {
             copier.write_delta()?;
         }
@@ -471,7 +524,18 @@ fn copy_and_mark(
             .map(|p| p.usage.id),
     );
     copier.write_delta()?;
-    Ok(copier.written)
+    Ok(Written {
+        deltas: copier.written,
+        packs: copier.new_packs,
+    })
+}
+
+/// What [`copy_and_mark`] wrote.
+struct Written {
+    /// Index deltas.
+    deltas: Vec<IndexId>,
+    /// Packs.
+    packs: BTreeSet<PackId>,
 }
 
 struct Copier<'a> {
@@ -482,6 +546,7 @@ struct Copier<'a> {
     marks: Vec<PackId>,
     marked_at: i64,
     written: Vec<IndexId>,
+    new_packs: BTreeSet<PackId>,
     report: &'a mut PruneReport,
 }
 
@@ -543,6 +608,7 @@ impl Copier<'_> {
         let pack = self.repo.store_pack(writer)?;
         self.report.packs_written += 1;
         self.report.bytes_written += pack.size;
+        self.new_packs.insert(pack.id);
         self.stored.push(pack);
         Ok(())
     }
@@ -564,9 +630,13 @@ impl Copier<'_> {
         if self.stored.is_empty() && self.marks.is_empty() {
             return Ok(());
         }
+        let packs = std::mem::take(&mut self.stored);
+        let mut obsolete = std::mem::take(&mut self.marks);
+        // A copy that came out byte for byte as its source is that pack.
+        obsolete.retain(|p| !self.new_packs.contains(p));
         let delta = MarkedDelta {
-            packs: std::mem::take(&mut self.stored),
-            obsolete: std::mem::take(&mut self.marks),
+            packs,
+            obsolete,
             marked_at: None,
         };
         let delta = MarkedDelta {
@@ -593,7 +663,7 @@ impl Copier<'_> {
 fn delete_garbage(
     repo: &Repository,
     plan: PrunePlan,
-    written: &[IndexId],
+    written: &Written,
     report: &mut PruneReport,
     progress: &dyn Progress,
 ) -> Result<()> {
@@ -603,6 +673,28 @@ fn delete_garbage(
         .filter(|p| p.fate.delete)
         .map(|p| p.usage.id)
         .collect();
+    // Copying every blob of an unencrypted pack alone makes that very pack
+    // again (packs are named by their content): it is live, not garbage.
+    // It stays, and its marks go (dropping a mark never endangers data).
+    let reborn: BTreeSet<PackId> = plan
+        .packs
+        .iter()
+        .filter(|p| p.usage.marked_at.is_some() || p.fate.mark)
+        .map(|p| p.usage.id)
+        .filter(|id| written.packs.contains(id))
+        .collect();
+    if !reborn.is_empty() {
+        doomed.retain(|id| !reborn.contains(id));
+        let mut marking = BTreeSet::new();
+        for cached in repo.cache().packs()? {
+            if reborn.contains(&cached.id) {
+                marking.extend(cached.marked_by.iter().copied());
+            }
+        }
+        for id in &marking {
+            rewrite_delta(repo, id, &reborn, Rewrite::Marks, report)?;
+        }
+    }
     let mut orphans: BTreeMap<PackId, u64> = plan.orphans.iter().copied().collect();
     if doomed.is_empty()
         && orphans.is_empty()
@@ -651,16 +743,24 @@ fn delete_garbage(
         .chain(plan.stale_marks.iter().map(|(p, _)| p))
         .copied()
         .collect();
-    // This run's deltas may mark doomed packs too.
+    // Every delta that names a pack that goes: as the cache knows them now
+    // (with this run's deltas and those loaded since the plan).
     let mut affected: BTreeSet<IndexId> = plan.stale_marks.iter().map(|(_, d)| *d).collect();
-    affected.extend(written);
-    for pack in doomed.iter().chain(&plan.vanished) {
-        if let Some(cached) = plan.cached.get(pack) {
+    affected.extend(&written.deltas);
+    for cached in repo.cache().packs()? {
+        if doomed.contains(&cached.id) || plan.vanished.contains(&cached.id) {
             affected.extend(cached.listed_in.iter().chain(&cached.marked_by));
         }
     }
+    // First no delta may name a pack that goes, and only then may the marks
+    // of those packs go: a backup's cache that loaded a delta naming such a
+    // pack must also find its mark, or it would reuse a blob from it.
+    let mut marking = BTreeSet::new();
     for id in &affected {
-        rewrite_delta(repo, id, &gone, report)?;
+        marking.extend(rewrite_delta(repo, id, &gone, Rewrite::Packs, report)?);
+    }
+    for id in &marking {
+        rewrite_delta(repo, id, &gone, Rewrite::Marks, report)?;
     }
     // Backups that started while the deltas were rewritten may still read
     // from the old packs through their caches.
@@ -700,46 +800,60 @@ fn backups_running(repo: &Repository) -> Result<Option<String>> {
     )))
 }
 
-/// Writes delta `id` again without the packs in `gone` (in `packs` and in
-/// `obsolete`), then removes the old one; removes it when nothing is left.
+/// Which part of a delta [`rewrite_delta`] drops the packs that go from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// `packs`: the delta no longer names them (their marks stay).
+    Packs,
+    /// `obsolete`: their marks go.
+    Marks,
+}
+
+/// Writes delta `id` again without the packs in `gone` (in `packs` or in
+/// `obsolete`, as `part` says), then removes the old one; removes it when
+/// nothing is left. Returns the delta (the old or its successor) that
+/// still marks packs in `gone`, if any.
 fn rewrite_delta(
     repo: &Repository,
     id: &IndexId,
     gone: &BTreeSet<PackId>,
+    part: Rewrite,
     report: &mut PruneReport,
-) -> Result<()> {
+) -> Result<Option<IndexId>> {
     let delta = match repo.read_marked_delta(id) {
         Ok(delta) => delta,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let packs: Vec<PackIndex> = delta
         .packs
         .iter()
-        .filter(|p| !gone.contains(&p.id))
+        .filter(|p| part == Rewrite::Marks || !gone.contains(&p.id))
         .cloned()
         .collect();
     let obsolete: Vec<PackId> = delta
         .obsolete
         .iter()
-        .filter(|p| !gone.contains(p))
+        .filter(|p| part == Rewrite::Packs || !gone.contains(p))
         .copied()
         .collect();
+    let marks_gone = obsolete.iter().any(|p| gone.contains(p));
     if packs.len() == delta.packs.len() && obsolete.len() == delta.obsolete.len() {
-        return Ok(());
+        return Ok(marks_gone.then_some(*id));
     }
+    let mut successor = None;
     if !packs.is_empty() || !obsolete.is_empty() {
         let marked_at = delta.marked_at.filter(|_| !obsolete.is_empty());
-        repo.write_marked_delta(&MarkedDelta {
+        successor = Some(repo.write_marked_delta(&MarkedDelta {
             packs,
             obsolete,
             marked_at,
-        })?;
+        })?);
         report.deltas_written += 1;
     }
     repo.backend().remove(FileKind::Index, &id.to_hex())?;
     report.deltas_deleted += 1;
-    Ok(())
+    Ok(successor.filter(|_| marks_gone))
 }
 
 /// Drops from `orphans` the packs that index deltas written since the cache
@@ -956,6 +1070,222 @@ impl LiveSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Backend, LocalBackend};
+    use crate::ops::backup::{BackupOptions, backup};
+    use crate::progress::NoProgress;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// A backend whose repository writes and removals (not lock files)
+    /// start failing after `left` of them, as if the process died there.
+    struct Crashing {
+        inner: LocalBackend,
+        left: AtomicI64,
+    }
+
+    impl Crashing {
+        fn step(&self, kind: FileKind) -> Result<()> {
+            if kind != FileKind::Lock && self.left.fetch_sub(1, Ordering::SeqCst) <= 0 {
+                return Err(Error::new(ErrorKind::Io, "injected crash"));
+            }
+            Ok(())
+        }
+    }
+
+    impl Backend for Crashing {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn exists(&self) -> Result<bool> {
+            self.inner.exists()
+        }
+        fn create(&self) -> Result<()> {
+            self.inner.create()
+        }
+        fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+            self.inner.read(kind, name)
+        }
+        fn read_range(
+            &self,
+            kind: FileKind,
+            name: &str,
+            offset: u64,
+            length: u32,
+        ) -> Result<Vec<u8>> {
+            self.inner.read_range(kind, name, offset, length)
+        }
+        fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+            self.step(kind)?;
+            self.inner.write(kind, name, data)
+        }
+        fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> Result<()> {
+            self.step(kind)?;
+            self.inner.write_file(kind, name, path)
+        }
+        fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>> {
+            self.inner.list(kind)
+        }
+        fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
+            self.step(kind)?;
+            self.inner.remove(kind, name)
+        }
+        fn temp_dir(&self) -> &Path {
+            self.inner.temp_dir()
+        }
+        fn cache_dir(&self) -> Option<PathBuf> {
+            self.inner.cache_dir()
+        }
+    }
+
+    /// Copies a repository, leaving out its cache and empty pack folders.
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_name() == "cache" {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                let empty = std::fs::read_dir(entry.path()).unwrap().next().is_none();
+                if !(empty && from.ends_with("data")) {
+                    copy_dir(&entry.path(), &target);
+                }
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    fn open(path: &Path) -> Repository {
+        Repository::open(Box::new(LocalBackend::new(path)), &NoProgress).unwrap()
+    }
+
+    /// Every remaining snapshot's files read back (verified) as stored.
+    fn assert_restorable(
+        repo: &Repository,
+        expected: &HashMap<SnapshotId, Vec<(String, Vec<u8>)>>,
+    ) {
+        let snapshots = repo.snapshots().unwrap();
+        assert_eq!(snapshots.len(), 2);
+        for (id, snapshot) in snapshots {
+            let root = repo.read_tree(&snapshot.tree).unwrap();
+            let src = repo.read_tree(&root.nodes[0].subtree.unwrap()).unwrap();
+            let mut files = Vec::new();
+            for node in &src.nodes {
+                let mut content = Vec::new();
+                for chunk in repo.file_chunks(node).unwrap() {
+                    content.extend(repo.read_blob(&chunk).unwrap());
+                }
+                files.push((node.display_name(), content));
+            }
+            assert_eq!(&files, &expected[&id], "snapshot {id}");
+        }
+    }
+
+    /// A prune that crashes after any number of repository writes leaves
+    /// every remaining snapshot readable, and the next prune completes and
+    /// leaves nothing behind.
+    #[test]
+    fn a_prune_crashing_at_any_step_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base");
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let mut expected = HashMap::new();
+        {
+            let repo = Repository::init(
+                Box::new(LocalBackend::new(&base)),
+                &crate::repo::InitOptions::default(),
+                &NoProgress,
+            )
+            .unwrap();
+            let mut seed = 1u64;
+            let mut bytes = |n: usize| {
+                (0..n)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        (seed >> 33) as u8
+                    })
+                    .collect::<Vec<u8>>()
+            };
+            std::fs::write(src.join("shared"), bytes(300_000)).unwrap();
+            let mut ids = Vec::new();
+            for n in 0..5 {
+                std::fs::write(src.join(format!("f{n}")), bytes(200_000)).unwrap();
+                if n >= 2 {
+                    std::fs::remove_file(src.join(format!("f{}", n - 2))).unwrap();
+                }
+                let mut names: Vec<String> = std::fs::read_dir(&src)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                let files = names
+                    .into_iter()
+                    .map(|n| {
+                        let content = std::fs::read(src.join(&n)).unwrap();
+                        (n, content)
+                    })
+                    .collect::<Vec<_>>();
+                let report =
+                    backup(&repo, &BackupOptions::new(vec![src.clone()]), &NoProgress).unwrap();
+                expected.insert(report.id, files);
+                ids.push(report.id);
+            }
+            for id in &ids[..3] {
+                repo.backend()
+                    .remove(FileKind::Snapshot, &id.to_hex())
+                    .unwrap();
+            }
+        }
+        let options = PruneOptions {
+            instant_delete: true,
+            max_unused: 0.0,
+            ..PruneOptions::default()
+        };
+        let mut crashes = 0;
+        for steps in 0.. {
+            let path = dir.path().join(format!("run{steps}"));
+            copy_dir(&base, &path);
+            let crashing = Crashing {
+                inner: LocalBackend::new(&path),
+                left: AtomicI64::new(steps),
+            };
+            let outcome = {
+                let repo = Repository::open(Box::new(crashing), &NoProgress).unwrap();
+                prune_plan(&repo, &options, &NoProgress)
+                    .and_then(|plan| prune(&repo, plan, &NoProgress))
+            };
+            let repo = open(&path);
+            assert_restorable(&repo, &expected);
+            if let Ok(report) = outcome {
+                assert!(report.packs_deleted > 0 && report.blobs_copied > 0);
+                break;
+            }
+            crashes += 1;
+            let report = prune(
+                &repo,
+                prune_plan(&repo, &options, &NoProgress).unwrap(),
+                &NoProgress,
+            )
+            .unwrap_or_else(|e| panic!("after a crash at step {steps}: {e}"));
+            assert!(report.deferred.is_none());
+            drop(repo);
+            let repo = open(&path);
+            assert_restorable(&repo, &expected);
+            let again = prune_plan(&repo, &options, &NoProgress).unwrap();
+            let t = again.totals();
+            assert_eq!(
+                (t.delete_packs, t.copy_packs, t.mark_packs),
+                (0, 0, 0),
+                "garbage left after a crash at step {steps} and a full prune"
+            );
+            std::fs::remove_dir_all(&path).unwrap();
+        }
+        eprintln!("crashed after each of {crashes} writes");
+        assert!(crashes >= 8, "the prune made only {crashes} writes");
+    }
 
     fn usage(live: u64, dead: u64, marked_at: Option<i64>) -> PackUsage {
         PackUsage {
