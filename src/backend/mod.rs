@@ -2,6 +2,7 @@
 //! (read, read a range, write atomically, list, remove); retry, caching and
 //! fault injection are wrappers around it, never code in callers.
 
+pub mod faulty;
 pub mod local;
 pub mod private_cache;
 

@@ -61,11 +61,7 @@ fn read_exclude_file(path: &Path) -> anyhow::Result<Vec<String>> {
 fn open_or_create(global: &Global, progress: &CliProgress) -> snap::Result<Repository> {
     let location = global.location();
     if global.is_default_location() && !LocalBackend::is_repository(&location) {
-        let repo = Repository::init(
-            Box::new(LocalBackend::new(&location)),
-            &InitOptions::default(),
-            progress,
-        )?;
+        let repo = Repository::init(global.backend()?, &InitOptions::default(), progress)?;
         progress.message(&format!(
             "created a new repository at {}",
             location.display()

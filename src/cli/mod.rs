@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use snap::backend::{Backend, faulty::Faulty};
 use snap::keys::Credentials;
 use snap::{Error, ErrorKind, LocalBackend, Repository};
 
@@ -164,13 +165,15 @@ impl Global {
         }
     }
 
+    /// The storage of the repository (with the faults `SNAP_FAULTS` asks
+    /// for, in tests).
+    pub fn backend(&self) -> snap::Result<Box<dyn Backend>> {
+        Faulty::from_env(Box::new(LocalBackend::new(self.location())))
+    }
+
     /// Opens the repository.
     pub fn open(&self, progress: &CliProgress) -> snap::Result<Repository> {
-        Repository::open_with(
-            Box::new(LocalBackend::new(self.location())),
-            &self.credentials(),
-            progress,
-        )
+        Repository::open_with(self.backend()?, &self.credentials(), progress)
     }
 }
 
