@@ -474,6 +474,24 @@ fn delete_removes_extras_but_not_excluded_ones_and_never_outside() {
     // not look through it; `always` replaces the link, not what it points to.
     fs::remove_dir_all(target.join("lyra/notes")).unwrap();
     symlink(outside.join("notes"), target.join("lyra/notes")).unwrap();
+    // The plan replaces the link and never looks through it.
+    let plan = restore_json(
+        &env,
+        "latest",
+        &target,
+        &[
+            "--dry-run",
+            "--delete",
+            "--overwrite",
+            "always",
+            "--exclude",
+            "*.cache",
+        ],
+    );
+    let actions = plan_actions(&plan);
+    assert_eq!(actions["lyra/notes"], "overwrite", "{plan:#}");
+    assert_eq!(actions["lyra/notes/b.md"], "create", "{plan:#}");
+    assert_eq!(actions["lyra/notes/c.md"], "create", "{plan:#}");
     let out = restore(
         &env,
         "latest",

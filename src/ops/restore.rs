@@ -129,6 +129,8 @@ pub struct RestorePlan {
     pub bytes_unchanged: u64,
     /// Content bytes of files to remove.
     pub bytes_to_delete: u64,
+    /// Whether entries that touch no existing data are listed too.
+    list_all: bool,
 }
 
 impl RestorePlan {
@@ -151,7 +153,7 @@ impl RestorePlan {
         paths
     }
 
-    fn add(&mut self, list_all: bool, path: &Path, action: PlanAction, kind: NodeKind, size: u64) {
+    fn add(&mut self, path: &Path, action: PlanAction, kind: NodeKind, size: u64) {
         let size = if kind == NodeKind::File { size } else { 0 };
         match action {
             PlanAction::Create => {
@@ -172,7 +174,7 @@ impl RestorePlan {
                 self.bytes_to_delete += size;
             }
         }
-        if list_all || !matches!(action, PlanAction::Create | PlanAction::Unchanged) {
+        if self.list_all || !matches!(action, PlanAction::Create | PlanAction::Unchanged) {
             self.entries.push(PlanEntry {
                 path: path.to_path_buf(),
                 action,
@@ -503,13 +505,16 @@ impl Restorer<'_> {
     }
 
     fn plan(&self, node: &Node, rel: &str, list_all: bool) -> Result<RestorePlan> {
-        let mut plan = RestorePlan::default();
+        let mut plan = RestorePlan {
+            list_all,
+            ..RestorePlan::default()
+        };
         let target = &self.options.target;
         if node.name.is_empty() {
-            self.plan_children(node, target, rel, list_all, &mut plan)?;
+            self.plan_children(node, target, rel, false, &mut plan)?;
         } else {
             let dest = target.join(OsStr::from_bytes(&node.name));
-            self.plan_node(node, &dest, rel, list_all, &mut plan)?;
+            self.plan_node(node, &dest, rel, false, &mut plan)?;
         }
         Ok(plan)
     }
@@ -531,59 +536,69 @@ impl Restorer<'_> {
         }
     }
 
-    /// Plans `node` at `dest` as [`Self::restore_node`] restores it.
+    /// Plans `node` at `dest` as [`Self::restore_node`] restores it. `fresh`:
+    /// the folder holding `dest` is new (or replaces a non-folder), so
+    /// nothing is there; the filesystem is not looked at, as a path through
+    /// a symlink to be replaced would lead outside the target.
     fn plan_node(
         &self,
         node: &Node,
         dest: &Path,
         rel: &str,
-        list_all: bool,
+        fresh: bool,
         plan: &mut RestorePlan,
     ) -> Result<()> {
         let selection = self.selection(rel, node.kind);
         if selection == Selection::Skip {
             return Ok(());
         }
-        let existing = fs::symlink_metadata(dest).ok();
+        let existing = if fresh {
+            None
+        } else {
+            fs::symlink_metadata(dest).ok()
+        };
         if selection == Selection::Enter {
             if let Some(meta) = existing.as_ref().filter(|m| !m.is_dir()) {
                 if !self.selects_below(node, rel)? {
                     return Ok(());
                 }
                 let action = self.existing_action(meta, node);
-                plan.add(list_all, dest, action, NodeKind::Dir, 0);
+                plan.add(dest, action, NodeKind::Dir, 0);
                 if action == PlanAction::Keep {
                     return Ok(());
                 }
             }
-            return self.plan_children(node, dest, rel, list_all, plan);
+            let real_dir = existing.as_ref().is_some_and(fs::Metadata::is_dir);
+            return self.plan_children(node, dest, rel, !real_dir, plan);
         }
-        match existing {
+        match &existing {
             None => {
-                plan.add(list_all, dest, PlanAction::Create, node.kind, node.size);
+                plan.add(dest, PlanAction::Create, node.kind, node.size);
             }
             // An existing folder is merged with the snapshot's.
             Some(meta) if meta.is_dir() && node.kind == NodeKind::Dir => {}
             Some(meta) => {
-                let action = self.existing_action(&meta, node);
-                plan.add(list_all, dest, action, node.kind, node.size);
+                let action = self.existing_action(meta, node);
+                plan.add(dest, action, node.kind, node.size);
                 if action != PlanAction::Overwrite {
                     return Ok(());
                 }
             }
         }
         if node.kind == NodeKind::Dir {
-            self.plan_children(node, dest, rel, list_all, plan)?;
+            let real_dir = existing.as_ref().is_some_and(fs::Metadata::is_dir);
+            self.plan_children(node, dest, rel, !real_dir, plan)?;
         }
         Ok(())
     }
 
+    /// Plans the entries of the folder `dir` at `dest` (`fresh`: as for [`Self::plan_node`]).
     fn plan_children(
         &self,
         dir: &Node,
         dest: &Path,
         rel: &str,
-        list_all: bool,
+        fresh: bool,
         plan: &mut RestorePlan,
     ) -> Result<()> {
         let nodes = match dir.subtree {
@@ -602,13 +617,13 @@ impl Restorer<'_> {
         for child in &nodes {
             let child_rel = join_rel(rel, &child.name);
             let child_dest = dest.join(OsStr::from_bytes(&child.name));
-            self.plan_node(child, &child_dest, &child_rel, list_all, plan)?;
+            self.plan_node(child, &child_dest, &child_rel, fresh, plan)?;
         }
-        if self.options.delete && fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
+        if self.options.delete && !fresh && fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
             let known: HashSet<&[u8]> = nodes.iter().map(|n| n.name.as_slice()).collect();
             for (name, path) in sorted_entries(dest)? {
                 if !known.contains(name.as_bytes()) {
-                    self.plan_delete(&path, &join_rel(rel, name.as_bytes()), list_all, plan)?;
+                    self.plan_delete(&path, &join_rel(rel, name.as_bytes()), plan)?;
                 }
             }
         }
@@ -618,13 +633,7 @@ impl Restorer<'_> {
     /// Plans removing `path`, an entry of the target the snapshot does not
     /// have, and what is below it, except what `--exclude`/`--include`/
     /// `--skip` leave out. Symlinks are removed, never followed.
-    fn plan_delete(
-        &self,
-        path: &Path,
-        rel: &str,
-        list_all: bool,
-        plan: &mut RestorePlan,
-    ) -> Result<()> {
+    fn plan_delete(&self, path: &Path, rel: &str, plan: &mut RestorePlan) -> Result<()> {
         check_depth(rel)?;
         let Ok(meta) = fs::symlink_metadata(path) else {
             return Ok(());
@@ -632,13 +641,13 @@ impl Restorer<'_> {
         let kind = kind_of(&meta);
         match self.selection(rel, kind) {
             Selection::Skip => return Ok(()),
-            Selection::Restore => plan.add(list_all, path, PlanAction::Delete, kind, meta.len()),
+            Selection::Restore => plan.add(path, PlanAction::Delete, kind, meta.len()),
             // A folder only entered: look for selected entries below it.
             Selection::Enter => {}
         }
         if kind == NodeKind::Dir {
             for (name, child) in sorted_entries(path)? {
-                self.plan_delete(&child, &join_rel(rel, name.as_bytes()), list_all, plan)?;
+                self.plan_delete(&child, &join_rel(rel, name.as_bytes()), plan)?;
             }
         }
         Ok(())
