@@ -7,6 +7,11 @@
 //! folder and renamed into place. So nothing is ever written outside the
 //! target, whatever the repository holds or the target already contains.
 //! Every restored byte is verified against its chunk's hash.
+//!
+//! [`restore_plan`] walks the snapshot against the target with the same
+//! selection and overwrite rules and writes nothing: it is `--dry-run`,
+//! the default policy's conflict check, the list `--delete` works from, and
+//! what the CLI's `pre-restore` safety snapshot backs up.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
