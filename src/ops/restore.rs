@@ -1039,3 +1039,40 @@ fn file_time(ns: i64) -> FileTime {
         ns.rem_euclid(1_000_000_000) as u32,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaced_paths_name_each_replaced_entry_once_without_what_is_below() {
+        let mut plan = RestorePlan::default();
+        for (path, action, kind) in [
+            ("t/a", PlanAction::Overwrite, NodeKind::File),
+            ("t/b", PlanAction::Create, NodeKind::File),
+            ("t/old", PlanAction::Delete, NodeKind::Dir),
+            ("t/old/x", PlanAction::Delete, NodeKind::File),
+            ("t/older", PlanAction::Delete, NodeKind::File),
+            ("t/c", PlanAction::Unchanged, NodeKind::File),
+            ("t/d", PlanAction::Keep, NodeKind::File),
+        ] {
+            plan.add(Path::new(path), action, kind, 3);
+        }
+        assert_eq!(
+            plan.replaced_paths(),
+            ["t/a", "t/old", "t/older"].map(PathBuf::from)
+        );
+        assert!(plan.in_place());
+        // Without list_all, creates and unchanged files are counted, not listed.
+        assert_eq!(plan.entries.len(), 5);
+        assert_eq!((plan.create, plan.unchanged, plan.keep), (1, 1, 1));
+        assert_eq!(
+            (
+                plan.bytes_to_write,
+                plan.bytes_unchanged,
+                plan.bytes_to_delete
+            ),
+            (6, 3, 6)
+        );
+    }
+}
