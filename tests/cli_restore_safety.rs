@@ -606,8 +606,18 @@ fn only_and_skip_select_sources() {
     assert!(only.join("junk/j.txt").exists());
     assert!(!only.join("pps/stale.txt").exists());
 
-    // Unknown names: exit 10, naming what exists; nothing is written.
+    // A path inside a source the flags leave out: nothing to restore.
     let none = env.path("none");
+    let out = restore(&env, "latest:lyra/notes", &none, &["--only", "pps"]);
+    assert_code(&out, 2);
+    assert!(
+        stderr_text(&out).contains("leave out"),
+        "{}",
+        stderr_text(&out)
+    );
+    assert!(!none.exists());
+
+    // Unknown names: exit 10, naming what exists; nothing is written.
     for flags in [["--only", "lyra,chromadb"], ["--skip", "neo4j"]] {
         let out = restore(&env, "latest", &none, &flags);
         assert_code(&out, 10);

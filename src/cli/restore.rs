@@ -84,7 +84,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         only: args.only.clone(),
         skip: args.skip.clone(),
     };
-    check_source_names(&repo, &root_node(snapshot.tree), &options)?;
+    check_source_names(&repo, &root_node(snapshot.tree), &rel, &options)?;
     if args.dry_run {
         let plan = restore_plan(&repo, &node, &rel, &options, true)?;
         if options.overwrite == Overwrite::Refuse {

@@ -357,8 +357,14 @@ pub fn refuse_conflicts(plan: &RestorePlan) -> Result<()> {
 }
 
 /// Checks `--only`/`--skip` names against the snapshot root's entries;
-/// an unknown name is a not-found error listing those that exist.
-pub fn check_source_names(repo: &Repository, root: &Node, options: &RestoreOptions) -> Result<()> {
+/// an unknown name is a not-found error listing those that exist, and
+/// restoring `rel` (a path in the snapshot) of a left-out source a usage error.
+pub fn check_source_names(
+    repo: &Repository,
+    root: &Node,
+    rel: &str,
+    options: &RestoreOptions,
+) -> Result<()> {
     if options.only.is_empty() && options.skip.is_empty() {
         return Ok(());
     }
@@ -379,6 +385,16 @@ pub fn check_source_names(repo: &Repository, root: &Node, options: &RestoreOptio
         .map(String::as_str)
         .collect();
     if unknown.is_empty() {
+        // Restoring one path of a source the flags leave out restores nothing.
+        let source = rel.split('/').next().unwrap_or_default();
+        if !rel.is_empty()
+            && ((!options.only.is_empty() && !options.only.iter().any(|n| n == source))
+                || options.skip.iter().any(|n| n == source))
+        {
+            return Err(Error::usage(format!(
+                "{rel} belongs to `{source}`, which --only/--skip leave out; nothing to restore"
+            )));
+        }
         return Ok(());
     }
     Err(Error::not_found(format!(
