@@ -122,7 +122,23 @@ pub fn select<'a>(
     selector: &Selector,
     filter: &Filter,
 ) -> Result<&'a (SnapshotId, Snapshot)> {
-    let filtered = || snapshots.iter().filter(|(_, s)| filter.matches(s));
+    // A restore's safety snapshot holds only what it replaced: it is not a
+    // point in the timeline, so `latest` and `@TIME` pass over it unless
+    // asked for by tag (its id always names it).
+    let timeline = |s: &Snapshot| {
+        !s.tags
+            .iter()
+            .any(|t| t == crate::ops::restore::PRE_RESTORE_TAG)
+            || filter
+                .tags
+                .iter()
+                .any(|t| t == crate::ops::restore::PRE_RESTORE_TAG)
+    };
+    let filtered = || {
+        snapshots
+            .iter()
+            .filter(move |(_, s)| filter.matches(s) && timeline(s))
+    };
     match selector {
         Selector::Latest(n) => {
             let matching: Vec<_> = filtered().collect();

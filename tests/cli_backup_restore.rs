@@ -586,7 +586,14 @@ fn overwrite_always_replaces_and_never_keeps() {
     let target = prepare("always");
     let out = env
         .cmd()
-        .args(["restore", "latest", "--overwrite", "always", "--target"])
+        .args([
+            "restore",
+            "latest",
+            "--yes",
+            "--overwrite",
+            "always",
+            "--target",
+        ])
         .arg(&target)
         .output()
         .unwrap();
@@ -634,7 +641,14 @@ fn overwrite_always_restores_hard_links_over_an_earlier_restore() {
     ]);
     let out = env
         .cmd()
-        .args(["restore", "latest", "--overwrite", "always", "--target"])
+        .args([
+            "restore",
+            "latest",
+            "--yes",
+            "--overwrite",
+            "always",
+            "--target",
+        ])
         .arg(&target)
         .output()
         .unwrap();

@@ -143,6 +143,8 @@ impl Case {
             snap.into(),
             "--target".into(),
             self.target.clone().into(),
+            // Replacing what is in the target needs a confirmation.
+            "--yes".into(),
         ];
         args.extend(extra.iter().map(OsString::from));
         self.snap(args)

@@ -1,10 +1,16 @@
 //! `snap restore`
 
-use std::path::PathBuf;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
-use snap::ops::browse::{components, find_node};
+use snap::ops::backup::backup_selected;
+use snap::ops::browse::{components, find_node, root_node};
+use snap::ops::restore::{
+    PRE_RESTORE_TAG, PlanAction, RestorePlan, check_source_names, refuse_conflicts, restore_plan,
+    target_has_entries,
+};
 use snap::select::{Filter, parse_snap_path, resolve};
-use snap::{Overwrite, RestoreOptions};
+use snap::{BackupOptions, Error, ErrorKind, Overwrite, Repository, RestoreOptions};
 
 use super::output;
 use super::{Global, exit};
@@ -36,6 +42,24 @@ pub struct Args {
     /// What to do with entries that already exist (default: refuse to start).
     #[arg(long, value_enum)]
     overwrite: Option<OverwriteArg>,
+    /// Remove entries of the target (below the restored path) that are not in the snapshot.
+    #[arg(long)]
+    delete: bool,
+    /// Print what would be created, overwritten, deleted and left unchanged; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace or delete existing data without first taking a `pre-restore` snapshot of it.
+    #[arg(long)]
+    no_safety_snapshot: bool,
+    /// Replace or delete existing data without asking (needed without a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Restore only these top-level entries of the snapshot (sources; comma-separated, repeatable).
+    #[arg(long, value_delimiter = ',', value_name = "SOURCE")]
+    only: Vec<String>,
+    /// Leave out these top-level entries of the snapshot (comma-separated, repeatable).
+    #[arg(long, value_delimiter = ',', value_name = "SOURCE")]
+    skip: Vec<String>,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
@@ -45,6 +69,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let (id, snapshot) = resolve(&repo, &selector, &Filter::default())?;
     let path = path.unwrap_or_default();
     let node = find_node(&repo, snapshot.tree, &path)?;
+    let rel = components(&path).join("/");
     let options = RestoreOptions {
         target: args.target.clone(),
         overwrite: match args.overwrite {
@@ -53,22 +78,52 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             Some(OverwriteArg::IfChanged) => Overwrite::IfChanged,
             Some(OverwriteArg::Always) => Overwrite::Always,
         },
-        includes: args.includes,
-        excludes: args.excludes,
+        includes: args.includes.clone(),
+        excludes: args.excludes.clone(),
+        delete: args.delete,
+        only: args.only.clone(),
+        skip: args.skip.clone(),
     };
+    check_source_names(&repo, &root_node(snapshot.tree), &rel, &options)?;
+    if args.dry_run {
+        let plan = restore_plan(&repo, &node, &rel, &options, true)?;
+        if options.overwrite == Overwrite::Refuse {
+            refuse_conflicts(&plan)?;
+        }
+        print_plan(global, &args.target, &id.to_hex(), &plan)?;
+        return Ok(exit::OK);
+    }
+    // Restoring into an empty or new folder replaces nothing: no plan needed.
+    let mut safety_snapshot = None;
+    if target_has_entries(&args.target) {
+        let plan = restore_plan(&repo, &node, &rel, &options, false)?;
+        if options.overwrite == Overwrite::Refuse {
+            refuse_conflicts(&plan)?;
+        }
+        if plan.in_place() {
+            confirm(&args, &plan)?;
+            if !args.no_safety_snapshot {
+                let safety = take_safety_snapshot(&repo, &args.target, &plan, &progress)?;
+                if !global.quiet && !global.json {
+                    eprintln!(
+                        "snap: safety snapshot {} (tag {PRE_RESTORE_TAG}) holds the {} entries about to be replaced or deleted; undo with `snap restore {} --target {} --overwrite always`",
+                        safety.short(),
+                        plan.overwrite + plan.delete,
+                        safety.short(),
+                        args.target.display()
+                    );
+                }
+                safety_snapshot = Some(safety);
+            }
+        }
+    }
     progress.start_bar("restore");
     if node.kind == snap::NodeKind::File {
         progress.set_total(node.size);
     } else if path.is_empty() {
         progress.set_total(snapshot.summary.bytes);
     }
-    let result = snap::restore(
-        &repo,
-        &node,
-        &components(&path).join("/"),
-        &options,
-        &progress,
-    );
+    let result = snap::restore(&repo, &node, &rel, &options, &progress);
     progress.finish();
     let report = result?;
     if global.json {
@@ -80,12 +135,14 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             "others": report.others,
             "bytes": report.bytes,
             "skipped": report.skipped,
+            "deleted": report.deleted,
+            "safety_snapshot": safety_snapshot.map(|s| s.to_hex()),
             "damaged": report.damaged,
             "warnings": report.warnings,
         }))?;
     } else if !global.quiet {
         println!(
-            "restored {} files, {} dirs, {} other entries ({}) from snapshot {} into {}{}",
+            "restored {} files, {} dirs, {} other entries ({}) from snapshot {} into {}{}{}",
             report.files,
             report.dirs,
             report.others,
@@ -94,6 +151,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             args.target.display(),
             if report.skipped > 0 {
                 format!("; kept {} existing entries", report.skipped)
+            } else {
+                String::new()
+            },
+            if report.deleted > 0 {
+                format!("; deleted {} entries not in the snapshot", report.deleted)
             } else {
                 String::new()
             }
@@ -112,4 +174,201 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     } else {
         exit::WARNINGS
     })
+}
+
+fn plan_summary(target: &Path, plan: &RestorePlan) -> String {
+    format!(
+        "restoring into {} replaces {} and deletes {} existing entries ({} to write, {} to delete)",
+        target.display(),
+        plan.overwrite,
+        plan.delete,
+        output::bytes(plan.bytes_to_write),
+        output::bytes(plan.bytes_to_delete)
+    )
+}
+
+/// Asks before replacing existing data: on a terminal a yes/no question,
+/// without one a refusal unless `--yes` was given.
+fn confirm(args: &Args, plan: &RestorePlan) -> anyhow::Result<()> {
+    if args.yes {
+        return Ok(());
+    }
+    let summary = plan_summary(&args.target, plan);
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Error::usage(format!(
+            "{summary}; nothing was changed. Without a terminal to confirm on, pass --yes (see the plan with --dry-run)"
+        ))
+        .into());
+    }
+    let safety = if args.no_safety_snapshot {
+        "without a safety snapshot"
+    } else {
+        "after a safety snapshot of them"
+    };
+    if ask(
+        &mut std::io::stdin().lock(),
+        &format!("{summary}, {safety}. Proceed? [y/N] "),
+    )? {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Conflict,
+            "restore cancelled; nothing was changed",
+        )
+        .into())
+    }
+}
+
+/// Prints `question` on stderr and reads the answer: yes only for `y` or `yes`.
+fn ask(input: &mut dyn BufRead, question: &str) -> anyhow::Result<bool> {
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    input.read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+/// Backs up exactly the existing entries the restore replaces or deletes,
+/// tagged `pre-restore`. Each top-level entry of the target that holds one
+/// is a source, so the snapshot mirrors the target's layout. A snapshot
+/// missing anything (unreadable files) stops the restore.
+fn take_safety_snapshot(
+    repo: &Repository,
+    target: &Path,
+    plan: &RestorePlan,
+    progress: &dyn snap::Progress,
+) -> anyhow::Result<snap::SnapshotId> {
+    let replaced = plan.replaced_paths();
+    let mut sources: Vec<PathBuf> = replaced
+        .iter()
+        .filter_map(|p| p.strip_prefix(target).ok()?.components().next())
+        .map(|first| target.join(first))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let options = BackupOptions {
+        tags: vec![PRE_RESTORE_TAG.to_string()],
+        ..BackupOptions::new(sources)
+    };
+    let report = backup_selected(repo, &options, &replaced, progress).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("cannot take the safety snapshot, so nothing was restored: {e}"),
+        )
+    })?;
+    if !report.warnings.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the safety snapshot {} misses entries it could not read ({}), so nothing was restored; make them readable, or pass --no-safety-snapshot",
+                report.id.short(),
+                report.warnings.join("; ")
+            ),
+        )
+        .into());
+    }
+    Ok(report.id)
+}
+
+fn print_plan(
+    global: &Global,
+    target: &Path,
+    snapshot: &str,
+    plan: &RestorePlan,
+) -> anyhow::Result<()> {
+    let shown = |path: &Path| {
+        path.strip_prefix(target)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    };
+    if global.json {
+        let entries: Vec<_> = plan
+            .entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "path": shown(&e.path),
+                    "action": e.action.as_str(),
+                    "type": e.kind.as_str(),
+                    "size": e.size,
+                })
+            })
+            .collect();
+        return output::print_json(&serde_json::json!({
+            "dry_run": true,
+            "snapshot": snapshot,
+            "target": target.display().to_string(),
+            "create": plan.create,
+            "overwrite": plan.overwrite,
+            "delete": plan.delete,
+            "unchanged": plan.unchanged,
+            "keep": plan.keep,
+            "bytes": plan.bytes_to_write,
+            "bytes_unchanged": plan.bytes_unchanged,
+            "bytes_deleted": plan.bytes_to_delete,
+            "in_place": plan.in_place(),
+            "entries": entries,
+        }));
+    }
+    if !global.quiet {
+        for entry in &plan.entries {
+            let slash = if entry.kind == snap::NodeKind::Dir {
+                "/"
+            } else {
+                ""
+            };
+            let size = if entry.kind == snap::NodeKind::File && entry.action != PlanAction::Keep {
+                format!(" ({})", output::bytes(entry.size))
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<9} {}{slash}{size}",
+                entry.action.as_str(),
+                shown(&entry.path)
+            );
+        }
+    }
+    println!(
+        "would create {}, overwrite {}, delete {}, keep {} entries, leave {} unchanged; {} to write, {} unchanged, {} to delete{}",
+        plan.create,
+        plan.overwrite,
+        plan.delete,
+        plan.keep,
+        plan.unchanged,
+        output::bytes(plan.bytes_to_write),
+        output::bytes(plan.bytes_unchanged),
+        output::bytes(plan.bytes_to_delete),
+        if plan.in_place() {
+            "; existing data would be replaced: a safety snapshot is taken first unless --no-safety-snapshot"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ask;
+
+    #[test]
+    fn only_y_or_yes_confirms() {
+        for (answer, expected) in [
+            ("y\n", true),
+            ("YES\n", true),
+            (" yes \n", true),
+            ("n\n", false),
+            ("\n", false),
+            ("", false),
+            ("yep\n", false),
+        ] {
+            let mut input = std::io::Cursor::new(answer.as_bytes());
+            assert_eq!(ask(&mut input, "? ").unwrap(), expected, "{answer:?}");
+        }
+    }
 }

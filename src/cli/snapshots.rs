@@ -59,9 +59,12 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         "{:<10} {:<19}  {:<12} {:<14} {:>8} {:>10} {:>10}  paths",
         "id", "time", "host", "tags", "files", "size", "added"
     );
-    let last = snapshots.len().saturating_sub(1);
-    for (i, (id, s)) in snapshots.iter().enumerate() {
-        let marker = if i == last { "*" } else { " " };
+    // The one `latest` names (it passes over restores' safety snapshots).
+    let last = snap::select::select(&snapshots, &snap::select::Selector::Latest(0), &filter)
+        .ok()
+        .map(|(id, _)| *id);
+    for (id, s) in &snapshots {
+        let marker = if Some(*id) == last { "*" } else { " " };
         println!(
             "{}{:<9} {:<19}  {:<12} {:<14} {:>8} {:>10} {:>10}  {}",
             marker,

@@ -103,6 +103,33 @@ struct Walker<'a> {
     warnings: Mutex<Vec<String>>,
     /// With a write-only key: file memos waiting to be written to the cache.
     memos: Option<Mutex<Vec<KeyedMemo>>>,
+    /// Only these entries (and the folders leading to them) are backed up.
+    selected: Option<SelectedPaths>,
+}
+
+/// Absolute paths chosen by [`backup_selected`]: an entry is backed up when
+/// it is one of them, lies below one, or is a folder leading to one.
+struct SelectedPaths {
+    chosen: HashSet<PathBuf>,
+    leading: HashSet<PathBuf>,
+}
+
+impl SelectedPaths {
+    fn new(paths: &[PathBuf]) -> Result<Self> {
+        let mut chosen = HashSet::new();
+        let mut leading = HashSet::new();
+        for path in paths {
+            // Resolved as the sources are, so the walk's paths compare equal.
+            let absolute = absolute_path(path)?;
+            leading.extend(absolute.ancestors().skip(1).map(Path::to_path_buf));
+            chosen.insert(absolute);
+        }
+        Ok(Self { chosen, leading })
+    }
+
+    fn keeps(&self, path: &Path) -> bool {
+        self.leading.contains(path) || path.ancestors().any(|a| self.chosen.contains(a))
+    }
 }
 
 /// Longest source path followed (Linux's PATH_MAX); deeper entries are
@@ -218,6 +245,28 @@ pub fn backup(
     options: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
+    backup_filtered(repo, options, None, progress)
+}
+
+/// Backs up only the entries `selected` below `options.paths` (with
+/// everything under them and the folders leading to them): what a restore
+/// is about to replace, for its safety snapshot.
+pub fn backup_selected(
+    repo: &Repository,
+    options: &BackupOptions,
+    selected: &[PathBuf],
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    let selected = SelectedPaths::new(selected)?;
+    backup_filtered(repo, options, Some(selected), progress)
+}
+
+fn backup_filtered(
+    repo: &Repository,
+    options: &BackupOptions,
+    selected: Option<SelectedPaths>,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
     let started = Instant::now();
     let sources = resolve_sources(&options.paths)?;
     // Held until the snapshot is written: a prune deletes nothing meanwhile.
@@ -255,6 +304,7 @@ pub fn backup(
         counters: Counters::default(),
         warnings: Mutex::new(Vec::new()),
         memos: (!repo.can_read() && !options.force).then(|| Mutex::new(Vec::new())),
+        selected,
     };
     let result = walker.backup_sources(&sources, parent_root.as_ref());
     // Whatever happened, make what was stored durable and indexed, so the
@@ -339,7 +389,8 @@ fn node_from_metadata(name: Vec<u8>, kind: NodeKind, meta: &Metadata) -> Node {
     }
 }
 
-fn kind_of(meta: &Metadata) -> NodeKind {
+/// The kind of an entry, as `lstat` tells it.
+pub(crate) fn kind_of(meta: &Metadata) -> NodeKind {
     let t = meta.file_type();
     if t.is_dir() {
         NodeKind::Dir
@@ -602,6 +653,7 @@ impl Walker<'_> {
         names.retain(|name| {
             let child = path.join(name);
             !(self.excludes.is_match(name) || self.excludes.is_match(&child))
+                && self.selected.as_ref().is_none_or(|s| s.keeps(&child))
         });
         let logged = self.fold_sqlite_companions(path, &mut names);
         let parent_tree = match parent.and_then(|p| p.subtree) {
