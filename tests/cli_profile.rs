@@ -556,3 +556,54 @@ path = "../data/scratch"
         "{text}"
     );
 }
+
+#[test]
+fn the_profile_supplies_the_password_relative_to_its_folder() {
+    let p = Profiled::new(
+        "repository = \"../repo\"\npassword-file = \"secret.pass\"\n[[source]]\nname = \"n\"\npath = \"secret.pass\"\n",
+    );
+    fs::write(p.path("profile/secret.pass"), "correct horse\n").unwrap();
+    let init = p
+        .cmd()
+        .env_remove("SNAP_PASSWORD")
+        .args(["init", "--encrypt"])
+        .output()
+        .unwrap();
+    assert_code(&init, 0);
+    assert_code(
+        &p.cmd()
+            .env_remove("SNAP_PASSWORD")
+            .arg("backup")
+            .output()
+            .unwrap(),
+        0,
+    );
+    // A password command from a profile runs in the profile's folder.
+    fs::write(
+        p.path("profile/snap.toml"),
+        "repository = \"../repo\"\npassword-command = \"cat secret.pass\"\n",
+    )
+    .unwrap();
+    let out = p
+        .cmd()
+        .current_dir(p.path("xdg"))
+        .env_remove("SNAP_PASSWORD")
+        .arg("--config")
+        .arg(p.path("profile/snap.toml"))
+        .args(["cat", "latest:n"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, b"correct horse\n");
+    // The command line wins over the profile: a wrong password is refused.
+    fs::write(p.path("wrong.pass"), "wrong\n").unwrap();
+    let out = p
+        .cmd()
+        .env_remove("SNAP_PASSWORD")
+        .arg("--password-file")
+        .arg(p.path("wrong.pass"))
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_code(&out, 5);
+}

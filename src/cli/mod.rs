@@ -232,6 +232,7 @@ fn run_main() -> ExitCode {
             password: password::Source {
                 file: cli.password_file,
                 command: cli.password_command,
+                dir: None,
             },
             identity_files: cli.identity_files,
             key_file: cli.key_file,
@@ -283,6 +284,7 @@ fn with_profile(mut global: Global, profile: Option<Profile>) -> Global {
             .password
             .command
             .clone_from(&profile.password_command);
+        global.password.dir = Some(profile.dir.clone());
     }
     if global.identity_files.is_empty() {
         global.identity_files.clone_from(&profile.identity_files);
