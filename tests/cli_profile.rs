@@ -242,6 +242,16 @@ fn backup_without_sources_or_paths_is_a_usage_error() {
     assert!(stderr_text(&out).contains("nothing to back up"));
     let out = p.run(&["backup", "--stdin-name", "x"]);
     assert_code(&out, 2);
+    for name in ["../x", "a//b", "/abs", "."] {
+        let out = p.run(&[
+            "backup",
+            "--stdin-from-command",
+            "echo x",
+            "--stdin-name",
+            name,
+        ]);
+        assert_code(&out, 2);
+    }
     assert_eq!(p.snapshot_count(), 0);
 }
 
