@@ -255,11 +255,48 @@ fn backup_without_sources_or_paths_is_a_usage_error() {
     assert_eq!(p.snapshot_count(), 0);
 }
 
-fn hooks_profile(before: &str, extra: &str) -> String {
+#[test]
+fn a_stream_named_inside_another_source_is_a_usage_error() {
+    let p = Profiled::new("repository = \"../repo\"\n");
+    p.ok(&["init"]);
+    p.write("data/a/f", b"f");
+    p.write("data/a.b/g", b"g");
+    // `a` sorts next to `a.b`, not next to `a/b`: the clash is still found.
+    for name in ["a/b", "a", "a.b/c/d"] {
+        let out = p.run(&[
+            "backup",
+            "../data/a",
+            "../data/a.b",
+            "--stdin-from-command",
+            "echo x",
+            "--stdin-name",
+            name,
+        ]);
+        assert_code(&out, 2);
+        assert!(
+            stderr_text(&out).contains("would both appear"),
+            "{}",
+            stderr_text(&out)
+        );
+    }
+    let out = p.run(&[
+        "backup",
+        "../data/a",
+        "../data/a.b",
+        "--stdin-from-command",
+        "echo x",
+        "--stdin-name",
+        "b/c",
+    ]);
+    assert_code(&out, 0);
+    assert_eq!(p.listing(), ["a", "a/f", "a.b", "a.b/g", "b", "b/c"]);
+}
+
+fn hooks_profile(before: &str, timeout: &str) -> String {
     format!(
         r#"
 repository = "../repo"
-hook-timeout = "2s"
+hook-timeout = "{timeout}"
 [[source]]
 name = "data"
 path = "../data"
@@ -269,7 +306,6 @@ after-backup = "echo after $SNAP_COMMAND exit=$SNAP_EXIT_CODE id=$SNAP_SNAPSHOT_
 on-failure = "echo failure exit=$SNAP_EXIT_CODE error=$SNAP_ERROR >> ../hooks.log"
 before-restore = "echo before-restore $SNAP_RESTORE_TARGET >> ../hooks.log"
 after-restore = "echo after-restore exit=$SNAP_EXIT_CODE >> ../hooks.log"
-{extra}
 "#
     )
 }
@@ -286,7 +322,7 @@ fn hook_log(p: &Profiled) -> Vec<String> {
 fn hooks_run_in_order_around_backup_and_restore() {
     let p = Profiled::new(&hooks_profile(
         "echo before $SNAP_HOOK >> ../hooks.log; echo said by the hook",
-        "",
+        "5m",
     ));
     p.write("data/f.txt", b"content");
     p.ok(&["init"]);
@@ -319,7 +355,7 @@ fn hooks_run_in_order_around_backup_and_restore() {
 #[test]
 fn after_and_failure_hooks_run_when_the_backup_fails() {
     // The source does not exist: the backup fails after the before-hook.
-    let p = Profiled::new(&hooks_profile("echo before >> ../hooks.log", ""));
+    let p = Profiled::new(&hooks_profile("echo before >> ../hooks.log", "5m"));
     p.ok(&["init"]);
     let out = p.run(&["backup"]);
     assert_code(&out, 10);
@@ -334,7 +370,7 @@ fn after_and_failure_hooks_run_when_the_backup_fails() {
 
 #[test]
 fn a_failing_before_hook_aborts_the_backup_cleanly() {
-    let p = Profiled::new(&hooks_profile("echo before >> ../hooks.log; exit 7", ""));
+    let p = Profiled::new(&hooks_profile("echo before >> ../hooks.log; exit 7", "5m"));
     p.write("data/f.txt", b"content");
     p.ok(&["init"]);
     let out = p.run(&["backup"]);
@@ -359,7 +395,7 @@ fn a_failing_before_hook_aborts_the_backup_cleanly() {
 fn a_hook_that_runs_too_long_is_stopped_with_its_children() {
     let p = Profiled::new(&hooks_profile(
         "sleep 300 & echo $! > ../child.pid; wait",
-        "",
+        "2s",
     ));
     p.write("data/f.txt", b"content");
     p.ok(&["init"]);

@@ -217,10 +217,17 @@ fn resolve_sources(options: &BackupOptions) -> Result<Vec<Source>> {
         return Err(Error::usage("standard input can be read only once"));
     }
     sources.sort_by(|a, b| a.name.cmp(&b.name));
-    for pair in sources.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
-        let nested = b.name.starts_with(&a.name) && b.name.get(a.name.len()) == Some(&b'/');
-        if a.name == b.name || nested {
+    let by_name: HashMap<&[u8], &Source> = sources.iter().map(|s| (s.name.as_slice(), s)).collect();
+    for (i, b) in sources.iter().enumerate() {
+        // The same name, or a source at a folder of another's name (`a` and `a/b`).
+        let same = (i > 0 && sources[i - 1].name == b.name).then(|| &sources[i - 1]);
+        let folder = b
+            .name
+            .iter()
+            .enumerate()
+            .filter(|&(_, &byte)| byte == b'/')
+            .find_map(|(at, _)| by_name.get(&b.name[..at]).copied());
+        if let Some(a) = same.or(folder) {
             return Err(Error::usage(format!(
                 "{} and {} would both appear as `{}` in the snapshot; give them different names or back them up separately",
                 a.recorded_path(),
