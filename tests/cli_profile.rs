@@ -350,6 +350,10 @@ fn hooks_run_in_order_around_backup_and_restore() {
         ]
     );
     assert_eq!(fs::read(target.join("data/f.txt")).unwrap(), b"content");
+    // Bad usage is refused before any hook runs.
+    fs::remove_file(p.path("hooks.log")).unwrap();
+    assert_code(&p.run(&["backup", "--stdin-name", "x"]), 2);
+    assert!(hook_log(&p).is_empty(), "{:?}", hook_log(&p));
 }
 
 #[test]

@@ -170,15 +170,20 @@ fn scan_totals(paths: Vec<PathBuf>, bar: indicatif::ProgressBar) {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    // Bad usage is reported before any hook stops or starts anything.
+    let sources = named_sources(global, &args)?;
     hooks::around(global, Hooked::Backup, Vec::new(), |env| {
-        let (code, id) = run_backup(global, args)?;
+        let (code, id) = run_backup(global, args, sources)?;
         env.push(("SNAP_SNAPSHOT_ID".into(), id.to_hex()));
         Ok(code)
     })
 }
 
-fn run_backup(global: &Global, args: Args) -> anyhow::Result<(u8, snap::SnapshotId)> {
-    let sources = named_sources(global, &args)?;
+fn run_backup(
+    global: &Global,
+    args: Args,
+    sources: Vec<NamedSource>,
+) -> anyhow::Result<(u8, snap::SnapshotId)> {
     let mut progress = global.progress();
     let repo = open_or_create(global, &progress)?;
     let mut excludes = global
