@@ -206,6 +206,16 @@ fn profile_lookup_order_is_flag_then_env_then_current_folder_then_user_config() 
         p.path("xdg/snap/repo-xdg/config").is_file(),
         "user config last"
     );
+    // `~/` is the home folder.
+    fs::write(p.path("home.toml"), "repository = \"~/repo-home\"\n").unwrap();
+    fs::create_dir_all(p.path("home")).unwrap();
+    init(
+        p.cmd()
+            .env("HOME", p.path("home"))
+            .arg("--config")
+            .arg(p.path("home.toml")),
+    );
+    assert!(p.path("home/repo-home/config").is_file(), "~ expanded");
     // -r beats the profile.
     init(p.cmd().arg("-r").arg(p.path("repo-flagged")));
     assert!(p.path("repo-flagged/config").is_file());
