@@ -4,17 +4,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use snap::select::{Filter, parse_selector, parse_time, resolve};
-use snap::{BackupOptions, InitOptions, LocalBackend, Progress, Repository};
+use std::io::IsTerminal;
 
+use snap::profile::ProfileInput;
+use snap::select::{Filter, parse_selector, parse_time, resolve};
+use snap::{
+    BackupOptions, InitOptions, LocalBackend, NamedSource, Progress, Repository, SourceInput,
+};
+
+use super::hooks::{self, Hooked};
 use super::output::{self, CliProgress};
 use super::{Global, exit};
 
 /// Take a snapshot of files and folders.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Files and folders to back up; each appears at the snapshot root under its name.
-    #[arg(required = true)]
+    /// Files and folders to back up; each appears at the snapshot root under
+    /// its name (default: the profile's sources).
     paths: Vec<PathBuf>,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag")]
@@ -44,6 +50,73 @@ pub struct Args {
     /// databases are also recognised by their header).
     #[arg(long = "sqlite")]
     sqlite: Vec<String>,
+    /// Store standard input as a file (named by --stdin-name).
+    #[arg(long, conflicts_with = "stdin_from_command")]
+    stdin: bool,
+    /// Run this shell command and store its standard output as a file (named
+    /// by --stdin-name); if the command fails, no snapshot is written.
+    #[arg(long, value_name = "CMD")]
+    stdin_from_command: Option<String>,
+    /// Name of the --stdin file in the snapshot, e.g. postgres/mydb.dump (default: stdin).
+    #[arg(long, value_name = "NAME")]
+    stdin_name: Option<String>,
+}
+
+/// The named sources of this run: standard input or a command's output when
+/// asked for, else the profile's sources unless paths were given.
+fn named_sources(global: &Global, args: &Args) -> anyhow::Result<Vec<NamedSource>> {
+    let stream = if args.stdin {
+        if std::io::stdin().is_terminal() {
+            return Err(snap::Error::usage(
+                "--stdin reads standard input, which is a terminal: pipe the data in, e.g. `pg_dump db | snap backup --stdin --stdin-name db.dump`",
+            )
+            .into());
+        }
+        Some(SourceInput::Stdin)
+    } else {
+        args.stdin_from_command
+            .as_ref()
+            .map(|command| SourceInput::Command {
+                command: command.clone(),
+                dir: None,
+            })
+    };
+    if let Some(input) = stream {
+        return Ok(vec![NamedSource {
+            name: args.stdin_name.clone().unwrap_or_else(|| "stdin".into()),
+            input,
+            excludes: Vec::new(),
+        }]);
+    }
+    if args.stdin_name.is_some() {
+        return Err(
+            snap::Error::usage("--stdin-name needs --stdin or --stdin-from-command").into(),
+        );
+    }
+    if !args.paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(profile) = global.profile.as_ref().filter(|p| !p.sources.is_empty()) else {
+        return Err(snap::Error::usage(
+            "nothing to back up: give paths, --stdin, --stdin-from-command, or a profile (snap.toml) with [[source]] entries (see docs/PROFILE.md)",
+        )
+        .into());
+    };
+    Ok(profile
+        .sources
+        .iter()
+        .map(|source| NamedSource {
+            name: source.name.clone(),
+            input: match &source.input {
+                ProfileInput::Path(path) => SourceInput::Path(path.clone()),
+                ProfileInput::Command(command) => SourceInput::Command {
+                    command: command.clone(),
+                    dir: Some(profile.dir.clone()),
+                },
+            },
+            excludes: source.excludes.clone(),
+        })
+        .collect())
 }
 
 fn read_exclude_file(path: &Path) -> anyhow::Result<Vec<String>> {
@@ -93,9 +166,28 @@ fn scan_totals(paths: Vec<PathBuf>, bar: indicatif::ProgressBar) {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    // Bad usage is reported before any hook stops or starts anything.
+    let sources = named_sources(global, &args)?;
+    hooks::around(global, Hooked::Backup, Vec::new(), |env| {
+        let (code, id) = run_backup(global, args, sources)?;
+        env.push(("SNAP_SNAPSHOT_ID".into(), id.to_hex()));
+        Ok(code)
+    })
+}
+
+fn run_backup(
+    global: &Global,
+    args: Args,
+    sources: Vec<NamedSource>,
+) -> anyhow::Result<(u8, snap::SnapshotId)> {
     let mut progress = global.progress();
     let repo = open_or_create(global, &progress)?;
-    let mut excludes = args.excludes;
+    let mut excludes = global
+        .profile
+        .as_ref()
+        .map(|p| p.excludes.clone())
+        .unwrap_or_default();
+    excludes.extend(args.excludes);
     for file in &args.exclude_files {
         excludes.extend(read_exclude_file(file)?);
     }
@@ -122,10 +214,16 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         one_file_system: args.one_file_system,
         sqlite: args.sqlite,
         cancel: Some(cancel),
+        sources,
     };
     progress.start_bar("backup");
     if let Some(bar) = progress.bar() {
-        scan_totals(args.paths, bar);
+        let mut scanned = args.paths;
+        scanned.extend(options.sources.iter().filter_map(|s| match &s.input {
+            SourceInput::Path(path) => Some(path.clone()),
+            _ => None,
+        }));
+        scan_totals(scanned, bar);
     }
     let result = snap::backup(&repo, &options, &progress);
     progress.finish();
@@ -174,9 +272,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             );
         }
     }
-    Ok(if report.warnings.is_empty() {
+    let code = if report.warnings.is_empty() {
         exit::OK
     } else {
         exit::WARNINGS
-    })
+    };
+    Ok((code, report.id))
 }

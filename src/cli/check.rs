@@ -1,6 +1,8 @@
 //! `snap check`
 
-use snap::ops::check::{CheckOptions, CheckReport, ReadData, check, select_packs};
+use snap::ops::check::{
+    CheckOptions, CheckReport, ReadData, check, critical_source_warnings, select_packs,
+};
 
 use super::output::{self, CliProgress};
 use super::{Global, exit};
@@ -29,12 +31,30 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let mut progress = global.progress();
     let repo = global.open(&progress)?;
     let report = run_check(&repo, &read_data, &mut progress)?;
+    let critical: Vec<&str> = global
+        .profile
+        .iter()
+        .flat_map(|p| p.critical_sources())
+        .collect();
+    // A repository too damaged to list its snapshots is reported by the check itself.
+    let warnings = critical_source_warnings(&repo, &critical).unwrap_or_default();
     if global.json {
-        output::print_json(&report)?;
+        let mut value = serde_json::to_value(&report)?;
+        value["warnings"] = warnings.clone().into();
+        output::print_json(&value)?;
     } else {
         print_report(&report, global.quiet);
+        for warning in &warnings {
+            println!("warning: {warning}");
+        }
     }
-    Ok(if report.ok { exit::OK } else { exit::DAMAGED })
+    Ok(if !report.ok {
+        exit::DAMAGED
+    } else if !warnings.is_empty() {
+        exit::WARNINGS
+    } else {
+        exit::OK
+    })
 }
 
 /// Checks the repository, reading the packs `read_data` selects, with a

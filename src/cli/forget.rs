@@ -102,7 +102,16 @@ impl Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let policy = args.policy();
+    let mut policy = args.policy();
+    let mut group_by = args.group_by;
+    // No policy and no snapshots on the command line: the profile's [retention].
+    if policy.is_empty()
+        && args.snapshots.is_empty()
+        && let Some(retention) = global.profile.as_ref().and_then(|p| p.retention.as_ref())
+    {
+        policy = retention.policy.clone();
+        group_by = retention.group_by.unwrap_or(group_by);
+    }
     let repo = global.open(&progress)?;
     let filter = Filter {
         tags: args.tags.clone(),
@@ -124,7 +133,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         .into());
     }
     let selection = if ids.is_empty() {
-        Selection::Policy(&policy, args.group_by)
+        Selection::Policy(&policy, group_by)
     } else {
         Selection::Ids(&ids)
     };

@@ -7,6 +7,7 @@ mod check;
 mod diff;
 mod find;
 mod forget;
+mod hooks;
 mod init;
 mod key;
 mod log;
@@ -25,6 +26,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use snap::backend::{Backend, faulty::Faulty};
 use snap::keys::Credentials;
+use snap::profile::Profile;
 use snap::{Error, ErrorKind, LocalBackend, Repository};
 
 use output::CliProgress;
@@ -81,6 +83,10 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     quiet: bool,
 
+    /// Profile file (default: ./snap.toml, else snap/snap.toml in the user's config folder).
+    #[arg(long, global = true, env = "SNAP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -135,6 +141,8 @@ pub struct Global {
     pub identity_files: Vec<PathBuf>,
     /// Exported key file.
     pub key_file: Option<PathBuf>,
+    /// The profile (snap.toml), when one was given or found.
+    pub profile: Option<Profile>,
 }
 
 impl Global {
@@ -211,17 +219,30 @@ fn run_main() -> ExitCode {
         .num_threads((2 * cores).max(4))
         .stack_size(STACK_SIZE)
         .build_global();
-    let global = Global {
-        repo: cli.repo,
-        json: cli.json,
-        quiet: cli.quiet,
-        password: password::Source {
-            file: cli.password_file,
-            command: cli.password_command,
-        },
-        identity_files: cli.identity_files,
-        key_file: cli.key_file,
+    let profile = match Profile::find(cli.config.as_deref()) {
+        Ok(profile) => profile,
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            eprintln!("snap: {}", error_text(&e));
+            return ExitCode::from(exit_code(&e));
+        }
     };
+    let global = with_profile(
+        Global {
+            repo: cli.repo,
+            json: cli.json,
+            quiet: cli.quiet,
+            password: password::Source {
+                file: cli.password_file,
+                command: cli.password_command,
+                dir: None,
+            },
+            identity_files: cli.identity_files,
+            key_file: cli.key_file,
+            profile: None,
+        },
+        profile,
+    );
     let result = match cli.command {
         Command::Init(args) => init::run(&global, args),
         Command::Backup(args) => backup::run(&global, args),
@@ -246,6 +267,36 @@ fn run_main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// Fills in what the command line and environment left open from the
+/// profile: flags and `SNAP_*` variables win over the profile.
+fn with_profile(mut global: Global, profile: Option<Profile>) -> Global {
+    let Some(profile) = profile else {
+        return global;
+    };
+    if global.repo.is_none() {
+        global.repo.clone_from(&profile.repository);
+    }
+    let password_given = global.password.file.is_some()
+        || global.password.command.is_some()
+        || std::env::var_os("SNAP_PASSWORD").is_some();
+    if !password_given {
+        global.password.file.clone_from(&profile.password_file);
+        global
+            .password
+            .command
+            .clone_from(&profile.password_command);
+        global.password.dir = Some(profile.dir.clone());
+    }
+    if global.identity_files.is_empty() {
+        global.identity_files.clone_from(&profile.identity_files);
+    }
+    if global.key_file.is_none() {
+        global.key_file.clone_from(&profile.key_file);
+    }
+    global.profile = Some(profile);
+    global
 }
 
 /// A `SNAP:PATH` argument as text: bytes that are not UTF-8 are written the

@@ -17,6 +17,8 @@ pub struct Source {
     pub file: Option<PathBuf>,
     /// `--password-command`.
     pub command: Option<String>,
+    /// Where the command runs (a profile's folder; default: the current folder).
+    pub dir: Option<PathBuf>,
 }
 
 fn first_line(text: &str) -> SecretString {
@@ -28,8 +30,12 @@ fn key_error(message: String) -> Error {
 }
 
 /// Runs a password command; its first output line is the password.
-fn run_command(command: &str) -> snap::Result<SecretString> {
-    let output = Command::new("sh")
+fn run_command(command: &str, dir: Option<&std::path::Path>) -> snap::Result<SecretString> {
+    let mut cmd = Command::new("sh");
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let output = cmd
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
@@ -57,7 +63,7 @@ impl Source {
             return Ok(SecretString::from(text));
         }
         if let Some(command) = &self.command {
-            return run_command(command);
+            return run_command(command, self.dir.as_deref());
         }
         if std::io::stdin().is_terminal() {
             let text = rpassword::prompt_password("repository password: ")

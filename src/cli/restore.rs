@@ -63,6 +63,20 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    // A dry run changes nothing, so it stops and starts no services either.
+    if args.dry_run {
+        return run_restore(global, args);
+    }
+    let env = vec![(
+        "SNAP_RESTORE_TARGET".to_string(),
+        args.target.display().to_string(),
+    )];
+    super::hooks::around(global, super::hooks::Hooked::Restore, env, |_| {
+        run_restore(global, args)
+    })
+}
+
+fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
     let mut progress = global.progress();
     let repo = global.open(&progress)?;
     let (selector, path) = parse_snap_path(&super::os_arg(&args.target_snapshot))?;

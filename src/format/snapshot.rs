@@ -54,7 +54,9 @@ pub struct Snapshot {
     /// User name, when known.
     #[serde(default)]
     pub user: String,
-    /// Absolute source paths; each appears at the root under its last component.
+    /// Absolute source paths (each appears at the root under its last
+    /// component, or a profile source's name), and the names of streams
+    /// (relative, e.g. `postgres/mydb.dump`).
     pub paths: Vec<String>,
     /// Tags.
     #[serde(default)]

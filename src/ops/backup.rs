@@ -57,6 +57,38 @@ pub struct BackupOptions {
     pub sqlite: Vec<String>,
     /// Set to stop the backup early; nothing half-done becomes visible.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Named sources (a profile's, or a stream), besides `paths`.
+    pub sources: Vec<NamedSource>,
+}
+
+/// A source stored under a name of its own rather than its path's last
+/// component: a path, a command's output, or standard input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSource {
+    /// Where it appears in the snapshot: `name` or `folder/name` (made of `/`-separated parts).
+    pub name: String,
+    /// What it reads.
+    pub input: SourceInput,
+    /// Globs left out below this source only (matched against the name, the
+    /// full path, and the path relative to the source).
+    pub excludes: Vec<String>,
+}
+
+/// What a named source reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceInput {
+    /// A file or folder.
+    Path(PathBuf),
+    /// The standard output of `sh -c COMMAND`, run in `dir` (default: the
+    /// current folder). A failing command fails the backup: no snapshot is written.
+    Command {
+        /// The shell command.
+        command: String,
+        /// Its working folder.
+        dir: Option<PathBuf>,
+    },
+    /// This process's standard input, read to its end.
+    Stdin,
 }
 
 impl BackupOptions {
@@ -139,36 +171,145 @@ const MAX_PATH_LEN: usize = 4096;
 /// A file memo and the keyed hash of its path.
 type KeyedMemo = ([u8; 32], FileMemo);
 
-/// A source: its absolute path and its name at the snapshot root.
+/// A source: its name in the snapshot (`/`-separated parts), what it
+/// reads, and its own excludes.
 struct Source {
-    path: PathBuf,
     name: Vec<u8>,
+    input: Input,
+    excludes: Option<GlobSet>,
 }
 
-fn resolve_sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
-    if paths.is_empty() {
+enum Input {
+    /// An absolute path.
+    Path(PathBuf),
+    /// A command or standard input.
+    Stream(SourceInput),
+}
+
+impl Source {
+    /// What the snapshot's `paths` records: the absolute path, or the name of a stream.
+    fn recorded_path(&self) -> String {
+        match &self.input {
+            Input::Path(path) => path.display().to_string(),
+            Input::Stream(_) => String::from_utf8_lossy(&self.name).into_owned(),
+        }
+    }
+}
+
+fn resolve_sources(options: &BackupOptions) -> Result<Vec<Source>> {
+    if options.paths.is_empty() && options.sources.is_empty() {
         return Err(Error::usage("nothing to back up: give at least one path"));
     }
-    let mut by_name: BTreeMap<Vec<u8>, PathBuf> = BTreeMap::new();
-    for path in paths {
+    let mut sources = Vec::new();
+    for path in &options.paths {
         fs::symlink_metadata(path).map_err(|e| Error::io("cannot back up", path, e))?;
         let absolute = absolute_path(path)?;
         let name = absolute
             .file_name()
             .map_or_else(|| b"root".to_vec(), |n| n.as_bytes().to_vec());
-        if let Some(other) = by_name.insert(name.clone(), absolute.clone()) {
+        sources.push(Source {
+            name,
+            input: Input::Path(absolute),
+            excludes: None,
+        });
+    }
+    for named in &options.sources {
+        crate::profile::check_source_name(&named.name)?;
+        let input = match &named.input {
+            SourceInput::Path(path) => {
+                fs::symlink_metadata(path).map_err(|e| {
+                    Error::io(&format!("cannot back up source `{}`", named.name), path, e)
+                })?;
+                Input::Path(absolute_path(path)?)
+            }
+            stream => Input::Stream(stream.clone()),
+        };
+        let excludes = if named.excludes.is_empty() {
+            None
+        } else {
+            Some(build_excludes(&named.excludes)?)
+        };
+        sources.push(Source {
+            name: named.name.as_bytes().to_vec(),
+            input,
+            excludes,
+        });
+    }
+    if sources
+        .iter()
+        .filter(|s| matches!(s.input, Input::Stream(SourceInput::Stdin)))
+        .count()
+        > 1
+    {
+        return Err(Error::usage("standard input can be read only once"));
+    }
+    sources.sort_by(|a, b| a.name.cmp(&b.name));
+    let by_name: HashMap<&[u8], &Source> = sources.iter().map(|s| (s.name.as_slice(), s)).collect();
+    for (i, b) in sources.iter().enumerate() {
+        // The same name, or a source at a folder of another's name (`a` and `a/b`).
+        let same = (i > 0 && sources[i - 1].name == b.name).then(|| &sources[i - 1]);
+        let folder = b
+            .name
+            .iter()
+            .enumerate()
+            .filter(|&(_, &byte)| byte == b'/')
+            .find_map(|(at, _)| by_name.get(&b.name[..at]).copied());
+        if let Some(a) = same.or(folder) {
             return Err(Error::usage(format!(
-                "{} and {} would both appear as `{}` at the snapshot root; back them up separately",
-                other.display(),
-                absolute.display(),
-                String::from_utf8_lossy(&name)
+                "{} and {} would both appear as `{}` in the snapshot; give them different names or back them up separately",
+                a.recorded_path(),
+                b.recorded_path(),
+                String::from_utf8_lossy(&a.name)
             )));
         }
     }
-    Ok(by_name
-        .into_iter()
-        .map(|(name, path)| Source { path, name })
-        .collect())
+    Ok(sources)
+}
+
+/// Sources arranged as the snapshot's folders: a source, or a folder made
+/// for sources with nested names (`postgres/db.dump`).
+enum Slot<'s> {
+    Source(&'s Source),
+    Folder(BTreeMap<Vec<u8>, Slot<'s>>),
+}
+
+fn layout(sources: &[Source]) -> BTreeMap<Vec<u8>, Slot<'_>> {
+    let mut root = BTreeMap::new();
+    for source in sources {
+        let parts: Vec<&[u8]> = source.name.split(|&b| b == b'/').collect();
+        let mut level = &mut root;
+        for part in &parts[..parts.len() - 1] {
+            let slot = level
+                .entry(part.to_vec())
+                .or_insert_with(|| Slot::Folder(BTreeMap::new()));
+            level = match slot {
+                Slot::Folder(children) => children,
+                // resolve_sources refuses a source with another below it.
+                Slot::Source(_) => unreachable!("a source cannot hold another"),
+            };
+        }
+        level.insert(parts[parts.len() - 1].to_vec(), Slot::Source(source));
+    }
+    root
+}
+
+/// Where a source's walk happens: its filesystem, its root, its excludes.
+struct Scope<'a> {
+    dev: u64,
+    root: &'a Path,
+    excludes: Option<&'a GlobSet>,
+}
+
+impl Scope<'_> {
+    fn excludes(&self, name: &OsStr, path: &Path) -> bool {
+        self.excludes.is_some_and(|globs| {
+            globs.is_match(name)
+                || globs.is_match(path)
+                || path
+                    .strip_prefix(self.root)
+                    .is_ok_and(|relative| globs.is_match(relative))
+        })
+    }
 }
 
 /// The absolute form of `path`, resolving symlinks in its parent only (a
@@ -268,15 +409,12 @@ fn backup_filtered(
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let started = Instant::now();
-    let sources = resolve_sources(&options.paths)?;
+    let sources = resolve_sources(options)?;
     // Held until the snapshot is written: a prune deletes nothing meanwhile.
     let _announced = repo.start_backup(progress)?;
     repo.clean_temp();
     let host = options.host.clone().unwrap_or_else(hostname);
-    let paths: Vec<String> = sources
-        .iter()
-        .map(|s| s.path.display().to_string())
-        .collect();
+    let paths: Vec<String> = sources.iter().map(Source::recorded_path).collect();
     let parent_id = match (options.force, options.parent) {
         (_, Some(id)) => Some(id),
         (true, None) => None,
@@ -381,6 +519,32 @@ fn node_from_metadata(name: Vec<u8>, kind: NodeKind, meta: &Metadata) -> Node {
         } else {
             0
         },
+        xattrs: Vec::new(),
+        target: None,
+        content: Vec::new(),
+        content_depth: 0,
+        subtree: None,
+    }
+}
+
+/// A node snap makes itself (a folder for nested source names, a stream's
+/// file): owned by this user, modified now.
+fn made_node(name: Vec<u8>, kind: NodeKind, mode: u32) -> Node {
+    let now = jiff::Timestamp::now();
+    let now_ns = i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX);
+    Node {
+        name,
+        kind,
+        mode,
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        mtime_ns: now_ns,
+        ctime_ns: now_ns,
+        inode: 0,
+        dev: 0,
+        links: 0,
+        rdev: 0,
+        size: 0,
         xattrs: Vec::new(),
         target: None,
         content: Vec::new(),
@@ -545,27 +709,183 @@ impl Walker<'_> {
     }
 
     fn backup_sources(&self, sources: &[Source], parent_root: Option<&Tree>) -> Result<TreeId> {
-        let nodes = sources
-            .par_iter()
-            .map(|source| {
-                let parent = parent_root.and_then(|t| t.find(&source.name));
-                let root_dev = fs::symlink_metadata(&source.path)
-                    .map(|m| m.dev())
-                    .unwrap_or(0);
-                let log_beside = sqlite::has_pending_log(&source.path);
-                self.backup_entry(
-                    &source.path,
-                    source.name.clone(),
-                    parent,
-                    root_dev,
-                    log_beside,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
         let tree = Tree {
-            nodes: nodes.into_iter().flatten().collect(),
+            nodes: self.backup_slots(&layout(sources), parent_root)?,
         };
         self.saver.save(BlobKind::Tree, &tree.to_bytes())
+    }
+
+    /// The nodes of one folder of sources, in name order.
+    fn backup_slots(
+        &self,
+        slots: &BTreeMap<Vec<u8>, Slot<'_>>,
+        parent_tree: Option<&Tree>,
+    ) -> Result<Vec<Node>> {
+        let nodes = slots
+            .par_iter()
+            .map(|(name, slot)| {
+                let parent = parent_tree.and_then(|t| t.find(name));
+                match slot {
+                    Slot::Source(source) => self.backup_source(source, name.clone(), parent),
+                    Slot::Folder(children) => {
+                        let parent_tree = match parent.filter(|p| p.kind == NodeKind::Dir) {
+                            Some(Node {
+                                subtree: Some(id), ..
+                            }) => self.repo.read_tree(id).ok(),
+                            _ => None,
+                        };
+                        let tree = Tree {
+                            nodes: self.backup_slots(children, parent_tree.as_ref())?,
+                        };
+                        let mut node = made_node(name.clone(), NodeKind::Dir, 0o755);
+                        node.subtree = Some(self.saver.save(BlobKind::Tree, &tree.to_bytes())?);
+                        self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+                        Ok(Some(node))
+                    }
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(nodes.into_iter().flatten().collect())
+    }
+
+    fn backup_source(
+        &self,
+        source: &Source,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        match &source.input {
+            Input::Path(path) => {
+                let scope = Scope {
+                    dev: fs::symlink_metadata(path).map(|m| m.dev()).unwrap_or(0),
+                    root: path,
+                    excludes: source.excludes.as_ref(),
+                };
+                let log_beside = sqlite::has_pending_log(path);
+                self.backup_entry(path, name, parent, &scope, log_beside)
+            }
+            Input::Stream(input) => self
+                .backup_stream(&source.name, input, name, parent)
+                .map(Some),
+        }
+    }
+
+    /// Stores a command's output or standard input as one file, streaming it
+    /// through the chunker. A failing command fails the backup.
+    fn backup_stream(
+        &self,
+        full_name: &[u8],
+        input: &SourceInput,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+    ) -> Result<Node> {
+        let shown = String::from_utf8_lossy(full_name).into_owned();
+        let mut child = None;
+        let reader: Box<dyn io::Read> = match input {
+            SourceInput::Command { command, dir } => {
+                let mut cmd = std::process::Command::new("sh");
+                cmd.arg("-c")
+                    .arg(command)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::inherit());
+                if let Some(dir) = dir {
+                    cmd.current_dir(dir);
+                }
+                let mut spawned = cmd.spawn().map_err(|e| {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("cannot run the command of `{shown}`: {e}"),
+                    )
+                })?;
+                let stdout = spawned.stdout.take().expect("stdout is piped");
+                child = Some(spawned);
+                Box::new(stdout)
+            }
+            SourceInput::Stdin => Box::new(io::stdin().lock()),
+            SourceInput::Path(_) => unreachable!("paths are not streams"),
+        };
+        let result = self.store_stream(reader, &shown);
+        let status = match child.as_mut() {
+            Some(child) => {
+                if result.is_err() {
+                    let _ = child.kill();
+                }
+                Some(child.wait().map_err(|e| {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("cannot wait for the command of `{shown}`: {e}"),
+                    )
+                })?)
+            }
+            None => None,
+        };
+        let (content, depth, read) = result?;
+        if let Some(status) = status.filter(|s| !s.success()) {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "the command of `{shown}` failed ({status}); its output was not saved and no snapshot was written"
+                ),
+            ));
+        }
+        let mut node = made_node(name, NodeKind::File, 0o600);
+        node.content = content;
+        node.content_depth = depth;
+        node.size = read;
+        let counter = if parent.is_some() {
+            &self.counters.files_changed
+        } else {
+            &self.counters.files_new
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(read, Ordering::Relaxed);
+        self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
+        self.progress.add_files(1);
+        Ok(node)
+    }
+
+    /// Chunks and stores everything `reader` yields; returns the content ids,
+    /// their depth and the length.
+    fn store_stream(
+        &self,
+        reader: Box<dyn io::Read + '_>,
+        shown: &str,
+    ) -> Result<(Vec<crate::id::BlobId>, u8, u64)> {
+        let mut ids = Vec::new();
+        let read = self
+            .chunker
+            .chunk_batches(reader, u64::MAX, |chunks: &[&[u8]]| {
+                self.store_chunks(chunks, &mut ids)
+            })
+            .map_err(|e| match e {
+                ReadError::Source(e) => Error::new(
+                    ErrorKind::Io,
+                    format!("cannot read the data of `{shown}`: {e}; no snapshot was written"),
+                ),
+                ReadError::Repo(e) => e,
+            })?;
+        let (content, depth) = self.saver.save_content(ids)?;
+        Ok((content, depth, read))
+    }
+
+    /// Stores a batch of chunks in parallel, appending their ids.
+    fn store_chunks(
+        &self,
+        chunks: &[&[u8]],
+        ids: &mut Vec<crate::id::BlobId>,
+    ) -> Result<(), ReadError> {
+        self.check_cancel().map_err(ReadError::Repo)?;
+        let batch: Vec<_> = chunks
+            .par_iter()
+            .map(|chunk| self.saver.save(BlobKind::Data, chunk))
+            .collect::<Result<_>>()
+            .map_err(ReadError::Repo)?;
+        ids.extend(batch);
+        let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        self.progress.add_bytes(bytes);
+        Ok(())
     }
 
     /// Backs up one entry; `None` when it was skipped with a warning.
@@ -574,7 +894,7 @@ impl Walker<'_> {
         path: &Path,
         name: Vec<u8>,
         parent: Option<&Node>,
-        root_dev: u64,
+        scope: &Scope<'_>,
         log_beside: bool,
     ) -> Result<Option<Node>> {
         self.check_cancel()?;
@@ -598,7 +918,7 @@ impl Walker<'_> {
         let parent = parent.filter(|p| p.kind == kind);
         match kind {
             NodeKind::Dir => {
-                if self.options.one_file_system && meta.dev() != root_dev {
+                if self.options.one_file_system && meta.dev() != scope.dev {
                     // A mount point: keep the directory itself, not what is mounted there.
                     node.subtree = Some(
                         self.saver
@@ -606,7 +926,7 @@ impl Walker<'_> {
                     );
                     return Ok(Some(node));
                 }
-                match self.backup_dir(path, parent, root_dev)? {
+                match self.backup_dir(path, parent, scope)? {
                     Some(tree) => node.subtree = Some(tree),
                     None => return Ok(None),
                 }
@@ -633,7 +953,7 @@ impl Walker<'_> {
         &self,
         path: &Path,
         parent: Option<&Node>,
-        root_dev: u64,
+        scope: &Scope<'_>,
     ) -> Result<Option<TreeId>> {
         let entries = match fs::read_dir(path) {
             Ok(entries) => entries,
@@ -652,7 +972,9 @@ impl Walker<'_> {
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         names.retain(|name| {
             let child = path.join(name);
-            !(self.excludes.is_match(name) || self.excludes.is_match(&child))
+            !(self.excludes.is_match(name)
+                || self.excludes.is_match(&child)
+                || scope.excludes(name, &child))
                 && self.selected.as_ref().is_none_or(|s| s.keeps(&child))
         });
         let logged = self.fold_sqlite_companions(path, &mut names);
@@ -681,7 +1003,7 @@ impl Walker<'_> {
                     &path.join(name),
                     bytes.to_vec(),
                     parents.get(bytes).copied(),
-                    root_dev,
+                    scope,
                     logged.contains(bytes),
                 )
             })
@@ -774,18 +1096,7 @@ impl Walker<'_> {
             return Ok(true);
         }
         let mut ids = Vec::new();
-        let mut store_batch = |chunks: &[&[u8]]| -> Result<(), ReadError> {
-            self.check_cancel().map_err(ReadError::Repo)?;
-            let batch: Vec<_> = chunks
-                .par_iter()
-                .map(|chunk| self.saver.save(BlobKind::Data, chunk))
-                .collect::<Result<_>>()
-                .map_err(ReadError::Repo)?;
-            ids.extend(batch);
-            let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-            self.progress.add_bytes(bytes);
-            Ok(())
-        };
+        let mut store_batch = |chunks: &[&[u8]]| self.store_chunks(chunks, &mut ids);
         let capture = if self.is_database(path) {
             match sqlite::capture(path) {
                 Ok(capture) => Some(capture),

@@ -285,6 +285,61 @@ pub struct CheckReport {
     pub damaged_snapshots: Vec<SnapshotId>,
 }
 
+/// The tag of the safety snapshots a restore takes; they hold what a restore
+/// replaced, not a profile's sources, so the critical-source check skips them.
+pub const SAFETY_TAG: &str = "pre-restore";
+
+/// Warnings about critical sources (a profile's `critical = true` sources,
+/// by name at the snapshot root): the latest snapshot (safety snapshots
+/// aside) lacks one, or holds it as an empty folder or a 0-byte file.
+/// Damage is left to [`check`], which reports it precisely.
+pub fn critical_source_warnings(repo: &Repository, names: &[&str]) -> Result<Vec<String>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let snapshots = repo.snapshots()?;
+    let Some((id, snapshot)) = snapshots
+        .iter()
+        .rev()
+        .find(|(_, s)| !s.tags.iter().any(|t| t == SAFETY_TAG))
+    else {
+        return Ok(vec![format!(
+            "no snapshot holds the critical sources {} yet",
+            names.join(", ")
+        )]);
+    };
+    let mut warnings = Vec::new();
+    for name in names {
+        match crate::ops::browse::find_node(repo, snapshot.tree, name) {
+            Err(e) if e.kind() == ErrorKind::NotFound => warnings.push(format!(
+                "the latest snapshot {} lacks the critical source `{name}`",
+                id.short()
+            )),
+            Ok(node) => {
+                let empty = match node.kind {
+                    NodeKind::File => (node.size == 0).then_some("a 0-byte file"),
+                    NodeKind::Dir => match node.subtree {
+                        Some(tree) => repo
+                            .read_tree(&tree)
+                            .is_ok_and(|t| t.nodes.is_empty())
+                            .then_some("an empty folder"),
+                        None => Some("an empty folder"),
+                    },
+                    _ => None,
+                };
+                if let Some(what) = empty {
+                    warnings.push(format!(
+                        "the critical source `{name}` is empty in the latest snapshot {} ({what})",
+                        id.short()
+                    ));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(warnings)
+}
+
 /// Checks the repository: see the module documentation.
 pub fn check(
     repo: &Repository,

@@ -27,7 +27,9 @@ pub fn snap_bin() -> PathBuf {
 /// of the day, local time).
 pub fn snap_command() -> Command {
     let mut cmd = Command::new(snap_bin());
-    cmd.env_remove("SNAP_REPO").env("TZ", "UTC");
+    cmd.env_remove("SNAP_REPO")
+        .env_remove("SNAP_CONFIG")
+        .env("TZ", "UTC");
     cmd
 }
 

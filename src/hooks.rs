@@ -1,0 +1,150 @@
+//! Hooks: shell commands a profile runs around `snap backup` and `snap
+//! restore` (docs/PROFILE.md).
+//!
+//! A hook runs as `sh -c COMMAND` in the profile's folder, with standard
+//! input closed and its own process group, so that a timeout stops the hook
+//! and everything it started. Its output goes to snap's standard error, each
+//! line prefixed with `[hook NAME]`, never to standard output (which belongs
+//! to `--json`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long a hook gets to exit after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a running hook is polled.
+const POLL: Duration = Duration::from_millis(20);
+
+/// One hook to run.
+#[derive(Debug, Clone)]
+pub struct Hook<'a> {
+    /// Its name, e.g. `before-backup` (shown in output, given as `SNAP_HOOK`).
+    pub name: &'a str,
+    /// The shell command.
+    pub command: &'a str,
+    /// Working folder.
+    pub dir: &'a Path,
+    /// Longest run time.
+    pub timeout: Duration,
+    /// Environment variables telling the hook what happens.
+    pub env: &'a [(String, String)],
+}
+
+/// Copies the lines of `from` to standard error with a prefix.
+fn relay(from: impl Read + Send + 'static, prefix: String) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    let mut err = std::io::stderr().lock();
+                    let _ = writeln!(err, "{prefix} {}", text.trim_end_matches(['\n', '\r']));
+                }
+            }
+        }
+    })
+}
+
+fn signal_group(pid: u32, signal: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
+
+/// Runs a hook to its end; an error when it cannot start, fails or times out.
+pub fn run(hook: &Hook<'_>) -> Result<()> {
+    let prefix = format!("[hook {}]", hook.name);
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(hook.command)
+        .current_dir(hook.dir)
+        .envs(hook.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("SNAP_HOOK", hook.name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "cannot run the {} hook in {}: {e}",
+                    hook.name,
+                    hook.dir.display()
+                ),
+            )
+        })?;
+    let relays: Vec<_> = [
+        child.stdout.take().map(|o| relay(o, prefix.clone())),
+        child.stderr.take().map(|e| relay(e, prefix.clone())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let started = Instant::now();
+    let status: ExitStatus = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() >= hook.timeout => {
+                signal_group(child.id(), nix::sys::signal::Signal::SIGTERM);
+                let term_sent = Instant::now();
+                while term_sent.elapsed() < TERM_GRACE {
+                    if matches!(child.try_wait(), Ok(Some(_))) {
+                        break;
+                    }
+                    thread::sleep(POLL);
+                }
+                signal_group(child.id(), nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
+                // The relays end when the last process holding the pipes is gone;
+                // they are not waited for, in case something escaped the group.
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "the {} hook did not finish within {}s and was stopped (hook-timeout in the profile)",
+                        hook.name,
+                        hook.timeout.as_secs()
+                    ),
+                ));
+            }
+            Ok(None) => thread::sleep(POLL),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("cannot wait for the {} hook: {e}", hook.name),
+                ));
+            }
+        }
+    };
+    // The hook is done; processes it left running in the background may
+    // still hold its output open: stop waiting for them after a moment.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for relay in relays {
+        while !relay.is_finished() && Instant::now() < deadline {
+            thread::sleep(POLL);
+        }
+        if relay.is_finished() {
+            let _ = relay.join();
+        }
+    }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Io,
+            format!("the {} hook failed ({status})", hook.name),
+        ))
+    }
+}

@@ -1,0 +1,497 @@
+//! Profiles: a `snap.toml` file naming the repository, the password source,
+//! excludes, retention, hooks and the sources of a backup (docs/PROFILE.md).
+//!
+//! Lookup order: an explicit path (`--config`, `SNAP_CONFIG`), then
+//! `./snap.toml`, then `$XDG_CONFIG_HOME/snap/snap.toml` (the user's config
+//! folder). Relative paths in a profile are relative to the profile's folder,
+//! and `~/` is the home folder. Unknown keys are errors (with the line), so a
+//! typo never silently drops an exclude or a source.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ops::forget::{GroupBy, KeepPolicy, KeepWithin, UNLIMITED};
+
+/// The profile file name looked for in the current folder and the config folder.
+pub const FILE_NAME: &str = "snap.toml";
+
+/// How long a hook may run when the profile does not say.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// A loaded profile, with every path made absolute.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The profile file.
+    pub file: PathBuf,
+    /// The folder relative paths and commands start from.
+    pub dir: PathBuf,
+    /// Repository location (a path made absolute, or a URL as written).
+    pub repository: Option<PathBuf>,
+    /// Password file.
+    pub password_file: Option<PathBuf>,
+    /// Password command (run with `sh -c`).
+    pub password_command: Option<String>,
+    /// age identity files.
+    pub identity_files: Vec<PathBuf>,
+    /// Key file.
+    pub key_file: Option<PathBuf>,
+    /// Excludes for every source.
+    pub excludes: Vec<String>,
+    /// Sources of `snap backup` without paths.
+    pub sources: Vec<ProfileSource>,
+    /// Retention of `snap forget` without a policy.
+    pub retention: Option<Retention>,
+    /// Hook commands.
+    pub hooks: Hooks,
+    /// Longest time a hook may run.
+    pub hook_timeout: Duration,
+}
+
+/// One source of a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileSource {
+    /// Name at the snapshot root.
+    pub name: String,
+    /// A path (absolute) or a command whose output is stored.
+    pub input: ProfileInput,
+    /// Whether `snap check` warns when it is missing or empty.
+    pub critical: bool,
+    /// Excludes for this source only.
+    pub excludes: Vec<String>,
+}
+
+/// What a source reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileInput {
+    /// A file or folder.
+    Path(PathBuf),
+    /// A shell command; its standard output becomes a file.
+    Command(String),
+}
+
+/// Retention from `[retention]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// What to keep.
+    pub policy: KeepPolicy,
+    /// How to group snapshots (default: host, paths).
+    pub group_by: Option<GroupBy>,
+}
+
+/// Hook commands from `[hooks]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Hooks {
+    /// Before `snap backup`.
+    pub before_backup: Option<String>,
+    /// After `snap backup`, whether it succeeded or not.
+    pub after_backup: Option<String>,
+    /// Before `snap restore`.
+    pub before_restore: Option<String>,
+    /// After `snap restore`, whether it succeeded or not.
+    pub after_restore: Option<String>,
+    /// When a hooked command fails.
+    pub on_failure: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawProfile {
+    repository: Option<String>,
+    password_file: Option<String>,
+    password_command: Option<String>,
+    #[serde(default)]
+    identity_files: Vec<String>,
+    identity_file: Option<String>,
+    key_file: Option<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    hook_timeout: Option<DurationValue>,
+    #[serde(default)]
+    source: Vec<RawSource>,
+    retention: Option<RawRetention>,
+    #[serde(default)]
+    hooks: Hooks,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    path: Option<String>,
+    command: Option<String>,
+    #[serde(default)]
+    critical: bool,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawRetention {
+    keep_last: Option<Count>,
+    keep_hourly: Option<Count>,
+    keep_daily: Option<Count>,
+    keep_weekly: Option<Count>,
+    keep_monthly: Option<Count>,
+    keep_yearly: Option<Count>,
+    keep_within: Option<String>,
+    #[serde(default)]
+    keep_tag: Vec<String>,
+    group_by: Option<String>,
+}
+
+/// A count: a number, or "unlimited" / -1.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Count {
+    Number(i64),
+    Text(String),
+}
+
+/// A duration: seconds, or text like "10m", "1h 30m", "90s".
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(u64),
+    Text(String),
+}
+
+fn bad(file: &Path, message: impl std::fmt::Display) -> Error {
+    Error::usage(format!("profile {}: {message}", file.display()))
+}
+
+impl Count {
+    fn value(&self, key: &str, file: &Path) -> Result<u32> {
+        match self {
+            Count::Number(-1) => Ok(UNLIMITED),
+            Count::Text(t) if t == "unlimited" => Ok(UNLIMITED),
+            Count::Number(n) => u32::try_from(*n)
+                .ok()
+                .filter(|&n| n != UNLIMITED)
+                .ok_or_else(|| bad(file, format!("{key} = {n} is not a count"))),
+            Count::Text(t) => Err(bad(
+                file,
+                format!("{key} = \"{t}\" is not a count: use a number, or \"unlimited\""),
+            )),
+        }
+    }
+}
+
+impl DurationValue {
+    fn value(&self, file: &Path) -> Result<Duration> {
+        match self {
+            DurationValue::Seconds(s) => Ok(Duration::from_secs(*s)),
+            DurationValue::Text(t) => t
+                .parse::<jiff::SignedDuration>()
+                .ok()
+                .and_then(|d| Duration::try_from(d).ok())
+                .ok_or_else(|| {
+                    bad(
+                        file,
+                        format!(
+                            "hook-timeout = \"{t}\" is not a duration: use seconds or text like \"10m\""
+                        ),
+                    )
+                }),
+        }
+    }
+}
+
+/// Expands `~/` and makes a relative path relative to `dir`.
+fn resolve_path(text: &str, dir: &Path) -> PathBuf {
+    let expanded = match text.strip_prefix("~/") {
+        Some(rest) => match dirs::home_dir() {
+            Some(home) => home.join(rest),
+            None => PathBuf::from(text),
+        },
+        None if text == "~" => dirs::home_dir().unwrap_or_else(|| PathBuf::from(text)),
+        None => PathBuf::from(text),
+    };
+    if expanded.is_absolute() {
+        expanded
+    } else {
+        dir.join(expanded)
+    }
+}
+
+/// Checks a source name: one or more `/`-separated components, none empty,
+/// `.` or `..`.
+pub fn check_source_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && !name.contains('\0')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "`{name}` cannot name an entry of a snapshot: use names like `postgres` or `postgres/db.dump` (no empty, `.` or `..` parts)"
+        )))
+    }
+}
+
+impl Profile {
+    /// Finds the profile: `explicit` (`--config` or `SNAP_CONFIG`), else
+    /// `./snap.toml`, else `snap/snap.toml` in the user's config folder.
+    /// `None` when there is none; an explicit path that does not exist is an error.
+    pub fn find(explicit: Option<&Path>) -> Result<Option<Profile>> {
+        if let Some(path) = explicit {
+            return Self::load(path).map(Some);
+        }
+        let local = PathBuf::from(FILE_NAME);
+        if local.is_file() {
+            return Self::load(&local).map(Some);
+        }
+        if let Some(config) = dirs::config_dir() {
+            let user = config.join("snap").join(FILE_NAME);
+            if user.is_file() {
+                return Self::load(&user).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads and checks the profile at `path`.
+    pub fn load(path: &Path) -> Result<Profile> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::Usage
+            } else {
+                ErrorKind::Io
+            };
+            Error::new(kind, format!("cannot read profile {}: {e}", path.display()))
+        })?;
+        let file = std::path::absolute(path)
+            .map_err(|e| Error::io("cannot resolve profile path", path, e))?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses profile text; `file` is the profile's absolute path.
+    pub fn parse(text: &str, file: &Path) -> Result<Profile> {
+        let raw: RawProfile = toml::from_str(text).map_err(|e| bad(file, e))?;
+        let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let mut names = BTreeSet::new();
+        let mut sources = Vec::new();
+        for source in raw.source {
+            check_source_name(&source.name).map_err(|e| bad(file, e.message()))?;
+            if !names.insert(source.name.clone()) {
+                return Err(bad(
+                    file,
+                    format!("two sources are named `{}`", source.name),
+                ));
+            }
+            let input = match (source.path, source.command) {
+                (Some(path), None) => ProfileInput::Path(resolve_path(&path, &dir)),
+                (None, Some(command)) => ProfileInput::Command(command),
+                _ => {
+                    return Err(bad(
+                        file,
+                        format!(
+                            "source `{}` needs exactly one of `path` and `command`",
+                            source.name
+                        ),
+                    ));
+                }
+            };
+            sources.push(ProfileSource {
+                name: source.name,
+                input,
+                critical: source.critical,
+                excludes: source.exclude,
+            });
+        }
+        for name in &names {
+            // `a` and `a/b` cannot both be sources: one would hide the other.
+            if names
+                .iter()
+                .any(|other| other.starts_with(&format!("{name}/")))
+            {
+                return Err(bad(
+                    file,
+                    format!("source `{name}` contains another source below it"),
+                ));
+            }
+        }
+        let retention = raw.retention.map(|r| r.into_retention(file)).transpose()?;
+        let mut identity_files: Vec<PathBuf> = raw
+            .identity_files
+            .iter()
+            .map(|p| resolve_path(p, &dir))
+            .collect();
+        identity_files.extend(raw.identity_file.iter().map(|p| resolve_path(p, &dir)));
+        if raw.password_file.is_some() && raw.password_command.is_some() {
+            return Err(bad(
+                file,
+                "give password-file or password-command, not both",
+            ));
+        }
+        Ok(Profile {
+            repository: raw.repository.map(|r| {
+                if r.contains("://") {
+                    PathBuf::from(r)
+                } else {
+                    resolve_path(&r, &dir)
+                }
+            }),
+            password_file: raw.password_file.map(|p| resolve_path(&p, &dir)),
+            password_command: raw.password_command,
+            identity_files,
+            key_file: raw.key_file.map(|p| resolve_path(&p, &dir)),
+            excludes: raw.exclude,
+            sources,
+            retention,
+            hooks: raw.hooks,
+            hook_timeout: raw
+                .hook_timeout
+                .map(|t| t.value(file))
+                .transpose()?
+                .unwrap_or(DEFAULT_HOOK_TIMEOUT),
+            file: file.to_path_buf(),
+            dir,
+        })
+    }
+
+    /// The names of the critical sources.
+    pub fn critical_sources(&self) -> impl Iterator<Item = &str> {
+        self.sources
+            .iter()
+            .filter(|s| s.critical)
+            .map(|s| s.name.as_str())
+    }
+}
+
+impl RawRetention {
+    fn into_retention(self, file: &Path) -> Result<Retention> {
+        let count = |value: &Option<Count>, key: &str| -> Result<u32> {
+            value.as_ref().map_or(Ok(0), |c| c.value(key, file))
+        };
+        let policy = KeepPolicy {
+            last: count(&self.keep_last, "keep-last")?,
+            hourly: count(&self.keep_hourly, "keep-hourly")?,
+            daily: count(&self.keep_daily, "keep-daily")?,
+            weekly: count(&self.keep_weekly, "keep-weekly")?,
+            monthly: count(&self.keep_monthly, "keep-monthly")?,
+            yearly: count(&self.keep_yearly, "keep-yearly")?,
+            within: self
+                .keep_within
+                .as_deref()
+                .map(str::parse::<KeepWithin>)
+                .transpose()
+                .map_err(|e| bad(file, format!("keep-within: {}", e.message())))?,
+            tags: self
+                .keep_tag
+                .iter()
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .collect(),
+        };
+        if policy.is_empty() {
+            return Err(bad(
+                file,
+                "[retention] keeps nothing: give keep-last, keep-daily, ... (a policy that keeps nothing would forget every snapshot)",
+            ));
+        }
+        let group_by = self
+            .group_by
+            .as_deref()
+            .map(str::parse::<GroupBy>)
+            .transpose()
+            .map_err(|e| bad(file, format!("group-by: {}", e.message())))?;
+        Ok(Retention { policy, group_by })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Profile> {
+        Profile::parse(text, Path::new("/etc/snap/snap.toml"))
+    }
+
+    #[test]
+    fn example_profile_resolves_paths_against_its_folder() {
+        let profile = parse(
+            r#"
+repository = "/backups/lyra"
+password-file = "lyra.pass"
+exclude = ["*.log"]
+hook-timeout = "2m"
+[[source]]
+name = "word_photos"
+path = "entities/lyra/memories/word_photos"
+critical = true
+[[source]]
+name = "postgres"
+command = "pg_dump -Fc pgbruce"
+[retention]
+keep-daily = 7
+keep-weekly = 4
+keep-yearly = "unlimited"
+[hooks]
+before-backup = "true"
+"#,
+        )
+        .unwrap();
+        assert_eq!(profile.repository, Some(PathBuf::from("/backups/lyra")));
+        assert_eq!(
+            profile.password_file,
+            Some(PathBuf::from("/etc/snap/lyra.pass"))
+        );
+        assert_eq!(
+            profile.sources[0].input,
+            ProfileInput::Path("/etc/snap/entities/lyra/memories/word_photos".into())
+        );
+        assert!(profile.sources[0].critical);
+        assert_eq!(
+            profile.sources[1].input,
+            ProfileInput::Command("pg_dump -Fc pgbruce".into())
+        );
+        assert_eq!(profile.hook_timeout, Duration::from_secs(120));
+        let retention = profile.retention.unwrap();
+        assert_eq!(retention.policy.daily, 7);
+        assert_eq!(retention.policy.yearly, UNLIMITED);
+        assert_eq!(profile.hooks.before_backup.as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        let e = parse(
+            "repository = \"/r\"\n[[source]]\nname = \"a\"\npath = \"x\"\nexclud = [\"*.log\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage);
+        assert!(e.message().contains("exclud"), "{}", e.message());
+        assert!(e.message().contains("line 5"), "{}", e.message());
+    }
+
+    #[test]
+    fn sources_need_one_input_and_distinct_valid_names() {
+        assert!(parse("[[source]]\nname = \"a\"\n").is_err());
+        assert!(parse("[[source]]\nname = \"a\"\npath = \"x\"\ncommand = \"y\"\n").is_err());
+        assert!(parse("[[source]]\nname = \"../a\"\npath = \"x\"\n").is_err());
+        assert!(
+            parse(
+                "[[source]]\nname = \"a\"\npath = \"x\"\n[[source]]\nname = \"a\"\npath = \"y\"\n"
+            )
+            .is_err()
+        );
+        assert!(
+            parse("[[source]]\nname = \"a\"\npath = \"x\"\n[[source]]\nname = \"a/b\"\ncommand = \"y\"\n")
+                .is_err()
+        );
+        assert!(parse("[retention]\nkeep-daily = 0\n").is_err());
+        assert!(parse("[retention]\nkeep-daily = \"many\"\n").is_err());
+    }
+}
