@@ -19,7 +19,8 @@
 #   RUNS             repetitions of each repeatable step; the median is reported (default 3)
 #   RUNS_FIRST       repetitions of the first backup, each into a fresh repository
 #                    (default: RUNS at small scale, 1 at full scale)
-#   TOOLS            which tools to run (default "snap restic borg")
+#   TOOLS            which tools to run (default "snap restic borg"; add snap-enc for
+#                    an encrypted snap repository, passphrase from SNAP_PASSWORD_FILE)
 #   SNAP_BIN         snap binary (default: target/release/snap, built with cargo build --release)
 #   BENCH_NO_BUILD   set to 1 to skip cargo build --release
 #   RESTIC_PASSWORD  password for the restic repository (default "snap-bench")
@@ -73,6 +74,10 @@ RES=$WORK/measurements
 
 # restic and borg keep their caches inside the work dir, not in ~/.cache.
 export BORG_BASE_DIR=$CACHES/borg-base
+if [[ -z ${SNAP_PASSWORD_FILE:-} ]]; then
+  mkdir -p "$WORK"; echo "$RESTIC_PASSWORD" > "$WORK/snap-password"
+  export SNAP_PASSWORD_FILE=$WORK/snap-password
+fi
 export BORG_CACHE_DIR=$CACHES/borg
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
@@ -98,7 +103,7 @@ install_missing() {
 }
 
 build_snap() {
-  [[ " $TOOLS " == *" snap "* ]] || return 0
+  [[ " $TOOLS " == *" snap "* || " $TOOLS " == *" snap-enc "* ]] || return 0
   if [[ -z ${SNAP_BIN:-} && ${BENCH_NO_BUILD:-0} != 1 ]]; then
     say "cargo build --release"
     (cd "$ROOT" && cargo build --release --quiet)
@@ -273,6 +278,7 @@ tool_reset() { # remove repository and cache, then init (untimed)
   rm -rf "$repo"
   case $tool in
     snap) "$SNAP" -r "$repo" init >"$LOGS/snap.init.log" 2>&1 ;;
+    snap-enc) "$SNAP" -r "$repo" init --encrypt >"$LOGS/snap-enc.init.log" 2>&1 ;;
     restic) rm -rf "$RESTIC_CACHE"
       restic -r "$repo" --cache-dir "$RESTIC_CACHE" init >"$LOGS/restic.init.log" 2>&1 ;;
     borg) rm -rf "$BORG_CACHE_DIR" "$BORG_BASE_DIR"
@@ -285,7 +291,7 @@ tool_backup() {
   local tool=$1 key=$2 repo
   repo=$(repo_of "$tool")
   case $tool in
-    snap) measure "$key.$tool" "$SNAP" -r "$repo" backup "$DATA/system" "$DATA/entity" ;;
+    snap | snap-enc) measure "$key.$tool" "$SNAP" -r "$repo" backup "$DATA/system" "$DATA/entity" ;;
     restic) measure "$key.$tool" restic -r "$repo" --cache-dir "$RESTIC_CACHE" --compression auto \
       backup "$DATA/system" "$DATA/entity" ;;
     borg) BORG_COUNT=$((BORG_COUNT + 1)); LAST_BORG_ARCHIVE=b$BORG_COUNT
@@ -296,7 +302,7 @@ tool_backup() {
 # Where a full restore into $2 puts the backed-up folder $DATA.
 restored_data_dir() {
   case $1 in
-    snap) echo "$2" ;;
+    snap | snap-enc) echo "$2" ;;
     restic | borg) echo "$2$DATA" ;;
   esac
 }
@@ -305,7 +311,7 @@ tool_restore_all() {
   local tool=$1 target=$2 repo
   repo=$(repo_of "$tool")
   case $tool in
-    snap) measure "d.$tool" "$SNAP" -r "$repo" restore latest --target "$target" ;;
+    snap | snap-enc) measure "d.$tool" "$SNAP" -r "$repo" restore latest --target "$target" ;;
     restic) measure "d.$tool" restic -r "$repo" --cache-dir "$RESTIC_CACHE" restore latest --target "$target" ;;
     borg) measure "d.$tool" env -C "$target" borg extract "$repo::$LAST_BORG_ARCHIVE" ;;
   esac
@@ -316,7 +322,7 @@ tool_restore_file() {
   local tool=$1 target=$2 repo
   repo=$(repo_of "$tool")
   case $tool in
-    snap) measure "e.$tool" "$SNAP" -r "$repo" restore "latest:entity/$REL" --target "$target" ;;
+    snap | snap-enc) measure "e.$tool" "$SNAP" -r "$repo" restore "latest:entity/$REL" --target "$target" ;;
     restic) measure "e.$tool" restic -r "$repo" --cache-dir "$RESTIC_CACHE" restore latest \
       --target "$target" --include "$DATA/entity/$REL" ;;
     borg) measure "e.$tool" env -C "$target" borg extract "$repo::$LAST_BORG_ARCHIVE" "${DATA#/}/entity/$REL" ;;
@@ -325,7 +331,7 @@ tool_restore_file() {
 
 restored_file() {
   case $1 in
-    snap) echo "$2/$(basename "$REL")" ;;
+    snap | snap-enc) echo "$2/$(basename "$REL")" ;;
     restic | borg) echo "$2$DATA/entity/$REL" ;;
   esac
 }
@@ -453,6 +459,20 @@ report() {
   done
   size_row "repository size (du -sb)" size
   size_row "local cache size (snap: repo/cache, not counted above)" cache
+  if [[ " $TOOLS " == *" snap-enc "* ]]; then
+    echo
+    echo "Encrypted snap (passphrase; age, keyed ids) against unencrypted snap and restic, same run:"
+    echo
+    echo "| step | snap encrypted | snap encrypted/snap (time) | restic/snap encrypted |"
+    echo "|---|---|---|---|"
+    for i in "${!keys[@]}"; do
+      local k=${keys[$i]} e s r
+      e=$(summary "$k.snap-enc"); s=$(summary "$k.snap"); r=$(summary "$k.restic")
+      echo "| ${labels[$i]} | $(cell "$e") | $(ratio "$e" "$s") | $(ratio "$r" "$e") |"
+    done
+    echo
+    echo "- snap encrypted repository size: $(mib "$(du -sb --exclude=cache "$(repo_of snap-enc)" | cut -f1)")"
+  fi
   echo
   echo "Snapshots in each repository at the end: 1 first + ${RUNS} unchanged + ${RUNS} after a change."
   for tool in $TOOLS; do

@@ -213,18 +213,12 @@ impl RepoKeys {
 
     /// Seals blobs, trees and snapshots.
     pub fn data_crypto(&self) -> Crypto {
-        Crypto::Age {
-            recipient: self.data_recipient.clone(),
-            identity: self.data.clone(),
-        }
+        Crypto::age(self.data_recipient.clone(), self.data.clone())
     }
 
     /// Seals index deltas and pack trailers.
     pub fn index_crypto(&self) -> Crypto {
-        Crypto::Age {
-            recipient: self.index.to_public(),
-            identity: Some(self.index.clone()),
-        }
+        Crypto::age(self.index.to_public(), Some(self.index.clone()))
     }
 
     /// The identities, as an age identity file, for recovery with the `age` CLI.
