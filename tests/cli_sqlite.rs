@@ -267,3 +267,69 @@ fn a_small_change_to_a_database_stores_little() {
     );
     assert_eq!(assert_consistent(&env.restore_db("latest")), 20_050);
 }
+
+/// `snap check --sqlite` runs integrity_check on every database of a
+/// snapshot from temporary copies: a sound one passes; one stored with a
+/// damaged index (it opens, but its rows and index disagree) fails with
+/// exit code 4 and SQLite's own words; the originals are never touched.
+#[test]
+fn check_sqlite_runs_integrity_check_on_every_database_of_a_snapshot() {
+    let env = Env::new();
+    {
+        let db = Connection::open(env.db()).unwrap();
+        schema(&db);
+        db.execute_batch("CREATE INDEX by_body ON messages (body)")
+            .unwrap();
+        for i in 0..2000 {
+            db.execute(
+                "INSERT INTO messages (body) VALUES (?1)",
+                [format!("value-{i:06}")],
+            )
+            .unwrap();
+        }
+    }
+    fs::write(env.root.join("app/notes.md"), "not a database\n".repeat(100)).unwrap();
+    env.backup();
+    let out = env
+        .snap(&["--json", "check", "--sqlite"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dbs = v["sqlite"].as_array().unwrap();
+    assert_eq!(dbs.len(), 1, "{v}");
+    assert_eq!(dbs[0]["path"], "app/memory.db");
+    assert_eq!(dbs[0]["ok"], true);
+
+    // Damage a row's text in the table b-tree without changing lengths:
+    // the file still opens, but the index no longer matches.
+    let mut bytes = fs::read(env.db()).unwrap();
+    let needle = b"value-001234";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    bytes[at..at + 5].copy_from_slice(b"VALUE");
+    fs::write(env.db(), &bytes).unwrap();
+    let damaged = fs::read(env.db()).unwrap();
+    let id = env.backup()["id"].as_str().unwrap().to_string();
+    let out = env
+        .snap(&["--json", "check", "--sqlite", &id[..8]])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let db = &v["sqlite"][0];
+    assert_eq!(db["ok"], false, "{v}");
+    assert!(db["message"].as_str().unwrap().contains("index"), "{v}");
+    // The repository itself is sound; only the database is not.
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(fs::read(env.db()).unwrap(), damaged, "the original was changed");
+    // The text report names the database; an unknown snapshot is exit 10.
+    let out = env.snap(&["check", "--sqlite"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sqlite FAILED: app/memory.db"), "{text}");
+    env.snap(&["check", "--sqlite", "ffffffff"])
+        .assert()
+        .code(10);
+}

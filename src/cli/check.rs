@@ -20,6 +20,10 @@ pub struct Args {
     /// cover every pack once) or P% (a random P percent of the packs).
     #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
     read_data_subset: Option<String>,
+    /// Also run SQLite's integrity_check on every database in a snapshot
+    /// (default: the latest), each restored to a temporary file.
+    #[arg(long, value_name = "SNAP", num_args = 0..=1, default_missing_value = "latest")]
+    sqlite: Option<String>,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
@@ -38,23 +42,62 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         .collect();
     // A repository too damaged to list its snapshots is reported by the check itself.
     let warnings = critical_source_warnings(&repo, &critical).unwrap_or_default();
+    let databases = match &args.sqlite {
+        Some(selector) => Some(check_databases(&repo, selector, &progress)?),
+        None => None,
+    };
+    let bad_databases = databases.iter().flatten().filter(|d| !d.ok).count();
     if global.json {
         let mut value = serde_json::to_value(&report)?;
         value["warnings"] = warnings.clone().into();
+        if let Some(databases) = &databases {
+            value["sqlite"] = serde_json::to_value(databases)?;
+        }
         output::print_json(&value)?;
     } else {
         print_report(&report, global.quiet);
         for warning in &warnings {
             println!("warning: {warning}");
         }
+        for db in databases.iter().flatten() {
+            let verdict = if db.ok { "ok" } else { "FAILED" };
+            println!("sqlite {verdict}: {} ({} bytes)", db.path, db.size);
+            if !db.ok {
+                println!("  {}", db.message.lines().take(10).collect::<Vec<_>>().join("\n  "));
+            }
+        }
+        if let Some(databases) = &databases {
+            println!(
+                "integrity_check: {} of {} databases ok",
+                databases.len() - bad_databases,
+                databases.len()
+            );
+        }
     }
-    Ok(if !report.ok {
+    Ok(if !report.ok || bad_databases > 0 {
         exit::DAMAGED
     } else if !warnings.is_empty() {
         exit::WARNINGS
     } else {
         exit::OK
     })
+}
+
+/// integrity_check of every database of the snapshot `selector` picks.
+fn check_databases(
+    repo: &snap::Repository,
+    selector: &str,
+    progress: &CliProgress,
+) -> anyhow::Result<Vec<snap::ops::sqlite::DatabaseCheck>> {
+    let selector = snap::select::parse_selector(selector)?;
+    let (_, snapshot) = snap::select::resolve(repo, &selector, &snap::select::Filter::default())?;
+    let scratch = std::env::temp_dir();
+    Ok(snap::ops::sqlite::check_databases(
+        repo,
+        snapshot.tree,
+        &scratch,
+        progress,
+    )?)
 }
 
 /// Checks the repository, reading the packs `read_data` selects, with a
