@@ -387,13 +387,7 @@ impl RawRetention {
             tags: self
                 .keep_tag
                 .iter()
-                .map(|list| {
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
+                .map(|list| crate::ops::forget::tag_list(list))
                 .collect(),
         };
         if policy.is_empty() {

@@ -288,13 +288,19 @@ fn check_sqlite_runs_integrity_check_on_every_database_of_a_snapshot() {
             .unwrap();
         }
     }
-    fs::write(env.root.join("app/notes.md"), "not a database\n".repeat(100)).unwrap();
+    fs::write(
+        env.root.join("app/notes.md"),
+        "not a database\n".repeat(100),
+    )
+    .unwrap();
     env.backup();
-    let out = env
-        .snap(&["--json", "check", "--sqlite"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.snap(&["--json", "check", "--sqlite"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let dbs = v["sqlite"].as_array().unwrap();
     assert_eq!(dbs.len(), 1, "{v}");
@@ -317,14 +323,23 @@ fn check_sqlite_runs_integrity_check_on_every_database_of_a_snapshot() {
         .snap(&["--json", "check", "--sqlite", &id[..8]])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let db = &v["sqlite"][0];
     assert_eq!(db["ok"], false, "{v}");
     assert!(db["message"].as_str().unwrap().contains("index"), "{v}");
     // The repository itself is sound; only the database is not.
     assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(fs::read(env.db()).unwrap(), damaged, "the original was changed");
+    assert_eq!(
+        fs::read(env.db()).unwrap(),
+        damaged,
+        "the original was changed"
+    );
     // The text report names the database; an unknown snapshot is exit 10.
     let out = env.snap(&["check", "--sqlite"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

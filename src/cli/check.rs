@@ -63,7 +63,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             let verdict = if db.ok { "ok" } else { "FAILED" };
             println!("sqlite {verdict}: {} ({} bytes)", db.path, db.size);
             if !db.ok {
-                println!("  {}", db.message.lines().take(10).collect::<Vec<_>>().join("\n  "));
+                println!(
+                    "  {}",
+                    db.message.lines().take(10).collect::<Vec<_>>().join("\n  ")
+                );
             }
         }
         if let Some(databases) = &databases {

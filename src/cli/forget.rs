@@ -88,13 +88,7 @@ impl Args {
             tags: self
                 .keep_tags
                 .iter()
-                .map(|list| {
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
+                .map(|list| snap::ops::forget::tag_list(list))
                 .collect(),
         }
     }

@@ -40,6 +40,16 @@ use crate::repo::Repository;
 /// A bucket count meaning "every bucket".
 pub const UNLIMITED: u32 = u32::MAX;
 
+/// The tags of a `--keep-tag a,b` list (or the profile's `keep-tag`):
+/// comma-separated, blanks trimmed, empty ones dropped.
+pub fn tag_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// Which snapshots to keep. Counts of 0 are off.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeepPolicy {

@@ -180,12 +180,18 @@ pub fn check_databases(
     use std::io::Write;
 
     let mut candidates = Vec::new();
-    browse::walk(repo, &browse::root_node(tree), "", true, &mut |path, node| {
-        if node.kind == NodeKind::File && node.size >= 512 {
-            candidates.push((path.to_string(), node.clone()));
-        }
-        Ok(())
-    })?;
+    browse::walk(
+        repo,
+        &browse::root_node(tree),
+        "",
+        true,
+        &mut |path, node| {
+            if node.kind == NodeKind::File && node.size >= 512 {
+                candidates.push((path.to_string(), node.clone()));
+            }
+            Ok(())
+        },
+    )?;
     let mut checks = Vec::new();
     for (path, node) in candidates {
         let chunks = repo.file_chunks(&node)?;
@@ -200,7 +206,9 @@ pub fn check_databases(
         let mut file = tempfile::Builder::new()
             .prefix("snap-check-sqlite-")
             .tempfile_in(scratch)
-            .map_err(|e| crate::error::Error::io("cannot create a temporary file in", scratch, e))?;
+            .map_err(|e| {
+                crate::error::Error::io("cannot create a temporary file in", scratch, e)
+            })?;
         let temp = file.path().to_path_buf();
         let failed = |e| crate::error::Error::io("cannot write", &temp, e);
         file.write_all(&head).map_err(failed)?;
