@@ -510,23 +510,39 @@ impl Repository {
 
     /// Starts saving blobs; call [`BlobSaver::flush`] before writing a snapshot.
     pub fn saver(&self) -> BlobSaver<'_> {
-        let (to_store, store_rx) = crossbeam_channel::bounded::<FinishedPack>(2);
+        // One storer per upload that may run at once (several for object
+        // storage). A pack reaches `stored` only once it is durable, and only
+        // packs from there go into an index delta, so the write ordering
+        // holds whatever order the uploads finish in.
+        let storers = self.backend.parallel_writes().max(1);
+        let (to_store, store_rx) = crossbeam_channel::bounded::<FinishedPack>(2 * storers);
         let (stored_tx, stored) = crossbeam_channel::unbounded();
-        let backend = Arc::clone(&self.backend);
-        // Moving a finished pack into place waits for its fsync; a thread of its
-        // own keeps the workers compressing meanwhile.
+        // Moving a finished pack into place waits for its fsync; threads of
+        // their own keep the workers compressing meanwhile.
+        let storer_threads: Vec<_> = (0..storers)
+            .map(|_| {
+                let backend = Arc::clone(&self.backend);
+                let store_rx = store_rx.clone();
+                let stored_tx = stored_tx.clone();
+                std::thread::spawn(move || {
+                    for pack in store_rx {
+                        let result = backend
+                            .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)
+                            .map(|()| PackIndex {
+                                id: pack.id,
+                                size: pack.size,
+                                blobs: pack.blobs,
+                            });
+                        if stored_tx.send(result).is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
         let storer = std::thread::spawn(move || {
-            for pack in store_rx {
-                let result = backend
-                    .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)
-                    .map(|()| PackIndex {
-                        id: pack.id,
-                        size: pack.size,
-                        blobs: pack.blobs,
-                    });
-                if stored_tx.send(result).is_err() {
-                    break;
-                }
+            for handle in storer_threads {
+                let _ = handle.join();
             }
         });
         BlobSaver {

@@ -1,6 +1,6 @@
 //! `snap init`
 
-use snap::{InitOptions, LocalBackend, Repository};
+use snap::{InitOptions, Repository};
 
 use super::{Global, exit};
 
@@ -44,7 +44,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         encryption,
         ..InitOptions::default()
     };
-    let repo = Repository::init(Box::new(LocalBackend::new(&location)), &options, &progress)?;
+    let repo = Repository::init(global.backend()?, &options, &progress)?;
     if global.json {
         super::output::print_json(&serde_json::json!({
             "repository": location.display().to_string(),

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use snap::keys::Credentials;
-use snap::{Error, ErrorKind, LocalBackend, Repository};
+use snap::{Error, ErrorKind, Repository};
 
 use output::CliProgress;
 
@@ -52,7 +52,7 @@ pub mod exit {
 #[derive(Parser, Debug)]
 #[command(name = "snap", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// Repository: a local path (default: the user's data folder, e.g. ~/.local/share/snap/repo).
+    /// Repository: a local path or s3://bucket/prefix (default: the user's data folder, e.g. ~/.local/share/snap/repo).
     #[arg(short = 'r', long, global = true, env = "SNAP_REPO")]
     repo: Option<PathBuf>,
 
@@ -164,13 +164,14 @@ impl Global {
         }
     }
 
+    /// The storage of the repository: a local folder or `s3://bucket/prefix`.
+    pub fn backend(&self) -> snap::Result<Box<dyn snap::Backend>> {
+        snap::backend::open(&self.location())
+    }
+
     /// Opens the repository.
     pub fn open(&self, progress: &CliProgress) -> snap::Result<Repository> {
-        Repository::open_with(
-            Box::new(LocalBackend::new(self.location())),
-            &self.credentials(),
-            progress,
-        )
+        Repository::open_with(self.backend()?, &self.credentials(), progress)
     }
 }
 

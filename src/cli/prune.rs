@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use snap::Repository;
 use snap::backend::PrivateCache;
 use snap::ops::prune::{PlanTotals, PlannedPack, PruneOptions, PruneReport, prune, prune_plan};
-use snap::{LocalBackend, Repository};
 
 use super::output::{self, CliProgress};
 use super::{Global, exit};
@@ -82,7 +82,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
 /// Opens the repository with an index cache of the prune's own, so that
 /// backups never wait for the shared cache while a prune runs.
 fn open_private(global: &Global, progress: &CliProgress) -> snap::Result<Repository> {
-    let backend = PrivateCache::new(Box::new(LocalBackend::new(global.location())))?;
+    let backend = PrivateCache::new(global.backend()?)?;
     Repository::open_with(Box::new(backend), &global.credentials(), progress)
 }
 

@@ -1,0 +1,356 @@
+//! S3-compatible object storage (AWS S3, Backblaze B2, MinIO, Ceph RGW,
+//! Garage...) through OpenDAL, for repositories at `s3://bucket/prefix`.
+//!
+//! Configuration comes from the standard AWS variables, read by OpenDAL:
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`),
+//! `AWS_REGION` (default `us-east-1`), `AWS_ENDPOINT_URL` for stores other
+//! than AWS. Requests use path-style addressing unless
+//! `SNAP_S3_VIRTUAL_HOST=1`.
+//!
+//! Atomicity: an S3 object becomes visible only once its PUT (or multipart
+//! upload) completes, so every write here is all-or-nothing, which is what
+//! [`Backend::write`] promises. Transient failures (timeouts, 5xx,
+//! throttling) are retried with exponential backoff by OpenDAL's retry
+//! layer; a permanent failure names the operation and the object.
+//!
+//! The rest of snap is synchronous: a small private tokio runtime drives the
+//! requests, and any number of threads may call in at once (uploads and
+//! range reads overlap).
+
+use std::future::IntoFuture;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opendal::Operator;
+use opendal::layers::{RetryLayer, TimeoutLayer};
+
+use super::{Backend, FileKind};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Packs up to this size go up in one PUT; larger files in a multipart upload.
+const SINGLE_PUT_MAX: u64 = 64 << 20;
+/// Part size of multipart uploads.
+const PART_SIZE: usize = 16 << 20;
+/// Attempts for a request that fails transiently (first try included).
+pub const RETRIES: usize = 6;
+
+/// A repository under a prefix of an S3 bucket.
+pub struct S3Backend {
+    op: Operator,
+    runtime: tokio::runtime::Runtime,
+    location: String,
+    tmp: PathBuf,
+}
+
+/// Splits `s3://bucket/prefix` into bucket and prefix (without slashes at the ends).
+pub fn parse_location(location: &str) -> Result<(String, String)> {
+    let rest = location.strip_prefix("s3://").ok_or_else(|| {
+        Error::usage(format!(
+            "`{location}` is not an S3 location (s3://bucket/prefix)"
+        ))
+    })?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = !bucket.is_empty()
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket {
+        return Err(Error::usage(format!(
+            "`{location}`: the bucket name must be lowercase letters, digits, `-` and `.`"
+        )));
+    }
+    let prefix = prefix.trim_matches('/').to_string();
+    if prefix.split('/').any(|part| part == "." || part == "..") {
+        return Err(Error::usage(format!(
+            "`{location}`: the prefix must not contain `.` or `..`"
+        )));
+    }
+    Ok((bucket.to_string(), prefix))
+}
+
+impl S3Backend {
+    /// A backend for `s3://bucket/prefix` (which need not exist yet).
+    pub fn new(location: &str) -> Result<Self> {
+        let (bucket, prefix) = parse_location(location)?;
+        // The HTTP client (reqwest with rustls); installing twice is harmless.
+        opendal::install_default();
+        let region = std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|_| "us-east-1".to_string());
+        let mut builder = opendal::services::S3::default()
+            .bucket(&bucket)
+            .root(&format!("/{prefix}"))
+            .region(&region);
+        if std::env::var("SNAP_S3_VIRTUAL_HOST").is_ok_and(|v| v == "1") {
+            builder = builder.enable_virtual_host_style();
+        }
+        let retry = RetryLayer::new()
+            .with_max_times(RETRIES - 1)
+            .with_min_delay(Duration::from_millis(
+                std::env::var("SNAP_S3_RETRY_MIN_DELAY_MS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(200),
+            ))
+            .with_max_delay(Duration::from_secs(20))
+            .with_factor(2.0)
+            .with_jitter();
+        let op = Operator::new(builder)
+            .map_err(|e| Error::usage(format!("cannot use {location}: {e}")))?
+            // Timeouts turn a stalled connection into a retryable error.
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(Duration::from_secs(120))
+                    .with_io_timeout(Duration::from_secs(60)),
+            )
+            .layer(retry);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("snap-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the S3 client: {e}")))?;
+        let location = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        let tmp = dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("snap")
+            .join("tmp")
+            .join(hex::encode(
+                &blake3::hash(location.as_bytes()).as_bytes()[..8],
+            ));
+        Ok(Self {
+            op,
+            runtime,
+            location,
+            tmp,
+        })
+    }
+
+    /// The object key of a file, relative to the prefix.
+    fn path(&self, kind: FileKind, name: &str) -> Result<String> {
+        if kind == FileKind::Config {
+            return Ok("config".to_string());
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(Error::usage(format!(
+                "invalid {} name `{name}`",
+                kind.noun()
+            )));
+        }
+        Ok(if kind == FileKind::Pack {
+            format!("data/{}/{name}", &name[..2.min(name.len())])
+        } else {
+            format!("{}/{name}", kind.folder())
+        })
+    }
+
+    /// An OpenDAL error as snap's, naming the operation and the object.
+    fn error(&self, operation: &str, kind: FileKind, path: &str, e: &opendal::Error) -> Error {
+        let error_kind = match e.kind() {
+            opendal::ErrorKind::NotFound => ErrorKind::NotFound,
+            _ => ErrorKind::Io,
+        };
+        // The retry layer marks an error it gave up on as persistent.
+        let retried = if e.is_persistent() {
+            format!(" (gave up after {RETRIES} attempts)")
+        } else {
+            String::new()
+        };
+        Error::new(
+            error_kind,
+            format!(
+                "cannot {operation} {} {}/{path}{retried}: {e}",
+                kind.noun(),
+                self.location
+            ),
+        )
+    }
+
+    /// Uploads a local file in one PUT, or in parts when it is large.
+    async fn upload(&self, key: &str, path: &Path) -> std::result::Result<(), UploadError> {
+        let size = std::fs::metadata(path).map_err(UploadError::Local)?.len();
+        if size <= SINGLE_PUT_MAX {
+            let data = std::fs::read(path).map_err(UploadError::Local)?;
+            self.op
+                .write(key, data)
+                .await
+                .map_err(UploadError::Remote)?;
+            return Ok(());
+        }
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(UploadError::Local)?;
+        let mut writer = self
+            .op
+            .writer_with(key)
+            .chunk(PART_SIZE)
+            .concurrent(4)
+            .await
+            .map_err(UploadError::Remote)?;
+        loop {
+            let mut part = vec![0u8; PART_SIZE];
+            let mut filled = 0;
+            while filled < PART_SIZE {
+                let n = file.read(&mut part[filled..]).map_err(UploadError::Local)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            part.truncate(filled);
+            if let Err(e) = writer.write(part).await {
+                let _ = writer.abort().await;
+                return Err(UploadError::Remote(e));
+            }
+        }
+        // The object appears only when the multipart upload completes.
+        writer.close().await.map_err(UploadError::Remote)?;
+        Ok(())
+    }
+}
+
+enum UploadError {
+    Local(std::io::Error),
+    Remote(opendal::Error),
+}
+
+impl Backend for S3Backend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn exists(&self) -> Result<bool> {
+        self.runtime
+            .block_on(self.op.exists("config"))
+            .map_err(|e| self.error("look for", FileKind::Config, "config", &e))
+    }
+
+    fn create(&self) -> Result<()> {
+        // Object stores have no folders; check that the bucket answers.
+        self.runtime
+            .block_on(self.op.list_with("keys/").limit(1).into_future())
+            .map(|_| ())
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot use {}: {e}", self.location)))
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(kind, name)?;
+        self.runtime
+            .block_on(self.op.read(&path))
+            .map(|buffer| buffer.to_vec())
+            .map_err(|e| self.error("read", kind, &path, &e))
+    }
+
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
+        let path = self.path(kind, name)?;
+        let end = offset.saturating_add(u64::from(length));
+        let data = match self
+            .runtime
+            .block_on(self.op.read_with(&path).range(offset..end).into_future())
+        {
+            Ok(buffer) => buffer.to_vec(),
+            // The range starts past the end of the object.
+            Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => Vec::new(),
+            Err(e) => return Err(self.error("read", kind, &path, &e)),
+        };
+        if data.len() != length as usize {
+            return Err(Error::corrupt(
+                format!("{} {name}", kind.noun()),
+                format!("shorter than the index says ({length} bytes at offset {offset})"),
+            ));
+        }
+        Ok(data)
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(kind, name)?;
+        self.runtime
+            .block_on(self.op.write(&path, data.to_vec()))
+            .map(|_| ())
+            .map_err(|e| self.error("write", kind, &path, &e))
+    }
+
+    fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> Result<()> {
+        let key = self.path(kind, name)?;
+        match self.runtime.block_on(self.upload(&key, path)) {
+            Ok(()) => {}
+            Err(UploadError::Local(e)) => return Err(Error::io("cannot read", path, e)),
+            Err(UploadError::Remote(e)) => return Err(self.error("upload", kind, &key, &e)),
+        }
+        // Uploaded: the local copy has done its job ("moved").
+        std::fs::remove_file(path).map_err(|e| Error::io("cannot remove", path, e))
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>> {
+        let folder = format!("{}/", kind.folder());
+        let entries = self
+            .runtime
+            .block_on(self.op.list_with(&folder).recursive(true).into_future())
+            .map_err(|e| self.error("list", kind, &folder, &e))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            if !entry.metadata().is_file() {
+                continue;
+            }
+            let name = entry.name();
+            if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            // A pack must sit in the folder of its first two digits.
+            if kind == FileKind::Pack && entry.path() != format!("data/{}/{name}", &name[..2]) {
+                continue;
+            }
+            out.push((name.to_string(), entry.metadata().content_length()));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
+        let path = self.path(kind, name)?;
+        match self.runtime.block_on(self.op.delete(&path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.error("remove", kind, &path, &e)),
+        }
+    }
+
+    fn temp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    fn parallel_writes(&self) -> usize {
+        4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(
+            parse_location("s3://bucket/a/b/").unwrap(),
+            ("bucket".to_string(), "a/b".to_string())
+        );
+        assert_eq!(
+            parse_location("s3://bucket").unwrap(),
+            ("bucket".to_string(), String::new())
+        );
+        for bad in ["s3://", "s3:///x", "s3://Bucket/x", "s3://b/../x", "/tmp/x"] {
+            assert_eq!(
+                parse_location(bad).unwrap_err().kind(),
+                ErrorKind::Usage,
+                "{bad}"
+            );
+        }
+    }
+}
