@@ -4,6 +4,7 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod find;
 mod forget;
@@ -115,6 +116,8 @@ enum Command {
     Forget(forget::Args),
     /// Delete data no snapshot uses; repack partly used packs.
     Prune(prune::Args),
+    /// Copy snapshots into another repository (local or s3://), storing only what it lacks.
+    Copy(copy::Args),
     /// Manage the keys of an encrypted repository.
     #[command(subcommand)]
     Key(key::Command),
@@ -236,6 +239,7 @@ fn run_main() -> ExitCode {
         Command::Forget(args) => forget::run(&global, args),
         Command::Prune(args) => prune::run(&global, args),
         Command::Key(command) => key::run(&global, command),
+        Command::Copy(args) => copy::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -291,6 +291,7 @@ pub fn backup(
         tree,
         summary,
         program: format!("snap {}", env!("CARGO_PKG_VERSION")),
+        original: None,
     };
     let id = repo.write_snapshot(&snapshot)?;
     let warnings = walker
