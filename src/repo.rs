@@ -43,6 +43,10 @@ pub struct InitOptions {
     pub sqlite_chunk: u32,
     /// Encrypt, with the first key file sealed to this passphrase or these recipients.
     pub encryption: Option<NewLock>,
+    /// With `encryption`: use these keys instead of new ones, so that the new
+    /// repository chunks and names blobs exactly as the one they come from
+    /// (`snap init --copy-chunker-params-from`). They must be full keys.
+    pub shared_keys: Option<RepoKeys>,
 }
 
 impl Default for InitOptions {
@@ -53,6 +57,7 @@ impl Default for InitOptions {
             pack_size: 16 << 20,
             sqlite_chunk: crate::format::config::SQLITE_CHUNK,
             encryption: None,
+            shared_keys: None,
         }
     }
 }
@@ -103,7 +108,22 @@ impl Repository {
                 "SQLite chunk size must be between 4 KiB and 16 MiB",
             ));
         }
-        let keys = options.encryption.as_ref().map(|_| RepoKeys::generate());
+        if options
+            .shared_keys
+            .as_ref()
+            .is_some_and(|k| k.access() != Access::Full)
+        {
+            return Err(Error::new(
+                ErrorKind::Key,
+                "a write-only key cannot be shared with a new repository",
+            ));
+        }
+        let keys = options.encryption.as_ref().map(|_| {
+            options
+                .shared_keys
+                .clone()
+                .unwrap_or_else(RepoKeys::generate)
+        });
         let config = Config {
             id: RepoId(random_bytes()),
             // The real seed of an encrypted repository comes from its key.
