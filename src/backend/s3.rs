@@ -69,26 +69,44 @@ pub fn parse_location(location: &str) -> Result<(String, String)> {
 }
 
 impl S3Backend {
-    /// A backend for `s3://bucket/prefix` (which need not exist yet).
+    /// A backend for `s3://bucket/prefix` (which need not exist yet),
+    /// configured by the process's environment.
     pub fn new(location: &str) -> Result<Self> {
+        Self::with_vars(location, |name| std::env::var(name).ok())
+    }
+
+    /// A backend configured by the variables `vars` returns (the AWS
+    /// variables of the module documentation). Credentials it does not
+    /// give are looked for the AWS way (environment, profile files).
+    pub fn with_vars(location: &str, vars: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let (bucket, prefix) = parse_location(location)?;
         // The HTTP client (reqwest with rustls); installing twice is harmless.
         opendal::install_default();
-        let region = std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|_| "us-east-1".to_string());
+        let region = vars("AWS_REGION")
+            .or_else(|| vars("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_string());
         let mut builder = opendal::services::S3::default()
             .bucket(&bucket)
             .root(&format!("/{prefix}"))
             .region(&region);
-        if std::env::var("SNAP_S3_VIRTUAL_HOST").is_ok_and(|v| v == "1") {
+        if let Some(endpoint) = vars("AWS_ENDPOINT_URL").filter(|e| !e.is_empty()) {
+            builder = builder.endpoint(endpoint.trim_end_matches('/'));
+        }
+        if let (Some(key), Some(secret)) =
+            (vars("AWS_ACCESS_KEY_ID"), vars("AWS_SECRET_ACCESS_KEY"))
+        {
+            builder = builder.access_key_id(&key).secret_access_key(&secret);
+            if let Some(token) = vars("AWS_SESSION_TOKEN") {
+                builder = builder.session_token(&token);
+            }
+        }
+        if vars("SNAP_S3_VIRTUAL_HOST").is_some_and(|v| v == "1") {
             builder = builder.enable_virtual_host_style();
         }
         let retry = RetryLayer::new()
             .with_max_times(RETRIES - 1)
             .with_min_delay(Duration::from_millis(
-                std::env::var("SNAP_S3_RETRY_MIN_DELAY_MS")
-                    .ok()
+                vars("SNAP_S3_RETRY_MIN_DELAY_MS")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(200),
             ))
@@ -257,7 +275,15 @@ impl Backend for S3Backend {
             Ok(buffer) => buffer.to_vec(),
             // The range starts past the end of the object.
             Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => Vec::new(),
-            Err(e) => return Err(self.error("read", kind, &path, &e)),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                return Err(self.error("read", kind, &path, &e));
+            }
+            // A range past the end fails as a short read: tell that (a lying
+            // index, damage) from a failure of the store by the object's size.
+            Err(e) => match self.runtime.block_on(self.op.stat(&path)) {
+                Ok(meta) if meta.content_length() < end => Vec::new(),
+                _ => return Err(self.error("read", kind, &path, &e)),
+            },
         };
         if data.len() != length as usize {
             return Err(Error::corrupt(
