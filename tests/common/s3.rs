@@ -204,7 +204,14 @@ fn serve(client: TcpStream, upstream: u16, fail: bool, status: u16) -> std::io::
     let is_head = head.first().is_some_and(|l| l.starts_with("HEAD "));
     let mut client = client;
     if fail {
-        let error = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>injected by the test proxy</Message></Error>";
+        let code = match status {
+            403 => "AccessDenied",
+            503 => "SlowDown",
+            _ => "InternalError",
+        };
+        let error = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
+        );
         let head = vec![
             format!("HTTP/1.1 {status} Injected"),
             "Content-Type: application/xml".to_string(),
