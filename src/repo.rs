@@ -618,8 +618,30 @@ impl BlobSaver<'_> {
         let frame = codec.encode(plaintext)?;
         let raw_length =
             u32::try_from(plaintext.len()).map_err(|_| Error::usage("blob over 4 GiB"))?;
+        self.pack_frame(kind, id, &frame, raw_length)?;
+        Ok(id)
+    }
+
+    /// Stores a blob already encoded by a repository with the same keys
+    /// (`snap copy` between repositories that share ids: no recompression),
+    /// unless the repository has it. The caller has verified the frame.
+    pub fn save_frame(
+        &self,
+        kind: BlobKind,
+        id: BlobId,
+        frame: &[u8],
+        raw_length: u32,
+    ) -> Result<()> {
+        if self.repo.cache.contains(&id)? || !unpoisoned(&self.state).claimed.insert(id) {
+            return Ok(());
+        }
+        self.pack_frame(kind, id, frame, raw_length)
+    }
+
+    /// Adds a claimed blob's frame to the open pack of its kind.
+    fn pack_frame(&self, kind: BlobKind, id: BlobId, frame: &[u8], raw_length: u32) -> Result<()> {
         self.bytes_added
-            .fetch_add(plaintext.len() as u64, Ordering::Relaxed);
+            .fetch_add(u64::from(raw_length), Ordering::Relaxed);
         self.bytes_added_packed
             .fetch_add(frame.len() as u64, Ordering::Relaxed);
         let full = {
@@ -636,14 +658,14 @@ impl BlobSaver<'_> {
                 )?);
             }
             let writer = slot.as_mut().expect("just created");
-            writer.add(id, kind, &frame, raw_length)?;
+            writer.add(id, kind, frame, raw_length)?;
             if writer.is_full() { slot.take() } else { None }
         };
         if let Some(writer) = full {
             self.seal(writer)?;
             self.index_stored(false)?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Stores a file's chunk id list, as list blobs when it is long.

@@ -17,8 +17,10 @@
 //! requests, and any number of threads may call in at once (uploads and
 //! range reads overlap).
 
+use std::collections::VecDeque;
 use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use opendal::Operator;
@@ -34,12 +36,27 @@ const PART_SIZE: usize = 16 << 20;
 /// Attempts for a request that fails transiently (first try included).
 pub const RETRIES: usize = 6;
 
+/// Packs up to this size are downloaded whole for range reads.
+const WHOLE_PACK_MAX: u64 = 64 << 20;
+/// Whole packs kept in memory.
+const CACHED_PACKS: usize = 8;
+
+/// A pack downloaded whole (or `None`: too large, read ranges directly), or
+/// why it could not be.
+type CachedPack = std::result::Result<Option<Arc<Vec<u8>>>, (ErrorKind, String)>;
+
 /// A repository under a prefix of an S3 bucket.
 pub struct S3Backend {
     op: Operator,
     runtime: tokio::runtime::Runtime,
     location: String,
     tmp: PathBuf,
+    /// Recently read packs. One GET per small blob would make a restore
+    /// pay a round trip per file; blobs that are read together sit together
+    /// in packs, so a pack is fetched once, in one GET, and the blobs are
+    /// cut from memory. Threads that want the same pack wait for one
+    /// download. Packs are immutable, so a cached pack never goes stale.
+    packs: Mutex<VecDeque<(String, Arc<OnceLock<CachedPack>>)>>,
 }
 
 /// Splits `s3://bucket/prefix` into bucket and prefix (without slashes at the ends).
@@ -145,6 +162,7 @@ impl S3Backend {
             runtime,
             location,
             tmp,
+            packs: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -186,6 +204,55 @@ impl S3Backend {
                 self.location
             ),
         )
+    }
+
+    /// A pack from the cache, downloading it whole when it is not there
+    /// (`None` when it is too large for that).
+    fn cached_pack(&self, name: &str, path: &str) -> Result<Option<Arc<Vec<u8>>>> {
+        let cell = {
+            let mut packs = self
+                .packs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match packs.iter().find(|(n, _)| n == name) {
+                Some((_, cell)) => Arc::clone(cell),
+                None => {
+                    if packs.len() >= CACHED_PACKS {
+                        packs.pop_front();
+                    }
+                    let cell = Arc::new(OnceLock::new());
+                    packs.push_back((name.to_string(), Arc::clone(&cell)));
+                    cell
+                }
+            }
+        };
+        let cached = cell.get_or_init(|| {
+            let download = async {
+                let meta = self.op.stat(path).await?;
+                if meta.content_length() > WHOLE_PACK_MAX {
+                    return Ok(None);
+                }
+                let data = self.op.read(path).await?;
+                Ok(Some(Arc::new(data.to_vec())))
+            };
+            self.runtime
+                .block_on(download)
+                .map_err(|e: opendal::Error| {
+                    let e = self.error("read", FileKind::Pack, path, &e);
+                    (e.kind(), e.to_string())
+                })
+        });
+        match cached {
+            Ok(pack) => Ok(pack.clone()),
+            Err((kind, message)) => {
+                // Forget the failure: a later read tries again.
+                self.packs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|(n, c)| !(n == name && Arc::ptr_eq(c, &cell)));
+                Err(Error::new(*kind, message.clone()))
+            }
+        }
     }
 
     /// Uploads a local file in one PUT, or in parts when it is large.
@@ -268,6 +335,21 @@ impl Backend for S3Backend {
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
         let path = self.path(kind, name)?;
         let end = offset.saturating_add(u64::from(length));
+        if kind == FileKind::Pack
+            && let Some(pack) = self.cached_pack(name, &path)?
+        {
+            let range = usize::try_from(offset)
+                .ok()
+                .zip(usize::try_from(end).ok())
+                .filter(|&(_, end)| end <= pack.len());
+            return match range {
+                Some((start, end)) => Ok(pack[start..end].to_vec()),
+                None => Err(Error::corrupt(
+                    format!("pack {name}"),
+                    format!("shorter than the index says ({length} bytes at offset {offset})"),
+                )),
+            };
+        }
         let data = match self
             .runtime
             .block_on(self.op.read_with(&path).range(offset..end).into_future())
