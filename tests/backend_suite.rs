@@ -129,6 +129,11 @@ fn suite(backend: &dyn Backend, scratch: &Path) {
     );
     backend.remove(FileKind::Pack, &pack_name).unwrap();
     assert!(backend.list(FileKind::Pack).unwrap().is_empty());
+    // Also for a pack read before (a cache must not keep it alive).
+    let err = backend
+        .read_range(FileKind::Pack, &pack_name, 0, 10)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 
     // Many threads at once (uploads and reads overlap).
     std::thread::scope(|scope| {

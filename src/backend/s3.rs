@@ -38,12 +38,13 @@ pub const RETRIES: usize = 6;
 
 /// Packs up to this size are downloaded whole for range reads.
 const WHOLE_PACK_MAX: u64 = 64 << 20;
-/// Whole packs kept in memory.
-const CACHED_PACKS: usize = 8;
+/// Whole packs kept (in unnamed temporary files: at most 32 x 64 MiB, and
+/// 32 x 16 MiB with the default pack size).
+const CACHED_PACKS: usize = 32;
 
-/// A pack downloaded whole (or `None`: too large, read ranges directly), or
-/// why it could not be.
-type CachedPack = std::result::Result<Option<Arc<Vec<u8>>>, (ErrorKind, String)>;
+/// A pack downloaded whole into a temporary file, with its size (or `None`:
+/// too large, read ranges directly), or why it could not be.
+type CachedPack = std::result::Result<Option<(Arc<std::fs::File>, u64)>, (ErrorKind, String)>;
 
 /// A repository under a prefix of an S3 bucket.
 pub struct S3Backend {
@@ -51,11 +52,12 @@ pub struct S3Backend {
     runtime: tokio::runtime::Runtime,
     location: String,
     tmp: PathBuf,
-    /// Recently read packs. One GET per small blob would make a restore
-    /// pay a round trip per file; blobs that are read together sit together
-    /// in packs, so a pack is fetched once, in one GET, and the blobs are
-    /// cut from memory. Threads that want the same pack wait for one
-    /// download. Packs are immutable, so a cached pack never goes stale.
+    /// Recently read packs, least recently used first. One GET per small
+    /// blob would make a restore pay a round trip per file; blobs that are
+    /// read together sit together in packs, so a pack is fetched once, in
+    /// one GET, into a temporary file (deleted when it leaves the cache),
+    /// and blobs are read from there. Threads that want the same pack wait
+    /// for one download. Packs are immutable: a cached pack never goes stale.
     packs: Mutex<VecDeque<(String, Arc<OnceLock<CachedPack>>)>>,
 }
 
@@ -208,14 +210,19 @@ impl S3Backend {
 
     /// A pack from the cache, downloading it whole when it is not there
     /// (`None` when it is too large for that).
-    fn cached_pack(&self, name: &str, path: &str) -> Result<Option<Arc<Vec<u8>>>> {
+    fn cached_pack(&self, name: &str, path: &str) -> Result<Option<(Arc<std::fs::File>, u64)>> {
         let cell = {
             let mut packs = self
                 .packs
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match packs.iter().find(|(n, _)| n == name) {
-                Some((_, cell)) => Arc::clone(cell),
+            match packs.iter().position(|(n, _)| n == name) {
+                Some(i) => {
+                    let entry = packs.remove(i).expect("found");
+                    let cell = Arc::clone(&entry.1);
+                    packs.push_back(entry);
+                    cell
+                }
                 None => {
                     if packs.len() >= CACHED_PACKS {
                         packs.pop_front();
@@ -233,14 +240,27 @@ impl S3Backend {
                     return Ok(None);
                 }
                 let data = self.op.read(path).await?;
-                Ok(Some(Arc::new(data.to_vec())))
+                Ok(Some(data.to_vec()))
             };
-            self.runtime
+            let data = self
+                .runtime
                 .block_on(download)
                 .map_err(|e: opendal::Error| {
                     let e = self.error("read", FileKind::Pack, path, &e);
                     (e.kind(), e.to_string())
-                })
+                })?;
+            let Some(data) = data else { return Ok(None) };
+            let spill = || -> std::io::Result<std::fs::File> {
+                std::fs::create_dir_all(&self.tmp)?;
+                let mut file = tempfile::tempfile_in(&self.tmp)?;
+                std::io::Write::write_all(&mut file, &data)?;
+                Ok(file)
+            };
+            let file = spill().map_err(|e| {
+                let e = Error::io("cannot write a downloaded pack to", &self.tmp, e);
+                (e.kind(), e.to_string())
+            })?;
+            Ok(Some((Arc::new(file), data.len() as u64)))
         });
         match cached {
             Ok(pack) => Ok(pack.clone()),
@@ -336,19 +356,18 @@ impl Backend for S3Backend {
         let path = self.path(kind, name)?;
         let end = offset.saturating_add(u64::from(length));
         if kind == FileKind::Pack
-            && let Some(pack) = self.cached_pack(name, &path)?
+            && let Some((file, size)) = self.cached_pack(name, &path)?
         {
-            let range = usize::try_from(offset)
-                .ok()
-                .zip(usize::try_from(end).ok())
-                .filter(|&(_, end)| end <= pack.len());
-            return match range {
-                Some((start, end)) => Ok(pack[start..end].to_vec()),
-                None => Err(Error::corrupt(
+            if end > size {
+                return Err(Error::corrupt(
                     format!("pack {name}"),
                     format!("shorter than the index says ({length} bytes at offset {offset})"),
-                )),
-            };
+                ));
+            }
+            let mut buf = vec![0u8; length as usize];
+            std::os::unix::fs::FileExt::read_exact_at(file.as_ref(), &mut buf, offset)
+                .map_err(|e| Error::io("cannot read a downloaded pack in", &self.tmp, e))?;
+            return Ok(buf);
         }
         let data = match self
             .runtime
@@ -423,6 +442,12 @@ impl Backend for S3Backend {
 
     fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
         let path = self.path(kind, name)?;
+        if kind == FileKind::Pack {
+            self.packs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|(n, _)| n != name);
+        }
         match self.runtime.block_on(self.op.delete(&path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
