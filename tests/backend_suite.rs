@@ -163,11 +163,13 @@ fn local_backend_passes_the_suite() {
 #[test]
 fn s3_backend_passes_the_suite() {
     let server = s3::server();
-    let vars: std::collections::HashMap<_, _> = s3::aws_env(server.port).into_iter().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars: std::collections::HashMap<_, _> = s3::aws_env(server.port).into_iter().collect();
+    // Temporary packs go below the test's folder, not the user's cache.
+    vars.insert("XDG_CACHE_HOME", dir.path().display().to_string());
     let open =
         |location: &str| S3Backend::with_vars(location, |name| vars.get(name).cloned()).unwrap();
     let bucket = s3::new_bucket();
-    let dir = tempfile::tempdir().unwrap();
     let location = format!("s3://{bucket}/some/prefix");
     let backend = open(&location);
     assert_eq!(backend.location(), location);

@@ -152,7 +152,10 @@ impl S3Backend {
         } else {
             format!("s3://{bucket}/{prefix}")
         };
-        let tmp = dirs::cache_dir()
+        let tmp = vars("XDG_CACHE_HOME")
+            .filter(|dir| Path::new(dir).is_absolute())
+            .map(PathBuf::from)
+            .or_else(dirs::cache_dir)
             .unwrap_or_else(std::env::temp_dir)
             .join("snap")
             .join("tmp")

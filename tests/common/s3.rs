@@ -36,8 +36,8 @@ pub fn server() -> &'static S3Server {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("snap-test-moto-{}.log", std::process::id()));
         let script = format!(
-            "moto_server -H 127.0.0.1 -p {port} >'{}' 2>&1 & pid=$!; read _; kill $pid",
-            log.display()
+            "moto_server -H 127.0.0.1 -p {port} >'{log}' 2>&1 & pid=$!; read _; kill $pid; wait $pid; rm -f '{log}'",
+            log = log.display()
         );
         let child = Command::new("sh")
             .arg("-c")
