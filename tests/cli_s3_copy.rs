@@ -397,3 +397,77 @@ fn a_permanent_s3_error_names_the_operation_and_the_object() {
     };
     assert_code(&bad.run(["snapshots"]), 2);
 }
+
+#[test]
+fn copy_rewrites_chunk_lists_and_copied_chunker_params_keep_dedup() {
+    use snap::codec::ChunkerParams;
+    use snap::{InitOptions, LocalBackend, NoProgress, Repository as Lib};
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = s3::new_bucket();
+    // Small chunks and packs: a few megabytes make chunk lists (files of
+    // more than 32 chunks) and many packs (uploads in parallel).
+    let local = Repo::local(dir.path(), "local");
+    let options = InitOptions {
+        pack_size: 1 << 20,
+        chunker: ChunkerParams {
+            min_size: 16 << 10,
+            avg_size: 32 << 10,
+            max_size: 128 << 10,
+            seed: 0,
+        },
+        ..InitOptions::default()
+    };
+    drop(
+        Lib::init(
+            Box::new(LocalBackend::new(&local.location)),
+            &options,
+            &NoProgress,
+        )
+        .unwrap(),
+    );
+    let source = dir.path().join("big");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("a.bin"), common::pseudo_random(6 << 20, 1)).unwrap();
+    std::fs::write(source.join("b.bin"), common::pseudo_random(3 << 20, 2)).unwrap();
+    local.json([OsStr::new("backup"), source.as_os_str()]);
+
+    // Into an encrypted S3 repository: new ids, chunk lists rewritten.
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pw\n").unwrap();
+    let mut encrypted = Repo::s3(dir.path(), &bucket, "enc");
+    encrypted.password_file = Some(password.clone());
+    encrypted.ok(["init", "--encrypt"]);
+    let report = local.json([
+        OsStr::new("copy"),
+        OsStr::new("--to"),
+        encrypted.location.as_os_str(),
+        OsStr::new("--to-password-file"),
+        password.as_os_str(),
+    ]);
+    assert_eq!(report["same_ids"], false);
+    encrypted.ok(["check", "--read-data"]);
+    encrypted.restore_matches("latest", &source, dir.path());
+
+    // Into an unencrypted S3 repository that chunks like the source: a
+    // backup straight into it finds every chunk there.
+    let plain = Repo::s3(dir.path(), &bucket, "plain");
+    plain.ok([
+        OsStr::new("init"),
+        OsStr::new("--copy-chunker-params-from"),
+        local.location.as_os_str(),
+    ]);
+    let report = local.json([
+        OsStr::new("copy"),
+        OsStr::new("--to"),
+        plain.location.as_os_str(),
+    ]);
+    assert_eq!(report["same_ids"], true);
+    assert!(
+        report["bytes_added"].as_u64().unwrap() >= 9 << 20,
+        "{report}"
+    );
+    plain.ok(["check", "--read-data"]);
+    plain.restore_matches("latest", &source, dir.path());
+    let direct = plain.json([OsStr::new("backup"), source.as_os_str()]);
+    assert_eq!(direct["bytes_added"], 0, "{direct}");
+}
