@@ -43,6 +43,10 @@ pub struct InitOptions {
     pub sqlite_chunk: u32,
     /// Encrypt, with the first key file sealed to this passphrase or these recipients.
     pub encryption: Option<NewLock>,
+    /// With `encryption`: use these keys instead of new ones, so that the new
+    /// repository chunks and names blobs exactly as the one they come from
+    /// (`snap init --copy-chunker-params-from`). They must be full keys.
+    pub shared_keys: Option<RepoKeys>,
 }
 
 impl Default for InitOptions {
@@ -53,6 +57,7 @@ impl Default for InitOptions {
             pack_size: 16 << 20,
             sqlite_chunk: crate::format::config::SQLITE_CHUNK,
             encryption: None,
+            shared_keys: None,
         }
     }
 }
@@ -103,7 +108,22 @@ impl Repository {
                 "SQLite chunk size must be between 4 KiB and 16 MiB",
             ));
         }
-        let keys = options.encryption.as_ref().map(|_| RepoKeys::generate());
+        if options
+            .shared_keys
+            .as_ref()
+            .is_some_and(|k| k.access() != Access::Full)
+        {
+            return Err(Error::new(
+                ErrorKind::Key,
+                "a write-only key cannot be shared with a new repository",
+            ));
+        }
+        let keys = options.encryption.as_ref().map(|_| {
+            options
+                .shared_keys
+                .clone()
+                .unwrap_or_else(RepoKeys::generate)
+        });
         let config = Config {
             id: RepoId(random_bytes()),
             // The real seed of an encrypted repository comes from its key.
@@ -510,23 +530,39 @@ impl Repository {
 
     /// Starts saving blobs; call [`BlobSaver::flush`] before writing a snapshot.
     pub fn saver(&self) -> BlobSaver<'_> {
-        let (to_store, store_rx) = crossbeam_channel::bounded::<FinishedPack>(2);
+        // One storer per upload that may run at once (several for object
+        // storage). A pack reaches `stored` only once it is durable, and only
+        // packs from there go into an index delta, so the write ordering
+        // holds whatever order the uploads finish in.
+        let storers = self.backend.parallel_writes().max(1);
+        let (to_store, store_rx) = crossbeam_channel::bounded::<FinishedPack>(2 * storers);
         let (stored_tx, stored) = crossbeam_channel::unbounded();
-        let backend = Arc::clone(&self.backend);
-        // Moving a finished pack into place waits for its fsync; a thread of its
-        // own keeps the workers compressing meanwhile.
+        // Moving a finished pack into place waits for its fsync; threads of
+        // their own keep the workers compressing meanwhile.
+        let storer_threads: Vec<_> = (0..storers)
+            .map(|_| {
+                let backend = Arc::clone(&self.backend);
+                let store_rx = store_rx.clone();
+                let stored_tx = stored_tx.clone();
+                std::thread::spawn(move || {
+                    for pack in store_rx {
+                        let result = backend
+                            .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)
+                            .map(|()| PackIndex {
+                                id: pack.id,
+                                size: pack.size,
+                                blobs: pack.blobs,
+                            });
+                        if stored_tx.send(result).is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
         let storer = std::thread::spawn(move || {
-            for pack in store_rx {
-                let result = backend
-                    .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)
-                    .map(|()| PackIndex {
-                        id: pack.id,
-                        size: pack.size,
-                        blobs: pack.blobs,
-                    });
-                if stored_tx.send(result).is_err() {
-                    break;
-                }
+            for handle in storer_threads {
+                let _ = handle.join();
             }
         });
         BlobSaver {
@@ -582,8 +618,30 @@ impl BlobSaver<'_> {
         let frame = codec.encode(plaintext)?;
         let raw_length =
             u32::try_from(plaintext.len()).map_err(|_| Error::usage("blob over 4 GiB"))?;
+        self.pack_frame(kind, id, &frame, raw_length)?;
+        Ok(id)
+    }
+
+    /// Stores a blob already encoded by a repository with the same keys
+    /// (`snap copy` between repositories that share ids: no recompression),
+    /// unless the repository has it. The caller has verified the frame.
+    pub fn save_frame(
+        &self,
+        kind: BlobKind,
+        id: BlobId,
+        frame: &[u8],
+        raw_length: u32,
+    ) -> Result<()> {
+        if self.repo.cache.contains(&id)? || !unpoisoned(&self.state).claimed.insert(id) {
+            return Ok(());
+        }
+        self.pack_frame(kind, id, frame, raw_length)
+    }
+
+    /// Adds a claimed blob's frame to the open pack of its kind.
+    fn pack_frame(&self, kind: BlobKind, id: BlobId, frame: &[u8], raw_length: u32) -> Result<()> {
         self.bytes_added
-            .fetch_add(plaintext.len() as u64, Ordering::Relaxed);
+            .fetch_add(u64::from(raw_length), Ordering::Relaxed);
         self.bytes_added_packed
             .fetch_add(frame.len() as u64, Ordering::Relaxed);
         let full = {
@@ -600,14 +658,14 @@ impl BlobSaver<'_> {
                 )?);
             }
             let writer = slot.as_mut().expect("just created");
-            writer.add(id, kind, &frame, raw_length)?;
+            writer.add(id, kind, frame, raw_length)?;
             if writer.is_full() { slot.take() } else { None }
         };
         if let Some(writer) = full {
             self.seal(writer)?;
             self.index_stored(false)?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Stores a file's chunk id list, as list blobs when it is long.

@@ -47,6 +47,7 @@ fn write_snapshot(env: &Env, build: impl FnOnce(&BlobSaver<'_>) -> TreeId) -> Sn
         tree,
         summary: snap::format::snapshot::Summary::default(),
         program: "hostile test".into(),
+        original: None,
     };
     // The repository's index cache is locked while `repo` lives; the CLI runs after.
     repo.write_snapshot(&snapshot).expect("write the snapshot")

@@ -5,6 +5,7 @@
 pub mod faulty;
 pub mod local;
 pub mod private_cache;
+pub mod s3;
 
 use std::path::Path;
 
@@ -12,6 +13,22 @@ use crate::error::Result;
 
 pub use local::LocalBackend;
 pub use private_cache::PrivateCache;
+pub use s3::S3Backend;
+
+/// Whether a repository location names object storage (`s3://...`)
+/// rather than a local folder.
+pub fn is_remote(location: &Path) -> bool {
+    location.to_str().is_some_and(|l| l.starts_with("s3://"))
+}
+
+/// The backend for a repository location: `s3://bucket/prefix` for
+/// S3-compatible object storage, anything else a local folder.
+pub fn open(location: &Path) -> Result<Box<dyn Backend>> {
+    match location.to_str() {
+        Some(url) if is_remote(location) => Ok(Box::new(S3Backend::new(url)?)),
+        _ => Ok(Box::new(LocalBackend::new(location))),
+    }
+}
 
 /// The kinds of repository files; each lives in its own folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,5 +111,11 @@ pub trait Backend: Send + Sync {
     /// natural place for it; `None` means the user's cache folder.
     fn cache_dir(&self) -> Option<std::path::PathBuf> {
         None
+    }
+
+    /// How many packs may be uploaded at once (object stores gain from
+    /// overlapping requests; a local disk does not).
+    fn parallel_writes(&self) -> usize {
+        1
     }
 }

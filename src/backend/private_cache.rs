@@ -84,4 +84,8 @@ impl Backend for PrivateCache {
     fn cache_dir(&self) -> Option<PathBuf> {
         Some(self.dir.path().to_path_buf())
     }
+
+    fn parallel_writes(&self) -> usize {
+        self.inner.parallel_writes()
+    }
 }

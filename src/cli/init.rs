@@ -22,6 +22,22 @@ pub struct Args {
     /// Read recipients from a file, one per line.
     #[arg(long)]
     recipients_file: Option<std::path::PathBuf>,
+    /// Chunk like this existing repository (local path or s3://), so that
+    /// `snap copy` between the two keeps deduplicating (see docs/S3.md).
+    #[arg(long, value_name = "REPO")]
+    copy_chunker_params_from: Option<std::path::PathBuf>,
+    /// Password file of the --copy-chunker-params-from repository.
+    #[arg(long, env = "SNAP_FROM_PASSWORD_FILE")]
+    from_password_file: Option<std::path::PathBuf>,
+    /// Password command of the --copy-chunker-params-from repository.
+    #[arg(long)]
+    from_password_command: Option<String>,
+    /// Key file of the --copy-chunker-params-from repository.
+    #[arg(long, env = "SNAP_FROM_KEY_FILE")]
+    from_key_file: Option<std::path::PathBuf>,
+    /// age identity file of the --copy-chunker-params-from repository.
+    #[arg(long = "from-identity-file", env = "SNAP_FROM_IDENTITY_FILE")]
+    from_identity_files: Vec<std::path::PathBuf>,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
@@ -38,12 +54,34 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let options = InitOptions {
+    let mut options = InitOptions {
         compression: args.compression,
         sqlite_chunk: args.sqlite_chunk_size,
         encryption,
         ..InitOptions::default()
     };
+    if let Some(from) = &args.copy_chunker_params_from {
+        let credentials = super::copy::other_credentials(
+            args.from_password_file,
+            "SNAP_FROM_PASSWORD",
+            args.from_password_command,
+            args.from_key_file,
+            args.from_identity_files,
+            "source repository",
+        );
+        let source = Repository::open_with(snap::backend::open(from)?, &credentials, &progress)?;
+        // Chunk sizes and the SQLite page-run size decide where chunks cut.
+        // The gear seed of an unencrypted repository is in its config; an
+        // encrypted one derives it (and its blob-id key) from its secret, so
+        // an encrypted copy of an encrypted repository shares its keys
+        // (sealed to the new password or recipients). An unencrypted copy of
+        // an encrypted repository never learns the secret seed.
+        options.chunker = source.config().chunker;
+        options.sqlite_chunk = source.config().sqlite_chunk;
+        if options.encryption.is_some() {
+            options.shared_keys = source.keys().cloned();
+        }
+    }
     let repo = Repository::init(global.backend()?, &options, &progress)?;
     if global.json {
         super::output::print_json(&serde_json::json!({

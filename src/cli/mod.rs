@@ -4,6 +4,7 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod find;
 mod forget;
@@ -27,7 +28,7 @@ use clap::{Parser, Subcommand};
 use snap::backend::{Backend, faulty::Faulty};
 use snap::keys::Credentials;
 use snap::profile::Profile;
-use snap::{Error, ErrorKind, LocalBackend, Repository};
+use snap::{Error, ErrorKind, Repository};
 
 use output::CliProgress;
 
@@ -55,7 +56,7 @@ pub mod exit {
 #[derive(Parser, Debug)]
 #[command(name = "snap", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// Repository: a local path (default: the user's data folder, e.g. ~/.local/share/snap/repo).
+    /// Repository: a local path or s3://bucket/prefix (default: the user's data folder, e.g. ~/.local/share/snap/repo).
     #[arg(short = 'r', long, global = true, env = "SNAP_REPO")]
     repo: Option<PathBuf>,
 
@@ -122,6 +123,8 @@ enum Command {
     Forget(forget::Args),
     /// Delete data no snapshot uses; repack partly used packs.
     Prune(prune::Args),
+    /// Copy snapshots into another repository (local or s3://), storing only what it lacks.
+    Copy(copy::Args),
     /// Manage the keys of an encrypted repository.
     #[command(subcommand)]
     Key(key::Command),
@@ -173,10 +176,10 @@ impl Global {
         }
     }
 
-    /// The storage of the repository (with the faults `SNAP_FAULTS` asks
-    /// for, in tests).
+    /// The storage of the repository: a local folder or `s3://bucket/prefix`
+    /// (with the faults `SNAP_FAULTS` asks for, in tests).
     pub fn backend(&self) -> snap::Result<Box<dyn Backend>> {
-        Faulty::from_env(Box::new(LocalBackend::new(self.location())))
+        Faulty::from_env(snap::backend::open(&self.location())?)
     }
 
     /// Opens the repository.
@@ -259,6 +262,7 @@ fn run_main() -> ExitCode {
         Command::Forget(args) => forget::run(&global, args),
         Command::Prune(args) => prune::run(&global, args),
         Command::Key(command) => key::run(&global, command),
+        Command::Copy(args) => copy::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -120,3 +120,33 @@ pub fn read_new_key_password(file: Option<&PathBuf>) -> snap::Result<SecretStrin
     }
     Source::default().read_new()
 }
+
+/// The password of a second repository (the target of `snap copy`, the
+/// source of `snap init --copy-chunker-params-from`): the first line of
+/// `file`, the variable `env`, `command`, or a prompt naming `what`.
+pub fn read_other(
+    file: Option<&std::path::Path>,
+    env: &str,
+    command: Option<&str>,
+    what: &str,
+) -> snap::Result<SecretString> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io("cannot read password file", path, e))?;
+        return Ok(first_line(&text));
+    }
+    if let Ok(text) = std::env::var(env) {
+        return Ok(SecretString::from(text));
+    }
+    if let Some(command) = command {
+        return run_command(command, None);
+    }
+    if std::io::stdin().is_terminal() {
+        let text = rpassword::prompt_password(format!("{what} password: "))
+            .map_err(|e| key_error(format!("cannot read the password: {e}")))?;
+        return Ok(SecretString::from(text));
+    }
+    Err(key_error(format!(
+        "the {what} is encrypted and no password was given for it"
+    )))
+}

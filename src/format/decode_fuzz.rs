@@ -108,6 +108,7 @@ fn valid_encodings() -> Vec<Vec<u8>> {
         tree: BlobId([6; 32]),
         summary: Default::default(),
         program: "snap".into(),
+        original: Some(SnapshotId([7; 32])),
     };
     vec![
         minimal_config().to_bytes(),

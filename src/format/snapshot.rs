@@ -72,4 +72,9 @@ pub struct Snapshot {
     /// snap version that wrote it.
     #[serde(default)]
     pub program: String,
+    /// For a snapshot written by `snap copy`: the id of the snapshot in the
+    /// repository where it was first written (copies of copies keep it), so
+    /// that copying it again is recognised and skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<SnapshotId>,
 }

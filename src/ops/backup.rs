@@ -479,6 +479,7 @@ fn backup_filtered(
         tree,
         summary,
         program: format!("snap {}", env!("CARGO_PKG_VERSION")),
+        original: None,
     };
     let id = repo.write_snapshot(&snapshot)?;
     let warnings = walker

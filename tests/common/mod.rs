@@ -6,6 +6,8 @@
 //! Each test crate uses a subset of these helpers.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;

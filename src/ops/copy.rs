@@ -1,0 +1,254 @@
+//! `snap copy`: copies snapshots from one repository into another (local or
+//! object storage, encrypted or not), storing only the blobs the target
+//! lacks.
+//!
+//! Blob ids depend on the repository: plain blake3 in an unencrypted one,
+//! blake3 keyed with the repository's id key in an encrypted one. So:
+//!
+//! - When both repositories compute the same ids (both unencrypted, or an
+//!   encrypted copy made with `snap init --copy-chunker-params-from`, which
+//!   shares the source's keys), every blob keeps its id: the copy reads from
+//!   the source only the blobs the target's index lacks, and trees and
+//!   snapshots come out byte-for-byte as in the source (apart from the
+//!   snapshot's `original` field).
+//! - Otherwise every blob gets the target's id: the copy reads each data
+//!   chunk of the snapshot from the source, stores it under its new id when
+//!   the target lacks it, and rewrites the chunk lists and trees that name
+//!   the ids. Chunks already mapped in this run are not read again.
+//!
+//! The write ordering is a backup's: packs, then the index delta naming
+//! them, then the snapshot. A copy that dies half-way leaves at most
+//! unreferenced packs in the target (the next copy reuses them, `snap prune`
+//! removes them). The target is announced to prunes like a backup.
+//!
+//! A copied snapshot records in `original` the id of the snapshot it was
+//! first written as; a snapshot whose original the target already holds
+//! (as itself or as a copy) is skipped, so copying twice is a no-op.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, Tree};
+use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::progress::Progress;
+use crate::repo::{BlobSaver, Repository};
+
+/// What a copy did.
+#[derive(Debug, Default, Clone)]
+pub struct CopyReport {
+    /// Source snapshot id and the id of its copy in the target.
+    pub copied: Vec<(SnapshotId, SnapshotId)>,
+    /// Source snapshots the target already held.
+    pub skipped: Vec<SnapshotId>,
+    /// Whether blobs kept their ids (a pure transfer, no re-encoding of ids).
+    pub same_ids: bool,
+    /// Blobs read from the source.
+    pub blobs_read: u64,
+    /// Plaintext bytes of the blobs the target did not have.
+    pub bytes_added: u64,
+    /// Bytes those blobs take in the target's packs.
+    pub bytes_added_packed: u64,
+}
+
+/// The id a snapshot was first written under.
+pub fn origin(id: &SnapshotId, snapshot: &Snapshot) -> SnapshotId {
+    snapshot.original.unwrap_or(*id)
+}
+
+/// Whether `a` and `b` compute the same blob id for the same bytes.
+pub fn same_ids(a: &Repository, b: &Repository) -> bool {
+    let probe = b"snap copy: do these repositories share blob ids?";
+    a.codec().id(probe) == b.codec().id(probe)
+}
+
+/// Copies `snapshots` (from `source`, oldest first) into `target`.
+pub fn copy(
+    source: &Repository,
+    target: &Repository,
+    snapshots: &[(SnapshotId, Snapshot)],
+    progress: &dyn Progress,
+) -> Result<CopyReport> {
+    if !source.can_read() {
+        return Err(Error::new(
+            ErrorKind::Key,
+            "the source repository was opened with a write-only key, which cannot read snapshots",
+        ));
+    }
+    if source.config().id == target.config().id {
+        return Err(Error::usage(
+            "source and target are the same repository; nothing to copy",
+        ));
+    }
+    let _announced = target.start_backup(progress)?;
+    target.clean_temp();
+    let mut report = CopyReport {
+        same_ids: same_ids(source, target),
+        ..CopyReport::default()
+    };
+    let mut present: HashSet<SnapshotId> = target
+        .snapshots()?
+        .iter()
+        .map(|(id, s)| origin(id, s))
+        .collect();
+    // Source id -> target id of every blob this run has stored or found
+    // (only needed when ids differ).
+    let mapped = Mutex::new(HashMap::new());
+    let blobs_read = AtomicU64::new(0);
+    for (id, snapshot) in snapshots {
+        let original = origin(id, snapshot);
+        if present.contains(&original) {
+            report.skipped.push(*id);
+            continue;
+        }
+        progress.message(&format!("copying snapshot {}", id.short()));
+        let saver = target.saver();
+        let copier = Copier {
+            source,
+            target,
+            saver: &saver,
+            same_ids: report.same_ids,
+            mapped: &mapped,
+            blobs_read: &blobs_read,
+            progress,
+        };
+        let tree = copier.tree(&snapshot.tree);
+        // Flush even after an error: what was stored stays usable.
+        let flushed = saver.flush();
+        let tree = tree?;
+        flushed?;
+        let (added, added_packed) = saver.added();
+        report.bytes_added += added;
+        report.bytes_added_packed += added_packed;
+        let copy = Snapshot {
+            // The parent names a snapshot of the source repository.
+            parent: None,
+            tree,
+            original: Some(original),
+            ..snapshot.clone()
+        };
+        let new_id = target.write_snapshot(&copy)?;
+        present.insert(original);
+        report.copied.push((*id, new_id));
+    }
+    report.blobs_read = blobs_read.load(Ordering::Relaxed);
+    Ok(report)
+}
+
+struct Copier<'a> {
+    source: &'a Repository,
+    target: &'a Repository,
+    saver: &'a BlobSaver<'a>,
+    same_ids: bool,
+    mapped: &'a Mutex<HashMap<BlobId, BlobId>>,
+    blobs_read: &'a AtomicU64,
+    progress: &'a dyn Progress,
+}
+
+impl Copier<'_> {
+    fn known(&self, id: &BlobId) -> Option<BlobId> {
+        self.mapped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .copied()
+    }
+
+    fn remember(&self, from: BlobId, to: BlobId) {
+        if !self.same_ids {
+            self.mapped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(from, to);
+        }
+    }
+
+    /// Copies one blob; returns its id in the target.
+    fn blob(&self, kind: BlobKind, id: &BlobId) -> Result<BlobId> {
+        if self.same_ids {
+            if self.target.cache().contains(id)? {
+                return Ok(*id);
+            }
+        } else if let Some(new) = self.known(id) {
+            return Ok(new);
+        }
+        self.blobs_read.fetch_add(1, Ordering::Relaxed);
+        if self.same_ids {
+            // Same ids means the same keys: the stored frame is valid in the
+            // target as it is. Decoding it verifies it (nothing damaged is
+            // copied); it is not compressed again.
+            let location = self.source.locate(id)?;
+            let frame = self.source.backend().read_range(
+                crate::backend::FileKind::Pack,
+                &location.pack.to_hex(),
+                u64::from(location.offset),
+                location.length,
+            )?;
+            self.source
+                .codec()
+                .decode(id, &frame, location.raw_length)?;
+            self.progress.add_bytes(u64::from(location.raw_length));
+            self.saver
+                .save_frame(kind, *id, &frame, location.raw_length)?;
+            return Ok(*id);
+        }
+        let plain = self.source.read_blob(id)?;
+        self.progress.add_bytes(plain.len() as u64);
+        let new = self.saver.save(kind, &plain)?;
+        self.remember(*id, new);
+        Ok(new)
+    }
+
+    /// Copies a tree and everything below it; returns its id in the target.
+    ///
+    /// Every blob below is checked even when the target already has the
+    /// tree: an interrupted backup or copy can leave a tree indexed without
+    /// all of its contents.
+    fn tree(&self, id: &TreeId) -> Result<TreeId> {
+        if let Some(new) = self.known(id) {
+            return Ok(new);
+        }
+        let tree = self.source.read_tree(id)?;
+        let nodes = tree
+            .nodes
+            .par_iter()
+            .map(|node| self.node(node))
+            .collect::<Result<Vec<_>>>()?;
+        let new = self
+            .saver
+            .save(BlobKind::Tree, &Tree { nodes }.to_bytes())?;
+        if self.same_ids && new != *id {
+            return Err(Error::corrupt(
+                format!("tree {id}"),
+                "it does not re-encode to the same bytes",
+            ));
+        }
+        self.remember(*id, new);
+        Ok(new)
+    }
+
+    fn node(&self, node: &Node) -> Result<Node> {
+        let mut node = node.clone();
+        if let Some(subtree) = node.subtree {
+            node.subtree = Some(self.tree(&subtree)?);
+        }
+        if !node.content.is_empty() {
+            let chunks = self.source.file_chunks(&node)?;
+            let ids = chunks
+                .par_iter()
+                .map(|id| self.blob(BlobKind::Data, id))
+                .collect::<Result<Vec<_>>>()?;
+            // Chunk lists are rebuilt from the ids, the way a backup builds them.
+            let (content, depth) = self.saver.save_content(ids)?;
+            node.content = content;
+            node.content_depth = depth;
+            self.progress.add_files(1);
+        }
+        Ok(node)
+    }
+}
