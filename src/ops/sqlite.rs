@@ -169,8 +169,8 @@ pub struct DatabaseCheck {
     pub message: String,
 }
 
-/// Runs `PRAGMA integrity_check` on every SQLite database (a file that
-/// starts with the SQLite header) in the snapshot with root `tree`, each
+/// Runs `PRAGMA integrity_check` on every SQLite database (a file of whole
+/// 512-byte multiples that starts with the SQLite header) in the snapshot with root `tree`, each
 /// restored into a temporary file in `scratch` (removed right after), never
 /// into its original place. Files that cannot be read from the repository
 /// are errors (the repository check reports them); a database that is
@@ -192,7 +192,9 @@ pub fn check_databases(
         "",
         true,
         &mut |path, node| {
-            if node.kind == NodeKind::File && node.size >= 512 {
+            // A database file is whole pages (512 bytes at least): only
+            // such sizes are worth reading the first chunk of.
+            if node.kind == NodeKind::File && node.size >= 512 && node.size % 512 == 0 {
                 candidates.push((path.to_string(), node.clone()));
             }
             Ok(())
