@@ -21,9 +21,15 @@ run() { # tool scenario
   local tool=$1 scenario=$2 repo=$work/repo-$1-$2
   rm -rf "$repo" "$work/entity"; mkdir -p "$work/entity"; cp "$work/base.db" "$work/entity/conversations.db"
   case $tool in
-    snap) "$snap" -r "$repo" init -q ${SNAP_INIT_ARGS:-} >/dev/null; "$snap" -r "$repo" backup -q "$work/entity" ;;
-    restic) restic -q init -r "$repo" >/dev/null; restic -q -r "$repo" backup --compression auto "$work/entity" >/dev/null ;;
+    snap) "$snap" -r "$repo" init -q ${SNAP_INIT_ARGS:-} >/dev/null ;;
+    restic) restic -q init -r "$repo" >/dev/null ;;
   esac
+  local started; started=$(date +%s.%N)
+  case $tool in
+    snap) "$snap" -r "$repo" backup -q "$work/entity" ;;
+    restic) restic -q -r "$repo" backup --compression auto "$work/entity" >/dev/null ;;
+  esac
+  python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$started" "$(date +%s.%N)" > "$work/first-$tool-$scenario"
   local before; before=$(size "$repo")
   local holder=""
   if [ "$scenario" = checkpointed ]; then
@@ -47,6 +53,10 @@ for scenario in checkpointed wal; do
   s=$(run snap $scenario); r=$(run restic $scenario)
   echo "| $scenario | $(kib "$s") KiB | $(kib "$r") KiB | $(python3 -c "print(round($s/$r, 2))") |"
 done
+echo
+for scenario in checkpointed wal; do
+  echo "first backup ($scenario run): snap $(cat "$work/first-snap-$scenario")s, restic $(cat "$work/first-restic-$scenario")s"
+done
 
 # Capture time against cp (warm cache), medians of 5.
 cp "$work/base.db" "$work/entity/conversations.db"
@@ -59,6 +69,8 @@ for _ in range(5):
 print(round(statistics.median(ts), 3))
 PY
 )
-t_cap=$(cd "$here/.." && SNAP_BENCH_DB="$work/entity/conversations.db" cargo test -q --release --lib -- --ignored sqlite_capture_timing --nocapture 2>/dev/null | grep -oE 'capture_s=[0-9.]+' | cut -d= -f2 || true)
+timing=$(cd "$here/.." && SNAP_BENCH_DB="$work/entity/conversations.db" cargo test -q --release --lib -- --ignored sqlite_capture_timing --nocapture 2>/dev/null || true)
+t_cap=$(echo "$timing" | grep -oE 'capture_s=[0-9.]+' | cut -d= -f2)
+t_train=$(echo "$timing" | grep -oE 'train_s=[0-9.]+' | cut -d= -f2)
 echo
-echo "cp of the database: ${t_cp}s; snap capture (online backup API into a temporary file): ${t_cap:-n/a}s"
+echo "cp of the database: ${t_cp}s; snap capture (online backup API into a temporary file): ${t_cap:-n/a}s; dictionary training (first backup only): ${t_train:-n/a}s"

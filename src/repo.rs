@@ -5,7 +5,7 @@
 //! then the snapshot referencing them. A crash at any point leaves at most
 //! unreferenced packs behind, never a snapshot pointing at missing data.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,15 +15,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::{Backend, FileKind};
-use crate::codec::{BlobCodec, ChunkerParams, FileClass};
+use crate::codec::{BlobCodec, ChunkerParams, Dictionary, FileClass, compress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Encryption};
 use crate::format::index::{self, IndexDelta, PackIndex};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{self, Snapshot};
-use crate::format::tree::{
-    ChunkList, DIRECT_CONTENT_MAX, MAX_CONTENT_DEPTH, MAX_LIST_LEN, Node, Tree, is_list_boundary,
-};
+use crate::format::tree::{ChunkList, DIRECT_CONTENT_MAX, ListCut, MAX_CONTENT_DEPTH, Node, Tree};
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
 use crate::index::{IndexCache, Location};
@@ -70,7 +68,12 @@ pub struct Repository {
     cache: IndexCache,
     keys: Option<RepoKeys>,
     key_id: Option<String>,
+    /// Dictionaries loaded for decoding, by blob id (a few per repository).
+    dictionaries: Mutex<HashMap<BlobId, Dictionary>>,
 }
+
+/// Dictionaries kept loaded at most; more are dropped and reloaded.
+const LOADED_DICTIONARIES: usize = 64;
 
 /// Packs flushed into one index delta at most.
 const PACKS_PER_DELTA: usize = 8;
@@ -228,6 +231,7 @@ impl Repository {
             cache,
             keys,
             key_id,
+            dictionaries: Mutex::new(HashMap::new()),
         };
         repo.sync_cache(progress)?;
         // redb's copy-on-write leaves free pages behind bulk loads; rewrite
@@ -474,7 +478,42 @@ impl Repository {
             u64::from(location.offset),
             location.length,
         )?;
-        self.codec.decode(id, &frame, location.raw_length)
+        self.decode_blob(id, &frame, location.raw_length)
+    }
+
+    /// The verified plaintext of a stored frame, loading the dictionary it
+    /// names, if any.
+    pub fn decode_blob(&self, id: &BlobId, frame: &[u8], raw_length: u32) -> Result<Vec<u8>> {
+        self.codec
+            .decode_with(id, frame, raw_length, &mut |d| self.dictionary(d))
+    }
+
+    /// The dictionary stored as blob `id`.
+    pub fn dictionary(&self, id: &BlobId) -> Result<Dictionary> {
+        if let Some(found) = unpoisoned(&self.dictionaries).get(id) {
+            return Ok(found.clone());
+        }
+        let location = self.locate(id)?;
+        if location.raw_length as usize > compress::MAX_DICTIONARY_LEN {
+            return Err(Error::corrupt(
+                format!("dictionary {id}"),
+                format!("{} bytes, more than a dictionary has", location.raw_length),
+            ));
+        }
+        let frame = self.backend.read_range(
+            FileKind::Pack,
+            &location.pack.to_hex(),
+            u64::from(location.offset),
+            location.length,
+        )?;
+        // A dictionary is itself compressed without one.
+        let dictionary = Dictionary::new(*id, self.codec.decode(id, &frame, location.raw_length)?);
+        let mut loaded = unpoisoned(&self.dictionaries);
+        if loaded.len() >= LOADED_DICTIONARIES {
+            loaded.clear();
+        }
+        loaded.insert(*id, dictionary.clone());
+        Ok(dictionary)
     }
 
     /// Reads and validates a tree.
@@ -610,12 +649,23 @@ fn unpoisoned<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl BlobSaver<'_> {
     /// Stores a blob unless the repository already has it; returns its id.
     pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<BlobId> {
+        self.save_with(kind, plaintext, None)
+    }
+
+    /// Stores a blob compressed with `dictionary` (its id then names the
+    /// dictionary, see `Hasher::blob_id_with`), unless the repository has it.
+    pub fn save_with(
+        &self,
+        kind: BlobKind,
+        plaintext: &[u8],
+        dictionary: Option<&Dictionary>,
+    ) -> Result<BlobId> {
         let codec = &self.repo.codec;
-        let id = codec.id(plaintext);
+        let id = codec.id_with(dictionary, plaintext);
         if self.repo.cache.contains(&id)? || !unpoisoned(&self.state).claimed.insert(id) {
             return Ok(id);
         }
-        let frame = codec.encode(plaintext)?;
+        let frame = codec.encode_with(plaintext, dictionary)?;
         let raw_length =
             u32::try_from(plaintext.len()).map_err(|_| Error::usage("blob over 4 GiB"))?;
         self.pack_frame(kind, id, &frame, raw_length)?;
@@ -670,14 +720,23 @@ impl BlobSaver<'_> {
 
     /// Stores a file's chunk id list, as list blobs when it is long.
     /// Returns the node's `content` and `content_depth`.
-    pub fn save_content(&self, mut ids: Vec<BlobId>) -> Result<(Vec<BlobId>, u8)> {
+    pub fn save_content(&self, ids: Vec<BlobId>) -> Result<(Vec<BlobId>, u8)> {
+        self.save_content_cut(ids, ListCut::ContentDefined)
+    }
+
+    /// [`BlobSaver::save_content`], cutting lists as `cut` says.
+    pub fn save_content_cut(
+        &self,
+        mut ids: Vec<BlobId>,
+        cut: ListCut,
+    ) -> Result<(Vec<BlobId>, u8)> {
         let mut depth = 0u8;
         while ids.len() > DIRECT_CONTENT_MAX && depth < MAX_CONTENT_DEPTH {
             let mut next = Vec::new();
             let mut group = Vec::new();
             for id in ids {
                 group.push(id);
-                if is_list_boundary(&id) || group.len() >= MAX_LIST_LEN {
+                if cut.cuts_after(&id, group.len()) {
                     let list = ChunkList {
                         ids: std::mem::take(&mut group),
                     };

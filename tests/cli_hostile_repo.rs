@@ -82,6 +82,7 @@ fn node(name: &[u8], kind: NodeKind) -> Node {
         target: None,
         content: Vec::new(),
         content_depth: 0,
+        dictionary: None,
         subtree: None,
     }
 }
@@ -640,6 +641,7 @@ fn chunk_list_bomb_fails_fast_with_bounded_memory() {
             size: 1,
             content: vec![id],
             content_depth: 3,
+            dictionary: None,
             ..node(b"bomb", NodeKind::File)
         };
         tree(s, vec![bomb])

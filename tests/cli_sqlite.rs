@@ -348,3 +348,251 @@ fn check_sqlite_runs_integrity_check_on_every_database_of_a_snapshot() {
         .assert()
         .code(10);
 }
+
+/// Words of English-like text from a small vocabulary, like a companion's
+/// conversation log (a fixed sequence: the test sizes do not vary).
+fn words() -> impl FnMut(usize) -> String {
+    const WORDS: [&str; 24] = [
+        "the", "tide", "came", "in", "at", "seven", "and", "sky", "was", "colour", "of", "slate",
+        "we", "talked", "about", "garden", "letter", "morning", "quiet", "light", "remember",
+        "session", "beach", "memory",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    move |count| {
+        let mut text = Vec::with_capacity(count);
+        for _ in 0..count {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            text.push(WORDS[(state % WORDS.len() as u64) as usize]);
+        }
+        text.join(" ")
+    }
+}
+
+/// A database of `rows` messages of 60 words, in WAL mode, checkpointed.
+fn conversations(env: &Env, rows: u64) -> Connection {
+    let mut text = words();
+    let mut db = Connection::open(env.db()).unwrap();
+    db.pragma_update(None, "journal_mode", "wal").unwrap();
+    db.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    schema(&db);
+    let tx = db.transaction().unwrap();
+    for _ in 0..rows {
+        tx.execute("INSERT INTO messages (body) VALUES (?1)", [text(60)])
+            .unwrap();
+    }
+    tx.execute("UPDATE counter SET n = ?1", [rows]).unwrap();
+    tx.commit().unwrap();
+    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    db
+}
+
+/// Bytes of the repository's files (what a session adds to it).
+fn repo_bytes(env: &Env) -> u64 {
+    fn walk(dir: &Path) -> u64 {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let meta = e.metadata().unwrap();
+                if meta.is_dir() {
+                    walk(&e.path())
+                } else {
+                    meta.len()
+                }
+            })
+            .sum()
+    }
+    walk(&env.root.join("repo"))
+}
+
+/// The dictionary of `path` in the latest snapshot, and where its blob is
+/// stored (pack file, an offset inside the blob).
+fn dictionary_of_latest(env: &Env, path: &str) -> Option<(snap::id::BlobId, PathBuf, u64)> {
+    use snap::{LocalBackend, NoProgress, Repository};
+    let repo_dir = env.root.join("repo");
+    let repo = Repository::open(Box::new(LocalBackend::new(&repo_dir)), &NoProgress).unwrap();
+    let (_, snapshot) = repo.snapshots().unwrap().pop().unwrap();
+    let node = snap::ops::browse::find_node(&repo, snapshot.tree, path).unwrap();
+    let id = node.dictionary?;
+    let at = repo.locate(&id).unwrap();
+    let hex = at.pack.to_hex();
+    Some((
+        id,
+        repo_dir.join("data").join(&hex[..2]).join(&hex),
+        u64::from(at.offset) + u64::from(at.length) / 2,
+    ))
+}
+
+/// Changes still in the `-wal` file (a session an app has not checkpointed)
+/// cost at most 1.5x the log itself compressed at once (what restic stores
+/// for them: a raw copy of the log), although snap stores the committed
+/// pages of a consistent capture. The pages are compressed with the
+/// database's own dictionary, and the chunk list is a tree of small lists.
+#[test]
+fn changes_still_in_the_log_cost_at_most_one_and_a_half_compressed_logs() {
+    let env = Env::new();
+    let mut db = conversations(&env, 24_000);
+    let size = fs::metadata(env.db()).unwrap().len();
+    assert!(size > 8_000_000, "{size}");
+    env.backup();
+    let before = repo_bytes(&env);
+    // One session in one transaction (as scripts/bench-sqlite.sh runs it):
+    // 300 new messages and 10 edits spread over the database, committed
+    // into the log and never checkpointed.
+    let mut text = words();
+    let tx = db.transaction().unwrap();
+    for _ in 0..300 {
+        tx.execute("INSERT INTO messages (body) VALUES (?1)", [text(60)])
+            .unwrap();
+    }
+    for i in 0..10u64 {
+        tx.execute(
+            "UPDATE messages SET body = ?1 WHERE id = ?2",
+            rusqlite::params![text(20), 1 + i * 2_400],
+        )
+        .unwrap();
+    }
+    tx.execute("UPDATE counter SET n = 24300", []).unwrap();
+    tx.commit().unwrap();
+    let wal = fs::read(env.root.join("app/memory.db-wal")).unwrap();
+    assert!(
+        wal.len() > 100_000,
+        "the session is in the log: {}",
+        wal.len()
+    );
+    let log_compressed = zstd::bulk::compress(&wal, 3).unwrap().len() as u64;
+    env.backup();
+    let added = repo_bytes(&env) - before;
+    eprintln!("session added {added} bytes; the log compressed is {log_compressed} bytes");
+    assert!(
+        added * 2 <= log_compressed * 3,
+        "the session added {added} bytes; the log compressed is {log_compressed} bytes"
+    );
+    drop(db);
+    assert_eq!(assert_consistent(&env.restore_db("latest")), 24_300);
+}
+
+/// A database of a megabyte or more gets a zstd dictionary trained on its
+/// pages; later snapshots reuse it (so unchanged pages keep their ids);
+/// prune keeps it while a snapshot needs it; check --read-data verifies
+/// every chunk through it.
+#[test]
+fn database_pages_share_one_dictionary_across_snapshots_and_prune() {
+    let env = Env::new();
+    let mut db = conversations(&env, 6_000);
+    env.backup();
+    let (first, _, _) =
+        dictionary_of_latest(&env, "app/memory.db").expect("a dictionary for a 2 MB database");
+    for i in 0..30 {
+        step(&mut db, 6_000 + i);
+    }
+    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let second = env.backup();
+    assert!(
+        second["bytes_added_packed"].as_u64().unwrap() < 100_000,
+        "{second}"
+    );
+    let (again, _, _) = dictionary_of_latest(&env, "app/memory.db").unwrap();
+    assert_eq!(first, again, "the dictionary is carried from the parent");
+    // The first snapshot goes; the dictionary stays for the second.
+    env.snap(&["forget", "--keep-last", "1", "--prune"])
+        .assert()
+        .success();
+    env.snap(&["check", "--read-data"]).assert().success();
+    assert_eq!(assert_consistent(&env.restore_db("latest")), 6_030);
+    // A small database gets none.
+    let small = Connection::open(env.root.join("app/small.db")).unwrap();
+    schema(&small);
+    drop(small);
+    env.backup();
+    assert!(dictionary_of_latest(&env, "app/small.db").is_none());
+}
+
+/// `snap copy` carries dictionary-compressed databases to a repository with
+/// the same ids (frames as they are, dictionary included) and to an
+/// encrypted one (compressed again there, with a copy of the dictionary).
+#[test]
+fn copy_carries_dictionary_compressed_databases() {
+    let env = Env::new();
+    drop(conversations(&env, 6_000));
+    env.backup();
+    let password = env.root.join("password");
+    fs::write(&password, "correct horse\n").unwrap();
+    for (name, encrypted) in [("plain-copy", false), ("encrypted-copy", true)] {
+        let target = env.root.join(name);
+        let mut init = Command::cargo_bin("snap").unwrap();
+        init.arg("-r").arg(&target).env_remove("SNAP_REPO");
+        if encrypted {
+            init.arg("--password-file").arg(&password);
+        }
+        init.arg("init").assert().success();
+        let mut copy = env.snap(&["copy", "--to"]);
+        copy.arg(&target);
+        if encrypted {
+            copy.arg("--to-password-file").arg(&password);
+        }
+        copy.assert().success();
+        let restored = env.root.join(format!("{name}-restored"));
+        let tool = |args: &[&str]| {
+            let mut cmd = Command::cargo_bin("snap").unwrap();
+            cmd.arg("-r").arg(&target).env_remove("SNAP_REPO");
+            if encrypted {
+                cmd.arg("--password-file").arg(&password);
+            }
+            cmd.args(args);
+            cmd
+        };
+        tool(&["check", "--read-data"]).assert().success();
+        tool(&["restore", "latest:app/memory.db", "--target"])
+            .arg(&restored)
+            .assert()
+            .success();
+        assert_eq!(assert_consistent(&restored.join("memory.db")), 6_000);
+    }
+}
+
+/// A damaged dictionary is damage to every database compressed with it:
+/// check names the database, and restore reports it while restoring the
+/// other files.
+#[test]
+fn a_damaged_dictionary_names_the_database_that_needs_it() {
+    let env = Env::new();
+    drop(conversations(&env, 6_000));
+    fs::write(env.root.join("app/notes.md"), "a note\n".repeat(50)).unwrap();
+    env.backup();
+    let (_, pack, offset) = dictionary_of_latest(&env, "app/memory.db").unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[offset as usize] ^= 0x55;
+    fs::write(&pack, bytes).unwrap();
+    let out = env
+        .snap(&["--json", "check", "--read-data"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("app/memory.db"), "{report}");
+    let target = env.root.join("restored");
+    let out = env
+        .snap(&["restore", "latest", "--target"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("memory.db"));
+    assert_eq!(
+        fs::read_to_string(target.join("app/notes.md")).unwrap(),
+        "a note\n".repeat(50)
+    );
+}

@@ -157,8 +157,10 @@ pub fn fixed_batches<R: Read, E: From<io::Error>>(
     chunk_size: usize,
     mut batch: impl FnMut(&[&[u8]]) -> Result<(), E>,
 ) -> Result<u64, E> {
-    const PER_BATCH: usize = 32;
-    let mut buf = vec![0u8; chunk_size * PER_BATCH];
+    // About 1 MiB a batch (at least 32 chunks): enough work to spread over
+    // the threads even when chunks are single 4 KiB pages.
+    let per_batch = (1usize << 20).div_ceil(chunk_size.max(1)).max(32);
+    let mut buf = vec![0u8; chunk_size * per_batch];
     let mut total = 0u64;
     loop {
         let mut filled = 0;

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::id::BlobId;
 
 pub use chunker::{Chunker, ChunkerParams};
+pub use compress::Dictionary;
 pub use crypto::Crypto;
 pub use hash::Hasher;
 
@@ -59,26 +60,83 @@ impl BlobCodec {
         self.hasher.blob_id(plaintext)
     }
 
+    /// The id a blob with this plaintext has when compressed with
+    /// `dictionary` (see [`Hasher::blob_id_with`]).
+    pub fn id_with(&self, dictionary: Option<&Dictionary>, plaintext: &[u8]) -> BlobId {
+        match dictionary {
+            Some(d) => self.hasher.blob_id_with(&d.id, plaintext),
+            None => self.hasher.blob_id(plaintext),
+        }
+    }
+
     /// The stored frame of `plaintext`: compressed, then sealed.
     pub fn encode(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let compressed = compress::compress(plaintext, self.level)?;
+        self.encode_with(plaintext, None)
+    }
+
+    /// The stored frame of `plaintext`, compressed with `dictionary` if given.
+    pub fn encode_with(
+        &self,
+        plaintext: &[u8],
+        dictionary: Option<&Dictionary>,
+    ) -> Result<Vec<u8>> {
+        let compressed = match dictionary {
+            Some(d) => compress::compress_with(plaintext, self.level, d)?,
+            None => compress::compress(plaintext, self.level)?,
+        };
         self.data.seal(compressed)
+    }
+
+    /// The plaintext of a frame compressed without a dictionary; a frame that
+    /// needs one is reported as such (use [`BlobCodec::decode_with`]).
+    pub fn decode(&self, id: &BlobId, frame: &[u8], raw_len: u32) -> Result<Vec<u8>> {
+        self.decode_with(id, frame, raw_len, &mut |d| {
+            Err(Error::corrupt(
+                format!("blob {id}"),
+                format!("it needs dictionary {d}, which this reader cannot load"),
+            ))
+        })
     }
 
     /// The plaintext of a frame, checked against `id`. `raw_len` bounds the
     /// allocation, so a frame that lies about its size cannot exhaust memory.
-    pub fn decode(&self, id: &BlobId, frame: &[u8], raw_len: u32) -> Result<Vec<u8>> {
+    /// `dictionaries` loads the dictionary a frame names.
+    pub fn decode_with(
+        &self,
+        id: &BlobId,
+        frame: &[u8],
+        raw_len: u32,
+        dictionaries: &mut dyn FnMut(&BlobId) -> Result<Dictionary>,
+    ) -> Result<Vec<u8>> {
         let what = || format!("blob {id}");
         let compressed = self.data.open(frame).map_err(|e| damage(what(), e))?;
-        let plaintext = compress::decompress(&compressed, raw_len as usize)
-            .map_err(|e| Error::corrupt(what(), e))?;
+        let (plaintext, expected) = match compress::split_dictionary(&compressed) {
+            Some((dictionary_id, rest)) => {
+                let dictionary = dictionaries(&dictionary_id).map_err(|e| {
+                    Error::new(
+                        e.kind(),
+                        format!("blob {id}: cannot load its dictionary: {}", e.message()),
+                    )
+                })?;
+                let plaintext = compress::decompress_with(rest, raw_len as usize, &dictionary)
+                    .map_err(|e| Error::corrupt(what(), e))?;
+                let expected = self.hasher.blob_id_with(&dictionary_id, &plaintext);
+                (plaintext, expected)
+            }
+            None => {
+                let plaintext = compress::decompress(&compressed, raw_len as usize)
+                    .map_err(|e| Error::corrupt(what(), e))?;
+                let expected = self.hasher.blob_id(&plaintext);
+                (plaintext, expected)
+            }
+        };
         if plaintext.len() != raw_len as usize {
             return Err(Error::corrupt(
                 what(),
                 format!("{} bytes instead of {raw_len}", plaintext.len()),
             ));
         }
-        if self.hasher.blob_id(&plaintext) != *id {
+        if expected != *id {
             return Err(Error::corrupt(what(), "hash mismatch"));
         }
         Ok(plaintext)

@@ -40,10 +40,12 @@ pub struct Config {
 }
 
 /// Default SQLite chunk size; see docs/SQLITE.md for the measurements.
-pub const SQLITE_CHUNK: u32 = 8 * 1024;
+pub const SQLITE_CHUNK: u32 = 4 * 1024;
 
+/// What a config without the field means: the size snap used before the
+/// field existed, so old repositories keep deduplicating against themselves.
 fn default_sqlite_chunk() -> u32 {
-    SQLITE_CHUNK
+    8 * 1024
 }
 
 impl Config {

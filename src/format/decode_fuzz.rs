@@ -69,6 +69,7 @@ fn sample_tree() -> Tree {
             Vec::new()
         },
         content_depth: 0,
+        dictionary: None,
         subtree: (kind == NodeKind::Dir).then_some(BlobId([2; 32])),
     };
     Tree {

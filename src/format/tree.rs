@@ -113,6 +113,10 @@ pub struct Node {
     /// 0: `content` lists data chunks; d > 0: list blobs of depth d - 1.
     #[serde(default, skip_serializing_if = "is_zero_u8")]
     pub content_depth: u8,
+    /// The zstd dictionary (a data blob) the file's chunks were compressed
+    /// with; their ids name it (see docs/FORMAT.md). SQLite images only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dictionary: Option<BlobId>,
     /// The tree of a directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtree: Option<TreeId>,
@@ -265,10 +269,40 @@ pub const DIRECT_CONTENT_MAX: usize = 32;
 /// A list blob is cut after this many ids even without a boundary.
 pub const MAX_LIST_LEN: usize = 1024;
 
-/// Whether a list boundary falls after this id: on average every 32 ids,
+/// Whether a list boundary falls after this id: on average every 8 ids,
 /// decided by the id itself, so boundaries survive insertions upstream.
+///
+/// Small lists keep scattered edits cheap: a changed chunk rewrites one list
+/// per level, so a list's size is what each level costs per edit (8 ids, 256
+/// bytes, instead of 1 KiB at 32; measured in docs/SQLITE.md).
 pub fn is_list_boundary(id: &BlobId) -> bool {
-    id.0[31] & 0x1f == 0
+    id.0[31] & 0x07 == 0
+}
+
+/// Ids in each list blob of a fixed-size chunk list.
+pub const FIXED_LIST_LEN: usize = 8;
+
+/// Where a file's chunk list is cut into list blobs (readers do not care).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListCut {
+    /// After ids that [`is_list_boundary`] picks: content-defined chunks
+    /// move when bytes are inserted before them, and the cuts move along.
+    ContentDefined,
+    /// Every [`FIXED_LIST_LEN`] ids: the fixed-size chunks of a SQLite image
+    /// never move, and lists of equal length make every edit cost the same
+    /// (a content-defined list holding a changed id is twice the average
+    /// length on average: long lists are the likeliest to hold it).
+    Fixed,
+}
+
+impl ListCut {
+    /// Whether a list of `len` ids ending with `id` ends here.
+    pub fn cuts_after(self, id: &BlobId, len: usize) -> bool {
+        match self {
+            ListCut::ContentDefined => is_list_boundary(id) || len >= MAX_LIST_LEN,
+            ListCut::Fixed => len >= FIXED_LIST_LEN,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -294,6 +328,7 @@ mod tests {
             target: None,
             content: vec![BlobId([1; 32])],
             content_depth: 0,
+            dictionary: None,
             subtree: None,
         }
     }

@@ -79,6 +79,9 @@ pub struct FileMemo {
     pub content: Vec<BlobId>,
     /// Content depth (see `Node::content_depth`).
     pub content_depth: u8,
+    /// The chunks' dictionary (see `Node::dictionary`).
+    #[serde(default)]
+    pub dictionary: Option<BlobId>,
 }
 
 /// The redb index cache of one repository.

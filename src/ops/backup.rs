@@ -22,11 +22,11 @@ use std::time::Instant;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
-use crate::codec::{Chunker, chunker};
+use crate::codec::{Chunker, Dictionary, chunker};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{Snapshot, Summary};
-use crate::format::tree::{Node, NodeKind, Tree, Xattr};
+use crate::format::tree::{ListCut, Node, NodeKind, Tree, Xattr};
 use crate::id::{SnapshotId, TreeId};
 use crate::index::FileMemo;
 use crate::ops::sqlite;
@@ -524,6 +524,7 @@ fn node_from_metadata(name: Vec<u8>, kind: NodeKind, meta: &Metadata) -> Node {
         target: None,
         content: Vec::new(),
         content_depth: 0,
+        dictionary: None,
         subtree: None,
     }
 }
@@ -550,6 +551,7 @@ fn made_node(name: Vec<u8>, kind: NodeKind, mode: u32) -> Node {
         target: None,
         content: Vec::new(),
         content_depth: 0,
+        dictionary: None,
         subtree: None,
     }
 }
@@ -676,6 +678,7 @@ impl Walker<'_> {
             inode: node.inode,
             content: node.content.clone(),
             content_depth: node.content_depth,
+            dictionary: node.dictionary,
         };
         memos
             .lock()
@@ -693,7 +696,7 @@ impl Walker<'_> {
         let Some(memo) = self.repo.cache().file_memo(&self.memo_key(path))? else {
             return Ok(None);
         };
-        for id in &memo.content {
+        for id in memo.content.iter().chain(&memo.dictionary) {
             if !self.repo.cache().contains(id)? {
                 return Ok(None);
             }
@@ -705,6 +708,7 @@ impl Walker<'_> {
             inode: memo.inode,
             content: memo.content,
             content_depth: memo.content_depth,
+            dictionary: memo.dictionary,
             ..node.clone()
         }))
     }
@@ -858,7 +862,7 @@ impl Walker<'_> {
         let read = self
             .chunker
             .chunk_batches(reader, u64::MAX, |chunks: &[&[u8]]| {
-                self.store_chunks(chunks, &mut ids)
+                self.store_chunks(chunks, None, &mut ids)
             })
             .map_err(|e| match e {
                 ReadError::Source(e) => Error::new(
@@ -871,16 +875,18 @@ impl Walker<'_> {
         Ok((content, depth, read))
     }
 
-    /// Stores a batch of chunks in parallel, appending their ids.
+    /// Stores a batch of chunks in parallel (compressed with `dictionary` if
+    /// given), appending their ids.
     fn store_chunks(
         &self,
         chunks: &[&[u8]],
+        dictionary: Option<&Dictionary>,
         ids: &mut Vec<crate::id::BlobId>,
     ) -> Result<(), ReadError> {
         self.check_cancel().map_err(ReadError::Repo)?;
         let batch: Vec<_> = chunks
             .par_iter()
-            .map(|chunk| self.saver.save(BlobKind::Data, chunk))
+            .map(|chunk| self.saver.save_with(BlobKind::Data, chunk, dictionary))
             .collect::<Result<_>>()
             .map_err(ReadError::Repo)?;
         ids.extend(batch);
@@ -1088,6 +1094,7 @@ impl Walker<'_> {
         {
             node.content = p.content.clone();
             node.content_depth = p.content_depth;
+            node.dictionary = p.dictionary;
             self.counters
                 .files_unchanged
                 .fetch_add(1, Ordering::Relaxed);
@@ -1097,7 +1104,6 @@ impl Walker<'_> {
             return Ok(true);
         }
         let mut ids = Vec::new();
-        let mut store_batch = |chunks: &[&[u8]]| self.store_chunks(chunks, &mut ids);
         let capture = if self.is_database(path) {
             match sqlite::capture(path) {
                 Ok(capture) => Some(capture),
@@ -1112,6 +1118,8 @@ impl Walker<'_> {
         } else {
             None
         };
+        let mut dictionary = None;
+        let captured = capture.is_some();
         let read = if let Some(capture) = capture {
             let size =
                 self.repo.config().sqlite_chunk.div_ceil(capture.page_size) * capture.page_size;
@@ -1119,7 +1127,10 @@ impl Walker<'_> {
                 .file
                 .reopen()
                 .map_err(|e| Error::io("cannot read the capture of", path, e))?;
-            chunker::fixed_batches(image, size as usize, &mut store_batch)
+            dictionary = self.sqlite_dictionary(path, &image, capture.page_size, parent)?;
+            chunker::fixed_batches(image, size as usize, |chunks: &[&[u8]]| {
+                self.store_chunks(chunks, dictionary.as_ref(), &mut ids)
+            })
         } else {
             let file = match open_source(path) {
                 Ok(file) => file,
@@ -1130,7 +1141,9 @@ impl Walker<'_> {
                 }
             };
             self.chunker
-                .chunk_batches(file, meta.len(), &mut store_batch)
+                .chunk_batches(file, meta.len(), |chunks: &[&[u8]]| {
+                    self.store_chunks(chunks, None, &mut ids)
+                })
         };
         let read = match read {
             Ok(read) => read,
@@ -1141,9 +1154,15 @@ impl Walker<'_> {
             }
             Err(ReadError::Repo(e)) => return Err(e),
         };
-        let (content, depth) = self.saver.save_content(ids)?;
+        let cut = if captured {
+            ListCut::Fixed
+        } else {
+            ListCut::ContentDefined
+        };
+        let (content, depth) = self.saver.save_content_cut(ids, cut)?;
         node.content = content;
         node.content_depth = depth;
+        node.dictionary = dictionary.map(|d| d.id);
         node.size = read;
         let counter = if parent.is_some() {
             &self.counters.files_changed
@@ -1155,5 +1174,39 @@ impl Walker<'_> {
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
         self.progress.add_files(1);
         Ok(true)
+    }
+
+    /// The dictionary to compress a database image's pages with: the one of
+    /// its last snapshot, so unchanged pages keep their ids; else one
+    /// trained on the image and stored now. `None` for small images, and for
+    /// write-only keys, which cannot read a stored dictionary back.
+    fn sqlite_dictionary(
+        &self,
+        path: &Path,
+        image: &File,
+        page_size: u32,
+        parent: Option<&Node>,
+    ) -> Result<Option<Dictionary>> {
+        if !self.repo.can_read() {
+            return Ok(None);
+        }
+        if let Some(id) = parent.and_then(|p| p.dictionary) {
+            match self.repo.dictionary(&id) {
+                Ok(dictionary) => return Ok(Some(dictionary)),
+                Err(e) => self.warn(format!(
+                    "{}: cannot load the dictionary of its last snapshot ({e}); training a new one",
+                    path.display()
+                )),
+            }
+        }
+        let len = image
+            .metadata()
+            .map_err(|e| Error::io("cannot read the capture of", path, e))?
+            .len();
+        let Some(bytes) = sqlite::train_dictionary(image, len, page_size) else {
+            return Ok(None);
+        };
+        let id = self.saver.save(BlobKind::Data, &bytes)?;
+        Ok(Some(Dictionary::new(id, bytes)))
     }
 }

@@ -27,6 +27,7 @@ pub fn root_node(tree: TreeId) -> Node {
         target: None,
         content: Vec::new(),
         content_depth: 0,
+        dictionary: None,
         subtree: Some(tree),
     }
 }

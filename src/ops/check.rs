@@ -770,7 +770,6 @@ impl<'r> Checker<'r> {
             .map(|p| p.blobs.as_slice())
             .or_else(|| view.orphans.get(&id).map(Vec::as_slice))
             .unwrap_or_default();
-        let codec = self.repo.codec();
         let verdicts: Vec<Option<BlobId>> = entries
             .par_iter()
             .map(|entry| {
@@ -778,7 +777,7 @@ impl<'r> Checker<'r> {
                 let Some(frame) = bytes.get(start..start + entry.length as usize) else {
                     return Ok(Some(entry.id));
                 };
-                match codec.decode(&entry.id, frame, entry.raw_length) {
+                match self.repo.decode_blob(&entry.id, frame, entry.raw_length) {
                     Ok(_) => Ok(None),
                     Err(e) if e.kind() == ErrorKind::Corrupt => Ok(Some(entry.id)),
                     Err(e) => Err(e),
@@ -942,7 +941,10 @@ impl<'r> Checker<'r> {
     /// so the set of used blobs is complete).
     fn file_problem(&self, node: &Node) -> Result<Option<usize>> {
         let depth = node.content_depth.min(MAX_CONTENT_DEPTH);
-        let mut first = None;
+        let mut first = match &node.dictionary {
+            Some(dictionary) => self.blob_problem(dictionary)?,
+            None => None,
+        };
         for id in &node.content {
             let p = if depth == 0 {
                 self.blob_problem(id)?

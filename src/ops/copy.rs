@@ -31,10 +31,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
+use crate::codec::Dictionary;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Node, Tree};
+use crate::format::tree::{ListCut, Node, Tree};
 use crate::id::{BlobId, SnapshotId, TreeId};
 use crate::progress::Progress;
 use crate::repo::{BlobSaver, Repository};
@@ -168,8 +169,10 @@ impl Copier<'_> {
         }
     }
 
-    /// Copies one blob; returns its id in the target.
-    fn blob(&self, kind: BlobKind, id: &BlobId) -> Result<BlobId> {
+    /// Copies one blob; returns its id in the target. Between repositories
+    /// with other ids the blob is compressed again, with `dictionary` (the
+    /// target's copy of the file's dictionary) if given.
+    fn blob(&self, kind: BlobKind, id: &BlobId, dictionary: Option<&Dictionary>) -> Result<BlobId> {
         if self.same_ids {
             if self.target.cache().contains(id)? {
                 return Ok(*id);
@@ -189,9 +192,7 @@ impl Copier<'_> {
                 u64::from(location.offset),
                 location.length,
             )?;
-            self.source
-                .codec()
-                .decode(id, &frame, location.raw_length)?;
+            self.source.decode_blob(id, &frame, location.raw_length)?;
             self.progress.add_bytes(u64::from(location.raw_length));
             self.saver
                 .save_frame(kind, *id, &frame, location.raw_length)?;
@@ -199,7 +200,7 @@ impl Copier<'_> {
         }
         let plain = self.source.read_blob(id)?;
         self.progress.add_bytes(plain.len() as u64);
-        let new = self.saver.save(kind, &plain)?;
+        let new = self.saver.save_with(kind, &plain, dictionary)?;
         self.remember(*id, new);
         Ok(new)
     }
@@ -237,14 +238,35 @@ impl Copier<'_> {
         if let Some(subtree) = node.subtree {
             node.subtree = Some(self.tree(&subtree)?);
         }
+        // The dictionary goes first: no chunk lands without it.
+        let dictionary = match node.dictionary {
+            Some(id) if self.same_ids => {
+                self.blob(BlobKind::Data, &id, None)?;
+                None
+            }
+            Some(id) => {
+                let source = self.source.dictionary(&id)?;
+                let copied = self.blob(BlobKind::Data, &id, None)?;
+                node.dictionary = Some(copied);
+                Some(Dictionary::new(copied, source.bytes().to_vec()))
+            }
+            None => None,
+        };
         if !node.content.is_empty() {
             let chunks = self.source.file_chunks(&node)?;
             let ids = chunks
                 .par_iter()
-                .map(|id| self.blob(BlobKind::Data, id))
+                .map(|id| self.blob(BlobKind::Data, id, dictionary.as_ref()))
                 .collect::<Result<Vec<_>>>()?;
-            // Chunk lists are rebuilt from the ids, the way a backup builds them.
-            let (content, depth) = self.saver.save_content(ids)?;
+            // Chunk lists are rebuilt from the ids, the way a backup builds
+            // them (fixed-size lists for SQLite images, known by their
+            // dictionary; a small image gets content-defined lists here).
+            let cut = if node.dictionary.is_some() {
+                ListCut::Fixed
+            } else {
+                ListCut::ContentDefined
+            };
+            let (content, depth) = self.saver.save_content_cut(ids, cut)?;
             node.content = content;
             node.content_depth = depth;
             self.progress.add_files(1);

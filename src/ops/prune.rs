@@ -583,7 +583,7 @@ impl Copier<'_> {
                 u64::from(entry.offset),
                 entry.length,
             )?;
-            repo.codec().decode(&entry.id, &frame, entry.raw_length)?;
+            repo.decode_blob(&entry.id, &frame, entry.raw_length)?;
             let slot = if entry.kind == BlobKind::Data {
                 &mut self.data
             } else {
@@ -975,6 +975,9 @@ impl LiveSet {
                                 && insert(&subtree)?
                             {
                                 trees.push(subtree);
+                            }
+                            if let Some(dictionary) = &node.dictionary {
+                                insert(dictionary)?;
                             }
                             for id in &node.content {
                                 if insert(id)? && node.content_depth > 0 {
