@@ -472,13 +472,18 @@ impl Repository {
 
     /// Reads and verifies a blob whose location is already known.
     pub fn read_blob_at(&self, id: &BlobId, location: &Location) -> Result<Vec<u8>> {
-        let frame = self.backend.read_range(
+        let frame = self.read_frame(location)?;
+        self.decode_blob(id, &frame, location.raw_length)
+    }
+
+    /// The stored frame of a blob, as it is in its pack.
+    fn read_frame(&self, location: &Location) -> Result<Vec<u8>> {
+        self.backend.read_range(
             FileKind::Pack,
             &location.pack.to_hex(),
             u64::from(location.offset),
             location.length,
-        )?;
-        self.decode_blob(id, &frame, location.raw_length)
+        )
     }
 
     /// The verified plaintext of a stored frame, loading the dictionary it
@@ -500,12 +505,7 @@ impl Repository {
                 format!("{} bytes, more than a dictionary has", location.raw_length),
             ));
         }
-        let frame = self.backend.read_range(
-            FileKind::Pack,
-            &location.pack.to_hex(),
-            u64::from(location.offset),
-            location.length,
-        )?;
+        let frame = self.read_frame(&location)?;
         // A dictionary is itself compressed without one.
         let dictionary = Dictionary::new(*id, self.codec.decode(id, &frame, location.raw_length)?);
         let mut loaded = unpoisoned(&self.dictionaries);

@@ -55,6 +55,19 @@ impl Env {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Runs `snap --json check ARGS`, expecting exit code 4 (damage found);
+    /// returns the report.
+    fn check_damaged(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.snap(&["--json", "check"]).args(args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// Restores the database of snapshot `id` and returns its path.
     fn restore_db(&self, id: &str) -> PathBuf {
         let target = self.root.join(format!("restored-{id}"));
@@ -319,17 +332,7 @@ fn check_sqlite_runs_integrity_check_on_every_database_of_a_snapshot() {
     fs::write(env.db(), &bytes).unwrap();
     let damaged = fs::read(env.db()).unwrap();
     let id = env.backup()["id"].as_str().unwrap().to_string();
-    let out = env
-        .snap(&["--json", "check", "--sqlite", &id[..8]])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = env.check_damaged(&["--sqlite", &id[..8]]);
     let db = &v["sqlite"][0];
     assert_eq!(db["ok"], false, "{v}");
     assert!(db["message"].as_str().unwrap().contains("index"), "{v}");
@@ -566,18 +569,8 @@ fn a_damaged_dictionary_names_the_database_that_needs_it() {
     let mut bytes = fs::read(&pack).unwrap();
     bytes[offset as usize] ^= 0x55;
     fs::write(&pack, bytes).unwrap();
-    let out = env
-        .snap(&["--json", "check", "--read-data"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(report.contains("app/memory.db"), "{report}");
+    let report = env.check_damaged(&["--read-data"]);
+    assert!(report.to_string().contains("app/memory.db"), "{report}");
     let target = env.root.join("restored");
     let out = env
         .snap(&["restore", "latest", "--target"])
