@@ -243,6 +243,43 @@ fn undecodable_database_falls_back_to_a_plain_copy_with_a_warning() {
     assert_eq!(fs::read(restored).unwrap(), bytes);
 }
 
+/// A database an app holds exclusively past `--sqlite-lock-timeout` is
+/// stored as a plain copy with a warning naming it; the backup goes on.
+#[test]
+fn a_database_locked_past_the_timeout_falls_back_to_a_plain_copy() {
+    let env = Env::new();
+    let mut db = Connection::open(env.db()).unwrap();
+    db.pragma_update(None, "journal_mode", "delete").unwrap();
+    schema(&db);
+    for i in 0..20 {
+        step(&mut db, i);
+    }
+    fs::write(env.root.join("app/notes.md"), "a note\n").unwrap();
+    let bytes = fs::read(env.db()).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = std::time::Instant::now();
+    let out = env
+        .snap(&["backup", "--sqlite-lock-timeout", "1"])
+        .arg(env.root.join("app"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("memory.db")
+            && stderr.contains("locked by a writer")
+            && stderr.contains("plain file copy"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it waited {:?}",
+        started.elapsed()
+    );
+    db.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(fs::read(env.restore_db("latest")).unwrap(), bytes);
+}
+
 #[test]
 fn a_small_change_to_a_database_stores_little() {
     let env = Env::new();

@@ -50,6 +50,10 @@ pub struct Args {
     /// databases are also recognised by their header).
     #[arg(long = "sqlite")]
     sqlite: Vec<String>,
+    /// Seconds to wait for an app that holds a SQLite database exclusively
+    /// before storing a plain copy of it instead (with a warning).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    sqlite_lock_timeout: f64,
     /// Store standard input as a file (named by --stdin-name).
     #[arg(long, conflicts_with = "stdin_from_command")]
     stdin: bool,
@@ -213,6 +217,11 @@ fn run_backup(
         excludes,
         one_file_system: args.one_file_system,
         sqlite: args.sqlite,
+        sqlite_lock_timeout: Some(
+            std::time::Duration::try_from_secs_f64(args.sqlite_lock_timeout).map_err(|_| {
+                snap::Error::usage("--sqlite-lock-timeout must be a number of seconds")
+            })?,
+        ),
         cancel: Some(cancel),
         sources,
     };

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
@@ -55,6 +55,9 @@ pub struct BackupOptions {
     /// Glob patterns of files to capture as SQLite databases (besides those
     /// recognised by their header).
     pub sqlite: Vec<String>,
+    /// How long a capture waits for a writer that holds a database
+    /// exclusively before storing a plain copy (`None`: 30 s).
+    pub sqlite_lock_timeout: Option<Duration>,
     /// Set to stop the backup early; nothing half-done becomes visible.
     pub cancel: Option<Arc<AtomicBool>>,
     /// Named sources (a profile's, or a stream), besides `paths`.
@@ -1105,7 +1108,11 @@ impl Walker<'_> {
         }
         let mut ids = Vec::new();
         let capture = if self.is_database(path) {
-            match sqlite::capture(path) {
+            let timeout = self
+                .options
+                .sqlite_lock_timeout
+                .unwrap_or(sqlite::LOCK_TIMEOUT);
+            match sqlite::capture(path, timeout) {
                 Ok(capture) => Some(capture),
                 Err(reason) => {
                     self.warn(format!(

@@ -30,7 +30,8 @@ pub const HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// Suffixes of the files SQLite keeps beside a database while it is in use.
 pub const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
-/// How long a capture waits for a writer holding the database exclusively.
+/// How long a capture waits for a writer holding the database exclusively,
+/// unless told otherwise (`snap backup --sqlite-lock-timeout`).
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whether the file at `path` starts with the SQLite header.
@@ -84,16 +85,15 @@ pub fn has_pending_log(path: &Path) -> bool {
 }
 
 /// Captures one committed state of the database at `path` into a temporary
-/// file. Errors are reasons for falling back to a plain copy.
-pub fn capture(path: &Path) -> Result<Capture, String> {
+/// file, waiting up to `timeout` for a writer that holds it exclusively.
+/// Errors are reasons for falling back to a plain copy.
+pub fn capture(path: &Path, timeout: Duration) -> Result<Capture, String> {
     let source = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| format!("cannot open it read-only: {e}"))?;
-    source
-        .busy_timeout(LOCK_TIMEOUT)
-        .map_err(|e| e.to_string())?;
+    source.busy_timeout(timeout).map_err(|e| e.to_string())?;
     // Pages are read through a memory map: no read() call per page.
     source
         .execute_batch("PRAGMA mmap_size = 1073741824;")
@@ -121,13 +121,13 @@ pub fn capture(path: &Path) -> Result<Capture, String> {
                 .map_err(|e| format!("cannot read it: {e}"))?
             {
                 StepResult::Done => break,
-                StepResult::Busy | StepResult::Locked if started.elapsed() < LOCK_TIMEOUT => {
+                StepResult::Busy | StepResult::Locked if started.elapsed() < timeout => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 StepResult::Busy | StepResult::Locked => {
                     return Err(format!(
                         "locked by a writer for more than {}s",
-                        LOCK_TIMEOUT.as_secs()
+                        timeout.as_secs_f64()
                     ));
                 }
                 StepResult::More => {}
@@ -289,7 +289,7 @@ mod tests {
         }
         assert!(has_header(&path));
         assert!(has_pending_log(&path));
-        let capture = capture(&path).unwrap();
+        let capture = capture(&path, LOCK_TIMEOUT).unwrap();
         integrity_check(capture.file.path()).unwrap();
         let copy = Connection::open(capture.file.path()).unwrap();
         let n: i64 = copy
@@ -310,13 +310,13 @@ mod tests {
         let mut times: Vec<f64> = (0..5)
             .map(|_| {
                 let started = Instant::now();
-                capture(Path::new(&path)).unwrap();
+                capture(Path::new(&path), LOCK_TIMEOUT).unwrap();
                 started.elapsed().as_secs_f64()
             })
             .collect();
         times.sort_by(f64::total_cmp);
         println!("capture_s={:.3}", times[2]);
-        let image = capture(Path::new(&path)).unwrap();
+        let image = capture(Path::new(&path), LOCK_TIMEOUT).unwrap();
         let len = image.file.as_file().metadata().unwrap().len();
         let started = Instant::now();
         let dictionary = train_dictionary(image.file.as_file(), len, image.page_size).unwrap();
@@ -335,6 +335,6 @@ mod tests {
         bytes.extend(std::iter::repeat_n(0xAB, 8192));
         std::fs::write(&path, bytes).unwrap();
         assert!(has_header(&path));
-        assert!(capture(&path).is_err());
+        assert!(capture(&path, LOCK_TIMEOUT).is_err());
     }
 }
