@@ -208,4 +208,41 @@ mod tests {
         bad[last] ^= 1;
         assert!(codec.decode(&id, &bad, data.len() as u32).is_err());
     }
+
+    proptest! {
+        /// Frames compressed with a dictionary decode only with that
+        /// dictionary, under the id that names it; a hostile dictionary or
+        /// frame is an error, never a panic.
+        #[test]
+        fn dictionary_frames_need_their_dictionary(
+            data in proptest::collection::vec(any::<u8>(), 1..20_000),
+            junk in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let codec = BlobCodec::plain(3);
+            let dictionary = Dictionary::new(BlobId([9; 32]), b"the tide came in at seven".repeat(40));
+            let id = codec.id_with(Some(&dictionary), &data);
+            prop_assert_ne!(id, codec.id(&data));
+            let frame = codec.encode_with(&data, Some(&dictionary)).unwrap();
+            let len = data.len() as u32;
+            let mut asked = Vec::new();
+            let decoded = codec.decode_with(&id, &frame, len, &mut |d| {
+                asked.push(*d);
+                Ok(dictionary.clone())
+            });
+            prop_assert_eq!(decoded.unwrap(), data.clone());
+            prop_assert_eq!(asked, vec![dictionary.id]);
+            // Without a way to load it: an error. With other bytes under its
+            // id: an error, or the right plaintext (when no match of the
+            // frame refers to the dictionary); never other bytes.
+            prop_assert!(codec.decode(&id, &frame, len).is_err());
+            let other = Dictionary::new(BlobId([9; 32]), junk.clone());
+            if let Ok(plain) = codec.decode_with(&id, &frame, len, &mut |_| Ok(other.clone())) {
+                prop_assert_eq!(plain, data.clone());
+            }
+            // A header followed by junk.
+            let mut hostile = frame[..compress::DICTIONARY_HEADER_LEN].to_vec();
+            hostile.extend_from_slice(&junk);
+            prop_assert!(codec.decode_with(&id, &hostile, len, &mut |_| Ok(other.clone())).is_err());
+        }
+    }
 }
