@@ -94,9 +94,11 @@ pub fn capture(path: &Path, timeout: Duration) -> Result<Capture, String> {
     )
     .map_err(|e| format!("cannot open it read-only: {e}"))?;
     source.busy_timeout(timeout).map_err(|e| e.to_string())?;
-    // Pages are read through a memory map: no read() call per page.
+    // The first 256 MiB are read through a memory map: no read() call per
+    // page (0.042 s instead of 0.054-0.070 s for 50 MB). Mapped pages are
+    // page cache, but count in the process's RSS: the cap bounds that.
     source
-        .execute_batch("PRAGMA mmap_size = 1073741824;")
+        .execute_batch("PRAGMA mmap_size = 268435456;")
         .map_err(|e| e.to_string())?;
     let file = tempfile::Builder::new()
         .prefix("snap-sqlite-")
