@@ -68,6 +68,20 @@ impl Env {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Backs up `app` with `args`, expecting exit code 3 (snapshot written,
+    /// with warnings); returns standard error.
+    fn backup_with_warnings(&self, args: &[&str]) -> String {
+        let out = self
+            .snap(&["backup"])
+            .args(args)
+            .arg(self.root.join("app"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        stderr
+    }
+
     /// Restores the database of snapshot `id` and returns its path.
     fn restore_db(&self, id: &str) -> PathBuf {
         let target = self.root.join(format!("restored-{id}"));
@@ -228,13 +242,7 @@ fn undecodable_database_falls_back_to_a_plain_copy_with_a_warning() {
     let mut bytes = b"SQLite format 3\0".to_vec();
     bytes.extend((0..20_000u32).map(|i| (i * 31 % 251) as u8));
     fs::write(env.db(), &bytes).unwrap();
-    let out = env
-        .snap(&["backup"])
-        .arg(env.root.join("app"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let stderr = env.backup_with_warnings(&[]);
     assert!(
         stderr.contains("memory.db") && stderr.contains("plain file copy"),
         "{stderr}"
@@ -258,13 +266,7 @@ fn a_database_locked_past_the_timeout_falls_back_to_a_plain_copy() {
     let bytes = fs::read(env.db()).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let started = std::time::Instant::now();
-    let out = env
-        .snap(&["backup", "--sqlite-lock-timeout", "1"])
-        .arg(env.root.join("app"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let stderr = env.backup_with_warnings(&["--sqlite-lock-timeout", "1"]);
     assert!(
         stderr.contains("memory.db")
             && stderr.contains("locked by a writer")
