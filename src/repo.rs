@@ -476,8 +476,8 @@ impl Repository {
         self.decode_blob(id, &frame, location.raw_length)
     }
 
-    /// The stored frame of a blob, as it is in its pack.
-    fn read_frame(&self, location: &Location) -> Result<Vec<u8>> {
+    /// The stored frame of a blob, as it is in its pack (not yet verified).
+    pub fn read_frame(&self, location: &Location) -> Result<Vec<u8>> {
         self.backend.read_range(
             FileKind::Pack,
             &location.pack.to_hex(),

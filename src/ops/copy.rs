@@ -186,12 +186,7 @@ impl Copier<'_> {
             // target as it is. Decoding it verifies it (nothing damaged is
             // copied); it is not compressed again.
             let location = self.source.locate(id)?;
-            let frame = self.source.backend().read_range(
-                crate::backend::FileKind::Pack,
-                &location.pack.to_hex(),
-                u64::from(location.offset),
-                location.length,
-            )?;
+            let frame = self.source.read_frame(&location)?;
             self.source.decode_blob(id, &frame, location.raw_length)?;
             self.progress.add_bytes(u64::from(location.raw_length));
             self.saver
