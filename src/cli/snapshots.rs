@@ -8,8 +8,8 @@ use super::{Global, exit};
 /// List snapshots, oldest first.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Only snapshots with this tag (repeatable: all must match).
-    #[arg(long = "tag")]
+    /// Only snapshots with these tags (comma-separated: all of them; repeatable: any).
+    #[arg(long = "tag", value_name = "T[,T...]")]
     tags: Vec<String>,
     /// Only snapshots of this host.
     #[arg(long)]
@@ -23,7 +23,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
     let repo = global.open(&progress)?;
     let filter = Filter {
-        tags: args.tags,
+        tags: snap::ops::tag::tag_lists(&args.tags)?,
         host: args.host,
         path: args.path,
     };
