@@ -549,6 +549,31 @@ fn control_characters_in_names_are_escaped_and_the_printed_name_works() {
     );
 }
 
+#[test]
+fn snapshot_hosts_and_tags_reach_the_terminal_escaped() {
+    let env = Env::new();
+    backup(&env, &["--host", "evil\x1b[2Jhost", "--tag", "bell\x07tag"]);
+    for args in [
+        &["snapshots"][..],
+        &[
+            "forget",
+            "--dry-run",
+            "--keep-last",
+            "1",
+            "--group-by",
+            "host,tags",
+        ],
+    ] {
+        let out = env.ok(args);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            !out.iter().any(|&b| b == 0x1b || b == 0x07),
+            "{args:?}: {text:?}"
+        );
+        assert!(text.contains("evil\\x1b[2Jhost"), "{args:?}: {text}");
+    }
+}
+
 // ------------------------------------------------------------- secrets
 
 const SECRETS: [&str; 4] = [

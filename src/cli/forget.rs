@@ -249,7 +249,7 @@ fn print_plan(
             if title.is_empty() {
                 title.push("all snapshots".into());
             }
-            println!("{}:", title.join(", "));
+            println!("{}:", output::terminal_safe(&title.join(", ")));
         }
         for v in &group.verdicts {
             let time = by_id

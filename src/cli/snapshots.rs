@@ -65,17 +65,19 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         .map(|(id, _)| *id);
     for (id, s) in &snapshots {
         let marker = if Some(*id) == last { "*" } else { " " };
+        // Host, tags and paths come from the snapshot file: never raw
+        // control characters on the terminal.
         println!(
             "{}{:<9} {:<19}  {:<12} {:<14} {:>8} {:>10} {:>10}  {}",
             marker,
             id.short(),
             output::local_time(&s.time),
-            s.host,
-            s.tags.join(","),
+            output::terminal_safe(&s.host),
+            output::terminal_safe(&s.tags.join(",")),
             s.summary.files,
             output::bytes(s.summary.bytes),
             output::bytes(s.summary.bytes_added),
-            s.paths.join(" ")
+            output::terminal_safe(&s.paths.join(" "))
         );
     }
     println!(
