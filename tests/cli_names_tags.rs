@@ -219,6 +219,37 @@ fn tag_rewrites_the_snapshot_under_a_new_id_keeping_everything_else() {
     );
 }
 
+/// A retag that fails between writing the new snapshot and removing the old
+/// one leaves both (same tree); one that fails writing leaves the old one.
+/// Either way nothing is lost and `check` passes.
+#[test]
+fn a_failed_retag_leaves_the_old_snapshot_or_both_never_none() {
+    let env = Env::new();
+    let old = backup(&env, &["--tag", "t"]);
+    for (faults, expected) in [
+        ("write:snapshot:1:enospc", 1),
+        ("write:snapshot:1:short", 1),
+        ("remove:snapshot:1:eio", 2),
+    ] {
+        let out = env
+            .cmd()
+            .env("SNAP_FAULTS", faults)
+            .args(["tag", "latest", "--add", "x"])
+            .output()
+            .unwrap();
+        assert_code(&out, 1);
+        let listed = env.snapshots();
+        assert_eq!(listed.len(), expected, "{faults}");
+        assert!(listed.iter().any(|s| s["id"] == old.as_str()), "{faults}");
+        assert!(listed.iter().all(|s| s["tree"] == listed[0]["tree"]));
+        env.ok(["check"]);
+        if expected == 2 {
+            // The extra one is an ordinary snapshot: forget removes it.
+            env.ok(["forget", &old[..8]]);
+        }
+    }
+}
+
 #[test]
 fn latest_passes_over_safety_snapshots_after_retagging() {
     let env = Env::new();
@@ -481,10 +512,12 @@ fn a_literal_backslash_name_and_a_non_utf8_name_print_apart_and_are_reached() {
             want.as_bytes()
         );
     }
-    // JSON carries the same escaped form.
+    // JSON carries the same escaped form, and the bytes in hex.
     let rows = env.json(["ls", "latest:src"]);
     assert_eq!(rows[0]["name"], "a\\\\xffb");
     assert_eq!(rows[1]["name"], "a\\xffb");
+    assert_eq!(rows[0]["name_hex"], "615c78666662");
+    assert_eq!(rows[1]["name_hex"], "61ff62");
     assert_eq!(rows[1]["path"], "src/a\\xffb");
     // A raw non-UTF-8 argument still names the file.
     let mut arg = b"latest:src/".to_vec();

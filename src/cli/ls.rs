@@ -57,6 +57,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             rows.push(serde_json::json!({
                 "path": p,
                 "name": n.display_name(),
+                "name_hex": hex::encode(&n.name),
                 "type": n.kind.as_str(),
                 "size": n.size,
                 "mode": n.mode,
