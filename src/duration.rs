@@ -135,15 +135,13 @@ pub fn parse(text: &str, what: &str, bare_m: BareM) -> Result<Parsed> {
         *slot = number;
     }
     let warning = used_bare_m.then(|| {
-        let (meant, other) = match bare_m {
-            BareM::Months => ("months", "min"),
-            BareM::Minutes => ("minutes", "mo"),
+        let (meant, unit, other, other_unit) = match bare_m {
+            BareM::Months => ("months", "mo", "minutes", "min"),
+            BareM::Minutes => ("minutes", "min", "months", "mo"),
         };
-        let ours = if bare_m == BareM::Months { "mo" } else { "min" };
         format!(
-            "{what} `{text}`: `m` is taken as {meant} here ({}); write `{ours}` for {meant} or `{other}` for {}",
+            "{what} `{text}`: `m` is taken as {meant} here ({}); write `{unit}` for {meant} or `{other_unit}` for {other}",
             span.words(),
-            if other == "mo" { "months" } else { "minutes" },
         )
     });
     Ok(Parsed { span, warning })

@@ -64,29 +64,22 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         return Err(Error::not_found("no snapshot matches; see `snap snapshots`").into());
     }
     let report = tag(&repo, &chosen, &change)?;
-    let tags_now = |new: &SnapshotId| {
-        chosen
-            .iter()
-            .find(|(id, _)| report.changed.iter().any(|(old, n)| old == id && n == new))
-            .map(|(_, s)| change.apply(&s.tags))
-            .unwrap_or_default()
-    };
     if global.json {
         output::print_json(&serde_json::json!({
-            "changed": report.changed.iter().map(|(old, new)| serde_json::json!({
-                "old": old.to_hex(),
-                "new": new.to_hex(),
-                "tags": tags_now(new),
+            "changed": report.changed.iter().map(|r| serde_json::json!({
+                "old": r.old.to_hex(),
+                "new": r.new.to_hex(),
+                "tags": r.tags,
             })).collect::<Vec<_>>(),
             "unchanged": report.unchanged.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
         }))?;
     } else if !global.quiet {
-        for (old, new) in &report.changed {
+        for r in &report.changed {
             println!(
                 "snapshot {} is now {}: tags {}",
-                old.short(),
-                new.short(),
-                tags_now(new).join(",")
+                r.old.short(),
+                r.new.short(),
+                output::terminal_safe(&r.tags.join(","))
             );
         }
         println!(

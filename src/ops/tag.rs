@@ -110,11 +110,22 @@ impl TagChange {
     }
 }
 
+/// A snapshot `tag` rewrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retagged {
+    /// The id it had (that file is gone).
+    pub old: SnapshotId,
+    /// Its id now.
+    pub new: SnapshotId,
+    /// Its tags now.
+    pub tags: Vec<String>,
+}
+
 /// What `tag` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TagReport {
-    /// Snapshots rewritten: (old id, new id).
-    pub changed: Vec<(SnapshotId, SnapshotId)>,
+    /// Snapshots rewritten.
+    pub changed: Vec<Retagged>,
     /// Snapshots whose tags were already as asked.
     pub unchanged: Vec<SnapshotId>,
 }
@@ -143,7 +154,7 @@ pub fn tag(
             continue;
         }
         let retagged = Snapshot {
-            tags,
+            tags: tags.clone(),
             original: Some(snapshot.original.unwrap_or(*id)),
             ..snapshot.clone()
         };
@@ -151,7 +162,11 @@ pub fn tag(
         if new_id != *id {
             repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;
         }
-        report.changed.push((*id, new_id));
+        report.changed.push(Retagged {
+            old: *id,
+            new: new_id,
+            tags,
+        });
     }
     Ok(report)
 }
