@@ -5,7 +5,8 @@
 //! input closed and its own process group, so that a timeout stops the hook
 //! and everything it started. Its output goes to snap's standard error, each
 //! line prefixed with `[hook NAME]`, never to standard output (which belongs
-//! to `--json`).
+//! to `--json`). Like every command snap starts, it does not see the
+//! variables snap reads passwords from ([`SECRET_VARIABLES`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -21,6 +22,27 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 
 /// How often a running hook is polled.
 const POLL: Duration = Duration::from_millis(20);
+
+/// The variables snap reads a password from. They are removed from the
+/// environment of every command snap starts (hooks, `command =` sources,
+/// `--stdin-from-command`, password commands): a command has no business
+/// with the repository's password. The user's other variables stay.
+pub const SECRET_VARIABLES: [&str; 4] = [
+    "SNAP_PASSWORD",
+    "SNAP_NEW_PASSWORD",
+    "SNAP_TO_PASSWORD",
+    "SNAP_FROM_PASSWORD",
+];
+
+/// `sh -c COMMAND` without [`SECRET_VARIABLES`] in its environment.
+pub fn shell(command: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(command);
+    for name in SECRET_VARIABLES {
+        cmd.env_remove(name);
+    }
+    cmd
+}
 
 /// One hook to run.
 #[derive(Debug, Clone)]
@@ -65,9 +87,7 @@ fn signal_group(pid: u32, signal: nix::sys::signal::Signal) {
 /// Runs a hook to its end; an error when it cannot start, fails or times out.
 pub fn run(hook: &Hook<'_>) -> Result<()> {
     let prefix = format!("[hook {}]", hook.name);
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(hook.command)
+    let mut child = shell(hook.command)
         .current_dir(hook.dir)
         .envs(hook.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("SNAP_HOOK", hook.name)

@@ -19,6 +19,7 @@
 
 pub mod backend;
 pub mod codec;
+pub mod duration;
 pub mod error;
 pub mod format;
 pub mod hooks;

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::duration::{self, BareM};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ops::forget::{GroupBy, KeepPolicy, KeepWithin, UNLIMITED};
+use crate::ops::forget::{GroupBy, KeepPolicy, UNLIMITED};
 
 /// The profile file name looked for in the current folder and the config folder.
 pub const FILE_NAME: &str = "snap.toml";
@@ -49,6 +50,8 @@ pub struct Profile {
     pub hooks: Hooks,
     /// Longest time a hook may run.
     pub hook_timeout: Duration,
+    /// Warnings about what was read (a duration with a bare `m`), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// One source of a profile.
@@ -153,7 +156,7 @@ enum Count {
     Text(String),
 }
 
-/// A duration: seconds, or text like "10m", "1h 30m", "90s".
+/// A duration: seconds, or text in the duration grammar ("10min", "1h 30min", "90s").
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum DurationValue {
@@ -183,21 +186,15 @@ impl Count {
 }
 
 impl DurationValue {
-    fn value(&self, file: &Path) -> Result<Duration> {
+    fn value(&self, key: &str, file: &Path, warnings: &mut Vec<String>) -> Result<Duration> {
         match self {
             DurationValue::Seconds(s) => Ok(Duration::from_secs(*s)),
-            DurationValue::Text(t) => t
-                .parse::<jiff::SignedDuration>()
-                .ok()
-                .and_then(|d| Duration::try_from(d).ok())
-                .ok_or_else(|| {
-                    bad(
-                        file,
-                        format!(
-                            "hook-timeout = \"{t}\" is not a duration: use seconds or text like \"10m\""
-                        ),
-                    )
-                }),
+            DurationValue::Text(t) => {
+                let parsed =
+                    duration::parse(t, key, BareM::Minutes).map_err(|e| bad(file, e.message()))?;
+                warnings.extend(parsed.warning);
+                Ok(parsed.span.to_std())
+            }
         }
     }
 }
@@ -318,7 +315,11 @@ impl Profile {
                 ));
             }
         }
-        let retention = raw.retention.map(|r| r.into_retention(file)).transpose()?;
+        let mut warnings = Vec::new();
+        let retention = raw
+            .retention
+            .map(|r| r.into_retention(file, &mut warnings))
+            .transpose()?;
         let mut identity_files: Vec<PathBuf> = raw
             .identity_files
             .iter()
@@ -349,9 +350,10 @@ impl Profile {
             hooks: raw.hooks,
             hook_timeout: raw
                 .hook_timeout
-                .map(|t| t.value(file))
+                .map(|t| t.value("hook-timeout", file, &mut warnings))
                 .transpose()?
                 .unwrap_or(DEFAULT_HOOK_TIMEOUT),
+            warnings,
             file: file.to_path_buf(),
             dir,
         })
@@ -367,7 +369,7 @@ impl Profile {
 }
 
 impl RawRetention {
-    fn into_retention(self, file: &Path) -> Result<Retention> {
+    fn into_retention(self, file: &Path, warnings: &mut Vec<String>) -> Result<Retention> {
         let count = |value: &Option<Count>, key: &str| -> Result<u32> {
             value.as_ref().map_or(Ok(0), |c| c.value(key, file))
         };
@@ -381,14 +383,15 @@ impl RawRetention {
             within: self
                 .keep_within
                 .as_deref()
-                .map(str::parse::<KeepWithin>)
-                .transpose()
-                .map_err(|e| bad(file, format!("keep-within: {}", e.message())))?,
-            tags: self
-                .keep_tag
-                .iter()
-                .map(|list| crate::ops::forget::tag_list(list))
-                .collect(),
+                .map(|text| {
+                    let parsed = duration::parse(text, "keep-within", BareM::Months)
+                        .map_err(|e| bad(file, e.message()))?;
+                    warnings.extend(parsed.warning);
+                    Ok::<_, Error>(parsed.span)
+                })
+                .transpose()?,
+            tags: crate::ops::tag::tag_lists(&self.keep_tag)
+                .map_err(|e| bad(file, format!("keep-tag: {}", e.message())))?,
         };
         if policy.is_empty() {
             return Err(bad(
@@ -453,6 +456,11 @@ before-backup = "true"
             ProfileInput::Command("pg_dump -Fc pgbruce".into())
         );
         assert_eq!(profile.hook_timeout, Duration::from_secs(120));
+        assert!(
+            profile.warnings[0].contains("2 minutes"),
+            "{:?}",
+            profile.warnings
+        );
         let retention = profile.retention.unwrap();
         assert_eq!(retention.policy.daily, 7);
         assert_eq!(retention.policy.yearly, UNLIMITED);

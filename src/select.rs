@@ -24,8 +24,9 @@ pub enum Selector {
 /// Narrows `latest` and `@TIME` to snapshots with these properties.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// Every tag given must be on the snapshot.
-    pub tags: Vec<String>,
+    /// Tag lists: the snapshot has every tag of at least one of them
+    /// (`--tag a,b --tag c`: a and b, or c). No lists: any tags.
+    pub tags: Vec<Vec<String>>,
     /// The snapshot's host.
     pub host: Option<String>,
     /// One of the snapshot's source paths.
@@ -35,7 +36,11 @@ pub struct Filter {
 impl Filter {
     /// Whether `snapshot` passes the filter.
     pub fn matches(&self, snapshot: &Snapshot) -> bool {
-        self.tags.iter().all(|t| snapshot.tags.contains(t))
+        (self.tags.is_empty()
+            || self
+                .tags
+                .iter()
+                .any(|list| list.iter().all(|t| snapshot.tags.contains(t))))
             && self.host.as_ref().is_none_or(|h| &snapshot.host == h)
             && self
                 .path
@@ -132,6 +137,7 @@ pub fn select<'a>(
             || filter
                 .tags
                 .iter()
+                .flatten()
                 .any(|t| t == crate::ops::restore::PRE_RESTORE_TAG)
     };
     let filtered = || {

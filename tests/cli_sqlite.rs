@@ -70,7 +70,7 @@ impl Env {
 
     /// Backs up `app` with `args`, expecting exit code 3 (snapshot written,
     /// with warnings); returns standard error.
-    fn backup_with_warnings(&self, args: &[&str]) -> String {
+    fn backup_with_warnings(&self, args: &[&str]) -> (String, String) {
         let out = self
             .snap(&["backup"])
             .args(args)
@@ -79,7 +79,7 @@ impl Env {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(out.status.code(), Some(3), "{stderr}");
-        stderr
+        (String::from_utf8_lossy(&out.stdout).to_string(), stderr)
     }
 
     /// Restores the database of snapshot `id` and returns its path.
@@ -242,7 +242,7 @@ fn undecodable_database_falls_back_to_a_plain_copy_with_a_warning() {
     let mut bytes = b"SQLite format 3\0".to_vec();
     bytes.extend((0..20_000u32).map(|i| (i * 31 % 251) as u8));
     fs::write(env.db(), &bytes).unwrap();
-    let stderr = env.backup_with_warnings(&[]);
+    let (_, stderr) = env.backup_with_warnings(&[]);
     assert!(
         stderr.contains("memory.db") && stderr.contains("plain file copy"),
         "{stderr}"
@@ -266,12 +266,19 @@ fn a_database_locked_past_the_timeout_falls_back_to_a_plain_copy() {
     let bytes = fs::read(env.db()).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let started = std::time::Instant::now();
-    let stderr = env.backup_with_warnings(&["--sqlite-lock-timeout", "1"]);
+    let (stdout, stderr) = env.backup_with_warnings(&["--sqlite-lock-timeout", "1"]);
     assert!(
         stderr.contains("memory.db")
             && stderr.contains("locked by a writer")
             && stderr.contains("plain file copy"),
         "{stderr}"
+    );
+    // The summary says what happened: nothing was skipped.
+    assert!(
+        stdout.contains(
+            "1 SQLite database could not be captured as such and was stored as a plain file copy"
+        ) && !stdout.contains("skipped"),
+        "{stdout}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(20),

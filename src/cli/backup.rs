@@ -22,8 +22,8 @@ pub struct Args {
     /// Files and folders to back up; each appears at the snapshot root under
     /// its name (default: the profile's sources).
     paths: Vec<PathBuf>,
-    /// Tag the snapshot (repeatable).
-    #[arg(long = "tag")]
+    /// Tag the snapshot (comma-separated tags; repeatable).
+    #[arg(long = "tag", value_name = "T[,T...]")]
     tags: Vec<String>,
     /// Host name to record instead of this machine's.
     #[arg(long)]
@@ -50,10 +50,11 @@ pub struct Args {
     /// databases are also recognised by their header).
     #[arg(long = "sqlite")]
     sqlite: Vec<String>,
-    /// Seconds to wait for an app that holds a SQLite database exclusively
-    /// before storing a plain copy of it instead (with a warning).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
-    sqlite_lock_timeout: f64,
+    /// How long to wait for an app that holds a SQLite database exclusively
+    /// before storing a plain copy of it instead (with a warning): a duration
+    /// like 30s or 2min, or a number of seconds.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    sqlite_lock_timeout: String,
     /// Store standard input as a file (named by --stdin-name).
     #[arg(long, conflicts_with = "stdin_from_command")]
     stdin: bool,
@@ -64,6 +65,24 @@ pub struct Args {
     /// Name of the --stdin file in the snapshot, e.g. postgres/mydb.dump (default: stdin).
     #[arg(long, value_name = "NAME")]
     stdin_name: Option<String>,
+}
+
+/// `--sqlite-lock-timeout`: a duration, or (as before durations had one
+/// grammar) a plain number of seconds.
+fn lock_timeout(text: &str) -> snap::Result<std::time::Duration> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(seconds).map_err(|_| {
+            snap::Error::usage(format!(
+                "--sqlite-lock-timeout: `{text}` is not a duration: use for example 30s, 2min or 90"
+            ))
+        });
+    }
+    output::duration_arg(
+        text,
+        "--sqlite-lock-timeout",
+        snap::duration::BareM::Minutes,
+    )
+    .map(|span| span.to_std())
 }
 
 /// The named sources of this run: standard input or a command's output when
@@ -209,7 +228,7 @@ fn run_backup(
     });
     let options = BackupOptions {
         paths: args.paths.clone(),
-        tags: args.tags,
+        tags: snap::ops::tag::tags_of(&args.tags)?,
         host: args.host,
         time: args.time.as_deref().map(parse_time).transpose()?,
         parent,
@@ -217,11 +236,7 @@ fn run_backup(
         excludes,
         one_file_system: args.one_file_system,
         sqlite: args.sqlite,
-        sqlite_lock_timeout: Some(
-            std::time::Duration::try_from_secs_f64(args.sqlite_lock_timeout).map_err(|_| {
-                snap::Error::usage("--sqlite-lock-timeout must be a number of seconds")
-            })?,
-        ),
+        sqlite_lock_timeout: Some(lock_timeout(&args.sqlite_lock_timeout)?),
         cancel: Some(cancel),
         sources,
     };
@@ -255,6 +270,7 @@ fn run_backup(
             "bytes_added_packed": s.bytes_added_packed,
             "duration_s": s.duration_s,
             "warnings": report.warnings,
+            "plain_copies": report.plain_copies.iter().map(|p| snap::format::tree::escape_path(p)).collect::<Vec<_>>(),
         }))?;
     } else if !global.quiet {
         println!(
@@ -274,11 +290,17 @@ fn run_backup(
             output::bytes(s.bytes_added_packed),
             s.duration_s
         );
-        if !report.warnings.is_empty() {
+        let copies = report.plain_copies.len();
+        if copies > 0 {
             println!(
-                "{} entries could not be read and were skipped (see warnings above)",
-                report.warnings.len()
+                "{copies} SQLite database{} could not be captured as such and {} stored as a plain file copy (see warnings above)",
+                if copies == 1 { "" } else { "s" },
+                if copies == 1 { "was" } else { "were" },
             );
+        }
+        let skipped = report.warnings.len().saturating_sub(copies);
+        if skipped > 0 {
+            println!("{skipped} entries could not be read and were skipped (see warnings above)");
         }
     }
     let code = if report.warnings.is_empty() {

@@ -16,8 +16,18 @@ pub struct Args {
     /// The repository to copy into: a local path or s3://bucket/prefix.
     #[arg(long, env = "SNAP_TO_REPO")]
     to: PathBuf,
-    /// Snapshots to copy (id prefix, latest, latest~N, @TIME); default: all.
+    /// Snapshots to copy (id prefix, latest, latest~N, @TIME); default: all
+    /// that the filters let through.
     snapshots: Vec<String>,
+    /// Only snapshots with these tags (comma-separated: all of them; repeatable: any).
+    #[arg(long = "tag", value_name = "T[,T...]")]
+    tags: Vec<String>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Only snapshots with this source path.
+    #[arg(long)]
+    path: Option<String>,
     /// Read the target's password from the first line of this file.
     #[arg(long, env = "SNAP_TO_PASSWORD_FILE")]
     to_password_file: Option<PathBuf>,
@@ -78,6 +88,11 @@ pub fn open_other(
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let filter = Filter {
+        tags: snap::ops::tag::tag_lists(&args.tags)?,
+        host: args.host,
+        path: args.path,
+    };
     let progress = global.progress();
     let source = global.open(&progress)?;
     let credentials = other_credentials(
@@ -90,11 +105,13 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     );
     let target = open_other(&args.to, &source, &credentials, &progress)?;
     let selected = if args.snapshots.is_empty() {
-        source.snapshots()?
+        let mut all = source.snapshots()?;
+        all.retain(|(_, s)| filter.matches(s));
+        all
     } else {
         let mut selected = Vec::new();
         for text in &args.snapshots {
-            let found = resolve(&source, &parse_selector(text)?, &Filter::default())?;
+            let found = resolve(&source, &parse_selector(text)?, &filter)?;
             if !selected.iter().any(|(id, _)| *id == found.0) {
                 selected.push(found);
             }

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
+use snap::duration::BareM;
 use snap::ops::forget::{
-    Candidate, ForgetPlan, GroupBy, KeepPolicy, KeepWithin, Selection, UNLIMITED, forget,
-    forget_plan,
+    Candidate, ForgetPlan, GroupBy, KeepPolicy, Selection, UNLIMITED, forget, forget_plan,
 };
 use snap::select::{Filter, parse_selector, select};
 use snap::{Error, Snapshot, SnapshotId};
@@ -36,17 +36,18 @@ pub struct Args {
     /// Keep the newest snapshot of each of the N newest years that have one.
     #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
     keep_yearly: Option<u32>,
-    /// Keep every snapshot taken within DURATION (like 30d, 1y2m, 12h) of the newest one.
+    /// Keep every snapshot taken within DURATION (like 30d, 1y2mo, 12h) of the newest one
+    /// (a bare `m` means months here, as in restic).
     #[arg(long, value_name = "DURATION")]
-    keep_within: Option<KeepWithin>,
+    keep_within: Option<String>,
     /// Keep every snapshot that has these tags (comma-separated: all of them; repeatable: any).
     #[arg(long = "keep-tag", value_name = "T[,T...]")]
     keep_tags: Vec<String>,
     /// Apply the policy separately to each group of snapshots with the same of these.
     #[arg(long, value_name = "host,paths,tags", default_value = "host,paths")]
     group_by: GroupBy,
-    /// Only consider snapshots with this tag (repeatable: all must match).
-    #[arg(long = "tag")]
+    /// Only consider snapshots with these tags (comma-separated: all of them; repeatable: any).
+    #[arg(long = "tag", value_name = "T[,T...]")]
     tags: Vec<String>,
     /// Only consider snapshots of this host.
     #[arg(long)]
@@ -76,27 +77,38 @@ fn parse_count(text: &str) -> Result<u32, String> {
 }
 
 impl Args {
-    fn policy(&self) -> KeepPolicy {
-        KeepPolicy {
+    fn policy(&self) -> snap::Result<KeepPolicy> {
+        let within = self
+            .keep_within
+            .as_deref()
+            .map(|text| output::duration_arg(text, "--keep-within", BareM::Months))
+            .transpose()?;
+        if within.is_some_and(|w| w.is_zero()) {
+            return Err(Error::usage(
+                "--keep-within 0 keeps nothing: give a longer duration, like 30d",
+            ));
+        }
+        Ok(KeepPolicy {
             last: self.keep_last.unwrap_or(0),
             hourly: self.keep_hourly.unwrap_or(0),
             daily: self.keep_daily.unwrap_or(0),
             weekly: self.keep_weekly.unwrap_or(0),
             monthly: self.keep_monthly.unwrap_or(0),
             yearly: self.keep_yearly.unwrap_or(0),
-            within: self.keep_within,
-            tags: self
-                .keep_tags
-                .iter()
-                .map(|list| snap::ops::forget::tag_list(list))
-                .collect(),
-        }
+            within,
+            tags: snap::ops::tag::tag_lists(&self.keep_tags)?,
+        })
     }
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let mut policy = args.policy();
+    let mut policy = args.policy()?;
+    // A bad prune option fails before any snapshot is forgotten.
+    let prune_options = args
+        .prune
+        .then(|| args.prune_options.options(args.dry_run))
+        .transpose()?;
     let mut group_by = args.group_by;
     // No policy and no snapshots on the command line: the profile's [retention].
     if policy.is_empty()
@@ -108,7 +120,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     let repo = global.open(&progress)?;
     let filter = Filter {
-        tags: args.tags.clone(),
+        tags: snap::ops::tag::tag_lists(&args.tags)?,
         host: args.host.clone(),
         path: args.path.clone(),
     };
@@ -147,15 +159,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     // The prune opens the repository with a cache of its own.
     drop(repo);
-    let pruned = if args.prune {
-        Some(prune::execute(
-            global,
-            &args.prune_options.options(args.dry_run),
-            &progress,
-        )?)
-    } else {
-        None
-    };
+    let pruned = prune_options
+        .map(|options| prune::execute(global, &options, &progress))
+        .transpose()?;
     let by_id: HashMap<SnapshotId, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
     if global.json {
         let mut value = plan_json(&plan, &by_id, args.dry_run);
@@ -243,7 +249,7 @@ fn print_plan(
             if title.is_empty() {
                 title.push("all snapshots".into());
             }
-            println!("{}:", title.join(", "));
+            println!("{}:", output::terminal_safe(&title.join(", ")));
         }
         for v in &group.verdicts {
             let time = by_id

@@ -60,7 +60,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     if versions.is_empty() {
         if !global.json {
-            eprintln!("snap: `{path}` is in no snapshot");
+            eprintln!(
+                "snap: `{}` is in no snapshot",
+                snap::ops::browse::printable(&path)
+            );
         }
         return Ok(exit::NOT_FOUND);
     }

@@ -47,7 +47,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let (_, snapshot) = resolve(&repo, &selector, &Filter::default())?;
     let path = path.unwrap_or_default();
     let node = find_node(&repo, snapshot.tree, &path)?;
-    let prefix = snap::ops::browse::components(&path).join("/");
+    let prefix = snap::ops::browse::printable(&path);
     let mut rows = Vec::new();
     let mut visit = |p: &str, n: &snap::Node| -> snap::Result<()> {
         let mtime = jiff::Timestamp::from_nanosecond(i128::from(n.mtime_ns))
@@ -57,6 +57,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             rows.push(serde_json::json!({
                 "path": p,
                 "name": n.display_name(),
+                "name_hex": hex::encode(&n.name),
                 "type": n.kind.as_str(),
                 "size": n.size,
                 "mode": n.mode,

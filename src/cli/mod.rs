@@ -20,6 +20,7 @@ mod repair;
 mod restore;
 mod snapshots;
 mod stats;
+mod tag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,6 +129,8 @@ enum Command {
     /// Manage the keys of an encrypted repository.
     #[command(subcommand)]
     Key(key::Command),
+    /// Add, remove or set tags of existing snapshots.
+    Tag(tag::Args),
 }
 
 /// Options every command shares.
@@ -226,10 +229,13 @@ fn run_main() -> ExitCode {
         Ok(profile) => profile,
         Err(e) => {
             let e = anyhow::Error::from(e);
-            eprintln!("snap: {}", error_text(&e));
+            eprintln!("snap: {}", output::terminal_safe(&error_text(&e)));
             return ExitCode::from(exit_code(&e));
         }
     };
+    for warning in profile.iter().flat_map(|p| &p.warnings) {
+        eprintln!("snap: warning: {warning}");
+    }
     let global = with_profile(
         Global {
             repo: cli.repo,
@@ -263,11 +269,12 @@ fn run_main() -> ExitCode {
         Command::Prune(args) => prune::run(&global, args),
         Command::Key(command) => key::run(&global, command),
         Command::Copy(args) => copy::run(&global, args),
+        Command::Tag(args) => tag::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("snap: {}", error_text(&e));
+            eprintln!("snap: {}", output::terminal_safe(&error_text(&e)));
             ExitCode::from(exit_code(&e))
         }
     }
@@ -303,11 +310,20 @@ fn with_profile(mut global: Global, profile: Option<Profile>) -> Global {
     global
 }
 
-/// A `SNAP:PATH` argument as text: bytes that are not UTF-8 are written the
-/// way `snap ls` prints them (`\xNN`), which path lookup understands.
+/// A `SNAP:PATH` argument as text: it is already written the way snap
+/// prints names (escapes and all); only bytes that are not UTF-8 are turned
+/// into the `\xNN` escapes that stand for them.
 pub fn os_arg(arg: &std::ffi::OsStr) -> String {
+    use std::fmt::Write;
     use std::os::unix::ffi::OsStrExt;
-    snap::format::tree::escape_name(arg.as_bytes())
+    let mut out = String::new();
+    for chunk in arg.as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out
 }
 
 fn error_text(e: &anyhow::Error) -> String {

@@ -55,6 +55,7 @@ impl CliProgress {
     }
 
     fn print(&self, line: &str) {
+        let line = terminal_safe(line);
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
@@ -125,4 +126,39 @@ pub fn local_time(rfc3339: &str) -> String {
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Parses a duration flag (docs/CLI.md, "Durations"); a bare `m` gets a
+/// warning on standard error.
+pub fn duration_arg(
+    text: &str,
+    flag: &str,
+    bare_m: snap::duration::BareM,
+) -> snap::Result<snap::duration::Span> {
+    let parsed = snap::duration::parse(text, flag, bare_m)?;
+    if let Some(warning) = parsed.warning {
+        eprintln!("snap: warning: {warning}");
+    }
+    Ok(parsed.span)
+}
+
+/// A message line with its control characters as `\xNN`, so that text
+/// from outside (a file name inside an error, a hook's output) cannot move
+/// or recolour the terminal. Names inside messages are already escaped
+/// (docs/CLI.md, "Names"); this is the net under everything else.
+pub fn terminal_safe(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if c.is_control() {
+            out.push_str(&snap::format::tree::escape_name(
+                c.encode_utf8(&mut [0; 4]).as_bytes(),
+            ));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }

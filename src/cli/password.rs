@@ -4,7 +4,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use age::secrecy::{ExposeSecret, SecretString};
 use snap::{Error, ErrorKind};
@@ -25,19 +25,35 @@ fn first_line(text: &str) -> SecretString {
     SecretString::from(text.lines().next().unwrap_or_default().to_string())
 }
 
+/// The first line of a password file. A file that group or others may read
+/// gets a warning: the password is only as safe as the file.
+fn read_password_file(path: &std::path::Path) -> snap::Result<SecretString> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io("cannot read password file", path, e))?;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o044 != 0
+    {
+        eprintln!(
+            "snap: warning: password file {} can be read by group or others; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(first_line(&text))
+}
+
 fn key_error(message: String) -> Error {
     Error::new(ErrorKind::Key, message)
 }
 
 /// Runs a password command; its first output line is the password.
 fn run_command(command: &str, dir: Option<&std::path::Path>) -> snap::Result<SecretString> {
-    let mut cmd = Command::new("sh");
+    let mut cmd = snap::hooks::shell(command);
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
     let output = cmd
-        .arg("-c")
-        .arg(command)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -55,9 +71,7 @@ impl Source {
     /// The password of an existing repository.
     pub fn read(&self) -> snap::Result<SecretString> {
         if let Some(path) = &self.file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::io("cannot read password file", path, e))?;
-            return Ok(first_line(&text));
+            return read_password_file(path);
         }
         if let Ok(text) = std::env::var("SNAP_PASSWORD") {
             return Ok(SecretString::from(text));
@@ -106,9 +120,7 @@ impl Source {
 /// `SNAP_NEW_PASSWORD`, or asked twice on a terminal.
 pub fn read_new_key_password(file: Option<&PathBuf>) -> snap::Result<SecretString> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io("cannot read password file", path, e))?;
-        return Ok(first_line(&text));
+        return read_password_file(path);
     }
     if let Ok(text) = std::env::var("SNAP_NEW_PASSWORD") {
         return Ok(SecretString::from(text));
@@ -131,9 +143,7 @@ pub fn read_other(
     what: &str,
 ) -> snap::Result<SecretString> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io("cannot read password file", path, e))?;
-        return Ok(first_line(&text));
+        return read_password_file(path);
     }
     if let Ok(text) = std::env::var(env) {
         return Ok(SecretString::from(text));

@@ -1,9 +1,8 @@
 //! `snap prune` (and the pruning half of `snap forget --prune`)
 
-use std::time::Duration;
-
 use snap::Repository;
 use snap::backend::PrivateCache;
+use snap::duration::{BareM, Span};
 use snap::ops::prune::{PlanTotals, PlannedPack, PruneOptions, PruneReport, prune, prune_plan};
 
 use super::output::{self, CliProgress};
@@ -19,21 +18,34 @@ pub struct PruneArgs {
     /// (a restore running at the same time may then fail; backups stay safe).
     #[arg(long)]
     instant_delete: bool,
-    /// How long packs marked obsolete stay before a later prune deletes them.
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
-    grace_period: Duration,
+    /// How long packs marked obsolete stay before a later prune deletes them
+    /// (like 1h, 30min, 2d; a bare `m` means minutes here).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    grace_period: String,
 }
 
 impl PruneArgs {
-    /// The library's options.
-    pub fn options(&self, dry_run: bool) -> PruneOptions {
-        PruneOptions {
-            max_unused: self.max_unused,
-            instant_delete: self.instant_delete,
-            grace: self.grace_period,
-            dry_run,
-        }
+    /// The library's options, and the grace period as given.
+    pub fn options(&self, dry_run: bool) -> snap::Result<Prepared> {
+        let grace = output::duration_arg(&self.grace_period, "--grace-period", BareM::Minutes)?;
+        Ok(Prepared {
+            options: PruneOptions {
+                max_unused: self.max_unused,
+                instant_delete: self.instant_delete,
+                grace: grace.to_std(),
+                dry_run,
+            },
+            grace,
+        })
     }
+}
+
+/// Parsed prune options.
+pub struct Prepared {
+    /// For the library.
+    pub options: PruneOptions,
+    /// The grace period as the user wrote it (a dry run prints it in words).
+    pub grace: Span,
 }
 
 /// Give back the space of data no snapshot uses.
@@ -59,18 +71,9 @@ fn parse_max_unused(text: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration: use for example 1h, 30m, 2d or 0s");
-    let span: jiff::Span = text.parse().map_err(|_| bad())?;
-    let exact = span
-        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-        .map_err(|_| bad())?;
-    Duration::try_from(exact).map_err(|_| bad())
-}
-
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let outcome = execute(global, &args.prune.options(args.dry_run), &progress)?;
+    let outcome = execute(global, &args.prune.options(args.dry_run)?, &progress)?;
     if global.json {
         output::print_json(&outcome.json())?;
     } else {
@@ -89,6 +92,7 @@ fn open_private(global: &Global, progress: &CliProgress) -> snap::Result<Reposit
 /// What a prune planned and did, ready to print.
 pub struct Outcome {
     dry_run: bool,
+    grace: Span,
     snapshots: usize,
     live_blobs: u64,
     totals: PlanTotals,
@@ -100,9 +104,10 @@ pub struct Outcome {
 /// Plans a prune and, unless `options.dry_run`, executes it.
 pub fn execute(
     global: &Global,
-    options: &PruneOptions,
+    prepared: &Prepared,
     progress: &CliProgress,
 ) -> anyhow::Result<Outcome> {
+    let options = &prepared.options;
     let repo = open_private(global, progress)?;
     let plan = prune_plan(&repo, options, progress)?;
     let packs = plan
@@ -113,6 +118,7 @@ pub fn execute(
         .collect();
     let mut outcome = Outcome {
         dry_run: options.dry_run,
+        grace: prepared.grace,
         snapshots: plan.snapshots,
         live_blobs: plan.live_blobs,
         totals: plan.totals(),
@@ -166,6 +172,7 @@ impl Outcome {
                 .collect();
         serde_json::json!({
             "dry_run": self.dry_run,
+            "grace_period_s": self.grace.to_std().as_secs(),
             "snapshots": self.snapshots,
             "live_blobs": self.live_blobs,
             "totals": self.totals,
@@ -194,6 +201,10 @@ impl Outcome {
             output::bytes(t.mark_bytes),
         );
         if self.dry_run {
+            println!(
+                "grace period: {} (a later prune deletes packs marked longer ago)",
+                self.grace.words()
+            );
             for (p, after) in &self.packs {
                 let what = match (p.fate.copy, p.fate.delete, p.usage.marked_at.is_some()) {
                     (true, _, false) => "repack",

@@ -8,8 +8,8 @@ use super::{Global, exit};
 /// List snapshots, oldest first.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Only snapshots with this tag (repeatable: all must match).
-    #[arg(long = "tag")]
+    /// Only snapshots with these tags (comma-separated: all of them; repeatable: any).
+    #[arg(long = "tag", value_name = "T[,T...]")]
     tags: Vec<String>,
     /// Only snapshots of this host.
     #[arg(long)]
@@ -23,7 +23,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
     let repo = global.open(&progress)?;
     let filter = Filter {
-        tags: args.tags,
+        tags: snap::ops::tag::tag_lists(&args.tags)?,
         host: args.host,
         path: args.path,
     };
@@ -65,17 +65,19 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         .map(|(id, _)| *id);
     for (id, s) in &snapshots {
         let marker = if Some(*id) == last { "*" } else { " " };
+        // Host, tags and paths come from the snapshot file: never raw
+        // control characters on the terminal.
         println!(
             "{}{:<9} {:<19}  {:<12} {:<14} {:>8} {:>10} {:>10}  {}",
             marker,
             id.short(),
             output::local_time(&s.time),
-            s.host,
-            s.tags.join(","),
+            output::terminal_safe(&s.host),
+            output::terminal_safe(&s.tags.join(",")),
             s.summary.files,
             output::bytes(s.summary.bytes),
             output::bytes(s.summary.bytes_added),
-            s.paths.join(" ")
+            output::terminal_safe(&s.paths.join(" "))
         );
     }
     println!(

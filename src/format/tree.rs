@@ -191,45 +191,86 @@ impl Tree {
     }
 }
 
-/// A name for display: valid UTF-8 stays as it is; in a name that is not
-/// UTF-8, each invalid byte becomes `\xNN` and a backslash `\\`, so the
-/// printed form can be given back to name the entry ([`unescape_name`]).
+/// A name as snap prints it, in text and in JSON (docs/CLI.md, "Names"):
+/// a backslash becomes `\\`, a byte that is not UTF-8 and a control
+/// character below U+0080 (including DEL) become `\xNN`, and other control
+/// and text-direction characters become `\u{NNNN}`; everything else stays
+/// as it is. The printed form is unambiguous and names the same entry when
+/// given back ([`unescape_name`]), and it never moves or recolours a
+/// terminal.
 pub fn escape_name(name: &[u8]) -> String {
-    if let Ok(text) = std::str::from_utf8(name) {
-        return text.to_string();
-    }
-    let mut out = String::new();
+    use std::fmt::Write;
+    let mut out = String::with_capacity(name.len());
     for chunk in name.utf8_chunks() {
-        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\0'..='\x1f' | '\x7f' => {
+                    let _ = write!(out, "\\x{:02x}", u32::from(c));
+                }
+                c if c.is_control() || is_direction_mark(c) => {
+                    let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
         for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
+            let _ = write!(out, "\\x{byte:02x}");
         }
     }
     out
 }
 
-/// The bytes an escaped name stands for (`None` when it has no escapes).
-pub fn unescape_name(text: &str) -> Option<Vec<u8>> {
-    if !text.contains('\\') {
-        return None;
-    }
+/// Characters that reorder the text around them on a terminal.
+fn is_direction_mark(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A host path (a source or restore target) for messages, escaped like a name.
+pub fn escape_path(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    escape_name(path.as_os_str().as_bytes())
+}
+
+/// The bytes a name given on the command line stands for: `\\` is a
+/// backslash, `\xNN` the byte NN, `\u{N...}` that character; any other
+/// backslash is itself. Text without escapes is the name as it is.
+pub fn unescape_name(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'\\') {
-            out.push(b'\\');
-            i += 2;
-        } else if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
-            let hex = text.get(i + 2..i + 4)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+        if bytes[i] == b'\\' {
+            let rest = &text[i + 1..];
+            if rest.starts_with('\\') {
+                out.push(b'\\');
+                i += 2;
+                continue;
+            }
+            if let Some(hex) = rest.strip_prefix('x').and_then(|r| r.get(..2))
+                && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                && let Ok(byte) = u8::from_str_radix(hex, 16)
+            {
+                out.push(byte);
+                i += 4;
+                continue;
+            }
+            if let Some(body) = rest.strip_prefix("u{")
+                && let Some(end) = body.find('}')
+                && let Some(c) = u32::from_str_radix(&body[..end], 16)
+                    .ok()
+                    .and_then(char::from_u32)
+            {
+                let mut buf = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                i += 1 + 2 + end + 1;
+                continue;
+            }
         }
+        out.push(bytes[i]);
+        i += 1;
     }
-    Some(out)
+    out
 }
 
 /// A name is safe as one path component: not empty, not `.` or `..`, no `/`, no NUL.
@@ -366,15 +407,35 @@ mod tests {
         for name in [
             &b"plain.md"[..],
             b"caf\xe9",
+            "café".as_bytes(),
             b"back\\slash\xff",
+            b"a\\xffb",
+            b"a\xffb",
             b"\xff\xfe",
+            b"bell\x07esc\x1b[31mnl\nx\x7f",
+            "c1\u{85}rtl\u{202e}".as_bytes(),
+            b"\\u{41}",
         ] {
             let shown = escape_name(name);
-            if std::str::from_utf8(name).is_ok() {
-                assert_eq!(shown.as_bytes(), name);
-            } else {
-                assert_eq!(unescape_name(&shown).unwrap(), name, "{shown}");
-            }
+            assert_eq!(unescape_name(&shown), name, "{shown}");
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        }
+        assert_eq!(escape_name(b"a\\xffb"), "a\\\\xffb");
+        assert_eq!(escape_name(b"a\xffb"), "a\\xffb");
+        assert_eq!(escape_name(b"x\ny\x1b"), "x\\x0ay\\x1b");
+        assert_eq!(escape_name("\u{202e}".as_bytes()), "\\u{202e}");
+        assert_eq!(escape_name("café".as_bytes()), "café");
+        // A backslash that starts no escape is itself.
+        assert_eq!(unescape_name("a\\b\\x4"), b"a\\b\\x4");
+        assert_eq!(unescape_name("plain"), b"plain");
+    }
+
+    proptest! {
+        #[test]
+        fn any_name_round_trips(name in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let shown = escape_name(&name);
+            prop_assert_eq!(unescape_name(&shown), name);
+            prop_assert!(!shown.chars().any(char::is_control));
         }
     }
 

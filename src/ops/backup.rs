@@ -14,6 +14,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::format::tree::escape_path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,8 +113,12 @@ pub struct BackupReport {
     pub id: SnapshotId,
     /// The snapshot (with its summary).
     pub snapshot: Snapshot,
-    /// Files that could not be read and were skipped.
+    /// Everything that went wrong: files that could not be read and were
+    /// skipped, and the SQLite databases of `plain_copies`.
     pub warnings: Vec<String>,
+    /// SQLite databases that could not be captured as databases and were
+    /// stored as plain file copies instead (nothing of them was skipped).
+    pub plain_copies: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -136,6 +142,8 @@ struct Walker<'a> {
     progress: &'a dyn Progress,
     counters: Counters,
     warnings: Mutex<Vec<String>>,
+    /// Databases stored as plain copies.
+    plain_copies: Mutex<Vec<PathBuf>>,
     /// With a write-only key: file memos waiting to be written to the cache.
     memos: Option<Mutex<Vec<KeyedMemo>>>,
     /// Only these entries (and the folders leading to them) are backed up.
@@ -412,6 +420,7 @@ fn backup_filtered(
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let started = Instant::now();
+    crate::ops::tag::validate_tags(&options.tags)?;
     let sources = resolve_sources(options)?;
     // Held until the snapshot is written: a prune deletes nothing meanwhile.
     let _announced = repo.start_backup(progress)?;
@@ -444,6 +453,7 @@ fn backup_filtered(
         progress,
         counters: Counters::default(),
         warnings: Mutex::new(Vec::new()),
+        plain_copies: Mutex::new(Vec::new()),
         memos: (!repo.can_read() && !options.force).then(|| Mutex::new(Vec::new())),
         selected,
     };
@@ -489,10 +499,15 @@ fn backup_filtered(
         .warnings
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let plain_copies = walker
+        .plain_copies
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok(BackupReport {
         id,
         snapshot,
         warnings,
+        plain_copies,
     })
 }
 
@@ -791,10 +806,8 @@ impl Walker<'_> {
         let mut child = None;
         let reader: Box<dyn io::Read> = match input {
             SourceInput::Command { command, dir } => {
-                let mut cmd = std::process::Command::new("sh");
-                cmd.arg("-c")
-                    .arg(command)
-                    .stdin(std::process::Stdio::null())
+                let mut cmd = crate::hooks::shell(command);
+                cmd.stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::inherit());
                 if let Some(dir) = dir {
@@ -909,7 +922,7 @@ impl Walker<'_> {
     ) -> Result<Option<Node>> {
         self.check_cancel()?;
         if path.as_os_str().len() > MAX_PATH_LEN {
-            let shown: String = path.display().to_string().chars().take(80).collect();
+            let shown: String = escape_path(path).chars().take(80).collect();
             self.warn(format!(
                 "skipped {shown}...: path longer than {MAX_PATH_LEN} bytes"
             ));
@@ -918,7 +931,7 @@ impl Walker<'_> {
         let meta = match fs::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(e) => {
-                self.warn(format!("skipped {}: {e}", path.display()));
+                self.warn(format!("skipped {}: {e}", escape_path(path)));
                 return Ok(None);
             }
         };
@@ -950,7 +963,10 @@ impl Walker<'_> {
             NodeKind::Symlink => match fs::read_link(path) {
                 Ok(target) => node.target = Some(target.as_os_str().as_bytes().to_vec()),
                 Err(e) => {
-                    self.warn(format!("skipped {}: cannot read link: {e}", path.display()));
+                    self.warn(format!(
+                        "skipped {}: cannot read link: {e}",
+                        escape_path(path)
+                    ));
                     return Ok(None);
                 }
             },
@@ -968,7 +984,7 @@ impl Walker<'_> {
         let entries = match fs::read_dir(path) {
             Ok(entries) => entries,
             Err(e) => {
-                self.warn(format!("skipped {}: {e}", path.display()));
+                self.warn(format!("skipped {}: {e}", escape_path(path)));
                 return Ok(None);
             }
         };
@@ -976,7 +992,7 @@ impl Walker<'_> {
         for entry in entries {
             match entry {
                 Ok(entry) => names.push(entry.file_name()),
-                Err(e) => self.warn(format!("skipped an entry of {}: {e}", path.display())),
+                Err(e) => self.warn(format!("skipped an entry of {}: {e}", escape_path(path))),
             }
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -994,7 +1010,7 @@ impl Walker<'_> {
                 Err(e) => {
                     self.progress.warn(&format!(
                         "cannot use the parent's listing of {}: {e}",
-                        path.display()
+                        escape_path(path)
                     ));
                     None
                 }
@@ -1117,8 +1133,12 @@ impl Walker<'_> {
                 Err(reason) => {
                     self.warn(format!(
                         "{}: not captured as a SQLite database ({reason}); stored as a plain file copy",
-                        path.display()
+                        escape_path(path)
                     ));
+                    self.plain_copies
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(path.to_path_buf());
                     None
                 }
             }
@@ -1143,7 +1163,7 @@ impl Walker<'_> {
                 Ok(file) => file,
                 Err(e) => {
                     self.counters.files.fetch_sub(1, Ordering::Relaxed);
-                    self.warn(format!("skipped {}: {e}", path.display()));
+                    self.warn(format!("skipped {}: {e}", escape_path(path)));
                     return Ok(false);
                 }
             };
@@ -1156,7 +1176,7 @@ impl Walker<'_> {
             Ok(read) => read,
             Err(ReadError::Source(e)) => {
                 self.counters.files.fetch_sub(1, Ordering::Relaxed);
-                self.warn(format!("skipped {}: {e}", path.display()));
+                self.warn(format!("skipped {}: {e}", escape_path(path)));
                 return Ok(false);
             }
             Err(ReadError::Repo(e)) => return Err(e),
@@ -1202,7 +1222,7 @@ impl Walker<'_> {
                 Ok(dictionary) => return Ok(Some(dictionary)),
                 Err(e) => self.warn(format!(
                     "{}: cannot load the dictionary of its last snapshot ({e}); training a new one",
-                    path.display()
+                    escape_path(path)
                 )),
             }
         }

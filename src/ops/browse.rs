@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind, Tree, unescape_name};
+use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind, Tree, escape_name, unescape_name};
 use crate::id::TreeId;
 use crate::repo::Repository;
 
@@ -39,11 +39,21 @@ pub fn components(path: &str) -> Vec<&str> {
         .collect()
 }
 
-/// The entry of `tree` that a path component names: the name as given, or
-/// as `snap ls` escapes a name that is not UTF-8.
+/// The entry of `tree` that a path component names, written the way snap
+/// prints names ([`unescape_name`]): `a\\b` is `a\b`, `a\xffb` has the
+/// byte 0xff.
 pub fn child<'t>(tree: &'t Tree, component: &str) -> Option<&'t Node> {
-    tree.find(component.as_bytes())
-        .or_else(|| unescape_name(component).and_then(|raw| tree.find(&raw)))
+    tree.find(&unescape_name(component))
+}
+
+/// A path inside a snapshot as snap prints it: each component parsed and
+/// escaped again, so what the user typed raw is shown escaped.
+pub fn printable(path: &str) -> String {
+    components(path)
+        .iter()
+        .map(|c| escape_name(&unescape_name(c)))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Finds `path` below the root tree; the empty path is the root itself.

@@ -10,8 +10,9 @@
 //!   newest snapshot in it. Buckets are taken in local time (a time zone is
 //!   passed in), so a day is a calendar day where the user lives, also on
 //!   the days daylight saving time starts or ends;
-//! - `within D` keeps every snapshot taken less than D (calendar years,
-//!   months, days and hours) before the group's newest snapshot (snapshots
+//! - `within D` keeps every snapshot taken less than D (a
+//!   [`crate::duration`] span: calendar years and months, then weeks, days,
+//!   hours, minutes, seconds) before the group's newest snapshot (snapshots
 //!   dated in the future do not count as the newest);
 //! - `tags` keeps every snapshot that has all tags of any one of the lists.
 //!
@@ -23,14 +24,14 @@
 //! so it is tested against tables of times; [`forget`] removes the files.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 
 use jiff::tz::TimeZone;
-use jiff::{Span, Timestamp, Zoned};
+use jiff::{Timestamp, Zoned};
 use rayon::prelude::*;
 
 use crate::backend::FileKind;
+use crate::duration::Span;
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
@@ -39,16 +40,6 @@ use crate::repo::Repository;
 
 /// A bucket count meaning "every bucket".
 pub const UNLIMITED: u32 = u32::MAX;
-
-/// The tags of a `--keep-tag a,b` list (or the profile's `keep-tag`):
-/// comma-separated, blanks trimmed, empty ones dropped.
-pub fn tag_list(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(String::from)
-        .collect()
-}
 
 /// Which snapshots to keep. Counts of 0 are off.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,7 +57,7 @@ pub struct KeepPolicy {
     /// The same per year.
     pub yearly: u32,
     /// Every snapshot within this span of the group's newest snapshot.
-    pub within: Option<KeepWithin>,
+    pub within: Option<Span>,
     /// Every snapshot that has all tags of any one of these lists.
     pub tags: Vec<Vec<String>>,
 }
@@ -86,91 +77,6 @@ impl KeepPolicy {
         .all(|&n| n == 0)
             && self.within.is_none()
             && self.tags.is_empty()
-    }
-}
-
-/// A calendar span for `--keep-within`: `1y2m3d4h` (years, months, days,
-/// hours; any of them, each at most once).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KeepWithin {
-    /// Years.
-    pub years: u32,
-    /// Months.
-    pub months: u32,
-    /// Days.
-    pub days: u32,
-    /// Hours.
-    pub hours: u32,
-}
-
-impl KeepWithin {
-    /// The earliest time still kept when the newest snapshot is `newest`:
-    /// calendar arithmetic in the zone of `newest` (one month before
-    /// March 31 is February 28 or 29).
-    pub fn cutoff(&self, newest: &Zoned) -> Timestamp {
-        // Spans this long do not fit a time: everything is within them.
-        Span::new()
-            .try_years(i64::from(self.years))
-            .and_then(|s| s.try_months(i64::from(self.months)))
-            .and_then(|s| s.try_days(i64::from(self.days)))
-            .and_then(|s| s.try_hours(i64::from(self.hours)))
-            .and_then(|span| newest.checked_sub(span))
-            .map_or(Timestamp::MIN, |z| z.timestamp())
-    }
-}
-
-impl FromStr for KeepWithin {
-    type Err = Error;
-
-    fn from_str(text: &str) -> Result<Self> {
-        let bad = || {
-            Error::usage(format!(
-                "`{text}` is not a duration: use numbers with y, m, d, h, for example 30d, 1y2m or 12h"
-            ))
-        };
-        let mut out = Self::default();
-        let mut seen = String::new();
-        let mut digits = String::new();
-        for c in text.chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let n: u32 = digits.parse().map_err(|_| bad())?;
-            digits.clear();
-            let slot = match c {
-                'y' => &mut out.years,
-                'm' => &mut out.months,
-                'd' => &mut out.days,
-                'h' => &mut out.hours,
-                _ => return Err(bad()),
-            };
-            if seen.contains(c) {
-                return Err(bad());
-            }
-            seen.push(c);
-            *slot = n;
-        }
-        if !digits.is_empty() || out == Self::default() {
-            return Err(bad());
-        }
-        Ok(out)
-    }
-}
-
-impl fmt::Display for KeepWithin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (n, unit) in [
-            (self.years, 'y'),
-            (self.months, 'm'),
-            (self.days, 'd'),
-            (self.hours, 'h'),
-        ] {
-            if n > 0 {
-                write!(f, "{n}{unit}")?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -302,7 +208,7 @@ pub fn apply_policy(
         .find(|t| *t <= now)
         .or_else(|| sorted.first().map(|c| c.time));
     let cutoff = match (&policy.within, newest) {
-        (Some(within), Some(newest)) => Some(within.cutoff(&newest.to_zoned(tz.clone()))),
+        (Some(within), Some(newest)) => Some(within.before(&newest.to_zoned(tz.clone()))),
         _ => None,
     };
     let mut left = [
@@ -325,7 +231,7 @@ pub fn apply_policy(
         if let (Some(cutoff), Some(within)) = (cutoff, &policy.within)
             && candidate.time > cutoff
         {
-            reasons.push(format!("within {within}"));
+            reasons.push(format!("within {}", within.words()));
         }
         let local = candidate.time.to_zoned(tz.clone());
         for (i, (reason, bucketer)) in BUCKETS.iter().enumerate() {
@@ -490,6 +396,12 @@ pub fn forget(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn within(text: &str) -> Span {
+        crate::duration::parse(text, "--keep-within", crate::duration::BareM::Months)
+            .unwrap()
+            .span
+    }
 
     /// Central European time with its daylight saving rules, given
     /// explicitly so the tests do not depend on the machine's zone or tzdb.
@@ -712,7 +624,7 @@ mod tests {
         // One year before 2025-02-28 12:00 is 2024-02-28 12:00: the
         // snapshot exactly at the cutoff is not "within".
         let year = KeepPolicy {
-            within: Some("1y".parse().unwrap()),
+            within: Some(within("1y")),
             ..KeepPolicy::default()
         };
         assert_eq!(
@@ -746,7 +658,7 @@ mod tests {
             "2026-03-31T12:00:00Z",
         ];
         let policy = |w: &str| KeepPolicy {
-            within: Some(w.parse().unwrap()),
+            within: Some(within(w)),
             ..KeepPolicy::default()
         };
         assert_eq!(
@@ -755,14 +667,14 @@ mod tests {
         );
         assert_eq!(kept_times(&times, &policy("1d"), &TimeZone::UTC).len(), 2);
         // Two months before March 31 is January 31.
-        assert_eq!(kept_times(&times, &policy("2m"), &TimeZone::UTC).len(), 3);
+        assert_eq!(kept_times(&times, &policy("2mo"), &TimeZone::UTC).len(), 3);
         // 5 months before March 31 is October 31; 12:00 exactly is out.
         assert_eq!(
-            kept_times(&times, &policy("5m"), &TimeZone::UTC)[0],
+            kept_times(&times, &policy("5mo"), &TimeZone::UTC)[0],
             "2025-11-01T12:00:00Z"
         );
-        let reasons = &kept(&times, &policy("1y2m"), &TimeZone::UTC)[0].1;
-        assert_eq!(reasons, &["within 1y2m".to_string()]);
+        let reasons = &kept(&times, &policy("1y2mo"), &TimeZone::UTC)[0].1;
+        assert_eq!(reasons, &["within 1 year 2 months".to_string()]);
         // A snapshot dated in the future is not "the newest".
         let future = [
             "2026-01-01T00:00:00Z",
@@ -868,22 +780,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_group_by_parse() {
-        let w: KeepWithin = "1y2m3d4h".parse().unwrap();
-        assert_eq!(
-            w,
-            KeepWithin {
-                years: 1,
-                months: 2,
-                days: 3,
-                hours: 4
-            }
-        );
-        assert_eq!(w.to_string(), "1y2m3d4h");
-        assert_eq!("30d".parse::<KeepWithin>().unwrap().days, 30);
-        for bad in ["", "30", "d", "1x", "1d1d", "0d", "-1d", "1.5d"] {
-            assert!(bad.parse::<KeepWithin>().is_err(), "{bad}");
-        }
+    fn group_by_parses() {
         let g: GroupBy = "host,tags".parse().unwrap();
         assert!(g.host && g.tags && !g.paths);
         assert!("hostname".parse::<GroupBy>().is_err());

@@ -13,3 +13,4 @@ pub mod repair;
 pub mod restore;
 pub mod sqlite;
 pub mod stats;
+pub mod tag;

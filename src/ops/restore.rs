@@ -346,7 +346,7 @@ pub fn refuse_conflicts(plan: &RestorePlan) -> Result<()> {
         ErrorKind::Conflict,
         format!(
             "{} already exists{}; nothing was restored. Restore into an empty folder, or choose --overwrite never|if-changed|always",
-            first.path.display(),
+            crate::format::tree::escape_path(&first.path),
             if more > 0 {
                 format!(" (and {more} more entries)")
             } else {
@@ -702,7 +702,10 @@ impl Restorer<'_> {
             };
             match removed {
                 Ok(()) => deleted += 1,
-                Err(e) => self.warn(format!("cannot delete {}: {e}", entry.path.display())),
+                Err(e) => self.warn(format!(
+                    "cannot delete {}: {e}",
+                    crate::format::tree::escape_path(&entry.path)
+                )),
             }
         }
         deleted
