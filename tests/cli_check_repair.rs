@@ -277,7 +277,7 @@ fn rot_is_always_detected_and_its_cost_named() {
     }
     // Each case damages one file; afterwards that file and the index cache
     // (which check and restore may rebuild) are put back.
-    let cache = env.repo.join("cache/index.redb");
+    let cache = env.repo_cache().join("index.redb");
     let pristine_cache = fs::read(&cache).unwrap();
     let targets = [
         ("pack", files_below(&env.repo, "data")),
@@ -401,7 +401,7 @@ fn repair_index_rebuilds_a_lost_index_from_the_packs() {
     let index_files = files_below(&env.repo, "index").len();
 
     fs::remove_dir_all(env.repo.join("index")).unwrap();
-    fs::remove_dir_all(env.repo.join("cache")).unwrap();
+    fs::remove_dir_all(env.repo_cache()).unwrap();
     let (code, report) = check(&env, &[]);
     assert_eq!(code, 4, "{report:#}");
     assert!(
@@ -593,6 +593,7 @@ fn killed_backups_leave_a_repository_that_checks_clean() {
         .unwrap();
         let mut child = std::process::Command::new(snap_bin())
             .env_remove("SNAP_REPO")
+            .env("XDG_CACHE_HOME", env.cache_home())
             .arg("-r")
             .arg(&env.repo)
             .args(["-q", "backup", "--force"])
@@ -648,7 +649,7 @@ fn damaged_snapshot_file_does_not_lock_out_the_others() {
     bytes[20] ^= 1;
     fs::write(&old_file, bytes).unwrap();
     // The cache may hold a good copy of the snapshot file; drop it.
-    fs::remove_dir_all(env.repo.join("cache")).unwrap();
+    fs::remove_dir_all(env.repo_cache()).unwrap();
 
     let target = env.path("restored");
     let (code, damaged) = restore(&env, new["id"].as_str().unwrap(), &target);

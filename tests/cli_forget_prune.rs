@@ -499,6 +499,7 @@ fn env_cmd(env: &Env) -> std::process::Command {
     let mut cmd = std::process::Command::new(common::snap_bin());
     cmd.env_remove("SNAP_REPO")
         .env("TZ", "UTC")
+        .env("XDG_CACHE_HOME", env.cache_home())
         .arg("-r")
         .arg(&env.repo)
         .arg("-q");

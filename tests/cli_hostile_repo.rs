@@ -657,6 +657,7 @@ fn chunk_list_bomb_fails_fast_with_bounded_memory() {
         .args(["restore", "latest", "--target"])
         .arg(&case.target)
         .env_remove("SNAP_REPO")
+        .env("XDG_CACHE_HOME", case.env.cache_home())
         .output()
         .expect("run prlimit");
     let code = exit_code(&out);

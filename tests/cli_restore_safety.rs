@@ -691,6 +691,7 @@ fn on_terminal(env: &Env, args: &str, answer: &str) -> Output {
     let mut child = std::process::Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .env_remove("SNAP_REPO")
+        .env("XDG_CACHE_HOME", env.cache_home())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -37,7 +37,8 @@ impl Env {
         cmd.arg("-r")
             .arg(self.root.join("repo"))
             .args(args)
-            .env_remove("SNAP_REPO");
+            .env_remove("SNAP_REPO")
+            .env("XDG_CACHE_HOME", self.root.join("xdg-cache"));
         cmd
     }
 
@@ -565,7 +566,10 @@ fn copy_carries_dictionary_compressed_databases() {
     for (name, encrypted) in [("plain-copy", false), ("encrypted-copy", true)] {
         let target = env.root.join(name);
         let mut init = Command::cargo_bin("snap").unwrap();
-        init.arg("-r").arg(&target).env_remove("SNAP_REPO");
+        init.arg("-r")
+            .arg(&target)
+            .env_remove("SNAP_REPO")
+            .env("XDG_CACHE_HOME", env.root.join("xdg-cache"));
         if encrypted {
             init.arg("--password-file").arg(&password);
         }
@@ -579,7 +583,10 @@ fn copy_carries_dictionary_compressed_databases() {
         let restored = env.root.join(format!("{name}-restored"));
         let tool = |args: &[&str]| {
             let mut cmd = Command::cargo_bin("snap").unwrap();
-            cmd.arg("-r").arg(&target).env_remove("SNAP_REPO");
+            cmd.arg("-r")
+                .arg(&target)
+                .env_remove("SNAP_REPO")
+                .env("XDG_CACHE_HOME", env.root.join("xdg-cache"));
             if encrypted {
                 cmd.arg("--password-file").arg(&password);
             }
