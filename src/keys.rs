@@ -412,8 +412,9 @@ pub fn add(
 ///
 /// Refused for a write-only key (whatever file it came from), for the key
 /// file in use (`in_use`: open the repository with another key to remove
-/// it), and for the last key file with full access, whatever key opened
-/// the repository: without one, nobody could read, restore or prune again.
+/// it), for the last key file, and for the last key file with full access,
+/// whatever key opened the repository: without one, nobody could read,
+/// restore or prune again.
 /// Key files that cannot be read do not count as full keys.
 pub fn remove(
     backend: &dyn Backend,
@@ -427,6 +428,11 @@ pub fn remove(
     if Some(id.as_str()) == in_use {
         return Err(Error::usage(
             "refusing to remove the key in use; open the repository with another key to remove it",
+        ));
+    }
+    if list.len() <= 1 {
+        return Err(Error::usage(
+            "refusing to remove the last key: the repository would be unreadable forever",
         ));
     }
     let removes_full = list
