@@ -19,7 +19,7 @@ use common::{
 };
 use serde_json::Value;
 use snap::codec::ChunkerParams;
-use snap::{InitOptions, LocalBackend, NoProgress, Repository};
+use snap::{InitOptions, NoProgress, Repository};
 
 /// Deterministic choices (xorshift64), so a failing case reproduces.
 struct Rng(u64);
@@ -50,7 +50,7 @@ fn init_small(repo: &Path) {
         },
         ..InitOptions::default()
     };
-    Repository::init(Box::new(LocalBackend::new(repo)), &options, &NoProgress)
+    Repository::init(common::local_backend(repo), &options, &NoProgress)
         .expect("init a repository");
 }
 
@@ -462,7 +462,7 @@ fn repair_index_rebuilds_a_lost_index_from_the_packs() {
 
 /// Where the first chunk of `path` (in the latest snapshot) is stored: pack file and offset.
 fn chunk_location(repo: &Path, path: &str, tree_blob: bool) -> (PathBuf, u64) {
-    let repo_handle = Repository::open(Box::new(LocalBackend::new(repo)), &NoProgress).unwrap();
+    let repo_handle = Repository::open(common::local_backend(repo), &NoProgress).unwrap();
     let (_, snapshot) = repo_handle.snapshots().unwrap().pop().unwrap();
     let node = snap::ops::browse::find_node(&repo_handle, snapshot.tree, path).unwrap();
     let id = if tree_blob {

@@ -579,11 +579,7 @@ fn prune_stops_on_damage_and_while_another_prune_runs() {
     env.ok(["forget", old.as_str()]);
 
     // Another prune holds the lock (this test process stands in for it).
-    let repo = snap::Repository::open(
-        Box::new(snap::LocalBackend::new(&env.repo)),
-        &snap::NoProgress,
-    )
-    .unwrap();
+    let repo = snap::Repository::open(common::local_backend(&env.repo), &snap::NoProgress).unwrap();
     let held = repo.lock_prune().unwrap();
     let before = fingerprint(&env);
     let out = env.run(["prune", "--instant-delete"]);

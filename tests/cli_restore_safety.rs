@@ -629,8 +629,8 @@ fn only_and_skip_select_sources() {
 
 /// Where the first chunk of `path` (in snapshot `id`) is stored: pack file and an offset inside it.
 fn chunk_location(repo: &Path, id: &str, path: &str) -> (PathBuf, u64) {
-    use snap::{LocalBackend, NoProgress, Repository};
-    let handle = Repository::open(Box::new(LocalBackend::new(repo)), &NoProgress).unwrap();
+    use snap::{NoProgress, Repository};
+    let handle = Repository::open(common::local_backend(repo), &NoProgress).unwrap();
     let (_, snapshot) = handle
         .snapshots()
         .unwrap()

@@ -453,9 +453,12 @@ fn repo_bytes(env: &Env) -> u64 {
 /// The dictionary of `path` in the latest snapshot, and where its blob is
 /// stored (pack file, an offset inside the blob).
 fn dictionary_of_latest(env: &Env, path: &str) -> Option<(snap::id::BlobId, PathBuf, u64)> {
+    use snap::backend::PrivateCache;
     use snap::{LocalBackend, NoProgress, Repository};
     let repo_dir = env.root.join("repo");
-    let repo = Repository::open(Box::new(LocalBackend::new(&repo_dir)), &NoProgress).unwrap();
+    // A cache of its own, not one in the user's cache folder.
+    let backend = PrivateCache::new(Box::new(LocalBackend::new(&repo_dir))).unwrap();
+    let repo = Repository::open(Box::new(backend), &NoProgress).unwrap();
     let (_, snapshot) = repo.snapshots().unwrap().pop().unwrap();
     let node = snap::ops::browse::find_node(&repo, snapshot.tree, path).unwrap();
     let id = node.dictionary?;

@@ -44,6 +44,16 @@ pub fn snap_command() -> Command {
     cmd
 }
 
+/// A local repository's storage for a test that opens it in its own
+/// process: the index cache goes to a private temporary folder (removed
+/// with the repository handle), never to the user's cache folder.
+pub fn local_backend(repo: &Path) -> Box<dyn snap::backend::Backend> {
+    Box::new(
+        snap::backend::PrivateCache::new(Box::new(snap::LocalBackend::new(repo)))
+            .expect("create a private cache folder"),
+    )
+}
+
 /// Whether the tests run as root (some checks only make sense for one or the other).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
