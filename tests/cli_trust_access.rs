@@ -515,6 +515,17 @@ fn wait_at_most(mut child: Child, limit: Duration, what: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A child process killed when the test ends, also when it fails while
+/// the child is stopped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn signal(child: &Child, name: &str) {
     let status = std::process::Command::new("kill")
         .arg(format!("-{name}"))
@@ -525,9 +536,9 @@ fn signal(child: &Child, name: &str) {
 }
 
 /// Regression: with a backup holding the index cache (here stopped with
-/// SIGSTOP), `snapshots`, `ls`, `cat`, `diff`, `log`, `find`, `stats` and a
-/// restore into an empty folder waited for it (up to an hour). Now they go
-/// on with a private cache. The limit is generous: this is no speed test.
+/// SIGSTOP), `snapshots`, `ls`, `cat`, `diff`, `log`, `find`, `stats`, a
+/// restore into an empty folder and `copy` (its source) waited for it (up
+/// to an hour). Now they go on with a private cache. The limit is generous: this is no speed test.
 #[test]
 fn readers_never_wait_behind_a_stopped_backup() {
     let env = Env::new();
@@ -544,13 +555,15 @@ fn readers_never_wait_behind_a_stopped_backup() {
         snapshots[0]["id"].as_str().unwrap().to_string(),
         snapshots[1]["id"].as_str().unwrap().to_string(),
     );
-    let backup = spawnable(&env)
-        .args(["-q", "backup", "--force"])
-        .arg(&src)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut backup = KillOnDrop(
+        spawnable(&env)
+            .args(["-q", "backup", "--force"])
+            .arg(&src)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // The backup announces itself in locks/ after it opened the cache.
     let started = Instant::now();
     while fs::read_dir(env.repo.join("locks"))
@@ -564,15 +577,21 @@ fn readers_never_wait_behind_a_stopped_backup() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    signal(&backup, "STOP");
-    let mut backup = backup;
+    signal(&backup.0, "STOP");
     assert!(
-        backup.try_wait().unwrap().is_none(),
+        backup.0.try_wait().unwrap().is_none(),
         "the backup finished before it could be stopped; give it more data"
     );
 
     let target = env.path("restored");
     let target_arg = target.to_str().unwrap().to_string();
+    let other = env.path("other").to_str().unwrap().to_string();
+    let init_other = common::snap_command()
+        .env("XDG_CACHE_HOME", env.cache_home())
+        .args(["-r", &other, "init"])
+        .output()
+        .unwrap();
+    assert_code(&init_other, 0);
     let readers: Vec<Vec<&str>> = vec![
         vec!["snapshots"],
         vec!["ls", "latest"],
@@ -582,6 +601,8 @@ fn readers_never_wait_behind_a_stopped_backup() {
         vec!["find", "*.txt"],
         vec!["stats"],
         vec!["restore", "latest", "--target", &target_arg],
+        // copy reads its source the same way (the target is another repository).
+        vec!["copy", "--to", &other, &newer],
     ];
     for args in &readers {
         let child = spawnable(&env)
@@ -601,15 +622,16 @@ fn readers_never_wait_behind_a_stopped_backup() {
         b"second version"
     );
 
-    signal(&backup, "CONT");
-    let status = backup.wait().unwrap();
+    signal(&backup.0, "CONT");
+    let status = backup.0.wait().unwrap();
     assert!(status.success(), "the backup failed after SIGCONT");
     assert_eq!(env.snapshots().len(), 3);
     // Readers leave no private cache behind.
-    let leftovers: Vec<_> = fs::read_dir(env.repo_cache())
+    let leftovers: Vec<PathBuf> = fs::read_dir(env.cache_home().join("snap"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .filter(|n| n != "index.redb")
+        .flat_map(|cache| fs::read_dir(cache.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name() != Some(OsStr::new("index.redb")))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -79,7 +79,7 @@ pub fn open_other(
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let source = global.open(&progress)?;
+    let source = global.open_reader(&progress)?;
     let credentials = other_credentials(
         args.to_password_file,
         "SNAP_TO_PASSWORD",
