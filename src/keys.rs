@@ -620,6 +620,38 @@ mod tests {
     }
 
     #[test]
+    fn removal_keeps_a_full_key_and_refuses_write_only_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::backend::LocalBackend::new(dir.path().join("repo"));
+        backend.create().unwrap();
+        let keys = RepoKeys::generate();
+        let writer = keys.write_only();
+        // Recipients seal fast (no scrypt); the rules do not look at the lock.
+        let lock = NewLock::Recipients(vec![x25519::Identity::generate().to_public().to_string()]);
+        let full = store(&backend, &seal(&keys, &lock).unwrap()).unwrap();
+        let stored_writer = store(&backend, &seal(&writer, &lock).unwrap()).unwrap();
+
+        let refused = remove(&backend, &writer, None, &full).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Key);
+        let refused = add(&backend, &writer, &writer, &lock).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Key);
+        // Opened with an exported full key (no key file in use): the only
+        // full key file stays.
+        let refused = remove(&backend, &keys, None, &full).unwrap_err();
+        assert!(refused.message().contains("last key with full access"));
+        let refused = remove(&backend, &keys, Some(&full), &full).unwrap_err();
+        assert!(refused.message().contains("key in use"));
+        assert_eq!(list(&backend).unwrap().len(), 2);
+        assert_eq!(
+            remove(&backend, &keys, None, &stored_writer).unwrap(),
+            stored_writer
+        );
+        // The last key file goes neither.
+        assert!(remove(&backend, &keys, None, &full).is_err());
+        assert_eq!(list(&backend).unwrap().len(), 1);
+    }
+
+    #[test]
     fn sealed_with_passphrase_opens_only_with_it() {
         let keys = RepoKeys::generate();
         let file = seal(
