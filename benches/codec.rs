@@ -306,12 +306,11 @@ fn write_tree(root: &Path) -> usize {
 }
 
 fn init_repository(dir: &Path) -> Repository {
-    Repository::init(
-        Box::new(LocalBackend::new(dir.join("repo"))),
-        &InitOptions::default(),
-        &NoProgress,
-    )
-    .expect("repository created")
+    // A private cache, removed with the repository, not one in ~/.cache.
+    let backend = snap::backend::PrivateCache::new(Box::new(LocalBackend::new(dir.join("repo"))))
+        .expect("a private cache folder");
+    Repository::init(Box::new(backend), &InitOptions::default(), &NoProgress)
+        .expect("repository created")
 }
 
 fn end_to_end(c: &mut Criterion) {

@@ -366,6 +366,118 @@ fn wrong_key(message: &str) -> Error {
     Error::new(ErrorKind::Key, message.to_string())
 }
 
+/// Refuses a write-only key: such a key may add snapshots, never delete or
+/// rewrite anything (a stolen writer must not be able to destroy backups or
+/// lock the owner out). `action` says what was refused.
+pub fn require_full(keys: &RepoKeys, action: &str) -> Result<()> {
+    if keys.access() == Access::Full {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Key,
+        format!(
+            "a write-only key cannot {action}: it may only add snapshots; use a full key or passphrase"
+        ),
+    ))
+}
+
+/// The id of the one key file whose id starts with `prefix`.
+pub fn find(list: &[(String, KeyFile)], prefix: &str) -> Result<String> {
+    let found: Vec<_> = list
+        .iter()
+        .filter(|(id, _)| id.starts_with(prefix))
+        .collect();
+    match found.as_slice() {
+        [(id, _)] => Ok(id.clone()),
+        [] => Err(Error::not_found(format!(
+            "no key {prefix}; see `snap key list`"
+        ))),
+        _ => Err(Error::usage(format!("key prefix {prefix} is ambiguous"))),
+    }
+}
+
+/// Adds a key file sealing `material` (these keys, or their write-only
+/// half) to `lock`; returns its id. Only a full key adds keys.
+pub fn add(
+    backend: &dyn Backend,
+    keys: &RepoKeys,
+    material: &RepoKeys,
+    lock: &NewLock,
+) -> Result<String> {
+    require_full(keys, "add keys")?;
+    store(backend, &seal(material, lock)?)
+}
+
+/// Removes the key file whose id starts with `prefix`; returns its id.
+///
+/// Refused for a write-only key (whatever file it came from), for the key
+/// file in use (`in_use`: open the repository with another key to remove
+/// it), for the last key file, and for the last key file with full access,
+/// whatever key opened the repository: without one, nobody could read,
+/// restore or prune again.
+/// Key files that cannot be read do not count as full keys.
+pub fn remove(
+    backend: &dyn Backend,
+    keys: &RepoKeys,
+    in_use: Option<&str>,
+    prefix: &str,
+) -> Result<String> {
+    require_full(keys, "remove keys")?;
+    let list = list(backend)?;
+    let id = find(&list, prefix)?;
+    if Some(id.as_str()) == in_use {
+        return Err(Error::usage(
+            "refusing to remove the key in use; open the repository with another key to remove it",
+        ));
+    }
+    if list.len() <= 1 {
+        return Err(Error::usage(
+            "refusing to remove the last key: the repository would be unreadable forever",
+        ));
+    }
+    let removes_full = list
+        .iter()
+        .any(|(other, file)| *other == id && file.access == Access::Full);
+    let other_full = list
+        .iter()
+        .any(|(other, file)| *other != id && file.access == Access::Full);
+    if removes_full && !other_full {
+        return Err(Error::usage(
+            "refusing to remove the last key with full access: nobody could read, restore or prune the repository any more; add another full key first",
+        ));
+    }
+    backend.remove(FileKind::Key, &id)?;
+    Ok(id)
+}
+
+/// Replaces the passphrase key file `in_use` by one sealed to the
+/// passphrase `password` gives (asked for only once the change is allowed);
+/// returns the new id. The new file is written before the old one goes.
+/// Refused for a write-only key: it deletes a key file.
+pub fn change_passphrase(
+    backend: &dyn Backend,
+    keys: &RepoKeys,
+    in_use: Option<&str>,
+    password: impl FnOnce() -> Result<SecretString>,
+) -> Result<String> {
+    require_full(keys, "change key passphrases")?;
+    let Some(current) = in_use else {
+        return Err(Error::usage(
+            "the repository was opened with a key file, not a passphrase",
+        ));
+    };
+    if load(backend, current)?.lock != Lock::Passphrase {
+        return Err(Error::usage(
+            "the key in use is not a passphrase key; use `snap key add`",
+        ));
+    }
+    let id = store(backend, &seal(keys, &NewLock::Passphrase(password()?))?)?;
+    if id != current {
+        backend.remove(FileKind::Key, current)?;
+    }
+    Ok(id)
+}
+
 /// Unlocks a repository. Returns the id of the key file that opened it
 /// (`None` for an exported key file) and the keys.
 pub fn unlock(
@@ -505,6 +617,38 @@ mod tests {
         );
         assert_eq!(&*keys.data_crypto().open(&sealed).unwrap(), b"secret");
         assert!(wo.identity_file_text().is_err());
+    }
+
+    #[test]
+    fn removal_keeps_a_full_key_and_refuses_write_only_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::backend::LocalBackend::new(dir.path().join("repo"));
+        backend.create().unwrap();
+        let keys = RepoKeys::generate();
+        let writer = keys.write_only();
+        // Recipients seal fast (no scrypt); the rules do not look at the lock.
+        let lock = NewLock::Recipients(vec![x25519::Identity::generate().to_public().to_string()]);
+        let full = store(&backend, &seal(&keys, &lock).unwrap()).unwrap();
+        let stored_writer = store(&backend, &seal(&writer, &lock).unwrap()).unwrap();
+
+        let refused = remove(&backend, &writer, None, &full).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Key);
+        let refused = add(&backend, &writer, &writer, &lock).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Key);
+        // Opened with an exported full key (no key file in use): the only
+        // full key file stays.
+        let refused = remove(&backend, &keys, None, &full).unwrap_err();
+        assert!(refused.message().contains("last key with full access"));
+        let refused = remove(&backend, &keys, Some(&full), &full).unwrap_err();
+        assert!(refused.message().contains("key in use"));
+        assert_eq!(list(&backend).unwrap().len(), 2);
+        assert_eq!(
+            remove(&backend, &keys, None, &stored_writer).unwrap(),
+            stored_writer
+        );
+        // The last key file goes neither.
+        assert!(remove(&backend, &keys, None, &full).is_err());
+        assert_eq!(list(&backend).unwrap().len(), 1);
     }
 
     #[test]

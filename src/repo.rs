@@ -66,6 +66,9 @@ pub struct Repository {
     config: Config,
     codec: BlobCodec,
     cache: IndexCache,
+    /// The private folder of a reader's cache (see [`Repository::open_reader`]),
+    /// removed after `cache` is dropped.
+    _reader_cache: Option<tempfile::TempDir>,
     keys: Option<RepoKeys>,
     key_id: Option<String>,
     /// Dictionaries loaded for decoding, by blob id (a few per repository).
@@ -74,6 +77,21 @@ pub struct Repository {
 
 /// Dictionaries kept loaded at most; more are dropped and reloaded.
 const LOADED_DICTIONARIES: usize = 64;
+
+/// Prefix of a reader's private cache folder, followed by its process id
+/// (so that leftovers of a killed reader can be told from live ones).
+const READER_CACHE_PREFIX: &str = "reader-";
+
+/// How an opened repository uses the shared index cache, which one process
+/// holds at a time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CacheUse {
+    /// Wait for the shared cache (commands that write, and check).
+    Shared,
+    /// Take the shared cache if it is free, else build a private one at
+    /// once (commands that only read).
+    SharedOrPrivate,
+}
 
 /// Packs flushed into one index delta at most.
 const PACKS_PER_DELTA: usize = 8;
@@ -97,6 +115,7 @@ impl Repository {
                 backend.location()
             )));
         }
+        backend.ensure_empty()?;
         if !options.chunker.is_valid() {
             return Err(Error::usage("chunker parameters out of range"));
         }
@@ -153,7 +172,7 @@ impl Repository {
         }
         // The config comes last: a location is a repository once it is complete.
         backend.write(FileKind::Config, "config", &config.to_bytes())?;
-        Self::assemble(backend, config, keys, key_id, progress)
+        Self::assemble(backend, config, keys, key_id, CacheUse::Shared, progress)
     }
 
     /// Opens an unencrypted repository (or fails with a key error).
@@ -166,6 +185,29 @@ impl Repository {
     pub fn open_with(
         backend: Box<dyn Backend>,
         credentials: &Credentials,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        Self::open_as(backend, credentials, CacheUse::Shared, progress)
+    }
+
+    /// Opens the repository for a command that only reads (`snapshots`,
+    /// `ls`, `restore`...): it never waits for another process. When another
+    /// snap process holds the shared index cache (a backup, a check), the
+    /// reader builds a private cache from the index deltas instead, in a
+    /// temporary folder beside the shared one that goes when the repository
+    /// is dropped.
+    pub fn open_reader(
+        backend: Box<dyn Backend>,
+        credentials: &Credentials,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        Self::open_as(backend, credentials, CacheUse::SharedOrPrivate, progress)
+    }
+
+    fn open_as(
+        backend: Box<dyn Backend>,
+        credentials: &Credentials,
+        cache_use: CacheUse,
         progress: &dyn Progress,
     ) -> Result<Self> {
         let bytes = match backend.read(FileKind::Config, "config") {
@@ -189,7 +231,7 @@ impl Repository {
                 (id, Some(keys))
             }
         };
-        Self::assemble(backend, config, keys, key_id, progress)
+        Self::assemble(backend, config, keys, key_id, cache_use, progress)
     }
 
     fn assemble(
@@ -197,6 +239,7 @@ impl Repository {
         config: Config,
         keys: Option<RepoKeys>,
         key_id: Option<String>,
+        cache_use: CacheUse,
         progress: &dyn Progress,
     ) -> Result<Self> {
         let codec = match &keys {
@@ -208,27 +251,54 @@ impl Repository {
                 keys.index_crypto(),
             ),
         };
-        let cache_dir = match backend.cache_dir() {
-            Some(dir) => dir,
-            None => dirs::cache_dir()
+        if let Some(old) = backend.legacy_cache_dir() {
+            remove_legacy_cache(&old);
+        }
+        let cache_dir = backend.cache_dir().unwrap_or_else(|| {
+            dirs::cache_dir()
                 .unwrap_or_else(std::env::temp_dir)
                 .join("snap")
-                .join(config.id.to_hex()),
+                .join(config.id.to_hex())
+        });
+        crate::backend::local::create_private_dir(backend.temp_dir())?;
+        let mut cache_path = cache_dir.join("index.redb");
+        let mut reader_cache = None;
+        let cache = match cache_use {
+            CacheUse::Shared => IndexCache::open(&cache_path, &|| {
+                progress.message(&format!(
+                    "waiting for another snap process that is using {}",
+                    cache_path.display()
+                ));
+            })?,
+            CacheUse::SharedOrPrivate => {
+                if let Some(cache) = IndexCache::open_if_free(&cache_path)? {
+                    cache
+                } else {
+                    crate::lock::clean_dead_temp(&cache_dir, &[READER_CACHE_PREFIX]);
+                    let dir = tempfile::Builder::new()
+                        .prefix(&format!("{READER_CACHE_PREFIX}{}-", std::process::id()))
+                        .tempdir_in(&cache_dir)
+                        .map_err(|e| {
+                            Error::io("cannot create a private cache folder in", &cache_dir, e)
+                        })?;
+                    cache_path = dir.path().join("index.redb");
+                    let cache = IndexCache::open_if_free(&cache_path)?.ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Io,
+                            format!("the new cache {} is in use", cache_path.display()),
+                        )
+                    })?;
+                    reader_cache = Some(dir);
+                    cache
+                }
+            }
         };
-        std::fs::create_dir_all(backend.temp_dir())
-            .map_err(|e| Error::io("cannot create folder", backend.temp_dir(), e))?;
-        let cache_path = cache_dir.join("index.redb");
-        let cache = IndexCache::open(&cache_path, &|| {
-            progress.message(&format!(
-                "waiting for another snap process that is using {}",
-                cache_path.display()
-            ));
-        })?;
         let mut repo = Self {
             backend: Arc::from(backend),
             config,
             codec,
             cache,
+            _reader_cache: reader_cache,
             keys,
             key_id,
             dictionaries: Mutex::new(HashMap::new()),
@@ -254,6 +324,15 @@ impl Repository {
     /// opened with an exported key file).
     pub fn key_id(&self) -> Option<&str> {
         self.key_id.as_deref()
+    }
+
+    /// Refuses a write-only key: it may add snapshots, never delete or
+    /// rewrite anything. Every operation that deletes or rewrites calls this
+    /// before it touches the repository; `action` says what was refused.
+    pub fn require_full_access(&self, action: &str) -> Result<()> {
+        self.keys
+            .as_ref()
+            .map_or(Ok(()), |keys| crate::keys::require_full(keys, action))
     }
 
     /// Whether this key may read what is stored (false for a write-only key).
@@ -836,6 +915,21 @@ impl BlobSaver<'_> {
             self.bytes_added.load(Ordering::Relaxed),
             self.bytes_added_packed.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Removes the index cache that older versions kept inside a local
+/// repository (`cache/index.redb`): it is only a cache, rebuilt in the
+/// user's cache folder, and a copy of the repository should not carry it.
+/// Only that file goes, and the folder when nothing else is in it; failures
+/// (a read-only repository) are ignored.
+fn remove_legacy_cache(dir: &std::path::Path) {
+    let file = dir.join("index.redb");
+    if file.is_file() {
+        let _ = std::fs::remove_file(&file);
+    }
+    if dir.is_dir() {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 

@@ -802,6 +802,7 @@ fn snap_as_nobody(home: &Path) -> std::process::Command {
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(common::snap_bin())
         .env_remove("SNAP_REPO")
+        .env_remove("XDG_CACHE_HOME")
         .env("HOME", home);
     cmd
 }
@@ -852,7 +853,8 @@ fn unreadable_file_is_skipped_with_a_warning_and_exit_3() {
             Some(home) => snap_as_nobody(home),
             None => {
                 let mut cmd = std::process::Command::new(common::snap_bin());
-                cmd.env_remove("SNAP_REPO");
+                cmd.env_remove("SNAP_REPO")
+                    .env("XDG_CACHE_HOME", common::cache_home());
                 cmd
             }
         };

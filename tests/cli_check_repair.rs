@@ -19,7 +19,7 @@ use common::{
 };
 use serde_json::Value;
 use snap::codec::ChunkerParams;
-use snap::{InitOptions, LocalBackend, NoProgress, Repository};
+use snap::{InitOptions, NoProgress, Repository};
 
 /// Deterministic choices (xorshift64), so a failing case reproduces.
 struct Rng(u64);
@@ -50,7 +50,7 @@ fn init_small(repo: &Path) {
         },
         ..InitOptions::default()
     };
-    Repository::init(Box::new(LocalBackend::new(repo)), &options, &NoProgress)
+    Repository::init(common::local_backend(repo), &options, &NoProgress)
         .expect("init a repository");
 }
 
@@ -277,7 +277,7 @@ fn rot_is_always_detected_and_its_cost_named() {
     }
     // Each case damages one file; afterwards that file and the index cache
     // (which check and restore may rebuild) are put back.
-    let cache = env.repo.join("cache/index.redb");
+    let cache = env.repo_cache().join("index.redb");
     let pristine_cache = fs::read(&cache).unwrap();
     let targets = [
         ("pack", files_below(&env.repo, "data")),
@@ -401,7 +401,7 @@ fn repair_index_rebuilds_a_lost_index_from_the_packs() {
     let index_files = files_below(&env.repo, "index").len();
 
     fs::remove_dir_all(env.repo.join("index")).unwrap();
-    fs::remove_dir_all(env.repo.join("cache")).unwrap();
+    fs::remove_dir_all(env.repo_cache()).unwrap();
     let (code, report) = check(&env, &[]);
     assert_eq!(code, 4, "{report:#}");
     assert!(
@@ -462,7 +462,7 @@ fn repair_index_rebuilds_a_lost_index_from_the_packs() {
 
 /// Where the first chunk of `path` (in the latest snapshot) is stored: pack file and offset.
 fn chunk_location(repo: &Path, path: &str, tree_blob: bool) -> (PathBuf, u64) {
-    let repo_handle = Repository::open(Box::new(LocalBackend::new(repo)), &NoProgress).unwrap();
+    let repo_handle = Repository::open(common::local_backend(repo), &NoProgress).unwrap();
     let (_, snapshot) = repo_handle.snapshots().unwrap().pop().unwrap();
     let node = snap::ops::browse::find_node(&repo_handle, snapshot.tree, path).unwrap();
     let id = if tree_blob {
@@ -593,6 +593,7 @@ fn killed_backups_leave_a_repository_that_checks_clean() {
         .unwrap();
         let mut child = std::process::Command::new(snap_bin())
             .env_remove("SNAP_REPO")
+            .env("XDG_CACHE_HOME", env.cache_home())
             .arg("-r")
             .arg(&env.repo)
             .args(["-q", "backup", "--force"])
@@ -648,7 +649,7 @@ fn damaged_snapshot_file_does_not_lock_out_the_others() {
     bytes[20] ^= 1;
     fs::write(&old_file, bytes).unwrap();
     // The cache may hold a good copy of the snapshot file; drop it.
-    fs::remove_dir_all(env.repo.join("cache")).unwrap();
+    fs::remove_dir_all(env.repo_cache()).unwrap();
 
     let target = env.path("restored");
     let (code, damaged) = restore(&env, new["id"].as_str().unwrap(), &target);

@@ -39,12 +39,17 @@ impl Fixture {
         self.root.join("entity")
     }
 
+    fn cache_home(&self) -> PathBuf {
+        self.root.join("xdg-cache")
+    }
+
     fn snap(&self, password: Option<&str>) -> Command {
         let mut cmd = Command::cargo_bin("snap").unwrap();
         cmd.arg("-r")
             .arg(self.repo())
             .env_remove("SNAP_PASSWORD")
-            .env_remove("SNAP_REPO");
+            .env_remove("SNAP_REPO")
+            .env("XDG_CACHE_HOME", self.cache_home());
         if let Some(p) = password {
             cmd.env("SNAP_PASSWORD", p);
         }
@@ -415,7 +420,7 @@ fn tampering_with_each_object_kind_is_detected() {
         .unwrap()
         .path();
     flip_byte(&index_file, 300);
-    fs::remove_dir_all(f.repo().join("cache")).unwrap();
+    fs::remove_dir_all(f.cache_home()).unwrap();
     let out = f
         .snap(Some("pw"))
         .arg("cat")

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use common::{assert_code, exit_code, pseudo_random, snap_command, stderr_text};
 use serde_json::Value;
 use snap::codec::ChunkerParams;
-use snap::{InitOptions, LocalBackend, NoProgress, Repository};
+use snap::{InitOptions, NoProgress, Repository};
 
 type Contents = BTreeMap<PathBuf, Vec<u8>>;
 
@@ -121,7 +121,7 @@ impl World {
             ..InitOptions::default()
         };
         Repository::init(
-            Box::new(LocalBackend::new(dir.join("repo"))),
+            common::local_backend(&dir.join("repo")),
             &options,
             &NoProgress,
         )

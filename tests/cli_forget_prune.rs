@@ -499,6 +499,7 @@ fn env_cmd(env: &Env) -> std::process::Command {
     let mut cmd = std::process::Command::new(common::snap_bin());
     cmd.env_remove("SNAP_REPO")
         .env("TZ", "UTC")
+        .env("XDG_CACHE_HOME", env.cache_home())
         .arg("-r")
         .arg(&env.repo)
         .arg("-q");
@@ -578,11 +579,7 @@ fn prune_stops_on_damage_and_while_another_prune_runs() {
     env.ok(["forget", old.as_str()]);
 
     // Another prune holds the lock (this test process stands in for it).
-    let repo = snap::Repository::open(
-        Box::new(snap::LocalBackend::new(&env.repo)),
-        &snap::NoProgress,
-    )
-    .unwrap();
+    let repo = snap::Repository::open(common::local_backend(&env.repo), &snap::NoProgress).unwrap();
     let held = repo.lock_prune().unwrap();
     let before = fingerprint(&env);
     let out = env.run(["prune", "--instant-delete"]);

@@ -21,17 +21,14 @@ use common::{Env, dir_names, exit_code, list_tree, stderr_text};
 use snap::format::pack::BlobKind;
 use snap::format::tree::ChunkList;
 use snap::repo::BlobSaver;
-use snap::{
-    BlobId, LocalBackend, NoProgress, Node, NodeKind, Repository, Snapshot, SnapshotId, Tree,
-    TreeId,
-};
+use snap::{BlobId, NoProgress, Node, NodeKind, Repository, Snapshot, SnapshotId, Tree, TreeId};
 
 /// Snap must finish any of these quickly; a hang is a failure too.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Writes blobs into a repository, then one snapshot of the tree `build` returns.
 fn write_snapshot(env: &Env, build: impl FnOnce(&BlobSaver<'_>) -> TreeId) -> SnapshotId {
-    let repo = Repository::open(Box::new(LocalBackend::new(&env.repo)), &NoProgress)
+    let repo = Repository::open(common::local_backend(&env.repo), &NoProgress)
         .expect("open the repository");
     let saver = repo.saver();
     let tree = build(&saver);
@@ -657,6 +654,7 @@ fn chunk_list_bomb_fails_fast_with_bounded_memory() {
         .args(["restore", "latest", "--target"])
         .arg(&case.target)
         .env_remove("SNAP_REPO")
+        .env("XDG_CACHE_HOME", case.env.cache_home())
         .output()
         .expect("run prlimit");
     let code = exit_code(&out);

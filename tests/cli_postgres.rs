@@ -268,6 +268,7 @@ fn pg_dump_through_snap_restores_with_pg_restore() {
         .arg(&env.repo)
         .args(["cat", "latest:postgres/lyra.dump"])
         .env_remove("SNAP_CONFIG")
+        .env("XDG_CACHE_HOME", env.cache_home())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -38,7 +38,8 @@ impl Profiled {
             .env_remove("SNAP_REPO")
             .env_remove("SNAP_CONFIG")
             .env("TZ", "UTC")
-            .env("XDG_CONFIG_HOME", self.path("xdg"));
+            .env("XDG_CONFIG_HOME", self.path("xdg"))
+            .env("XDG_CACHE_HOME", self.env.cache_home());
         cmd
     }
 

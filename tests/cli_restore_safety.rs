@@ -629,8 +629,8 @@ fn only_and_skip_select_sources() {
 
 /// Where the first chunk of `path` (in snapshot `id`) is stored: pack file and an offset inside it.
 fn chunk_location(repo: &Path, id: &str, path: &str) -> (PathBuf, u64) {
-    use snap::{LocalBackend, NoProgress, Repository};
-    let handle = Repository::open(Box::new(LocalBackend::new(repo)), &NoProgress).unwrap();
+    use snap::{NoProgress, Repository};
+    let handle = Repository::open(common::local_backend(repo), &NoProgress).unwrap();
     let (_, snapshot) = handle
         .snapshots()
         .unwrap()
@@ -691,6 +691,7 @@ fn on_terminal(env: &Env, args: &str, answer: &str) -> Output {
     let mut child = std::process::Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .env_remove("SNAP_REPO")
+        .env("XDG_CACHE_HOME", env.cache_home())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

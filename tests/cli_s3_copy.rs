@@ -401,7 +401,7 @@ fn a_permanent_s3_error_names_the_operation_and_the_object() {
 #[test]
 fn copy_rewrites_chunk_lists_and_copied_chunker_params_keep_dedup() {
     use snap::codec::ChunkerParams;
-    use snap::{InitOptions, LocalBackend, NoProgress, Repository as Lib};
+    use snap::{InitOptions, NoProgress, Repository as Lib};
     let dir = tempfile::tempdir().unwrap();
     let bucket = s3::new_bucket();
     // Small chunks and packs: a few megabytes make chunk lists (files of
@@ -419,7 +419,7 @@ fn copy_rewrites_chunk_lists_and_copied_chunker_params_keep_dedup() {
     };
     drop(
         Lib::init(
-            Box::new(LocalBackend::new(&local.location)),
+            common::local_backend(&local.location),
             &options,
             &NoProgress,
         )

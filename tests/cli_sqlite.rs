@@ -37,7 +37,8 @@ impl Env {
         cmd.arg("-r")
             .arg(self.root.join("repo"))
             .args(args)
-            .env_remove("SNAP_REPO");
+            .env_remove("SNAP_REPO")
+            .env("XDG_CACHE_HOME", self.root.join("xdg-cache"));
         cmd
     }
 
@@ -459,9 +460,12 @@ fn repo_bytes(env: &Env) -> u64 {
 /// The dictionary of `path` in the latest snapshot, and where its blob is
 /// stored (pack file, an offset inside the blob).
 fn dictionary_of_latest(env: &Env, path: &str) -> Option<(snap::id::BlobId, PathBuf, u64)> {
+    use snap::backend::PrivateCache;
     use snap::{LocalBackend, NoProgress, Repository};
     let repo_dir = env.root.join("repo");
-    let repo = Repository::open(Box::new(LocalBackend::new(&repo_dir)), &NoProgress).unwrap();
+    // A cache of its own, not one in the user's cache folder.
+    let backend = PrivateCache::new(Box::new(LocalBackend::new(&repo_dir))).unwrap();
+    let repo = Repository::open(Box::new(backend), &NoProgress).unwrap();
     let (_, snapshot) = repo.snapshots().unwrap().pop().unwrap();
     let node = snap::ops::browse::find_node(&repo, snapshot.tree, path).unwrap();
     let id = node.dictionary?;
@@ -572,7 +576,10 @@ fn copy_carries_dictionary_compressed_databases() {
     for (name, encrypted) in [("plain-copy", false), ("encrypted-copy", true)] {
         let target = env.root.join(name);
         let mut init = Command::cargo_bin("snap").unwrap();
-        init.arg("-r").arg(&target).env_remove("SNAP_REPO");
+        init.arg("-r")
+            .arg(&target)
+            .env_remove("SNAP_REPO")
+            .env("XDG_CACHE_HOME", env.root.join("xdg-cache"));
         if encrypted {
             init.arg("--password-file").arg(&password);
         }
@@ -586,7 +593,10 @@ fn copy_carries_dictionary_compressed_databases() {
         let restored = env.root.join(format!("{name}-restored"));
         let tool = |args: &[&str]| {
             let mut cmd = Command::cargo_bin("snap").unwrap();
-            cmd.arg("-r").arg(&target).env_remove("SNAP_REPO");
+            cmd.arg("-r")
+                .arg(&target)
+                .env_remove("SNAP_REPO")
+                .env("XDG_CACHE_HOME", env.root.join("xdg-cache"));
             if encrypted {
                 cmd.arg("--password-file").arg(&password);
             }

@@ -288,6 +288,14 @@ impl Backend for Faulty {
         })
     }
 
+    fn legacy_cache_dir(&self) -> Option<PathBuf> {
+        self.inner.legacy_cache_dir()
+    }
+
+    fn ensure_empty(&self) -> Result<()> {
+        self.inner.ensure_empty()
+    }
+
     fn temp_dir(&self) -> &Path {
         self.inner.temp_dir()
     }

@@ -1,5 +1,9 @@
 //! The local filesystem backend. Writes are atomic: temporary file, fsync,
 //! rename, fsync of the folder.
+//!
+//! Like restic, every folder snap creates is 0700 and every file 0600,
+//! whatever the umask: a repository (and its cache) is readable by its owner
+//! only. Files are written through `tempfile`, which creates them 0600.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -90,6 +94,51 @@ impl LocalBackend {
     }
 }
 
+/// Mode of every folder snap creates for a repository or a cache.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of every file snap creates for a repository or a cache.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` and its missing parents as private folders (0700 whatever
+/// the umask). Folders that already exist are left as they are: they may be
+/// the user's.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    for folder in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(PRIVATE_DIR_MODE).create(folder) {
+            Ok(()) => {}
+            // Another process made it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && folder.is_dir() => continue,
+            Err(e) => return Err(Error::io("cannot create folder", folder, e)),
+        }
+        // The umask may have taken bits away from the owner.
+        fs::set_permissions(folder, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+            .map_err(|e| Error::io("cannot set the mode of folder", folder, e))?;
+    }
+    Ok(())
+}
+
+/// Makes a file snap created private (0600), whatever the umask was when
+/// a library (redb) created it.
+pub fn make_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+        .map_err(|e| Error::io("cannot set the mode of", path, e))
+}
+
+/// Whether `dir` is a folder with something in it.
+fn has_entries(dir: &Path) -> Result<bool> {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("cannot list", dir, e)),
+    }
+}
+
 /// fsyncs a folder so that a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -133,15 +182,12 @@ impl Backend for LocalBackend {
             FileKind::Snapshot,
             FileKind::Lock,
         ] {
-            let dir = self.root.join(kind.folder());
-            fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create folder", &dir, e))?;
+            create_private_dir(&self.root.join(kind.folder()))?;
         }
         for i in 0..=255u8 {
-            let dir = self.root.join("data").join(format!("{i:02x}"));
-            fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create folder", &dir, e))?;
+            create_private_dir(&self.root.join("data").join(format!("{i:02x}")))?;
         }
-        fs::create_dir_all(&self.tmp)
-            .map_err(|e| Error::io("cannot create folder", &self.tmp, e))?;
+        create_private_dir(&self.tmp)?;
         sync_dir(&self.root.join("data"))?;
         sync_dir(&self.root)
     }
@@ -183,7 +229,7 @@ impl Backend for LocalBackend {
         let dest = self.path(kind, name)?;
         let dir = dest.parent().expect("repository paths have a parent");
         if !dir.exists() {
-            fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
+            create_private_dir(dir)?;
             sync_dir(dir.parent().expect("data/<xx> has a parent"))?;
         }
         File::open(path)
@@ -253,10 +299,32 @@ impl Backend for LocalBackend {
         &self.tmp
     }
 
-    fn cache_dir(&self) -> Option<PathBuf> {
-        Some(self.root.join("cache"))
+    /// A folder that holds anything (and is no repository) is refused:
+    /// `snap init` writes nothing into it.
+    fn ensure_empty(&self) -> Result<()> {
+        if self.root.exists() && !self.root.is_dir() {
+            return Err(Error::usage(format!(
+                "{} is not a folder; choose a new or empty folder for the repository",
+                self.root.display()
+            )));
+        }
+        if has_entries(&self.root)? {
+            return Err(Error::usage(format!(
+                "{} is not empty and not a snap repository; choose a new or empty folder (snap writes nothing into it)",
+                self.root.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn legacy_cache_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join(LEGACY_CACHE))
     }
 }
+
+/// The folder inside the repository where snap kept the index cache before
+/// it moved to the user's cache folder.
+const LEGACY_CACHE: &str = "cache";
 
 impl LocalBackend {
     /// Whether `path` looks like a snap repository (has a config).

@@ -108,9 +108,23 @@ pub trait Backend: Send + Sync {
     fn temp_dir(&self) -> &Path;
 
     /// Where this repository's index cache lives, when the backend has a
-    /// natural place for it; `None` means the user's cache folder.
+    /// natural place for it; `None` means the user's cache folder
+    /// (`$XDG_CACHE_HOME/snap/<repository id>`).
     fn cache_dir(&self) -> Option<std::path::PathBuf> {
         None
+    }
+
+    /// Where older versions of snap kept the index cache inside the
+    /// repository, if they did: it is removed when the repository is opened.
+    fn legacy_cache_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// Fails unless the location is free for a new repository (called by
+    /// `init` before it writes anything, after it made sure that no
+    /// repository is there).
+    fn ensure_empty(&self) -> Result<()> {
+        Ok(())
     }
 
     /// How many packs may be uploaded at once (object stores gain from

@@ -77,6 +77,14 @@ impl Backend for PrivateCache {
         self.inner.remove(kind, name)
     }
 
+    fn legacy_cache_dir(&self) -> Option<PathBuf> {
+        self.inner.legacy_cache_dir()
+    }
+
+    fn ensure_empty(&self) -> Result<()> {
+        self.inner.ensure_empty()
+    }
+
     fn temp_dir(&self) -> &Path {
         self.inner.temp_dir()
     }

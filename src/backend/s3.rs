@@ -254,7 +254,11 @@ impl S3Backend {
                 })?;
             let Some(data) = data else { return Ok(None) };
             let spill = || -> std::io::Result<std::fs::File> {
-                std::fs::create_dir_all(&self.tmp)?;
+                std::os::unix::fs::DirBuilderExt::mode(
+                    std::fs::DirBuilder::new().recursive(true),
+                    super::local::PRIVATE_DIR_MODE,
+                )
+                .create(&self.tmp)?;
                 let mut file = tempfile::tempfile_in(&self.tmp)?;
                 std::io::Write::write_all(&mut file, &data)?;
                 Ok(file)

@@ -16,7 +16,7 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let repo = global.open(&progress)?;
+    let repo = global.open_reader(&progress)?;
     let (selector, path) = parse_snap_path(&super::os_arg(&args.target))?;
     let Some(path) = path else {
         return Err(

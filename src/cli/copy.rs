@@ -94,7 +94,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         path: args.path,
     };
     let progress = global.progress();
-    let source = global.open(&progress)?;
+    let source = global.open_reader(&progress)?;
     let credentials = other_credentials(
         args.to_password_file,
         "SNAP_TO_PASSWORD",

@@ -16,7 +16,7 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let repo = global.open(&progress)?;
+    let repo = global.open_reader(&progress)?;
     let snapshots = repo.snapshots()?;
     let hits = find(&repo, &snapshots, &args.pattern)?;
     if global.json {

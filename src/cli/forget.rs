@@ -119,6 +119,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         group_by = retention.group_by.unwrap_or(group_by);
     }
     let repo = global.open(&progress)?;
+    // Before the snapshots are read, which a write-only key cannot do.
+    repo.require_full_access("forget snapshots")?;
     let filter = Filter {
         tags: snap::ops::tag::tag_lists(&args.tags)?,
         host: args.host.clone(),

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use snap::Error;
 use snap::keys::{self, Access, Lock, NewLock};
-use snap::{Error, ErrorKind};
 
 use super::output;
 use super::password::read_new_key_password;
@@ -53,20 +53,6 @@ fn not_encrypted() -> Error {
     Error::usage("this repository is not encrypted: it has no keys")
 }
 
-fn find_key(list: &[(String, keys::KeyFile)], prefix: &str) -> snap::Result<String> {
-    let found: Vec<_> = list
-        .iter()
-        .filter(|(id, _)| id.starts_with(prefix))
-        .collect();
-    match found.as_slice() {
-        [(id, _)] => Ok(id.clone()),
-        [] => Err(Error::not_found(format!(
-            "no key {prefix}; see `snap key list`"
-        ))),
-        _ => Err(Error::usage(format!("key prefix {prefix} is ambiguous"))),
-    }
-}
-
 pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
     let progress = global.progress();
     let repo = global.open(&progress)?;
@@ -113,9 +99,7 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
             }
         }
         Command::Add(args) => {
-            if repo_keys.access() != Access::Full {
-                return Err(Error::new(ErrorKind::Key, "only a full key can add keys").into());
-            }
+            keys::require_full(repo_keys, "add keys")?;
             let material = if args.write_only {
                 repo_keys.write_only()
             } else {
@@ -145,7 +129,7 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
             } else {
                 NewLock::Recipients(recipients)
             };
-            let id = keys::store(backend, &keys::seal(&material, &lock)?)?;
+            let id = keys::add(backend, repo_keys, &material, &lock)?;
             if global.json {
                 output::print_json(&serde_json::json!({ "id": id }))?;
             } else if !global.quiet {
@@ -153,46 +137,20 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
             }
         }
         Command::Remove { id } => {
-            let list = keys::list(backend)?;
-            let id = find_key(&list, &id)?;
-            if list.len() <= 1 {
-                return Err(Error::usage(
-                    "refusing to remove the last key: the repository would be unreadable forever",
-                )
-                .into());
-            }
-            if Some(id.as_str()) == repo.key_id() {
-                return Err(Error::usage("refusing to remove the key in use; open the repository with another key to remove it").into());
-            }
-            backend.remove(snap::backend::FileKind::Key, &id)?;
+            let id = keys::remove(backend, repo_keys, repo.key_id(), &id)?;
             if !global.quiet {
                 println!("removed key {}", &id[..8]);
             }
         }
         Command::Passwd { new_password_file } => {
-            let Some(current) = repo.key_id().map(str::to_string) else {
-                return Err(Error::usage(
-                    "the repository was opened with a key file, not a passphrase",
-                )
-                .into());
-            };
-            let file = keys::load(backend, &current)?;
-            if file.lock != Lock::Passphrase {
-                return Err(Error::usage(
-                    "the key in use is not a passphrase key; use `snap key add`",
-                )
-                .into());
-            }
-            let password = read_new_key_password(new_password_file.as_ref())?;
-            let id = keys::store(
-                backend,
-                &keys::seal(repo_keys, &NewLock::Passphrase(password))?,
-            )?;
-            backend.remove(snap::backend::FileKind::Key, &current)?;
+            let id = keys::change_passphrase(backend, repo_keys, repo.key_id(), || {
+                read_new_key_password(new_password_file.as_ref())
+            })?;
             if !global.quiet {
+                let current = repo.key_id().unwrap_or_default();
                 println!(
                     "password changed (key {} replaced by {})",
-                    &current[..8],
+                    &current[..8.min(current.len())],
                     &id[..8]
                 );
             }

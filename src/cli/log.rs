@@ -22,7 +22,7 @@ pub fn mtime_text(mtime_ns: i64) -> String {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let repo = global.open(&progress)?;
+    let repo = global.open_reader(&progress)?;
     let path = super::os_arg(&args.path);
     let snapshots = repo.snapshots()?;
     let versions = log(&repo, &snapshots, &path)?;

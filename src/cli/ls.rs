@@ -42,7 +42,7 @@ fn mode_string(kind: NodeKind, mode: u32) -> String {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let repo = global.open(&progress)?;
+    let repo = global.open_reader(&progress)?;
     let (selector, path) = parse_snap_path(&super::os_arg(&args.target))?;
     let (_, snapshot) = resolve(&repo, &selector, &Filter::default())?;
     let path = path.unwrap_or_default();

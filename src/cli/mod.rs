@@ -189,6 +189,12 @@ impl Global {
     pub fn open(&self, progress: &CliProgress) -> snap::Result<Repository> {
         Repository::open_with(self.backend()?, &self.credentials(), progress)
     }
+
+    /// Opens the repository for a command that only reads: it never waits
+    /// for another snap process (see `Repository::open_reader`).
+    pub fn open_reader(&self, progress: &CliProgress) -> snap::Result<Repository> {
+        Repository::open_reader(self.backend()?, &self.credentials(), progress)
+    }
 }
 
 /// Stack of the threads that walk trees: deep folder nesting recurses deeply.

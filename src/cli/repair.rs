@@ -103,6 +103,8 @@ fn print_index_plan(plan: &IndexPlan, dry_run: bool) {
 fn snapshots(global: &Global, dry_run: bool, no_read_data: bool) -> anyhow::Result<u8> {
     let mut progress = global.progress();
     let repo = global.open(&progress)?;
+    // Before the check, which would refuse a write-only key in its own words.
+    repo.require_full_access("repair snapshots")?;
     let read_data = if no_read_data {
         ReadData::None
     } else {

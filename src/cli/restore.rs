@@ -78,7 +78,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
 
 fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
     let mut progress = global.progress();
-    let repo = global.open(&progress)?;
+    let repo = global.open_reader(&progress)?;
     let (selector, path) = parse_snap_path(&super::os_arg(&args.target_snapshot))?;
     let (id, snapshot) = resolve(&repo, &selector, &Filter::default())?;
     let path = path.unwrap_or_default();

@@ -21,7 +21,7 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let repo = global.open(&progress)?;
+    let repo = global.open_reader(&progress)?;
     let filter = Filter {
         tags: snap::ops::tag::tag_lists(&args.tags)?,
         host: args.host,

@@ -15,7 +15,7 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
-    let repo = global.open(&progress)?;
+    let repo = global.open_reader(&progress)?;
     if let Some(text) = args.snapshot {
         let (id, s) = resolve(&repo, &parse_selector(&text)?, &Filter::default())?;
         if global.json {

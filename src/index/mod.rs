@@ -7,7 +7,9 @@
 //! so memory does not grow with the number of blobs.
 //!
 //! redb lets one process hold the database at a time; a second snap process
-//! waits for it (and says so) instead of failing.
+//! that writes waits for it (and says so) instead of failing, and one that
+//! only reads builds a private cache instead of waiting (see
+//! `Repository::open_reader`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -111,34 +113,43 @@ impl IndexCache {
     /// Opens (or creates) the cache at `path`. While another process holds it,
     /// calls `waiting` once and retries until [`WAIT_LIMIT`].
     pub fn open(path: &Path, waiting: &dyn Fn()) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io("cannot create cache folder", dir, e))?;
-        }
         let started = Instant::now();
         let mut said = false;
+        loop {
+            if let Some(cache) = Self::open_if_free(path)? {
+                return Ok(cache);
+            }
+            if !said {
+                waiting();
+                said = true;
+            }
+            if started.elapsed() > WAIT_LIMIT {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "another snap process has held the index cache {} for an hour; try again when it is done",
+                        path.display()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Opens (or creates) the cache at `path`, or returns `None` at once
+    /// when another process holds it. The folder is made 0700 and the file
+    /// 0600: the cache holds paths, hosts and chunk ids.
+    pub fn open_if_free(path: &Path) -> Result<Option<Self>> {
+        if let Some(dir) = path.parent() {
+            crate::backend::local::create_private_dir(dir)?;
+        }
         let db = loop {
             match redb::Builder::new()
                 .set_cache_size(CACHE_BYTES)
                 .create(path)
             {
                 Ok(db) => break db,
-                Err(DatabaseError::DatabaseAlreadyOpen) => {
-                    if !said {
-                        waiting();
-                        said = true;
-                    }
-                    if started.elapsed() > WAIT_LIMIT {
-                        return Err(Error::new(
-                            ErrorKind::Io,
-                            format!(
-                                "another snap process has held the index cache {} for an hour; try again when it is done",
-                                path.display()
-                            ),
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                Err(DatabaseError::DatabaseAlreadyOpen) => return Ok(None),
                 Err(e) if path.exists() => {
                     // A damaged or incompatible cache: it holds nothing that the
                     // repository does not, so start over.
@@ -149,6 +160,7 @@ impl IndexCache {
                 Err(e) => return Err(cache_error(path, e)),
             }
         };
+        crate::backend::local::make_private_file(path)?;
         let cache = Self {
             db,
             path: path.to_path_buf(),
@@ -156,7 +168,7 @@ impl IndexCache {
         if cache.schema()? != Some(SCHEMA) {
             cache.clear()?;
         }
-        Ok(cache)
+        Ok(Some(cache))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {

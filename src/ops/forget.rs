@@ -386,6 +386,7 @@ pub fn forget(
     plan: &ForgetPlan,
     _progress: &dyn Progress,
 ) -> Result<ForgetReport> {
+    repo.require_full_access("forget snapshots")?;
     let removed = plan.to_remove();
     removed
         .par_iter()

@@ -291,12 +291,7 @@ pub fn prune_plan(
     options: &PruneOptions,
     progress: &dyn Progress,
 ) -> Result<PrunePlan> {
-    if !repo.can_read() {
-        return Err(Error::new(
-            ErrorKind::Key,
-            "prune must read every snapshot's trees: use a key that can read, not a write-only key",
-        ));
-    }
+    repo.require_full_access("prune")?;
     let lock = if options.dry_run {
         None
     } else {

@@ -108,6 +108,7 @@ impl IndexPlan {
 
 /// Reads every pack trailer (and every old delta) and plans the new index.
 pub fn plan_index(repo: &Repository, progress: &dyn Progress) -> Result<IndexPlan> {
+    repo.require_full_access("repair the index")?;
     let backend = repo.backend();
     let mut old_deltas: Vec<IndexId> = backend
         .list(FileKind::Index)?
@@ -197,6 +198,7 @@ pub fn repair_index(
     plan: &IndexPlan,
     progress: &dyn Progress,
 ) -> Result<IndexRepairReport> {
+    repo.require_full_access("repair the index")?;
     // The index folder itself may be what was lost.
     repo.backend().create()?;
     let mut written = Vec::new();
@@ -279,6 +281,7 @@ pub fn repair_snapshots(
     plan: &SnapshotPlan,
     progress: &dyn Progress,
 ) -> Result<Vec<RepairedSnapshot>> {
+    repo.require_full_access("repair snapshots")?;
     let saver = repo.saver();
     let mut rebuilder = Rebuilder {
         repo,

@@ -24,15 +24,34 @@ pub fn snap_bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("snap")
 }
 
+/// The `XDG_CACHE_HOME` of snap processes the tests start outside an
+/// [`Env`]: the index caches of local repositories live in the user's
+/// cache folder, and the tests must not litter the real `~/.cache`.
+/// Cargo's temporary folder for integration tests (inside `target/`).
+pub fn cache_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
+}
+
 /// `snap` with an environment that cannot leak in from the caller's:
 /// no `SNAP_REPO`, UTC as the local time zone (date selectors mean the end
-/// of the day, local time).
+/// of the day, local time), caches in [`cache_home`].
 pub fn snap_command() -> Command {
     let mut cmd = Command::new(snap_bin());
     cmd.env_remove("SNAP_REPO")
         .env_remove("SNAP_CONFIG")
-        .env("TZ", "UTC");
+        .env("TZ", "UTC")
+        .env("XDG_CACHE_HOME", cache_home());
     cmd
+}
+
+/// A local repository's storage for a test that opens it in its own
+/// process: the index cache goes to a private temporary folder (removed
+/// with the repository handle), never to the user's cache folder.
+pub fn local_backend(repo: &Path) -> Box<dyn snap::backend::Backend> {
+    Box::new(
+        snap::backend::PrivateCache::new(Box::new(snap::LocalBackend::new(repo)))
+            .expect("create a private cache folder"),
+    )
 }
 
 /// Whether the tests run as root (some checks only make sense for one or the other).
@@ -101,10 +120,32 @@ impl Env {
         self.dir.path().join(rel)
     }
 
+    /// The `XDG_CACHE_HOME` of this Env's snap processes: removed with it.
+    pub fn cache_home(&self) -> PathBuf {
+        self.path("xdg-cache")
+    }
+
+    /// The index cache folder of the repository (`XDG_CACHE_HOME/snap/<id>`);
+    /// the Env must hold one repository that has been opened.
+    #[track_caller]
+    pub fn repo_cache(&self) -> PathBuf {
+        let folders: Vec<PathBuf> = fs::read_dir(self.cache_home().join("snap"))
+            .expect("the cache folder exists once a repository was opened")
+            .map(|e| e.expect("list the cache folder").path())
+            .filter(|p| p.file_name() != Some(OsStr::new("tmp")))
+            .collect();
+        match folders.as_slice() {
+            [one] => one.clone(),
+            other => panic!("expected one repository cache, found {other:?}"),
+        }
+    }
+
     /// `snap -r REPO` ready for arguments.
     pub fn cmd(&self) -> Command {
         let mut cmd = snap_command();
-        cmd.arg("-r").arg(&self.repo);
+        cmd.arg("-r")
+            .arg(&self.repo)
+            .env("XDG_CACHE_HOME", self.cache_home());
         cmd
     }
 
