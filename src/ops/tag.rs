@@ -13,7 +13,7 @@
 //! tags); blanks around a tag are dropped, and an empty tag is an error.
 
 use crate::backend::FileKind;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::repo::Repository;
@@ -140,12 +140,7 @@ pub fn tag(
     change.check()?;
     // Retagging removes snapshot files: a write-only key may add snapshots,
     // never take one away.
-    if !repo.can_read() {
-        return Err(Error::new(
-            ErrorKind::Key,
-            "tag rewrites and removes snapshots: use a key that can read, not a write-only key",
-        ));
-    }
+    repo.require_full_access("change tags (it rewrites and removes snapshots)")?;
     let mut report = TagReport::default();
     for (id, snapshot) in snapshots {
         let tags = change.apply(&snapshot.tags);
