@@ -144,6 +144,43 @@ pub const MAX_TREE_DEPTH: usize = 2048;
 /// Deepest chunk-list tree we accept (a hostile depth cannot recurse forever).
 pub const MAX_CONTENT_DEPTH: u8 = 8;
 
+/// Largest tree blob (plaintext) any command reads: a tree the index says
+/// is larger is refused before a byte of it is read or decompressed, so a
+/// small frame that inflates to gigabytes costs nothing. A folder entry is
+/// about 150 bytes (measured in docs/FORMAT.md), so 1 GiB holds a folder of
+/// about 7 million entries.
+pub const MAX_TREE_LEN: u32 = 1 << 30;
+
+/// Paths a walk may visit through subtrees it has already expanded (the same
+/// tree id reached again, e.g. identical folders), beyond the entries of the
+/// distinct trees themselves. A hostile tree whose children all point at one
+/// subtree, level after level, stands for 2^40 paths in a few kilobytes; real
+/// snapshots repeat far less. Walks count this before they start.
+pub const MAX_REPEATED_PATHS: u64 = 100_000_000;
+
+impl Node {
+    /// Whether a file's content adds up: its chunks (`chunks` of them,
+    /// holding `bytes` bytes in total) hold exactly its size, and none is
+    /// empty. The one rule every reader applies (check, restore, cat, copy),
+    /// so that what `snap check` passes, `snap restore` restores.
+    pub fn check_content(&self, chunks: u64, bytes: u64, empty_chunk: bool) -> Result<()> {
+        let what = || format!("file {}", self.display_name());
+        if empty_chunk {
+            return Err(Error::corrupt(what(), "one of its chunks is empty"));
+        }
+        if bytes != self.size {
+            return Err(Error::corrupt(
+                what(),
+                format!(
+                    "its {chunks} chunks hold {bytes} bytes, its size is {}",
+                    self.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Tree {
     /// Encodes a tree blob. Nodes must already be sorted.
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -116,8 +116,10 @@ pub fn cat(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
         ));
     }
     let mut written = 0u64;
-    for id in repo.file_chunks(node)? {
-        let data = repo.read_blob(&id)?;
+    // The whole layout is judged before the first byte goes out: a file
+    // whose chunks do not add up is an error, never a short file.
+    for (id, location) in repo.file_layout(node)? {
+        let data = repo.read_blob_at(&id, &location)?;
         out.write_all(&data).map_err(|e| {
             Error::new(ErrorKind::Io, format!("cannot write output: {e}")).with_source(e)
         })?;

@@ -919,36 +919,26 @@ impl Restorer<'_> {
     /// Writes a file's chunks at their offsets, in parallel. All-zero chunks
     /// are left as holes, so sparse files stay sparse.
     fn write_content(&self, node: &Node, file: &File, path: &Path) -> Result<()> {
-        let chunks = self.repo.file_chunks(node)?;
-        let mut placed = Vec::with_capacity(chunks.len());
+        let layout = self.repo.file_layout(node)?;
+        let mut placed = Vec::with_capacity(layout.len());
         let mut offset = 0u64;
-        for id in &chunks {
-            let location = self.repo.locate(id)?;
-            placed.push((offset, location));
+        for (id, location) in layout {
+            placed.push((id, offset, location));
             offset += u64::from(location.raw_length);
-        }
-        if offset != node.size {
-            return Err(Error::corrupt(
-                format!("file {}", node.display_name()),
-                format!("its chunks hold {offset} bytes, its size is {}", node.size),
-            ));
         }
         file.set_len(node.size)
             .map_err(|e| Error::io("cannot size", path, e))?;
-        chunks
-            .par_iter()
-            .zip(placed.par_iter())
-            .try_for_each(|(id, (at, location))| {
-                let at = *at;
-                let data = self.repo.read_blob_at(id, location)?;
-                if data.iter().any(|&b| b != 0) {
-                    file.write_all_at(&data, at)
-                        .map_err(|e| Error::io("cannot write", path, e))?;
-                }
-                self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                self.progress.add_bytes(data.len() as u64);
-                Ok(())
-            })
+        placed.par_iter().try_for_each(|(id, at, location)| {
+            let at = *at;
+            let data = self.repo.read_blob_at(id, location)?;
+            if data.iter().any(|&b| b != 0) {
+                file.write_all_at(&data, at)
+                    .map_err(|e| Error::io("cannot write", path, e))?;
+            }
+            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.progress.add_bytes(data.len() as u64);
+            Ok(())
+        })
     }
 
     /// Owner (as root), permissions, extended attributes and times.
