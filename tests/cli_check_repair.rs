@@ -863,3 +863,61 @@ fn deleted_pack_of_every_kind_costs_exactly_its_paths() {
         }
     }
 }
+
+/// Distinct trees below the snapshots, counted through the library, and
+/// the number of snapshots.
+fn distinct_trees(repo_path: &Path) -> (u64, u64) {
+    let repo = Repository::open(Box::new(LocalBackend::new(repo_path)), &NoProgress).unwrap();
+    let mut seen = BTreeSet::new();
+    let snapshots = repo.snapshots().unwrap();
+    let mut stack: Vec<_> = snapshots.iter().map(|(_, s)| s.tree).collect();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        for node in repo.read_tree(&id).unwrap().nodes {
+            stack.extend(node.subtree);
+        }
+    }
+    (seen.len() as u64, snapshots.len() as u64)
+}
+
+/// Regression: `check` reported another tree count on every run of an
+/// unchanged repository (18, 19, 20, 21, 24): it counted walks, and threads
+/// walking a shared subtree at once each counted it. Counts are now the
+/// number of distinct trees, the same in every run and in text and JSON.
+#[test]
+fn check_counts_are_exact_and_repeatable() {
+    let env = Env::new();
+    let src = env.path("src");
+    // Many identical folders: the same subtrees reached from many places.
+    for i in 0..24 {
+        for sub in ["a", "a/b", "c"] {
+            fs::create_dir_all(src.join(format!("copy{i}/{sub}"))).unwrap();
+        }
+        fs::write(src.join(format!("copy{i}/a/b/same.txt")), b"same\n").unwrap();
+        fs::write(src.join(format!("copy{i}/c/same.txt")), b"same too\n").unwrap();
+    }
+    env.backup(&[&src], &[]);
+    fs::write(src.join("copy3/c/changed.txt"), b"changed\n").unwrap();
+    env.backup(&[&src], &[]);
+    let (trees, snapshots) = distinct_trees(&env.repo);
+    let mut counts = BTreeSet::new();
+    for _ in 0..6 {
+        let (code, report) = check(&env, &[]);
+        assert_eq!(code, 0, "{report:#}");
+        assert_eq!(report["snapshots"], snapshots);
+        assert_eq!(report["trees"], trees, "{report:#}");
+        counts.insert((report["trees"].to_string(), report["blobs"].to_string()));
+        let out = env.run(["check"]);
+        assert_code(&out, 0);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        let expected = format!(
+            "checked {snapshots} snapshots, {trees} trees, {} blobs,",
+            report["blobs"]
+        );
+        assert!(text.contains(&expected), "{expected:?} not in {text}");
+    }
+    assert_eq!(counts.len(), 1, "counts differ between runs: {counts:?}");
+}
