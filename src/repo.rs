@@ -22,7 +22,7 @@ use crate::format::index::{self, IndexDelta, PackIndex};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{
-    ChunkList, DIRECT_CONTENT_MAX, ListCut, MAX_CONTENT_DEPTH, MAX_TREE_LEN, Node, Tree,
+    ChunkList, DIRECT_CONTENT_MAX, ListCut, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size,
 };
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
@@ -518,19 +518,12 @@ impl Repository {
         Ok(dictionary)
     }
 
-    /// Reads and validates a tree. A tree the index says is larger than
-    /// [`MAX_TREE_LEN`] is refused before any of it is read.
+    /// Reads and validates a tree. A tree the index says inflates more than
+    /// trees do ([`check_tree_size`]) is refused before any
+    /// of it is read.
     pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
         let location = self.locate(id)?;
-        if location.raw_length > MAX_TREE_LEN {
-            return Err(Error::corrupt(
-                format!("tree {id}"),
-                format!(
-                    "it holds {} bytes, more than the {MAX_TREE_LEN} a tree may hold",
-                    location.raw_length
-                ),
-            ));
-        }
+        check_tree_size(id, location.length, location.raw_length)?;
         Tree::from_bytes(id, &self.read_blob_at(id, &location)?)
     }
 

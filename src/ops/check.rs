@@ -37,9 +37,11 @@ use serde::{Serialize, Serializer};
 
 use crate::backend::FileKind;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::pack::BlobEntry;
+use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, MAX_TREE_DEPTH, Node, NodeKind};
+use crate::format::tree::{
+    ChunkList, MAX_CONTENT_DEPTH, MAX_TREE_DEPTH, MAX_WALK_PATHS, Node, NodeKind, check_tree_size,
+};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack::read_trailer;
 use crate::progress::{NoProgress, Progress};
@@ -377,7 +379,54 @@ type Snapshots = Vec<(SnapshotId, Snapshot)>;
 /// A raw path inside a snapshot.
 type RawPath = Vec<Vec<u8>>;
 
-/// Damage below a tree, relative to it.
+/// Damage below a tree, shared by every folder that holds the tree, so a
+/// subtree referenced from many places costs memory once; it is expanded
+/// into paths ([`Damaged`]) per snapshot, within [`MAX_DAMAGED_PATHS`].
+#[derive(Debug)]
+enum Damage {
+    /// The entry itself: a file that cannot be restored, or a folder whose
+    /// listing cannot be read.
+    Here(EntryKind, usize),
+    /// The damaged entries of a readable folder, by name.
+    Below(Vec<(Vec<u8>, Arc<Damage>)>),
+}
+
+impl Damage {
+    /// Appends the damaged paths below `prefix` to `out`; false when there
+    /// are more than [`MAX_DAMAGED_PATHS`].
+    fn flatten(&self, prefix: &mut RawPath, out: &mut Vec<Damaged>) -> bool {
+        match self {
+            Damage::Here(kind, problem) => {
+                out.push(Damaged {
+                    path: prefix.clone(),
+                    kind: *kind,
+                    problem: *problem,
+                });
+                out.len() <= MAX_DAMAGED_PATHS
+            }
+            Damage::Below(entries) => entries.iter().all(|(name, below)| {
+                prefix.push(name.clone());
+                let within = below.flatten(prefix, out);
+                prefix.pop();
+                within
+            }),
+        }
+    }
+}
+
+/// Damaged paths check lists for one snapshot at most; past them the
+/// snapshot is reported as damaged as a whole.
+const MAX_DAMAGED_PATHS: usize = 10_000_000;
+
+/// What walking a tree found: its damage and the paths below it (every
+/// path a walk of it follows, counting a repeated subtree each time).
+#[derive(Debug, Clone)]
+struct Walked {
+    damage: Arc<Damage>,
+    paths: u64,
+}
+
+/// One damaged path of a snapshot.
 #[derive(Debug, Clone)]
 struct Damaged {
     path: RawPath,
@@ -496,7 +545,7 @@ struct Checker<'r> {
     /// Judgement of chunk lists, with everything below them.
     list_memo: Mutex<HashMap<(BlobId, u8), Content>>,
     /// Damage below each tree walked.
-    tree_memo: Mutex<HashMap<TreeId, Arc<[Damaged]>>>,
+    tree_memo: Mutex<HashMap<TreeId, Walked>>,
     /// Blobs the snapshots use that the index cache knows.
     indexed_used: AtomicU64,
 }
@@ -830,6 +879,12 @@ impl<'r> Checker<'r> {
                 let Some(frame) = bytes.get(start..start + entry.length as usize) else {
                     return Ok(Verdict::Bad(entry.id));
                 };
+                // Trees are bounded before they are decompressed, as on every read.
+                if entry.kind == BlobKind::Tree
+                    && check_tree_size(&entry.id, entry.length, entry.raw_length).is_err()
+                {
+                    return Ok(Verdict::Bad(entry.id));
+                }
                 // A dictionary that cannot be loaded is damage of its own
                 // (reported where it is stored), not of this blob or pack.
                 let mut missing_dictionary = None;
@@ -926,33 +981,60 @@ impl<'r> Checker<'r> {
         Ok((good, damaged))
     }
 
-    /// Phase 3: the damage below every snapshot's root.
+    /// Phase 3: the damage below every snapshot's root. A snapshot that
+    /// stands for more paths than a walk follows, or whose damaged paths
+    /// are too many to list, is damaged as a whole (restore refuses it).
     fn walk(
         &self,
         snapshots: &[(SnapshotId, Snapshot)],
     ) -> Result<Vec<(SnapshotId, Arc<[Damaged]>)>> {
         snapshots
             .par_iter()
-            .map(|(id, snapshot)| Ok((*id, self.tree_damage(&snapshot.tree, 0)?)))
+            .map(|(id, snapshot)| {
+                let walked = self.tree_damage(&snapshot.tree, 0)?;
+                let whole = |detail: String| {
+                    vec![Damaged {
+                        path: Vec::new(),
+                        kind: EntryKind::Dir,
+                        problem: self.problem(
+                            ProblemKind::TreeDamaged,
+                            format!("tree {}", snapshot.tree),
+                            detail,
+                        ),
+                    }]
+                };
+                let damaged = if walked.paths > MAX_WALK_PATHS {
+                    whole(format!(
+                        "its folders repeat subtrees so often that it stands for more than the {MAX_WALK_PATHS} paths a walk follows (a hostile repository); restore refuses it"
+                    ))
+                } else {
+                    let mut out = Vec::new();
+                    if walked.damage.flatten(&mut Vec::new(), &mut out) {
+                        out
+                    } else {
+                        whole(format!(
+                            "more than {MAX_DAMAGED_PATHS} of its paths are damaged"
+                        ))
+                    }
+                };
+                Ok((*id, damaged.into()))
+            })
             .collect()
     }
 
-    fn tree_damage(&self, id: &TreeId, depth: usize) -> Result<Arc<[Damaged]>> {
+    fn tree_damage(&self, id: &TreeId, depth: usize) -> Result<Walked> {
         if let Some(found) = lock(&self.tree_memo).get(id) {
-            return Ok(Arc::clone(found));
+            return Ok(found.clone());
         }
-        let damage: Arc<[Damaged]> = self.walk_tree(id, depth)?.into();
-        lock(&self.tree_memo).insert(*id, Arc::clone(&damage));
-        Ok(damage)
+        let walked = self.walk_tree(id, depth)?;
+        lock(&self.tree_memo).insert(*id, walked.clone());
+        Ok(walked)
     }
 
-    fn walk_tree(&self, id: &TreeId, depth: usize) -> Result<Vec<Damaged>> {
-        let whole = |problem| {
-            vec![Damaged {
-                path: Vec::new(),
-                kind: EntryKind::Dir,
-                problem,
-            }]
+    fn walk_tree(&self, id: &TreeId, depth: usize) -> Result<Walked> {
+        let whole = |problem| Walked {
+            damage: Arc::new(Damage::Here(EntryKind::Dir, problem)),
+            paths: 0,
         };
         if depth >= MAX_TREE_DEPTH {
             return Ok(whole(self.problem(
@@ -980,35 +1062,34 @@ impl<'r> Checker<'r> {
             .par_iter()
             .map(|node| self.node_damage(node, depth))
             .collect::<Result<Vec<_>>>()?;
-        Ok(parts.into_iter().flatten().collect())
+        let mut paths = 0u64;
+        let mut below = Vec::new();
+        for (node, (damage, node_paths)) in tree.nodes.iter().zip(parts) {
+            paths = paths.saturating_add(1).saturating_add(node_paths);
+            if let Some(damage) = damage {
+                below.push((node.name.clone(), damage));
+            }
+        }
+        Ok(Walked {
+            damage: Arc::new(Damage::Below(below)),
+            paths,
+        })
     }
 
-    fn node_damage(&self, node: &Node, depth: usize) -> Result<Vec<Damaged>> {
+    /// A node's damage (None: none) and the paths below it.
+    fn node_damage(&self, node: &Node, depth: usize) -> Result<(Option<Arc<Damage>>, u64)> {
         match (node.kind, node.subtree) {
-            (NodeKind::File, _) => Ok(self
-                .file_problem(node)?
-                .map(|problem| Damaged {
-                    path: vec![node.name.clone()],
-                    kind: EntryKind::File,
-                    problem,
-                })
-                .into_iter()
-                .collect()),
-            (NodeKind::Dir, Some(subtree)) => Ok(self
-                .tree_damage(&subtree, depth + 1)?
-                .iter()
-                .map(|below| {
-                    let mut path = Vec::with_capacity(below.path.len() + 1);
-                    path.push(node.name.clone());
-                    path.extend(below.path.iter().cloned());
-                    Damaged {
-                        path,
-                        kind: below.kind,
-                        problem: below.problem,
-                    }
-                })
-                .collect()),
-            _ => Ok(Vec::new()),
+            (NodeKind::File, _) => Ok((
+                self.file_problem(node)?
+                    .map(|problem| Arc::new(Damage::Here(EntryKind::File, problem))),
+                0,
+            )),
+            (NodeKind::Dir, Some(subtree)) => {
+                let walked = self.tree_damage(&subtree, depth + 1)?;
+                let damaged = !matches!(&*walked.damage, Damage::Below(b) if b.is_empty());
+                Ok((damaged.then_some(walked.damage), walked.paths))
+            }
+            _ => Ok((None, 0)),
         }
     }
 

@@ -269,6 +269,9 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let target = &options.target;
     let restorer = Restorer::new(repo, options, progress)?;
+    if let Some(subtree) = node.subtree {
+        super::browse::PathCount::default().refuse_too_many(repo, &subtree)?;
+    }
     let is_snapshot_root = node.name.is_empty();
     // The plan finds what is in the way (refused by default) and what
     // `--delete` removes; with neither, restore needs no look ahead.
@@ -321,6 +324,9 @@ pub fn restore_plan(
     options: &RestoreOptions,
     list_all: bool,
 ) -> Result<RestorePlan> {
+    if let Some(subtree) = node.subtree {
+        super::browse::PathCount::default().refuse_too_many(repo, &subtree)?;
+    }
     Restorer::new(repo, options, &crate::progress::NoProgress)?.plan(node, rel, list_all)
 }
 
