@@ -859,9 +859,10 @@ fn check_fails_a_file_whose_size_lies_like_restore_cat_and_copy() {
 
 /// `snap -r REPO ARGS...` under a 2 GiB address-space limit, so a command
 /// that allocates what a hostile repository claims dies instead of
-/// swapping; it must end with an error of its own, not a crash.
+/// swapping, and within [`TIMEOUT`], so one that walks without end is
+/// killed; it must end with an error of its own, not a crash.
 fn snap_limited(case: &Case, args: &[&str]) -> Output {
-    let out = std::process::Command::new("prlimit")
+    let out = assert_cmd::Command::new("prlimit")
         .arg("--as=2147483648")
         .arg("--")
         .arg(common::snap_bin())
@@ -869,6 +870,7 @@ fn snap_limited(case: &Case, args: &[&str]) -> Output {
         .arg(&case.env.repo)
         .args(args)
         .env_remove("SNAP_REPO")
+        .timeout(TIMEOUT)
         .output()
         .expect("run prlimit");
     let code = exit_code(&out);
