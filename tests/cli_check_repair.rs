@@ -816,6 +816,9 @@ fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<
     )
 }
 
+/// Which of the [`PackKinds`] a case deletes.
+type PackOf = fn(&PackKinds) -> &PathBuf;
+
 /// Regression: with the pack holding a SQLite database's dictionary gone,
 /// `check --read-data` stopped with exit 10 ("cannot load its dictionary")
 /// instead of reporting the damage. For a deleted pack of every kind, check
@@ -823,7 +826,7 @@ fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<
 /// everything else, and restore restores everything else.
 #[test]
 fn deleted_pack_of_every_kind_costs_exactly_its_paths() {
-    let cases: [(&str, fn(&PackKinds) -> &PathBuf, &[&str]); 4] = [
+    let cases: [(&str, PackOf, &[&str]); 4] = [
         ("data", |k| &k.data, &["lost.txt"]),
         ("tree", |k| &k.tree, &["sub"]),
         ("chunk list", |k| &k.list, &["big.bin"]),
