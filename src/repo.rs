@@ -21,7 +21,9 @@ use crate::format::config::{Config, Encryption};
 use crate::format::index::{self, IndexDelta, PackIndex};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{self, Snapshot};
-use crate::format::tree::{ChunkList, DIRECT_CONTENT_MAX, ListCut, MAX_CONTENT_DEPTH, Node, Tree};
+use crate::format::tree::{
+    ChunkList, DIRECT_CONTENT_MAX, ListCut, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size,
+};
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
 use crate::index::{IndexCache, Location};
@@ -595,9 +597,31 @@ impl Repository {
         Ok(dictionary)
     }
 
-    /// Reads and validates a tree.
+    /// Reads and validates a tree. A tree the index says inflates more than
+    /// trees do ([`check_tree_size`]) is refused before any
+    /// of it is read.
     pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
-        Tree::from_bytes(id, &self.read_blob(id)?)
+        let location = self.locate(id)?;
+        check_tree_size(id, location.length, location.raw_length)?;
+        Tree::from_bytes(id, &self.read_blob_at(id, &location)?)
+    }
+
+    /// The data chunks of a file node with their locations, once the node
+    /// is known to be sound ([`Node::check_content`]): every chunk indexed,
+    /// their lengths adding up to the node's size. Nothing is read but the
+    /// chunk lists, so a reader can refuse a file before writing any of it.
+    pub fn file_layout(&self, node: &Node) -> Result<Vec<(BlobId, Location)>> {
+        let chunks = self.file_chunks(node)?;
+        let mut layout = Vec::with_capacity(chunks.len());
+        let (mut bytes, mut empty) = (0u64, false);
+        for id in chunks {
+            let location = self.locate(&id)?;
+            bytes = bytes.saturating_add(u64::from(location.raw_length));
+            empty |= location.raw_length == 0;
+            layout.push((id, location));
+        }
+        node.check_content(layout.len() as u64, bytes, empty)?;
+        Ok(layout)
     }
 
     /// The data chunk ids of a file node, expanding list blobs.

@@ -664,3 +664,264 @@ fn damaged_snapshot_file_does_not_lock_out_the_others() {
     assert_eq!(report["errors"][0]["kind"], "snapshot_damaged");
     assert_eq!(report["errors"][0]["affected"][0]["paths"][0], "/");
 }
+
+/// One pack of each kind a snapshot needs, so that deleting one loses
+/// exactly what it holds.
+struct PackKinds {
+    data: PathBuf,
+    tree: PathBuf,
+    list: PathBuf,
+    dictionary: PathBuf,
+}
+
+/// Writes, through the library, a snapshot whose blobs are spread so that
+/// one pack holds only `lost.txt`'s chunk, one only the tree of `sub/`, one
+/// only `big.bin`'s chunk list and one only `app.db`'s zstd dictionary
+/// (whose chunks are in a pack of their own). Returns the pack files and
+/// the content of every file.
+fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<u8>>) {
+    use snap::codec::Dictionary;
+    use snap::format::pack::BlobKind;
+    use snap::format::tree::ChunkList;
+    use snap::{BlobId, Node, NodeKind, Snapshot, Tree};
+
+    let repo = Repository::open(common::local_backend(repo_path), &NoProgress).unwrap();
+    let node = |name: &str, size: u64| Node {
+        name: name.as_bytes().to_vec(),
+        kind: NodeKind::File,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 1_600_000_000_000_000_000,
+        ctime_ns: 1_600_000_000_000_000_000,
+        inode: 0,
+        dev: 0,
+        links: 0,
+        rdev: 0,
+        size,
+        xattrs: Vec::new(),
+        target: None,
+        content: Vec::new(),
+        content_depth: 0,
+        dictionary: None,
+        subtree: None,
+    };
+    // Each closure's blobs go into packs of their own (a flush seals them).
+    let in_own_pack = |save: &dyn Fn(&snap::repo::BlobSaver<'_>) -> BlobId| {
+        let saver = repo.saver();
+        let id = save(&saver);
+        saver.flush().unwrap();
+        let at = repo.locate(&id).unwrap().pack.to_hex();
+        (id, repo_path.join("data").join(&at[..2]).join(&at))
+    };
+    let mut files = BTreeMap::new();
+    let lost = pseudo_random(3_000, 1);
+    let (lost_chunk, data) = in_own_pack(&|s| s.save(BlobKind::Data, &lost).unwrap());
+    files.insert("lost.txt", lost.clone());
+    let ok = b"still here\n".to_vec();
+    let inner = pseudo_random(2_000, 2);
+    let pieces: Vec<Vec<u8>> = (0..40).map(|i| pseudo_random(100, 10 + i)).collect();
+    let big: Vec<u8> = pieces.concat();
+    let saver = repo.saver();
+    let ok_chunk = saver.save(BlobKind::Data, &ok).unwrap();
+    let inner_chunk = saver.save(BlobKind::Data, &inner).unwrap();
+    let big_chunks: Vec<BlobId> = pieces
+        .iter()
+        .map(|p| saver.save(BlobKind::Data, p).unwrap())
+        .collect();
+    saver.flush().unwrap();
+    files.insert("ok.txt", ok.clone());
+    files.insert("sub/inner.bin", inner.clone());
+    files.insert("big.bin", big.clone());
+    let dictionary_bytes = b"SQLite format 3\0 page after page of rows ".repeat(50);
+    let (dictionary_id, dictionary) =
+        in_own_pack(&|s| s.save(BlobKind::Data, &dictionary_bytes).unwrap());
+    let loaded = Dictionary::new(dictionary_id, dictionary_bytes.clone());
+    let db = b"SQLite format 3\0 page after page of rows, and a new row ".repeat(20);
+    let (db_chunk, _) = in_own_pack(&|s| s.save_with(BlobKind::Data, &db, Some(&loaded)).unwrap());
+    files.insert("app.db", db.clone());
+    let (big_list, list) = in_own_pack(&|s| {
+        s.save(
+            BlobKind::List,
+            &ChunkList {
+                ids: big_chunks.clone(),
+            }
+            .to_bytes(),
+        )
+        .unwrap()
+    });
+    let sub_nodes = vec![Node {
+        content: vec![inner_chunk],
+        ..node("inner.bin", inner.len() as u64)
+    }];
+    let (sub_tree, tree) = in_own_pack(&|s| {
+        s.save(
+            BlobKind::Tree,
+            &Tree {
+                nodes: sub_nodes.clone(),
+            }
+            .to_bytes(),
+        )
+        .unwrap()
+    });
+    let root = Tree {
+        nodes: vec![
+            Node {
+                content: vec![db_chunk],
+                dictionary: Some(dictionary_id),
+                ..node("app.db", db.len() as u64)
+            },
+            Node {
+                content: vec![big_list],
+                content_depth: 1,
+                ..node("big.bin", big.len() as u64)
+            },
+            Node {
+                content: vec![lost_chunk],
+                ..node("lost.txt", lost.len() as u64)
+            },
+            Node {
+                content: vec![ok_chunk],
+                ..node("ok.txt", ok.len() as u64)
+            },
+            Node {
+                kind: NodeKind::Dir,
+                mode: 0o755,
+                subtree: Some(sub_tree),
+                ..node("sub", 0)
+            },
+        ],
+    };
+    let (root_tree, _) = in_own_pack(&|s| s.save(BlobKind::Tree, &root.to_bytes()).unwrap());
+    repo.write_snapshot(&Snapshot {
+        time: "2024-01-01T00:00:00Z".into(),
+        host: "test".into(),
+        user: "test".into(),
+        paths: vec!["/kinds".into()],
+        tags: Vec::new(),
+        parent: None,
+        tree: root_tree,
+        summary: snap::format::snapshot::Summary::default(),
+        program: "pack kinds test".into(),
+        original: None,
+    })
+    .unwrap();
+    (
+        PackKinds {
+            data,
+            tree,
+            list,
+            dictionary,
+        },
+        files,
+    )
+}
+
+/// Which of the [`PackKinds`] a case deletes.
+type PackOf = fn(&PackKinds) -> &PathBuf;
+
+/// Regression: with the pack holding a SQLite database's dictionary gone,
+/// `check --read-data` stopped with exit 10 ("cannot load its dictionary")
+/// instead of reporting the damage. For a deleted pack of every kind, check
+/// (with and without --read-data) names exactly the lost paths and checks
+/// everything else, and restore restores everything else.
+#[test]
+fn deleted_pack_of_every_kind_costs_exactly_its_paths() {
+    let cases: [(&str, PackOf, &[&str]); 4] = [
+        ("data", |k| &k.data, &["lost.txt"]),
+        ("tree", |k| &k.tree, &["sub"]),
+        ("chunk list", |k| &k.list, &["big.bin"]),
+        ("dictionary", |k| &k.dictionary, &["app.db"]),
+    ];
+    for (kind, pack, lost) in cases {
+        let env = Env::new();
+        let (packs, files) = write_pack_kinds(&env.repo);
+        let (code, report) = check(&env, &["--read-data"]);
+        assert_eq!(
+            code, 0,
+            "{kind}: the intact repository checks clean: {report:#}"
+        );
+        let on_disk = report["packs"].as_u64().unwrap();
+        fs::remove_file(pack(&packs)).unwrap();
+        for args in [&[][..], &["--read-data"]] {
+            let (code, report) = check(&env, args);
+            assert_eq!(code, 4, "{kind} {args:?}: {report:#}");
+            let paths: Vec<String> = affected(&report).into_values().flatten().collect();
+            assert_eq!(paths, lost, "{kind} {args:?}: {report:#}");
+            assert_eq!(report["packs"], on_disk - 1, "{kind}: {report:#}");
+            if !args.is_empty() {
+                assert_eq!(report["packs_read"], on_disk - 1, "{kind}: {report:#}");
+            }
+        }
+        let target = env.path("restored");
+        let (code, damaged) = restore(&env, "latest", &target);
+        assert_eq!(code, 4, "{kind}");
+        assert_eq!(damaged.into_iter().collect::<Vec<_>>(), lost, "{kind}");
+        for (path, content) in &files {
+            let restored = fs::read(target.join(path));
+            if lost.iter().any(|l| path.starts_with(l)) {
+                assert!(restored.is_err(), "{kind}: {path} was restored");
+            } else {
+                assert_eq!(&restored.unwrap(), content, "{kind}: {path}");
+            }
+        }
+    }
+}
+
+/// Distinct trees below the snapshots, counted through the library, and
+/// the number of snapshots.
+fn distinct_trees(repo_path: &Path) -> (u64, u64) {
+    let repo = Repository::open(common::local_backend(repo_path), &NoProgress).unwrap();
+    let mut seen = BTreeSet::new();
+    let snapshots = repo.snapshots().unwrap();
+    let mut stack: Vec<_> = snapshots.iter().map(|(_, s)| s.tree).collect();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        for node in repo.read_tree(&id).unwrap().nodes {
+            stack.extend(node.subtree);
+        }
+    }
+    (seen.len() as u64, snapshots.len() as u64)
+}
+
+/// Regression: `check` reported another tree count on every run of an
+/// unchanged repository (18, 19, 20, 21, 24): it counted walks, and threads
+/// walking a shared subtree at once each counted it. Counts are now the
+/// number of distinct trees, the same in every run and in text and JSON.
+#[test]
+fn check_counts_are_exact_and_repeatable() {
+    let env = Env::new();
+    let src = env.path("src");
+    // Many identical folders: the same subtrees reached from many places.
+    for i in 0..24 {
+        for sub in ["a", "a/b", "c"] {
+            fs::create_dir_all(src.join(format!("copy{i}/{sub}"))).unwrap();
+        }
+        fs::write(src.join(format!("copy{i}/a/b/same.txt")), b"same\n").unwrap();
+        fs::write(src.join(format!("copy{i}/c/same.txt")), b"same too\n").unwrap();
+    }
+    env.backup(&[&src], &[]);
+    fs::write(src.join("copy3/c/changed.txt"), b"changed\n").unwrap();
+    env.backup(&[&src], &[]);
+    let (trees, snapshots) = distinct_trees(&env.repo);
+    let mut counts = BTreeSet::new();
+    for _ in 0..6 {
+        let (code, report) = check(&env, &[]);
+        assert_eq!(code, 0, "{report:#}");
+        assert_eq!(report["snapshots"], snapshots);
+        assert_eq!(report["trees"], trees, "{report:#}");
+        counts.insert((report["trees"].to_string(), report["blobs"].to_string()));
+        let out = env.run(["check"]);
+        assert_code(&out, 0);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        let expected = format!(
+            "checked {snapshots} snapshots, {trees} trees, {} blobs,",
+            report["blobs"]
+        );
+        assert!(text.contains(&expected), "{expected:?} not in {text}");
+    }
+    assert_eq!(counts.len(), 1, "counts differ between runs: {counts:?}");
+}

@@ -712,3 +712,300 @@ fn very_deep_snapshot_does_not_crash_ls() {
     let out = case.snap(["ls", "--recursive", "latest"]);
     assert_ne!(exit_code(&out), 101);
 }
+
+/// `snap --json check ARGS...` on the case's repository: exit code and report.
+fn check_report(case: &Case, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["--json", "check"];
+    all.extend_from_slice(args);
+    let out = case.snap(all);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("check --json printed no JSON ({e}): {}", stderr_text(&out)));
+    (exit_code(&out), report)
+}
+
+/// Every path some error of a check report says is lost.
+fn lost_paths(report: &serde_json::Value) -> Vec<String> {
+    let mut paths: Vec<String> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["affected"].as_array().unwrap().iter())
+        .flat_map(|a| a["paths"].as_array().unwrap().iter())
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+#[test]
+fn check_fails_a_file_whose_size_lies_like_restore_cat_and_copy() {
+    let case = Case::new();
+    write_snapshot(&case.env, |s| {
+        let five = data(s, b"12345");
+        let terabyte = Node {
+            size: 1_000_000_000_000,
+            content: vec![five],
+            ..node(b"claims_a_terabyte", NodeKind::File)
+        };
+        // The same lie one level down, in a chunk list.
+        let list = s
+            .save(BlobKind::List, &ChunkList { ids: vec![five; 3] }.to_bytes())
+            .unwrap();
+        let listed = Node {
+            size: 16,
+            content: vec![list],
+            content_depth: 1,
+            ..node(b"listed_lies", NodeKind::File)
+        };
+        let sub = tree(s, vec![terabyte, listed]);
+        tree(
+            s,
+            vec![
+                dir(b"deep", sub),
+                file(s, b"ok.txt", b"fine\n"),
+                Node {
+                    size: 15,
+                    content: vec![list],
+                    content_depth: 1,
+                    ..node(b"whole_list", NodeKind::File)
+                },
+            ],
+        )
+    });
+    let lying = ["deep/claims_a_terabyte", "deep/listed_lies"];
+    for args in [&[][..], &["--read-data"]] {
+        let (code, report) = check_report(&case, args);
+        assert_eq!(code, 4, "check {args:?}: {report}");
+        assert_eq!(lost_paths(&report), lying, "check {args:?}: {report}");
+        let kinds: Vec<&str> = report["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["file_damaged", "file_damaged"], "{report}");
+        assert!(
+            report.to_string().contains("its size is 1000000000000"),
+            "{report}"
+        );
+    }
+    // Text output names the path too.
+    let out = case.snap(["check"]);
+    assert_eq!(exit_code(&out), 4);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_text(&out)
+    );
+    assert!(text.contains("deep/claims_a_terabyte"), "{text}");
+
+    // Restore: everything else, exit 4, the lying files named.
+    let out = case.restore("latest", &["--json"]);
+    assert_eq!(exit_code(&out), 4, "restore: {}", stderr_text(&out));
+    case.assert_contained();
+    assert_eq!(fs::read(case.target.join("ok.txt")).unwrap(), b"fine\n");
+    assert_eq!(
+        fs::read(case.target.join("whole_list")).unwrap(),
+        b"123451234512345"
+    );
+    for bad in lying {
+        assert!(!case.target.join(bad).exists(), "{bad} was restored");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut damaged: Vec<&str> = report["damaged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    damaged.sort_unstable();
+    assert_eq!(damaged, lying, "{report}");
+
+    // Cat: an error and not a byte, never a short file.
+    for path in lying {
+        let out = case.snap(["cat", &format!("latest:{path}")]);
+        assert_eq!(exit_code(&out), 4, "cat {path}: {}", stderr_text(&out));
+        assert!(out.stdout.is_empty(), "cat {path} printed {:?}", out.stdout);
+        assert!(
+            stderr_text(&out).contains("its size is"),
+            "{}",
+            stderr_text(&out)
+        );
+    }
+    let out = case.snap(["cat", "latest:whole_list"]);
+    assert_eq!(exit_code(&out), 0, "{}", stderr_text(&out));
+    assert_eq!(out.stdout, b"123451234512345");
+
+    // Copy refuses the snapshot rather than copying the lie.
+    let target = case.env.path("copy-target");
+    let init = common::snap_command()
+        .arg("-r")
+        .arg(&target)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&init), 0, "{}", stderr_text(&init));
+    let out = case.snap([OsStr::new("copy"), OsStr::new("--to"), target.as_os_str()]);
+    assert_eq!(exit_code(&out), 4, "copy: {}", stderr_text(&out));
+    assert!(
+        stderr_text(&out).contains("its size is"),
+        "{}",
+        stderr_text(&out)
+    );
+}
+
+/// `snap -r REPO ARGS...` under a 2 GiB address-space limit, so a command
+/// that allocates what a hostile repository claims dies instead of
+/// swapping, and within [`TIMEOUT`], so one that walks without end is
+/// killed; it must end with an error of its own, not a crash.
+fn snap_limited(case: &Case, args: &[&str]) -> Output {
+    let out = assert_cmd::Command::new("prlimit")
+        .arg("--as=2147483648")
+        .arg("--")
+        .arg(common::snap_bin())
+        .arg("-r")
+        .arg(&case.env.repo)
+        .args(args)
+        .env_remove("SNAP_REPO")
+        .timeout(TIMEOUT)
+        .output()
+        .expect("run prlimit");
+    let code = exit_code(&out);
+    assert!(
+        out.status.code().is_some() && code != 101,
+        "snap {args:?} crashed ({:?}): {}",
+        out.status,
+        stderr_text(&out)
+    );
+    out
+}
+
+/// An empty snapshot to diff against.
+fn write_empty_snapshot(env: &Env) {
+    write_snapshot(env, |s| tree(s, vec![]));
+}
+
+#[test]
+fn tree_frame_that_inflates_to_a_gibibyte_is_refused_unread() {
+    use std::io::Write;
+    let case = Case::new();
+    write_empty_snapshot(&case.env);
+    // 1 GiB of zeros in one zstd frame of a few tens of kilobytes, stored as
+    // a tree blob with its true plaintext length.
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut hasher = blake3::Hasher::new();
+    for _ in 0..1024 {
+        encoder.write_all(&zeros).unwrap();
+        hasher.update(&zeros);
+    }
+    let frame = encoder.finish().unwrap();
+    assert!(frame.len() < 100_000, "{} bytes", frame.len());
+    let bomb = BlobId(*hasher.finalize().as_bytes());
+    write_snapshot(&case.env, |s| {
+        s.save_frame(BlobKind::Tree, bomb, &frame, 1 << 30).unwrap();
+        tree(s, vec![dir(b"bomb", bomb), file(s, b"ok.txt", b"fine\n")])
+    });
+    let refused = "compress at most";
+    for args in [
+        &["ls", "--recursive", "latest"][..],
+        &["ls", "latest:bomb"],
+        &["find", "*.txt"],
+        &["diff", "latest~1", "latest"],
+    ] {
+        let out = snap_limited(&case, args);
+        assert_eq!(exit_code(&out), 4, "{args:?}: {}", stderr_text(&out));
+        assert!(
+            stderr_text(&out).contains(refused),
+            "{args:?}: {}",
+            stderr_text(&out)
+        );
+    }
+    for args in [&["check"][..], &["check", "--read-data"]] {
+        let out = snap_limited(&case, &[&["--json"][..], args].concat());
+        assert_eq!(exit_code(&out), 4, "{args:?}: {}", stderr_text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(lost_paths(&report), ["bomb"], "{args:?}: {report}");
+    }
+    let target = case.target.to_str().unwrap().to_string();
+    let out = snap_limited(&case, &["restore", "latest", "--target", &target]);
+    assert_eq!(exit_code(&out), 4, "restore: {}", stderr_text(&out));
+    assert!(stderr_text(&out).contains(refused), "{}", stderr_text(&out));
+    assert_eq!(fs::read(case.target.join("ok.txt")).unwrap(), b"fine\n");
+    case.assert_contained();
+}
+
+/// A tree of `levels` levels whose two folders at each level are the same
+/// subtree: a few kilobytes standing for 2^(levels + 1) paths.
+fn repeated_subtrees(s: &BlobSaver<'_>, levels: usize) -> TreeId {
+    let mut id = tree(s, vec![file(s, b"leaf.txt", b"leaf\n")]);
+    for _ in 0..levels {
+        id = tree(s, vec![dir(b"a", id), dir(b"b", id)]);
+    }
+    id
+}
+
+#[test]
+fn tree_repeated_at_two_to_the_forty_paths_is_refused_by_every_walk() {
+    let case = Case::new();
+    write_empty_snapshot(&case.env);
+    write_snapshot(&case.env, |s| {
+        let hostile = repeated_subtrees(s, 40);
+        tree(s, vec![dir(b"h", hostile), file(s, b"ok.txt", b"fine\n")])
+    });
+    let refused = "paths a walk follows";
+    for args in [
+        &["ls", "--recursive", "latest"][..],
+        &["ls", "--recursive", "latest:h/a/a"],
+        &["find", "leaf.txt"],
+        &["diff", "latest~1", "latest"],
+        &["diff", "latest~1", "latest", "h/b"],
+    ] {
+        let out = snap_limited(&case, args);
+        assert_eq!(exit_code(&out), 4, "{args:?}: {}", stderr_text(&out));
+        assert!(
+            stderr_text(&out).contains(refused),
+            "{args:?}: {}",
+            stderr_text(&out)
+        );
+    }
+    let target = case.target.to_str().unwrap().to_string();
+    for extra in [&[][..], &["--dry-run"]] {
+        let out = snap_limited(
+            &case,
+            &[&["restore", "latest", "--target", &target][..], extra].concat(),
+        );
+        assert_eq!(
+            exit_code(&out),
+            4,
+            "restore {extra:?}: {}",
+            stderr_text(&out)
+        );
+        assert!(stderr_text(&out).contains(refused), "{}", stderr_text(&out));
+        // Refused before anything is written.
+        assert!(!case.target.join("h").exists());
+    }
+    case.assert_contained();
+    // check agrees with restore: the snapshot is lost as a whole; the
+    // empty one is fine. A few levels stay walkable everywhere.
+    for args in [&["check"][..], &["check", "--read-data"]] {
+        let out = snap_limited(&case, &[&["--json"][..], args].concat());
+        assert_eq!(exit_code(&out), 4, "{args:?}: {}", stderr_text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(lost_paths(&report), ["/"], "{args:?}: {report}");
+        assert!(report.to_string().contains(refused), "{report}");
+        assert_eq!(report["trees"], 43, "distinct trees: {report}");
+    }
+    let small = Case::new();
+    write_snapshot(&small.env, |s| repeated_subtrees(s, 4));
+    let out = small.snap(["ls", "--recursive", "latest"]);
+    assert_eq!(exit_code(&out), 0, "{}", stderr_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("leaf.txt")
+            .count(),
+        16
+    );
+    assert_eq!(exit_code(&small.snap(["check"])), 0);
+}

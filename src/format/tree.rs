@@ -144,6 +144,67 @@ pub const MAX_TREE_DEPTH: usize = 2048;
 /// Deepest chunk-list tree we accept (a hostile depth cannot recurse forever).
 pub const MAX_CONTENT_DEPTH: u8 = 8;
 
+/// Largest tree blob (plaintext) any command reads without question. A
+/// larger tree must not decompress to more than [`MAX_TREE_RATIO`] times its
+/// stored frame; both are checked from the index before a byte of the tree
+/// is read, so a small frame that inflates to gigabytes is refused without
+/// allocating them.
+pub const MAX_TREE_LEN: u32 = 64 << 20;
+
+/// How many times its stored frame a tree larger than [`MAX_TREE_LEN`] may
+/// decompress to. Backup's trees compress 2.5 times (a folder of photos) to
+/// 60 times (a folder of empty files with numbered names and equal times);
+/// a zstd bomb compresses 32,000 times. A folder of 10 million entries
+/// (1.2 to 2 GB of tree) is well within it.
+pub const MAX_TREE_RATIO: u32 = 256;
+
+/// Paths one walk (`ls -R`, `find`, `restore`, `diff`, `check`) follows
+/// at most: an entry reached through several folders counts each time. It
+/// is counted from the distinct trees before the walk starts, so a hostile
+/// tree whose children all point at one subtree, level after level (2^40
+/// paths in a few kilobytes), is refused at once instead of walked.
+pub const MAX_WALK_PATHS: u64 = 1_000_000_000;
+
+/// Refuses a tree blob whose `length` stored bytes claim `raw_length`
+/// bytes of listing beyond what trees compress to ([`MAX_TREE_LEN`],
+/// [`MAX_TREE_RATIO`]); to be asked before it is read or decompressed.
+pub fn check_tree_size(id: &TreeId, length: u32, raw_length: u32) -> Result<()> {
+    if raw_length > MAX_TREE_LEN
+        && u64::from(raw_length) > u64::from(length) * u64::from(MAX_TREE_RATIO)
+    {
+        return Err(Error::corrupt(
+            format!("tree {id}"),
+            format!(
+                "its {length} stored bytes claim {raw_length} bytes of listing: trees over {MAX_TREE_LEN} bytes compress at most {MAX_TREE_RATIO} times"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Whether a file's content adds up: its chunks (`chunks` of them,
+    /// holding `bytes` bytes in total) hold exactly its size, and none is
+    /// empty. The one rule every reader applies (check, restore, cat, copy),
+    /// so that what `snap check` passes, `snap restore` restores.
+    pub fn check_content(&self, chunks: u64, bytes: u64, empty_chunk: bool) -> Result<()> {
+        let what = || format!("file {}", self.display_name());
+        if empty_chunk {
+            return Err(Error::corrupt(what(), "one of its chunks is empty"));
+        }
+        if bytes != self.size {
+            return Err(Error::corrupt(
+                what(),
+                format!(
+                    "its {chunks} chunks hold {bytes} bytes, its size is {}",
+                    self.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Tree {
     /// Encodes a tree blob. Nodes must already be sorted.
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -1,10 +1,13 @@
 //! Reading inside a snapshot: find a path, list a directory, stream a file.
 //! Only the trees along the path (and a file's own chunks) are read.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind, Tree, escape_name, unescape_name};
+use crate::format::tree::{
+    MAX_TREE_DEPTH, MAX_WALK_PATHS, Node, NodeKind, Tree, escape_name, unescape_name,
+};
 use crate::id::TreeId;
 use crate::repo::Repository;
 
@@ -82,7 +85,22 @@ pub fn find_node(repo: &Repository, root: TreeId, path: &str) -> Result<Node> {
 
 /// Calls `visit(path, node)` for the children of `dir` (and everything below
 /// them when `recursive`), depth first in name order. `prefix` is `dir`'s path.
+/// A recursive walk of more than [`MAX_WALK_PATHS`] paths is refused before
+/// the first visit.
 pub fn walk(
+    repo: &Repository,
+    dir: &Node,
+    prefix: &str,
+    recursive: bool,
+    visit: &mut dyn FnMut(&str, &Node) -> Result<()>,
+) -> Result<()> {
+    if recursive && let Some(subtree) = dir.subtree {
+        PathCount::default().refuse_too_many(repo, &subtree)?;
+    }
+    walk_below(repo, dir, prefix, recursive, visit)
+}
+
+fn walk_below(
     repo: &Repository,
     dir: &Node,
     prefix: &str,
@@ -107,10 +125,65 @@ pub fn walk(
         };
         visit(&path, node)?;
         if recursive && node.kind == NodeKind::Dir {
-            walk(repo, node, &path, true, visit)?;
+            walk_below(repo, node, &path, true, visit)?;
         }
     }
     Ok(())
+}
+
+/// The number of paths below trees, counted over the distinct trees (each
+/// read once, whatever number of folders share it), so that a walk can be
+/// refused before it starts. Keep one for several walks (e.g. the snapshots
+/// `find` searches) to read each tree once for all of them.
+#[derive(Default)]
+pub struct PathCount {
+    below: HashMap<TreeId, u64>,
+}
+
+impl PathCount {
+    /// Refuses a walk below `tree` that would follow more than
+    /// [`MAX_WALK_PATHS`] paths.
+    pub fn refuse_too_many(&mut self, repo: &Repository, tree: &TreeId) -> Result<()> {
+        let paths = self.paths_below(repo, tree, 0);
+        if paths > MAX_WALK_PATHS {
+            return Err(Error::corrupt(
+                format!("tree {tree}"),
+                format!(
+                    "its folders repeat subtrees so often that it stands for {} paths, more than the {MAX_WALK_PATHS} paths a walk follows (a hostile repository)",
+                    if paths == u64::MAX {
+                        "over 2^64".to_string()
+                    } else {
+                        paths.to_string()
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Paths below `tree` (saturating). A tree that cannot be read counts
+    /// for its own path only: the walk reports it where it meets it.
+    pub fn paths_below(&mut self, repo: &Repository, tree: &TreeId, depth: usize) -> u64 {
+        if let Some(&known) = self.below.get(tree) {
+            return known;
+        }
+        if depth >= MAX_TREE_DEPTH {
+            return 0;
+        }
+        let Ok(listing) = repo.read_tree(tree) else {
+            return 0;
+        };
+        let mut paths = 0u64;
+        for node in &listing.nodes {
+            let below = match node.subtree {
+                Some(subtree) => self.paths_below(repo, &subtree, depth + 1),
+                None => 0,
+            };
+            paths = paths.saturating_add(1).saturating_add(below);
+        }
+        self.below.insert(*tree, paths);
+        paths
+    }
 }
 
 /// Writes a file node's content to `out`, verifying every chunk. Returns bytes written.
@@ -126,8 +199,10 @@ pub fn cat(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
         ));
     }
     let mut written = 0u64;
-    for id in repo.file_chunks(node)? {
-        let data = repo.read_blob(&id)?;
+    // The whole layout is judged before the first byte goes out: a file
+    // whose chunks do not add up is an error, never a short file.
+    for (id, location) in repo.file_layout(node)? {
+        let data = repo.read_blob_at(&id, &location)?;
         out.write_all(&data).map_err(|e| {
             Error::new(ErrorKind::Io, format!("cannot write output: {e}")).with_source(e)
         })?;

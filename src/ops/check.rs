@@ -37,9 +37,11 @@ use serde::{Serialize, Serializer};
 
 use crate::backend::FileKind;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::pack::BlobEntry;
+use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, MAX_TREE_DEPTH, Node, NodeKind};
+use crate::format::tree::{
+    ChunkList, MAX_CONTENT_DEPTH, MAX_TREE_DEPTH, MAX_WALK_PATHS, Node, NodeKind, check_tree_size,
+};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack::read_trailer;
 use crate::progress::{NoProgress, Progress};
@@ -158,6 +160,8 @@ pub enum ProblemKind {
     TreeDamaged,
     /// A blob (chunk list) fails to decode.
     BlobDamaged,
+    /// A file's chunks do not add up to its size (restore refuses it).
+    FileDamaged,
 }
 
 impl ProblemKind {
@@ -177,7 +181,8 @@ impl ProblemKind {
             | ProblemKind::PackDamaged
             | ProblemKind::BlobMissing
             | ProblemKind::TreeDamaged
-            | ProblemKind::BlobDamaged => {
+            | ProblemKind::BlobDamaged
+            | ProblemKind::FileDamaged => {
                 "`snap repair snapshots` writes copies of the affected snapshots without the lost files"
             }
         }
@@ -374,7 +379,54 @@ type Snapshots = Vec<(SnapshotId, Snapshot)>;
 /// A raw path inside a snapshot.
 type RawPath = Vec<Vec<u8>>;
 
-/// Damage below a tree, relative to it.
+/// Damage below a tree, shared by every folder that holds the tree, so a
+/// subtree referenced from many places costs memory once; it is expanded
+/// into paths ([`Damaged`]) per snapshot, within [`MAX_DAMAGED_PATHS`].
+#[derive(Debug)]
+enum Damage {
+    /// The entry itself: a file that cannot be restored, or a folder whose
+    /// listing cannot be read.
+    Here(EntryKind, usize),
+    /// The damaged entries of a readable folder, by name.
+    Below(Vec<(Vec<u8>, Arc<Damage>)>),
+}
+
+impl Damage {
+    /// Appends the damaged paths below `prefix` to `out`; false when there
+    /// are more than [`MAX_DAMAGED_PATHS`].
+    fn flatten(&self, prefix: &mut RawPath, out: &mut Vec<Damaged>) -> bool {
+        match self {
+            Damage::Here(kind, problem) => {
+                out.push(Damaged {
+                    path: prefix.clone(),
+                    kind: *kind,
+                    problem: *problem,
+                });
+                out.len() <= MAX_DAMAGED_PATHS
+            }
+            Damage::Below(entries) => entries.iter().all(|(name, below)| {
+                prefix.push(name.clone());
+                let within = below.flatten(prefix, out);
+                prefix.pop();
+                within
+            }),
+        }
+    }
+}
+
+/// Damaged paths check lists for one snapshot at most; past them the
+/// snapshot is reported as damaged as a whole.
+const MAX_DAMAGED_PATHS: usize = 10_000_000;
+
+/// What walking a tree found: its damage and the paths below it (every
+/// path a walk of it follows, counting a repeated subtree each time).
+#[derive(Debug, Clone)]
+struct Walked {
+    damage: Arc<Damage>,
+    paths: u64,
+}
+
+/// One damaged path of a snapshot.
 #[derive(Debug, Clone)]
 struct Damaged {
     path: RawPath,
@@ -434,6 +486,14 @@ fn entry_key(entry: &BlobEntry) -> EntryKey {
     )
 }
 
+/// What reading one blob of a pack in full found.
+enum Verdict {
+    Good,
+    Bad(BlobId),
+    /// Its dictionary (second) could not be loaded, for this reason.
+    Undecodable(BlobId, BlobId, String),
+}
+
 /// What phase 1 learnt.
 #[derive(Default)]
 struct IndexView {
@@ -477,15 +537,57 @@ struct Checker<'r> {
     bad_blobs: HashMap<(PackId, BlobId), usize>,
     packs_read: u64,
     bytes_read: u64,
-    /// Judgement of every blob the snapshots use (None: fine).
-    blob_memo: Mutex<HashMap<BlobId, Option<usize>>>,
+    /// Blobs read in full whose dictionary could not be loaded, so their
+    /// bytes could not be verified: the dictionary and why.
+    undecodable: HashMap<(PackId, BlobId), (BlobId, String)>,
+    /// Judgement of every blob the snapshots use.
+    blob_memo: Mutex<HashMap<BlobId, Judged>>,
     /// Judgement of chunk lists, with everything below them.
-    list_memo: Mutex<HashMap<(BlobId, u8), Option<usize>>>,
+    list_memo: Mutex<HashMap<(BlobId, u8), Content>>,
     /// Damage below each tree walked.
-    tree_memo: Mutex<HashMap<TreeId, Arc<[Damaged]>>>,
+    tree_memo: Mutex<HashMap<TreeId, Walked>>,
     /// Blobs the snapshots use that the index cache knows.
     indexed_used: AtomicU64,
-    trees: AtomicU64,
+}
+
+/// What check knows of one blob: its problem (None: fine) and, when the
+/// index knows it, the length of its plaintext.
+#[derive(Debug, Clone, Copy)]
+struct Judged {
+    problem: Option<usize>,
+    raw_length: Option<u32>,
+}
+
+/// What a file's content (or one chunk list of it) adds up to: the first
+/// problem below it, and the data chunks, their bytes and whether one is
+/// empty, for [`Node::check_content`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Content {
+    problem: Option<usize>,
+    chunks: u64,
+    bytes: u64,
+    empty_chunk: bool,
+}
+
+impl Content {
+    /// Adds what is below one id of a list.
+    fn add(&mut self, below: Content) {
+        self.problem = self.problem.or(below.problem);
+        self.chunks = self.chunks.saturating_add(below.chunks);
+        self.bytes = self.bytes.saturating_add(below.bytes);
+        self.empty_chunk |= below.empty_chunk;
+    }
+
+    /// One data chunk.
+    fn chunk(judged: Judged) -> Self {
+        let bytes = judged.raw_length.unwrap_or(0);
+        Self {
+            problem: judged.problem,
+            chunks: 1,
+            bytes: u64::from(bytes),
+            empty_chunk: judged.raw_length == Some(0),
+        }
+    }
 }
 
 impl<'r> Checker<'r> {
@@ -499,13 +601,13 @@ impl<'r> Checker<'r> {
             orphan_blobs: HashMap::new(),
             verified_packs: HashSet::new(),
             bad_blobs: HashMap::new(),
+            undecodable: HashMap::new(),
             packs_read: 0,
             bytes_read: 0,
             blob_memo: Mutex::new(HashMap::new()),
             list_memo: Mutex::new(HashMap::new()),
             tree_memo: Mutex::new(HashMap::new()),
             indexed_used: AtomicU64::new(0),
-            trees: AtomicU64::new(0),
         }
     }
 
@@ -770,21 +872,50 @@ impl<'r> Checker<'r> {
             .map(|p| p.blobs.as_slice())
             .or_else(|| view.orphans.get(&id).map(Vec::as_slice))
             .unwrap_or_default();
-        let verdicts: Vec<Option<BlobId>> = entries
+        let verdicts: Vec<Verdict> = entries
             .par_iter()
             .map(|entry| {
                 let start = entry.offset as usize;
                 let Some(frame) = bytes.get(start..start + entry.length as usize) else {
-                    return Ok(Some(entry.id));
+                    return Ok(Verdict::Bad(entry.id));
                 };
-                match self.repo.decode_blob(&entry.id, frame, entry.raw_length) {
-                    Ok(_) => Ok(None),
-                    Err(e) if e.kind() == ErrorKind::Corrupt => Ok(Some(entry.id)),
-                    Err(e) => Err(e),
+                // Trees are bounded before they are decompressed, as on every read.
+                if entry.kind == BlobKind::Tree
+                    && check_tree_size(&entry.id, entry.length, entry.raw_length).is_err()
+                {
+                    return Ok(Verdict::Bad(entry.id));
+                }
+                // A dictionary that cannot be loaded is damage of its own
+                // (reported where it is stored), not of this blob or pack.
+                let mut missing_dictionary = None;
+                let decoded =
+                    self.repo
+                        .codec()
+                        .decode_with(&entry.id, frame, entry.raw_length, &mut |d| {
+                            self.repo.dictionary(d).inspect_err(|e| {
+                                if is_damage(e) && *d != entry.id {
+                                    missing_dictionary = Some((*d, e.message().to_string()));
+                                }
+                            })
+                        });
+                match (decoded, missing_dictionary) {
+                    (Ok(_), _) => Ok(Verdict::Good),
+                    (Err(_), Some((d, why))) => Ok(Verdict::Undecodable(entry.id, d, why)),
+                    (Err(e), None) if e.kind() == ErrorKind::Corrupt => Ok(Verdict::Bad(entry.id)),
+                    (Err(e), None) => Err(e),
                 }
             })
             .collect::<Result<_>>()?;
-        let bad: Vec<BlobId> = verdicts.into_iter().flatten().collect();
+        let mut bad = Vec::new();
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Good => {}
+                Verdict::Bad(blob) => bad.push(blob),
+                Verdict::Undecodable(blob, dictionary, why) => {
+                    self.undecodable.insert((id, blob), (dictionary, why));
+                }
+            }
+        }
         self.progress.add_bytes(bytes.len() as u64);
         if !hash_ok || !bad.is_empty() {
             let mut details = Vec::new();
@@ -850,34 +981,60 @@ impl<'r> Checker<'r> {
         Ok((good, damaged))
     }
 
-    /// Phase 3: the damage below every snapshot's root.
+    /// Phase 3: the damage below every snapshot's root. A snapshot that
+    /// stands for more paths than a walk follows, or whose damaged paths
+    /// are too many to list, is damaged as a whole (restore refuses it).
     fn walk(
         &self,
         snapshots: &[(SnapshotId, Snapshot)],
     ) -> Result<Vec<(SnapshotId, Arc<[Damaged]>)>> {
         snapshots
             .par_iter()
-            .map(|(id, snapshot)| Ok((*id, self.tree_damage(&snapshot.tree, 0)?)))
+            .map(|(id, snapshot)| {
+                let walked = self.tree_damage(&snapshot.tree, 0)?;
+                let whole = |detail: String| {
+                    vec![Damaged {
+                        path: Vec::new(),
+                        kind: EntryKind::Dir,
+                        problem: self.problem(
+                            ProblemKind::TreeDamaged,
+                            format!("tree {}", snapshot.tree),
+                            detail,
+                        ),
+                    }]
+                };
+                let damaged = if walked.paths > MAX_WALK_PATHS {
+                    whole(format!(
+                        "its folders repeat subtrees so often that it stands for more than the {MAX_WALK_PATHS} paths a walk follows (a hostile repository); restore refuses it"
+                    ))
+                } else {
+                    let mut out = Vec::new();
+                    if walked.damage.flatten(&mut Vec::new(), &mut out) {
+                        out
+                    } else {
+                        whole(format!(
+                            "more than {MAX_DAMAGED_PATHS} of its paths are damaged"
+                        ))
+                    }
+                };
+                Ok((*id, damaged.into()))
+            })
             .collect()
     }
 
-    fn tree_damage(&self, id: &TreeId, depth: usize) -> Result<Arc<[Damaged]>> {
+    fn tree_damage(&self, id: &TreeId, depth: usize) -> Result<Walked> {
         if let Some(found) = lock(&self.tree_memo).get(id) {
-            return Ok(Arc::clone(found));
+            return Ok(found.clone());
         }
-        let damage: Arc<[Damaged]> = self.walk_tree(id, depth)?.into();
-        lock(&self.tree_memo).insert(*id, Arc::clone(&damage));
-        Ok(damage)
+        let walked = self.walk_tree(id, depth)?;
+        lock(&self.tree_memo).insert(*id, walked.clone());
+        Ok(walked)
     }
 
-    fn walk_tree(&self, id: &TreeId, depth: usize) -> Result<Vec<Damaged>> {
-        self.trees.fetch_add(1, Ordering::Relaxed);
-        let whole = |problem| {
-            vec![Damaged {
-                path: Vec::new(),
-                kind: EntryKind::Dir,
-                problem,
-            }]
+    fn walk_tree(&self, id: &TreeId, depth: usize) -> Result<Walked> {
+        let whole = |problem| Walked {
+            damage: Arc::new(Damage::Here(EntryKind::Dir, problem)),
+            paths: 0,
         };
         if depth >= MAX_TREE_DEPTH {
             return Ok(whole(self.problem(
@@ -886,7 +1043,7 @@ impl<'r> Checker<'r> {
                 format!("folders nested deeper than {MAX_TREE_DEPTH} levels"),
             )));
         }
-        if let Some(p) = self.blob_problem(id)? {
+        if let Some(p) = self.blob_problem(id)?.problem {
             return Ok(whole(p));
         }
         let tree = match self.repo.read_tree(id) {
@@ -905,86 +1062,102 @@ impl<'r> Checker<'r> {
             .par_iter()
             .map(|node| self.node_damage(node, depth))
             .collect::<Result<Vec<_>>>()?;
-        Ok(parts.into_iter().flatten().collect())
+        let mut paths = 0u64;
+        let mut below = Vec::new();
+        for (node, (damage, node_paths)) in tree.nodes.iter().zip(parts) {
+            paths = paths.saturating_add(1).saturating_add(node_paths);
+            if let Some(damage) = damage {
+                below.push((node.name.clone(), damage));
+            }
+        }
+        Ok(Walked {
+            damage: Arc::new(Damage::Below(below)),
+            paths,
+        })
     }
 
-    fn node_damage(&self, node: &Node, depth: usize) -> Result<Vec<Damaged>> {
+    /// A node's damage (None: none) and the paths below it.
+    fn node_damage(&self, node: &Node, depth: usize) -> Result<(Option<Arc<Damage>>, u64)> {
         match (node.kind, node.subtree) {
-            (NodeKind::File, _) => Ok(self
-                .file_problem(node)?
-                .map(|problem| Damaged {
-                    path: vec![node.name.clone()],
-                    kind: EntryKind::File,
-                    problem,
-                })
-                .into_iter()
-                .collect()),
-            (NodeKind::Dir, Some(subtree)) => Ok(self
-                .tree_damage(&subtree, depth + 1)?
-                .iter()
-                .map(|below| {
-                    let mut path = Vec::with_capacity(below.path.len() + 1);
-                    path.push(node.name.clone());
-                    path.extend(below.path.iter().cloned());
-                    Damaged {
-                        path,
-                        kind: below.kind,
-                        problem: below.problem,
-                    }
-                })
-                .collect()),
-            _ => Ok(Vec::new()),
+            (NodeKind::File, _) => Ok((
+                self.file_problem(node)?
+                    .map(|problem| Arc::new(Damage::Here(EntryKind::File, problem))),
+                0,
+            )),
+            (NodeKind::Dir, Some(subtree)) => {
+                let walked = self.tree_damage(&subtree, depth + 1)?;
+                let damaged = !matches!(&*walked.damage, Damage::Below(b) if b.is_empty());
+                Ok((damaged.then_some(walked.damage), walked.paths))
+            }
+            _ => Ok((None, 0)),
         }
     }
 
     /// The first problem among the blobs a file needs (every one is judged,
-    /// so the set of used blobs is complete).
+    /// so the set of used blobs is complete); when they are all sound, the
+    /// rule restore applies: the chunks must hold exactly the file's size.
     fn file_problem(&self, node: &Node) -> Result<Option<usize>> {
         let depth = node.content_depth.min(MAX_CONTENT_DEPTH);
-        let mut first = match &node.dictionary {
-            Some(dictionary) => self.blob_problem(dictionary)?,
-            None => None,
-        };
-        for id in &node.content {
-            let p = if depth == 0 {
-                self.blob_problem(id)?
-            } else {
-                self.list_problem(id, depth)?
-            };
-            first = first.or(p);
+        let mut content = Content::default();
+        if let Some(dictionary) = &node.dictionary {
+            content.problem = self.blob_problem(dictionary)?.problem;
         }
-        Ok(first)
+        for id in &node.content {
+            content.add(if depth == 0 {
+                Content::chunk(self.blob_problem(id)?)
+            } else {
+                self.list_content(id, depth)?
+            });
+        }
+        if content.problem.is_some() {
+            return Ok(content.problem);
+        }
+        Ok(node
+            .check_content(content.chunks, content.bytes, content.empty_chunk)
+            .err()
+            .map(|e| {
+                self.problem(
+                    ProblemKind::FileDamaged,
+                    format!("file {}", node.display_name()),
+                    e.message().to_string(),
+                )
+            }))
     }
 
     /// Judges a chunk list of `depth` and everything below it.
-    fn list_problem(&self, id: &BlobId, depth: u8) -> Result<Option<usize>> {
+    fn list_content(&self, id: &BlobId, depth: u8) -> Result<Content> {
         if let Some(found) = lock(&self.list_memo).get(&(*id, depth)) {
             return Ok(*found);
         }
-        let judged = match self.blob_problem(id)? {
-            Some(p) => Some(p),
+        let judged = match self.blob_problem(id)?.problem {
+            Some(p) => Content {
+                problem: Some(p),
+                ..Content::default()
+            },
             None => match self
                 .repo
                 .read_blob(id)
                 .and_then(|bytes| ChunkList::from_bytes(id, &bytes))
             {
                 Ok(list) => {
-                    let mut first = None;
+                    let mut content = Content::default();
                     for child in &list.ids {
-                        let p = if depth <= 1 {
-                            self.blob_problem(child)?
+                        content.add(if depth <= 1 {
+                            Content::chunk(self.blob_problem(child)?)
                         } else {
-                            self.list_problem(child, depth - 1)?
-                        };
-                        first = first.or(p);
+                            self.list_content(child, depth - 1)?
+                        });
                     }
-                    first
+                    content
                 }
-                Err(e) if is_damage(&e) => Some(self.problem(
-                    ProblemKind::BlobDamaged,
-                    format!("chunk list {id}"),
-                    e.message().to_string(),
-                )),
+                Err(e) if is_damage(&e) => Content {
+                    problem: Some(self.problem(
+                        ProblemKind::BlobDamaged,
+                        format!("chunk list {id}"),
+                        e.message().to_string(),
+                    )),
+                    ..Content::default()
+                },
                 Err(e) => return Err(e),
             },
         };
@@ -993,12 +1166,12 @@ impl<'r> Checker<'r> {
     }
 
     /// Judges one blob by what the index and the pack checks found.
-    fn blob_problem(&self, id: &BlobId) -> Result<Option<usize>> {
+    fn blob_problem(&self, id: &BlobId) -> Result<Judged> {
         if let Some(found) = lock(&self.blob_memo).get(id) {
             return Ok(*found);
         }
         let location = self.repo.cache().lookup(id)?;
-        let judged = match &location {
+        let problem = match &location {
             None => Some(match self.orphan_blobs.get(id) {
                 Some(pack) => self.problem(
                     ProblemKind::PackUnindexed,
@@ -1011,24 +1184,50 @@ impl<'r> Checker<'r> {
                     "it is in no index delta and in no pack",
                 ),
             }),
-            Some(at) => {
-                if let Some(&p) = self.bad_blobs.get(&(at.pack, *id)) {
-                    Some(p)
-                } else if self.verified_packs.contains(&at.pack) {
-                    None
-                } else {
-                    self.suspect_blobs
-                        .get(&(at.pack, *id))
-                        .or_else(|| self.suspect_packs.get(&at.pack))
-                        .copied()
-                }
-            }
+            Some(at) => match self.stored_problem(&at.pack, id) {
+                Some(p) => Some(p),
+                // Read in full, but its dictionary could not be loaded: it is
+                // as good as its dictionary, which stands for the damage.
+                None => self.undecodable.get(&(at.pack, *id)).map(|(dictionary, why)| {
+                    self.repo
+                        .cache()
+                        .lookup(dictionary)
+                        .ok()
+                        .flatten()
+                        .and_then(|d| self.stored_problem(&d.pack, dictionary))
+                        .unwrap_or_else(|| {
+                            self.problem(
+                                ProblemKind::BlobDamaged,
+                                format!("dictionary {dictionary}"),
+                                why.clone(),
+                            )
+                        })
+                }),
+            },
+        };
+        let judged = Judged {
+            problem,
+            raw_length: location.map(|at| at.raw_length),
         };
         // Two threads may judge the same blob at once; count it once.
         if lock(&self.blob_memo).insert(*id, judged).is_none() && location.is_some() {
             self.indexed_used.fetch_add(1, Ordering::Relaxed);
         }
         Ok(judged)
+    }
+
+    /// What phases 1 and 2 found about a blob stored in `pack`.
+    fn stored_problem(&self, pack: &PackId, id: &BlobId) -> Option<usize> {
+        if let Some(&p) = self.bad_blobs.get(&(*pack, *id)) {
+            Some(p)
+        } else if self.verified_packs.contains(pack) {
+            None
+        } else {
+            self.suspect_blobs
+                .get(&(*pack, *id))
+                .or_else(|| self.suspect_packs.get(pack))
+                .copied()
+        }
     }
 
     fn report(self, input: ReportInput<'_>) -> Result<CheckReport> {
@@ -1146,7 +1345,9 @@ impl<'r> Checker<'r> {
             snapshots,
             index_files: input.index.deltas,
             packs: input.on_disk.len() as u64,
-            trees: self.trees.load(Ordering::Relaxed),
+            // Distinct trees: every tree walked has one memo entry, however
+            // many snapshots or folders share it and whichever thread got there.
+            trees: lock(&self.tree_memo).len() as u64,
             blobs,
             packs_read: self.packs_read,
             bytes_read: self.bytes_read,

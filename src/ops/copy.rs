@@ -248,10 +248,10 @@ impl Copier<'_> {
             None => None,
         };
         if !node.content.is_empty() {
-            let chunks = self.source.file_chunks(&node)?;
-            let ids = chunks
+            let layout = self.source.file_layout(&node)?;
+            let ids = layout
                 .par_iter()
-                .map(|id| self.blob(BlobKind::Data, id, dictionary.as_ref()))
+                .map(|(id, _)| self.blob(BlobKind::Data, id, dictionary.as_ref()))
                 .collect::<Result<Vec<_>>>()?;
             // Chunk lists are rebuilt from the ids, the way a backup builds
             // them (fixed-size lists for SQLite images, known by their

@@ -27,9 +27,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind};
+use crate::format::tree::{MAX_TREE_DEPTH, MAX_WALK_PATHS, Node, NodeKind};
 use crate::id::TreeId;
-use crate::ops::browse::{cat, components, find_node, walk};
+use crate::ops::browse::{PathCount, cat, components, find_node, walk};
 use crate::ops::sqlite::HEADER as SQLITE_HEADER;
 use crate::repo::Repository;
 
@@ -197,7 +197,13 @@ pub fn diff(repo: &Repository, before: TreeId, after: TreeId, path: &str) -> Res
         repo,
         changes: Vec::new(),
     };
+    let mut count = ChangeCount {
+        repo,
+        pairs: HashMap::new(),
+        paths: PathCount::default(),
+    };
     if prefix.is_empty() {
+        count.refuse_too_many(Some(before), Some(after))?;
         walker.folders(before, after, "")?;
     } else {
         let a = present(find_node(repo, before, &prefix))?;
@@ -207,6 +213,10 @@ pub fn diff(repo: &Repository, before: TreeId, after: TreeId, path: &str) -> Res
                 "`{prefix}` is in neither snapshot"
             )));
         }
+        count.refuse_too_many(
+            a.as_ref().and_then(|n| n.subtree),
+            b.as_ref().and_then(|n| n.subtree),
+        )?;
         walker.entry(prefix.clone(), a.as_ref(), b.as_ref())?;
     }
     let stat = stat(&walker.changes, &prefix);
@@ -230,6 +240,89 @@ fn join(prefix: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{prefix}/{name}")
+    }
+}
+
+/// Bounds the changes a diff reports before it starts, reading only the
+/// trees the diff itself reads (pairs that differ, folders on one side), each
+/// once: a hostile pair of trees that repeat subtrees cannot make the diff
+/// walk 2^40 paths.
+struct ChangeCount<'r> {
+    repo: &'r Repository,
+    pairs: HashMap<(TreeId, TreeId), u64>,
+    paths: PathCount,
+}
+
+impl ChangeCount<'_> {
+    fn refuse_too_many(&mut self, before: Option<TreeId>, after: Option<TreeId>) -> Result<()> {
+        let (changes, tree) = match (before, after) {
+            (Some(a), Some(b)) => (self.changes_at_most(a, b, 0), b),
+            (Some(t), None) | (None, Some(t)) => (self.paths.paths_below(self.repo, &t, 0), t),
+            (None, None) => return Ok(()),
+        };
+        if changes > MAX_WALK_PATHS {
+            return Err(Error::corrupt(
+                format!("tree {tree}"),
+                format!(
+                    "its folders repeat subtrees so often that the diff would follow more than the {MAX_WALK_PATHS} paths a walk follows (a hostile repository)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// At least as many changes as the diff of two folders reports.
+    fn changes_at_most(&mut self, before: TreeId, after: TreeId, depth: usize) -> u64 {
+        if before == after || depth >= MAX_TREE_DEPTH {
+            return 0;
+        }
+        if let Some(&known) = self.pairs.get(&(before, after)) {
+            return known;
+        }
+        // Unreadable trees: the diff reports the error where it meets it.
+        let (Ok(a), Ok(b)) = (self.repo.read_tree(&before), self.repo.read_tree(&after)) else {
+            return 0;
+        };
+        let mut total = 0u64;
+        let one_side = |node: &Node, paths: &mut PathCount| {
+            1 + node
+                .subtree
+                .map_or(0, |t| paths.paths_below(self.repo, &t, depth + 1))
+        };
+        let (mut i, mut j) = (0, 0);
+        let (a, b) = (a.nodes, b.nodes);
+        while i < a.len() || j < b.len() {
+            let order = match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) => x.name.cmp(&y.name),
+                (Some(_), None) => Ordering::Less,
+                _ => Ordering::Greater,
+            };
+            let here = match order {
+                Ordering::Less => {
+                    i += 1;
+                    one_side(&a[i - 1], &mut self.paths)
+                }
+                Ordering::Greater => {
+                    j += 1;
+                    one_side(&b[j - 1], &mut self.paths)
+                }
+                Ordering::Equal => {
+                    let (x, y) = (&a[i], &b[j]);
+                    i += 1;
+                    j += 1;
+                    // A changed kind reports both sides in full.
+                    let below = match (x.subtree, y.subtree) {
+                        (Some(p), Some(q)) => self.changes_at_most(p, q, depth + 1),
+                        _ => one_side(x, &mut self.paths)
+                            .saturating_add(one_side(y, &mut self.paths)),
+                    };
+                    below.saturating_add(1)
+                }
+            };
+            total = total.saturating_add(here);
+        }
+        self.pairs.insert((before, after), total);
+        total
     }
 }
 

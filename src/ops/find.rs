@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{MAX_TREE_DEPTH, NodeKind};
 use crate::id::{SnapshotId, TreeId};
+use crate::ops::browse::PathCount;
 use crate::repo::Repository;
 
 /// A snapshot with matching paths.
@@ -74,7 +75,9 @@ pub fn find(
         memo: HashMap::new(),
     };
     let mut hits = Vec::new();
+    let mut count = PathCount::default();
     for (id, snapshot) in snapshots {
+        count.refuse_too_many(repo, &snapshot.tree)?;
         if let Some(found) = search.folder(snapshot.tree, "")? {
             let mut paths = Vec::new();
             found.paths("", &mut paths);

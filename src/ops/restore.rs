@@ -269,6 +269,9 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let target = &options.target;
     let restorer = Restorer::new(repo, options, progress)?;
+    if let Some(subtree) = node.subtree {
+        super::browse::PathCount::default().refuse_too_many(repo, &subtree)?;
+    }
     let is_snapshot_root = node.name.is_empty();
     // The plan finds what is in the way (refused by default) and what
     // `--delete` removes; with neither, restore needs no look ahead.
@@ -321,6 +324,9 @@ pub fn restore_plan(
     options: &RestoreOptions,
     list_all: bool,
 ) -> Result<RestorePlan> {
+    if let Some(subtree) = node.subtree {
+        super::browse::PathCount::default().refuse_too_many(repo, &subtree)?;
+    }
     Restorer::new(repo, options, &crate::progress::NoProgress)?.plan(node, rel, list_all)
 }
 
@@ -922,36 +928,26 @@ impl Restorer<'_> {
     /// Writes a file's chunks at their offsets, in parallel. All-zero chunks
     /// are left as holes, so sparse files stay sparse.
     fn write_content(&self, node: &Node, file: &File, path: &Path) -> Result<()> {
-        let chunks = self.repo.file_chunks(node)?;
-        let mut placed = Vec::with_capacity(chunks.len());
+        let layout = self.repo.file_layout(node)?;
+        let mut placed = Vec::with_capacity(layout.len());
         let mut offset = 0u64;
-        for id in &chunks {
-            let location = self.repo.locate(id)?;
-            placed.push((offset, location));
+        for (id, location) in layout {
+            placed.push((id, offset, location));
             offset += u64::from(location.raw_length);
-        }
-        if offset != node.size {
-            return Err(Error::corrupt(
-                format!("file {}", node.display_name()),
-                format!("its chunks hold {offset} bytes, its size is {}", node.size),
-            ));
         }
         file.set_len(node.size)
             .map_err(|e| Error::io("cannot size", path, e))?;
-        chunks
-            .par_iter()
-            .zip(placed.par_iter())
-            .try_for_each(|(id, (at, location))| {
-                let at = *at;
-                let data = self.repo.read_blob_at(id, location)?;
-                if data.iter().any(|&b| b != 0) {
-                    file.write_all_at(&data, at)
-                        .map_err(|e| Error::io("cannot write", path, e))?;
-                }
-                self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                self.progress.add_bytes(data.len() as u64);
-                Ok(())
-            })
+        placed.par_iter().try_for_each(|(id, at, location)| {
+            let at = *at;
+            let data = self.repo.read_blob_at(id, location)?;
+            if data.iter().any(|&b| b != 0) {
+                file.write_all_at(&data, at)
+                    .map_err(|e| Error::io("cannot write", path, e))?;
+            }
+            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.progress.add_bytes(data.len() as u64);
+            Ok(())
+        })
     }
 
     /// Owner (as root), permissions, extended attributes and times.

@@ -241,11 +241,13 @@ pub fn check_databases(
     )?;
     let mut checks = Vec::new();
     for (path, node) in candidates {
-        let chunks = repo.file_chunks(&node)?;
-        let Some(first) = chunks.first() else {
+        // The rule restore applies: a database whose chunks do not add up
+        // to its size is damage, not a short image to check.
+        let layout = repo.file_layout(&node)?;
+        let Some((first, at)) = layout.first() else {
             continue;
         };
-        let head = repo.read_blob(first)?;
+        let head = repo.read_blob_at(first, at)?;
         if !head.starts_with(HEADER) {
             continue;
         }
@@ -259,8 +261,9 @@ pub fn check_databases(
         let temp = file.path().to_path_buf();
         let failed = |e| crate::error::Error::io("cannot write", &temp, e);
         file.write_all(&head).map_err(failed)?;
-        for id in &chunks[1..] {
-            file.write_all(&repo.read_blob(id)?).map_err(failed)?;
+        for (id, at) in &layout[1..] {
+            file.write_all(&repo.read_blob_at(id, at)?)
+                .map_err(failed)?;
         }
         file.flush().map_err(failed)?;
         let verdict = integrity_check(file.path());
