@@ -1147,10 +1147,15 @@ impl Walker<'_> {
                     return Ok(false);
                 }
             };
-            self.chunker
-                .chunk_batches(file, meta.len(), |chunks: &[&[u8]]| {
+            let read = self
+                .chunker
+                .chunk_batches(&file, meta.len(), |chunks: &[&[u8]]| {
                     self.store_chunks(chunks, None, &mut ids)
-                })
+                });
+            if read.is_ok() {
+                self.warn_if_changed(path, meta, &file);
+            }
+            read
         };
         let read = match read {
             Ok(read) => read,
@@ -1181,6 +1186,40 @@ impl Walker<'_> {
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
         self.progress.add_files(1);
         Ok(true)
+    }
+
+    /// Warns when the file read from `file` is not the one `before`
+    /// described: written to, truncated or replaced while it was read. What
+    /// was read is stored as it is (the node keeps the metadata from before
+    /// the read, so the next backup reads the file again).
+    fn warn_if_changed(&self, path: &Path, before: &Metadata, file: &File) {
+        let after = match file.metadata() {
+            Ok(after) => after,
+            Err(e) => {
+                self.warn(format!(
+                    "{}: cannot tell whether it changed while it was read ({e}); stored as read",
+                    path.display()
+                ));
+                return;
+            }
+        };
+        let stamp = |m: &Metadata| {
+            (
+                m.len(),
+                nanos(m.mtime(), m.mtime_nsec()),
+                nanos(m.ctime(), m.ctime_nsec()),
+                m.ino(),
+                m.dev(),
+            )
+        };
+        if stamp(before) != stamp(&after) {
+            self.warn(format!(
+                "{}: changed while it was read (size {} -> {} bytes); stored as read, which may mix old and new content",
+                path.display(),
+                before.len(),
+                after.len()
+            ));
+        }
     }
 
     /// The dictionary to compress a database image's pages with: the one of
