@@ -1,10 +1,7 @@
 //! `snap backup`
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use snap::profile::ProfileInput;
 use snap::select::{Filter, parse_selector, parse_time, resolve};
@@ -199,14 +196,9 @@ fn run_backup(
         Some(text) => Some(resolve(&repo, &parse_selector(text)?, &Filter::default())?.0),
         None => None,
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    // First Ctrl-C: stop cleanly (store what was read, write no snapshot). Second: exit now.
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(i32::from(exit::INTERRUPTED));
-        }
-    });
+    // First Ctrl-C, SIGTERM or SIGHUP: stop cleanly (store what was read,
+    // write no snapshot). Second: exit now.
+    let cancel = super::stop_on_signals();
     let options = BackupOptions {
         paths: args.paths.clone(),
         tags: args.tags,
