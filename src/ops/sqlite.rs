@@ -467,6 +467,28 @@ mod tests {
     }
 
     #[test]
+    fn idle_capture_escapes_names_and_leaves_no_log() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"a ?#%25 \xe9"));
+        std::fs::create_dir(&folder).unwrap();
+        let path = folder.join("x?immutable=0#.db");
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "journal_mode", "wal").unwrap();
+        writer.execute("CREATE TABLE t (x INTEGER)", []).unwrap();
+        writer.execute("INSERT INTO t VALUES (7)", []).unwrap();
+        drop(writer);
+        assert!(!has_companions(&path));
+        let capture = capture_idle(&path).unwrap().expect("an idle database");
+        assert!(!has_companions(&path), "the capture left a log beside it");
+        let copy = Connection::open(capture.file.path()).unwrap();
+        let x: i64 = copy.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 7);
+    }
+
+    #[test]
     fn not_a_database_fails_to_capture() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fake.db");
