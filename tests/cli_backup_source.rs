@@ -334,6 +334,62 @@ fn has_pack(repo: &Path) -> bool {
         .any(|dir| fs::read_dir(dir.unwrap().path()).unwrap().next().is_some())
 }
 
+/// Sends `signal` to a backup once it has written a pack, with the read end
+/// of its stderr closed (as a terminal that hung up); returns its exit
+/// code, or `None` when the backup finished first.
+fn signal_mid_backup_code(env: &Env, src: &Path, signal: nix::sys::signal::Signal) -> Option<i32> {
+    let mut child = std::process::Command::new(snap_bin())
+        .env_remove("SNAP_REPO")
+        .arg("-r")
+        .arg(&env.repo)
+        .args(["backup", "--force"])
+        .arg(src)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let started = Instant::now();
+    while !has_pack(&env.repo) && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sent = nix::sys::signal::kill(pid, signal).is_ok();
+    let status = child.wait().unwrap();
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("snap was killed by a signal ({status:?})"));
+    (sent && code != 0).then_some(code)
+}
+
+/// Regression: after SIGHUP the terminal is often gone, and printing the
+/// "backup interrupted" message panicked (exit 1) instead of exiting 129.
+#[test]
+fn sighup_with_stderr_gone_still_stops_cleanly() {
+    let env = Env::uninitialized();
+    init_small_packs(&env.repo);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..48 {
+        fs::write(
+            src.join(format!("{i:02}.bin")),
+            pseudo_random(2 << 20, 90 + i),
+        )
+        .unwrap();
+    }
+    let code = signal_mid_backup_code(&env, &src, nix::sys::signal::Signal::SIGHUP)
+        .expect("the backup finished before SIGHUP arrived");
+    assert_eq!(code, 129);
+    assert!(
+        fs::read_dir(env.repo.join("locks"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "a lock was left behind"
+    );
+    env.ok(["check"]);
+}
+
 /// Sends `signal` to a backup once it has written a pack; returns its
 /// output, or `None` when the backup finished first.
 fn signal_mid_backup(

@@ -269,7 +269,7 @@ fn run_main() -> ExitCode {
         Ok(profile) => profile,
         Err(e) => {
             let e = anyhow::Error::from(e);
-            eprintln!("snap: {}", error_text(&e));
+            output::print_err(&format!("snap: {}", error_text(&e)));
             return ExitCode::from(exit_code(&e));
         }
     };
@@ -310,7 +310,7 @@ fn run_main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("snap: {}", error_text(&e));
+            output::print_err(&format!("snap: {}", error_text(&e)));
             ExitCode::from(exit_code(&e))
         }
     }
