@@ -1,10 +1,7 @@
 //! `snap backup`
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use snap::profile::ProfileInput;
 use snap::select::{Filter, parse_selector, parse_time, resolve};
@@ -218,14 +215,9 @@ fn run_backup(
         Some(text) => Some(resolve(&repo, &parse_selector(text)?, &Filter::default())?.0),
         None => None,
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    // First Ctrl-C: stop cleanly (store what was read, write no snapshot). Second: exit now.
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(i32::from(exit::INTERRUPTED));
-        }
-    });
+    // First Ctrl-C, SIGTERM or SIGHUP: stop cleanly (store what was read,
+    // write no snapshot). Second: exit now.
+    let cancel = super::stop_on_signals();
     let options = BackupOptions {
         paths: args.paths.clone(),
         tags: snap::ops::tag::tags_of(&args.tags)?,
@@ -271,6 +263,7 @@ fn run_backup(
             "duration_s": s.duration_s,
             "warnings": report.warnings,
             "plain_copies": report.plain_copies.iter().map(|p| snap::format::tree::escape_path(p)).collect::<Vec<_>>(),
+            "changed_while_read": report.changed_while_read.iter().map(|p| snap::format::tree::escape_path(p)).collect::<Vec<_>>(),
         }))?;
     } else if !global.quiet {
         println!(
@@ -298,9 +291,22 @@ fn run_backup(
                 if copies == 1 { "was" } else { "were" },
             );
         }
-        let skipped = report.warnings.len().saturating_sub(copies);
+        let changed = report.changed_while_read.len();
+        if changed > 0 {
+            println!(
+                "{changed} file{} changed while {} read and {} stored as read (see warnings above)",
+                if changed == 1 { "" } else { "s" },
+                if changed == 1 { "it was" } else { "they were" },
+                if changed == 1 { "was" } else { "were" },
+            );
+        }
+        let skipped = report.warnings.len().saturating_sub(copies + changed);
         if skipped > 0 {
-            println!("{skipped} entries could not be read and were skipped (see warnings above)");
+            println!(
+                "{skipped} {} could not be read and {} skipped (see warnings above)",
+                if skipped == 1 { "entry" } else { "entries" },
+                if skipped == 1 { "was" } else { "were" },
+            );
         }
     }
     let code = if report.warnings.is_empty() {

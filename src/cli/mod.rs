@@ -24,6 +24,8 @@ mod tag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Parser, Subcommand};
 use snap::backend::{Backend, faulty::Faulty};
@@ -49,8 +51,49 @@ pub mod exit {
     pub const KEY: u8 = 5;
     /// Nothing matched.
     pub const NOT_FOUND: u8 = 10;
-    /// Interrupted (Ctrl-C).
+    /// Interrupted (Ctrl-C, SIGINT).
     pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGHUP (the terminal went away).
+    pub const HANGUP: u8 = 129;
+    /// Stopped by SIGTERM (a service manager, `kill`).
+    pub const TERMINATED: u8 = 143;
+}
+
+/// The signal that asked a command to stop (0: none yet).
+static STOP_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes SIGINT, SIGTERM and SIGHUP stop a long command cleanly: the first
+/// sets the returned flag (the command stores what it has, releases its
+/// lock and fails with an `Interrupted` error, exit code 128 + the signal),
+/// a second exits at once with that code.
+///
+/// signal-hook rather than the `ctrlc` crate: ctrlc catches SIGTERM and
+/// SIGHUP too, but does not tell which signal arrived, and the exit code
+/// has to.
+pub fn stop_on_signals() -> Arc<AtomicBool> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        // Registered first, so it sees the flag as it was before this
+        // signal: only a second signal exits at once.
+        let _ =
+            signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, stop.clone());
+        let _ =
+            signal_hook::flag::register_usize(signal, &STOP_SIGNAL, signal.unsigned_abs() as usize);
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    stop
+}
+
+/// The exit code of a command stopped by a signal: 128 + its number, as a
+/// shell reports a process the signal killed.
+fn interrupted_code() -> u8 {
+    use signal_hook::consts::{SIGHUP, SIGTERM};
+    match i32::try_from(STOP_SIGNAL.load(Ordering::SeqCst)) {
+        Ok(SIGHUP) => exit::HANGUP,
+        Ok(SIGTERM) => exit::TERMINATED,
+        _ => exit::INTERRUPTED,
+    }
 }
 
 /// snap: deduplicating, verifiable snapshots of files, folders and SQLite databases.
@@ -235,7 +278,7 @@ fn run_main() -> ExitCode {
         Ok(profile) => profile,
         Err(e) => {
             let e = anyhow::Error::from(e);
-            eprintln!("snap: {}", output::terminal_safe(&error_text(&e)));
+            output::print_err(&format!("snap: {}", output::terminal_safe(&error_text(&e))));
             return ExitCode::from(exit_code(&e));
         }
     };
@@ -280,7 +323,7 @@ fn run_main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("snap: {}", output::terminal_safe(&error_text(&e)));
+            output::print_err(&format!("snap: {}", output::terminal_safe(&error_text(&e))));
             ExitCode::from(exit_code(&e))
         }
     }
@@ -351,7 +394,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(ErrorKind::NotFound) => exit::NOT_FOUND,
         Some(ErrorKind::Corrupt) => exit::DAMAGED,
         Some(ErrorKind::Key) => exit::KEY,
-        Some(ErrorKind::Interrupted) => exit::INTERRUPTED,
+        Some(ErrorKind::Interrupted) => interrupted_code(),
         _ => exit::ERROR,
     }
 }

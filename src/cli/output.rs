@@ -6,6 +6,14 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use snap::Progress;
 
+/// Writes a line to stderr, ignoring failure: after SIGHUP the terminal may
+/// be gone, and `eprintln!` would panic mid-backup instead of letting it stop
+/// cleanly.
+pub fn print_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Progress for the command line: a bar on a terminal, messages on stderr.
 pub struct CliProgress {
     bar: Option<ProgressBar>,
@@ -57,8 +65,8 @@ impl CliProgress {
     fn print(&self, line: &str) {
         let line = terminal_safe(line);
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(bar) => bar.suspend(|| print_err(&line)),
+            None => print_err(&line),
         }
     }
 }

@@ -114,11 +114,15 @@ pub struct BackupReport {
     /// The snapshot (with its summary).
     pub snapshot: Snapshot,
     /// Everything that went wrong: files that could not be read and were
-    /// skipped, and the SQLite databases of `plain_copies`.
+    /// skipped, the SQLite databases of `plain_copies` and the files of
+    /// `changed_while_read`.
     pub warnings: Vec<String>,
     /// SQLite databases that could not be captured as databases and were
     /// stored as plain file copies instead (nothing of them was skipped).
     pub plain_copies: Vec<PathBuf>,
+    /// Files that changed while they were read: stored as read, which may
+    /// mix old and new content (nothing of them was skipped).
+    pub changed_while_read: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -144,6 +148,7 @@ struct Walker<'a> {
     warnings: Mutex<Vec<String>>,
     /// Databases stored as plain copies.
     plain_copies: Mutex<Vec<PathBuf>>,
+    changed_while_read: Mutex<Vec<PathBuf>>,
     /// With a write-only key: file memos waiting to be written to the cache.
     memos: Option<Mutex<Vec<KeyedMemo>>>,
     /// Only these entries (and the folders leading to them) are backed up.
@@ -454,6 +459,7 @@ fn backup_filtered(
         counters: Counters::default(),
         warnings: Mutex::new(Vec::new()),
         plain_copies: Mutex::new(Vec::new()),
+        changed_while_read: Mutex::new(Vec::new()),
         memos: (!repo.can_read() && !options.force).then(|| Mutex::new(Vec::new())),
         selected,
     };
@@ -503,11 +509,16 @@ fn backup_filtered(
         .plain_copies
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let changed_while_read = walker
+        .changed_while_read
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok(BackupReport {
         id,
         snapshot,
         warnings,
         plain_copies,
+        changed_while_read,
     })
 }
 
@@ -1167,10 +1178,15 @@ impl Walker<'_> {
                     return Ok(false);
                 }
             };
-            self.chunker
-                .chunk_batches(file, meta.len(), |chunks: &[&[u8]]| {
+            let read = self
+                .chunker
+                .chunk_batches(&file, meta.len(), |chunks: &[&[u8]]| {
                     self.store_chunks(chunks, None, &mut ids)
-                })
+                });
+            if read.is_ok() {
+                self.warn_if_changed(path, meta, &file);
+            }
+            read
         };
         let read = match read {
             Ok(read) => read,
@@ -1201,6 +1217,48 @@ impl Walker<'_> {
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
         self.progress.add_files(1);
         Ok(true)
+    }
+
+    /// Warns when the file read from `file` is not the one `before`
+    /// described: written to, truncated or replaced while it was read. What
+    /// was read is stored as it is (the node keeps the metadata from before
+    /// the read, so the next backup reads the file again).
+    fn warn_if_changed(&self, path: &Path, before: &Metadata, file: &File) {
+        let after = match file.metadata() {
+            Ok(after) => after,
+            Err(e) => {
+                self.warn(format!(
+                    "{}: cannot tell whether it changed while it was read ({e}); stored as read",
+                    escape_path(path)
+                ));
+                self.changed_while_read
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(path.to_path_buf());
+                return;
+            }
+        };
+        let stamp = |m: &Metadata| {
+            (
+                m.len(),
+                nanos(m.mtime(), m.mtime_nsec()),
+                nanos(m.ctime(), m.ctime_nsec()),
+                m.ino(),
+                m.dev(),
+            )
+        };
+        if stamp(before) != stamp(&after) {
+            self.warn(format!(
+                "{}: changed while it was read (size {} -> {} bytes); stored as read, which may mix old and new content",
+                escape_path(path),
+                before.len(),
+                after.len()
+            ));
+            self.changed_while_read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(path.to_path_buf());
+        }
     }
 
     /// The dictionary to compress a database image's pages with: the one of

@@ -87,12 +87,151 @@ pub fn has_pending_log(path: &Path) -> bool {
 /// Captures one committed state of the database at `path` into a temporary
 /// file, waiting up to `timeout` for a writer that holds it exclusively.
 /// Errors are reasons for falling back to a plain copy.
+///
+/// A database no connection has open (no `-wal`, `-shm` or `-journal`
+/// beside it) is read without SQLite's locking, under a shared lock of
+/// snap's own, so that reading it creates no file beside it (see
+/// [`capture_idle`]); any other is opened read-only as an app's reader
+/// would be.
 pub fn capture(path: &Path, timeout: Duration) -> Result<Capture, String> {
+    if let Some(capture) = capture_idle(path)? {
+        return Ok(capture);
+    }
     let source = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| format!("cannot open it read-only: {e}"))?;
+    copy_image(&source, timeout)
+}
+
+/// Whether any of the `-wal`, `-shm` and `-journal` files is beside `path`.
+fn has_companions(path: &Path) -> bool {
+    COMPANIONS.iter().any(|suffix| {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        std::fs::symlink_metadata(companion).is_ok()
+    })
+}
+
+/// Where SQLite's unix locks live in a database file (`os_unix.c`): the
+/// pending byte at 1 GiB, then the reserved byte, then 510 shared bytes.
+const PENDING_BYTE: i64 = 0x4000_0000;
+const SHARED_FIRST: i64 = PENDING_BYTE + 2;
+const SHARED_SIZE: i64 = 510;
+
+/// A shared lock on a database file, taken the way SQLite's unix VFS takes
+/// its own (a read lock on the pending byte, then on the shared range, then
+/// the pending byte released), as an open file description lock: closing
+/// another descriptor of the file in this process does not drop it.
+///
+/// While it is held, no SQLite connection can take the exclusive lock it
+/// needs to write the file in rollback-journal mode, nor the one it needs
+/// to delete a write-ahead log when it closes.
+struct SharedLock {
+    file: File,
+}
+
+impl SharedLock {
+    /// `None` when a writer holds or is about to take the database
+    /// exclusively, or when the filesystem has no such locks.
+    fn take(path: &Path) -> Option<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOATIME)
+            .open(path)
+            .or_else(|_| File::open(path))
+            .ok()?;
+        let lock = |kind: libc::c_int, start: i64, len: i64| {
+            let range = libc::flock {
+                l_type: i16::try_from(kind).expect("lock types fit in a short"),
+                l_whence: i16::try_from(libc::SEEK_SET).expect("SEEK_SET fits in a short"),
+                l_start: start,
+                l_len: len,
+                l_pid: 0,
+            };
+            nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLK(&range)).is_ok()
+        };
+        let locked = lock(libc::F_RDLCK, PENDING_BYTE, 1)
+            && lock(libc::F_RDLCK, SHARED_FIRST, SHARED_SIZE)
+            && lock(libc::F_UNLCK, PENDING_BYTE, 1);
+        locked.then_some(Self { file })
+    }
+
+    /// What identifies the file's content: size, mtime, ctime, inode.
+    fn stamp(&self) -> Option<(u64, i64, i64, i64, i64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata().ok()?;
+        Some((
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.ino(),
+        ))
+    }
+}
+
+/// Captures a database that no connection has open without creating,
+/// writing or deleting anything beside it; `None` when it is in use (the
+/// caller then opens it as a reader).
+///
+/// Opened read-only, SQLite creates a `-wal` and a `-shm` file beside a
+/// write-ahead-log database and, being read-only, cannot remove them when it
+/// closes; so an idle database is read as `immutable` instead (no locks, no
+/// log), under a [`SharedLock`] taken first. The copy is one committed
+/// state: without a `-wal` file the main file holds every commit; while the
+/// lock is held no rollback-mode writer can write the file, and a
+/// write-ahead log an app opens meanwhile cannot be deleted, so it is still
+/// there when the copy is done, which is checked (with the file's size,
+/// mtime, ctime and inode): then the copy is thrown away.
+fn capture_idle(path: &Path) -> Result<Option<Capture>, String> {
+    if has_companions(path) {
+        return Ok(None);
+    }
+    let Some(lock) = SharedLock::take(path) else {
+        return Ok(None);
+    };
+    let before = lock.stamp();
+    if before.is_none() || has_companions(path) {
+        return Ok(None);
+    }
+    let source = Connection::open_with_flags(
+        immutable_uri(path),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| format!("cannot open it read-only: {e}"))?;
+    let capture = copy_image(&source, LOCK_TIMEOUT)?;
+    if has_companions(path) || lock.stamp() != before {
+        return Ok(None);
+    }
+    Ok(Some(capture))
+}
+
+/// A `file:` URI naming `path` with `immutable=1`; every byte but
+/// unreserved ones and `/` is percent-encoded, so `?`, `#` and `%` in names
+/// (and names that are not UTF-8) stay part of the path.
+fn immutable_uri(path: &Path) -> String {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            let _ = write!(uri, "%{byte:02X}");
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// Copies the database `source` is connected to into a temporary file with
+/// the online backup API, in one step: one committed state.
+fn copy_image(source: &Connection, timeout: Duration) -> Result<Capture, String> {
     source.busy_timeout(timeout).map_err(|e| e.to_string())?;
     // The first 256 MiB are read through a memory map: no read() call per
     // page (0.042 s instead of 0.054-0.070 s for 50 MB). Mapped pages are
@@ -112,8 +251,7 @@ pub fn capture(path: &Path, timeout: Duration) -> Result<Capture, String> {
         )
         .map_err(|e| e.to_string())?;
     {
-        let backup =
-            Backup::new(&source, &mut image).map_err(|e| format!("cannot read it: {e}"))?;
+        let backup = Backup::new(source, &mut image).map_err(|e| format!("cannot read it: {e}"))?;
         let started = Instant::now();
         // One step copies every page inside one read transaction: a single
         // committed state, whatever writers do meanwhile.
@@ -144,7 +282,6 @@ pub fn capture(path: &Path, timeout: Duration) -> Result<Capture, String> {
     image
         .close()
         .map_err(|(_, e)| format!("cannot finish the copy: {e}"))?;
-    drop(source);
     Ok(Capture { file, page_size })
 }
 
@@ -330,6 +467,28 @@ mod tests {
             started.elapsed().as_secs_f64(),
             dictionary.len()
         );
+    }
+
+    #[test]
+    fn idle_capture_escapes_names_and_leaves_no_log() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"a ?#%25 \xe9"));
+        std::fs::create_dir(&folder).unwrap();
+        let path = folder.join("x?immutable=0#.db");
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "journal_mode", "wal").unwrap();
+        writer.execute("CREATE TABLE t (x INTEGER)", []).unwrap();
+        writer.execute("INSERT INTO t VALUES (7)", []).unwrap();
+        drop(writer);
+        assert!(!has_companions(&path));
+        let capture = capture_idle(&path).unwrap().expect("an idle database");
+        assert!(!has_companions(&path), "the capture left a log beside it");
+        let copy = Connection::open(capture.file.path()).unwrap();
+        let x: i64 = copy.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 7);
     }
 
     #[test]
