@@ -40,7 +40,7 @@ impl Encrypted {
     fn new() -> Self {
         let env = Env::uninitialized();
         let password = env.path("owner.pw");
-        fs::write(&password, "owner passphrase\n").unwrap();
+        common::write_password_file(&password, "owner passphrase");
         let this = Self {
             writer: env.path("writer.key"),
             password,
@@ -121,7 +121,7 @@ impl Encrypted {
     /// returns its password file and id.
     fn add_stored_key(&self, name: &str, write_only: bool) -> (PathBuf, String) {
         let file = self.env.path(name);
-        fs::write(&file, format!("{name} passphrase\n")).unwrap();
+        common::write_password_file(&file, &format!("{name} passphrase"));
         let mut args: Vec<&OsStr> = vec![
             "--json".as_ref(),
             "key".as_ref(),
@@ -159,7 +159,7 @@ fn write_only_key_deletes_and_rewrites_nothing() {
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     let first_snapshot = listed[0]["id"].as_str().unwrap().to_string();
     let new_password = repo.env.path("new.pw");
-    fs::write(&new_password, "another passphrase\n").unwrap();
+    common::write_password_file(&new_password, "another passphrase");
     let new_password = new_password.to_str().unwrap().to_string();
     let commands: Vec<Vec<&str>> = vec![
         vec!["key", "remove", &owner_id],

@@ -54,6 +54,13 @@ pub fn local_backend(repo: &Path) -> Box<dyn snap::backend::Backend> {
     )
 }
 
+/// Writes a password file as a careful user would: mode 0600, so snap has
+/// no reason to warn that others can read it.
+pub fn write_password_file(path: &Path, password: &str) {
+    fs::write(path, format!("{password}\n")).expect("write the password file");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
+}
+
 /// Whether the tests run as root (some checks only make sense for one or the other).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
