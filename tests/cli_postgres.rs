@@ -32,6 +32,18 @@ fn postgres_bin() -> Option<PathBuf> {
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
 }
 
+/// `runuser` (util-linux), which root uses to start the server as another
+/// user: on `PATH`, or where Debian keeps it (`/usr/sbin`, often not on a
+/// user's `PATH`).
+fn runuser() -> Option<PathBuf> {
+    common::tools::find_program("runuser").or_else(|| {
+        ["/usr/sbin/runuser", "/sbin/runuser"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|path| path.is_file())
+    })
+}
+
 /// The OS user the server runs as: the current one, or, for root (initdb
 /// refuses root), `postgres` if it exists, else `nobody`.
 fn server_user() -> Option<nix::unistd::User> {
@@ -117,7 +129,7 @@ impl Server {
     fn as_server_user(&self, args: &[&std::ffi::OsStr]) -> Output {
         let mut cmd = match &self.user {
             Some(user) => {
-                let mut cmd = Command::new("runuser");
+                let mut cmd = Command::new(runuser().expect("runuser, checked before the start"));
                 cmd.arg("-u").arg(&user.name).arg("--");
                 cmd.args(args);
                 cmd
@@ -202,12 +214,16 @@ impl Drop for Server {
 }
 
 fn server_or_skip() -> Option<Server> {
-    common::tools::require(
+    let bin = common::tools::require(
         postgres_bin(),
         "PostgreSQL's initdb and pg_ctl",
         "apt-get install postgresql",
-    )
-    .map(Server::start)
+    )?;
+    // initdb refuses root: root runs the server as another user.
+    if is_root() {
+        common::tools::require(runuser(), "runuser", "apt-get install util-linux")?;
+    }
+    Some(Server::start(bin))
 }
 
 const ROWS_QUERY: &str = "SELECT id, name, md5(payload) FROM memories ORDER BY id";
