@@ -2,12 +2,15 @@
 //! write-only keys, tamper detection, no plaintext in the repository, and
 //! recovery of blobs with the reference `age` and `zstd` programs.
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use assert_cmd::Command;
+use common::tools::require_program;
 
 const NAME: &str = "word_photo_beach_unique_name.md";
 const CONTENT: &str = "The tide came in at seven; Lyra remembered the colour of the sky.";
@@ -220,21 +223,9 @@ fn write_only_key_backs_up_but_cannot_read() {
     );
 }
 
-fn have(program: &str) -> bool {
-    let found = Process::new(program).arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} must be installed in CI (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: {program} is not installed");
-    }
-    found
-}
-
 #[test]
 fn recipients_and_identity_file() {
-    if !have("age-keygen") {
+    if !require_program("age-keygen", "apt-get install age") {
         return;
     }
     let f = Fixture::new();
@@ -472,7 +463,9 @@ struct Trailer {
 /// docs/FORMAT.md's recovery walkthrough, with the reference programs only.
 #[test]
 fn blobs_decrypt_with_age_and_zstd_cli() {
-    if !have("age") || !have("zstd") {
+    if !require_program("age", "apt-get install age")
+        || !require_program("zstd", "apt-get install zstd")
+    {
         return;
     }
     let f = Fixture::new();

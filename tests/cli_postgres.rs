@@ -3,8 +3,8 @@
 //! into a fresh database, and the rows compared.
 //!
 //! The server binaries come from the Debian `postgresql` package (.ci/run
-//! installs it). Outside CI, a machine without them skips the test with a
-//! message; under CI (`CI` set) their absence fails it.
+//! installs it). Outside CI, a machine without them skips the test with one
+//! line saying so; under CI their absence fails it (`common::tools`).
 
 mod common;
 
@@ -30,6 +30,18 @@ fn postgres_bin() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+}
+
+/// `runuser` (util-linux), which root uses to start the server as another
+/// user: on `PATH`, or where Debian keeps it (`/usr/sbin`, often not on a
+/// user's `PATH`).
+fn runuser() -> Option<PathBuf> {
+    common::tools::find_program("runuser").or_else(|| {
+        ["/usr/sbin/runuser", "/sbin/runuser"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|path| path.is_file())
+    })
 }
 
 /// The OS user the server runs as: the current one, or, for root (initdb
@@ -117,7 +129,7 @@ impl Server {
     fn as_server_user(&self, args: &[&std::ffi::OsStr]) -> Output {
         let mut cmd = match &self.user {
             Some(user) => {
-                let mut cmd = Command::new("runuser");
+                let mut cmd = Command::new(runuser().expect("runuser, checked before the start"));
                 cmd.arg("-u").arg(&user.name).arg("--");
                 cmd.args(args);
                 cmd
@@ -202,16 +214,16 @@ impl Drop for Server {
 }
 
 fn server_or_skip() -> Option<Server> {
-    match postgres_bin() {
-        Some(bin) => Some(Server::start(bin)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("PostgreSQL is not installed (.ci/run installs the postgresql package)")
-        }
-        None => {
-            eprintln!("skipped: PostgreSQL is not installed (apt-get install postgresql)");
-            None
-        }
+    let bin = common::tools::require(
+        postgres_bin(),
+        "PostgreSQL's initdb and pg_ctl",
+        "apt-get install postgresql",
+    )?;
+    // initdb refuses root: root runs the server as another user.
+    if is_root() {
+        common::tools::require(runuser(), "runuser", "apt-get install util-linux")?;
     }
+    Some(Server::start(bin))
 }
 
 const ROWS_QUERY: &str = "SELECT id, name, md5(payload) FROM memories ORDER BY id";

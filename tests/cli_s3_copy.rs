@@ -1,5 +1,6 @@
-//! The CLI on S3 repositories (a real moto server on 127.0.0.1) and
-//! `snap copy` between local and S3 repositories, encrypted or not.
+//! The CLI on S3 repositories (a real S3 server on 127.0.0.1: s3s-fs in the
+//! test process, or moto with `SNAP_TEST_S3=moto`) and `snap copy` between
+//! local and S3 repositories, encrypted or not.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::{assert_code, assert_same_tree, build_tree, s3, snap_command, stderr_text};
+use snap::backend::{Backend, FileKind, S3Backend};
 
 /// A repository location (local or s3://) plus the environment snap needs:
 /// the AWS variables and a cache folder of its own (one "machine").
@@ -16,6 +18,8 @@ struct Repo {
     port: u16,
     cache: PathBuf,
     password_file: Option<PathBuf>,
+    /// Variables set after the AWS ones (to override them).
+    extra_env: Vec<(&'static str, String)>,
 }
 
 impl Repo {
@@ -25,6 +29,7 @@ impl Repo {
             port: s3::server().port,
             cache: dir.join("cache"),
             password_file: None,
+            extra_env: Vec::new(),
         }
     }
 
@@ -34,6 +39,7 @@ impl Repo {
             port: s3::server().port,
             cache: dir.join("cache"),
             password_file: None,
+            extra_env: Vec::new(),
         }
     }
 
@@ -44,6 +50,7 @@ impl Repo {
     {
         let mut cmd = snap_command();
         cmd.envs(s3::aws_env(self.port))
+            .envs(self.extra_env.iter().cloned())
             .env("XDG_CACHE_HOME", &self.cache)
             .arg("-r")
             .arg(&self.location);
@@ -128,16 +135,14 @@ fn every_command_works_on_s3() {
     repo.ok(["check", "--read-data"]);
     repo.restore_matches("latest", &source.root, dir.path());
     // No lock is left behind.
-    let (status, body) = s3::http(
-        repo.port,
-        "GET",
-        &format!("/{bucket}?list-type=2&prefix=backups/laptop/locks/"),
-        &[],
-    )
+    let vars: std::collections::HashMap<_, _> = s3::aws_env(repo.port).into_iter().collect();
+    let backend = S3Backend::with_vars(&format!("s3://{bucket}/backups/laptop"), |name| {
+        vars.get(name).cloned()
+    })
     .unwrap();
-    assert_eq!(status, 200);
-    assert!(
-        !String::from_utf8_lossy(&body).contains("<Key>"),
+    assert_eq!(
+        backend.list(FileKind::Lock).unwrap(),
+        vec![],
         "locks left behind"
     );
 }
@@ -385,6 +390,7 @@ fn a_permanent_s3_error_names_the_operation_and_the_object() {
     assert_code(&out, 1);
     let err = stderr_text(&out);
     assert!(err.contains(&format!("s3://{bucket}/down/config")), "{err}");
+    assert!(!err.contains("attempts"), "{err}");
     assert_eq!(
         proxy.requests.load(std::sync::atomic::Ordering::SeqCst),
         1,
@@ -396,6 +402,53 @@ fn a_permanent_s3_error_names_the_operation_and_the_object() {
         ..Repo::local(dir.path(), "unused")
     };
     assert_code(&bad.run(["snapshots"]), 2);
+}
+
+#[test]
+fn wrong_s3_credentials_fail_with_one_line_and_change_nothing() {
+    let server = s3::server();
+    if !server.checks_credentials() {
+        println!(
+            "note: {} accepts any key; not testing wrong ones",
+            server.name()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = s3::new_bucket();
+    let source = build_tree(dir.path(), "src");
+    let good = Repo::s3(dir.path(), &bucket, "guarded");
+    good.ok(["init"]);
+    good.json([OsStr::new("backup"), source.root.as_os_str()]);
+    for (name, value) in [
+        ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+        ("AWS_ACCESS_KEY_ID", "someone-else"),
+    ] {
+        let bad = Repo {
+            extra_env: vec![(name, value.to_string())],
+            ..Repo::s3(dir.path(), &bucket, "guarded")
+        };
+        for args in [
+            &["snapshots"][..],
+            &["backup", "--json", "/nonexistent"][..],
+        ] {
+            let out = bad.run(args);
+            // Refused at once (a 403 is not retried), with one line that
+            // names the object and says the store denied access.
+            assert_code(&out, 1);
+            let err = stderr_text(&out);
+            assert_eq!(err.trim_end().lines().count(), 1, "{name} {args:?}: {err}");
+            assert!(
+                err.contains(&format!("s3://{bucket}/guarded/config")),
+                "{name} {args:?}: {err}"
+            );
+            assert!(err.contains("PermissionDenied"), "{name} {args:?}: {err}");
+            assert!(!err.contains("attempts"), "{name} {args:?}: {err}");
+        }
+    }
+    // Nothing was lost or added: the right keys still see the one snapshot.
+    assert_eq!(good.snapshot_ids().len(), 1);
+    good.ok(["check", "--read-data"]);
 }
 
 #[test]

@@ -195,8 +195,14 @@ impl S3Backend {
             opendal::ErrorKind::NotFound => ErrorKind::NotFound,
             _ => ErrorKind::Io,
         };
-        // The retry layer marks an error it gave up on as persistent.
-        let retried = if e.is_persistent() {
+        // The retry layer marks every error it lets through as persistent,
+        // also those it never retried (403, 404 are permanent at once): only
+        // throttling and 5xx answers (these kinds) can have been retried.
+        let retryable = matches!(
+            e.kind(),
+            opendal::ErrorKind::RateLimited | opendal::ErrorKind::Unexpected
+        );
+        let retried = if e.is_persistent() && retryable {
             format!(" (gave up after {RETRIES} attempts)")
         } else {
             String::new()

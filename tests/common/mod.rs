@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod s3;
+pub mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
