@@ -1,11 +1,12 @@
 //! `snap copy`
 
+use super::filter::FilterArgs;
 use std::path::PathBuf;
 
 use snap::Repository;
 use snap::keys::Credentials;
 use snap::ops::copy;
-use snap::select::{Filter, parse_selector, resolve};
+use snap::select::{parse_selector, resolve};
 
 use super::output::{self, bytes as human_bytes};
 use super::{Global, exit};
@@ -19,15 +20,8 @@ pub struct Args {
     /// Snapshots to copy (id prefix, latest, latest~N, @TIME); default: all
     /// that the filters let through.
     snapshots: Vec<String>,
-    /// Only snapshots with these tags (comma-separated: all of them; repeatable: any).
-    #[arg(long = "tag", value_name = "T[,T...]")]
-    tags: Vec<String>,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    host: Option<String>,
-    /// Only snapshots with this source path.
-    #[arg(long)]
-    path: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Read the target's password from the first line of this file.
     #[arg(long, env = "SNAP_TO_PASSWORD_FILE")]
     to_password_file: Option<PathBuf>,
@@ -88,11 +82,7 @@ pub fn open_other(
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
-    let filter = Filter {
-        tags: snap::ops::tag::tag_lists(&args.tags)?,
-        host: args.host,
-        path: args.path,
-    };
+    let filter = args.filter.filter()?;
     let progress = global.progress();
     let source = global.open_reader(&progress)?;
     let credentials = other_credentials(

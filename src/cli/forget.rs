@@ -1,12 +1,13 @@
 //! `snap forget`
 
+use super::filter::FilterArgs;
 use std::collections::HashMap;
 
 use snap::duration::BareM;
 use snap::ops::forget::{
     Candidate, ForgetPlan, GroupBy, KeepPolicy, Selection, UNLIMITED, forget, forget_plan,
 };
-use snap::select::{Filter, parse_selector, select};
+use snap::select::{parse_selector, select};
 use snap::{Error, Snapshot, SnapshotId};
 
 use super::output;
@@ -46,15 +47,8 @@ pub struct Args {
     /// Apply the policy separately to each group of snapshots with the same of these.
     #[arg(long, value_name = "host,paths,tags", default_value = "host,paths")]
     group_by: GroupBy,
-    /// Only consider snapshots with these tags (comma-separated: all of them; repeatable: any).
-    #[arg(long = "tag", value_name = "T[,T...]")]
-    tags: Vec<String>,
-    /// Only consider snapshots of this host.
-    #[arg(long)]
-    host: Option<String>,
-    /// Only consider snapshots with this source path.
-    #[arg(long)]
-    path: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Show what would be kept and removed, and why; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -121,11 +115,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let repo = global.open(&progress)?;
     // Before the snapshots are read, which a write-only key cannot do.
     repo.require_full_access("forget snapshots")?;
-    let filter = Filter {
-        tags: snap::ops::tag::tag_lists(&args.tags)?,
-        host: args.host.clone(),
-        path: args.path.clone(),
-    };
+    let filter = args.filter.clone().filter()?;
     let snapshots: Vec<(SnapshotId, Snapshot)> = repo.snapshots()?;
     let mut ids = Vec::new();
     for text in &args.snapshots {

@@ -6,6 +6,7 @@ mod cat;
 mod check;
 mod copy;
 mod diff;
+mod filter;
 mod find;
 mod forget;
 mod hooks;

@@ -1,6 +1,6 @@
 //! `snap snapshots`
 
-use snap::select::Filter;
+use super::filter::FilterArgs;
 
 use super::output;
 use super::{Global, exit};
@@ -8,25 +8,14 @@ use super::{Global, exit};
 /// List snapshots, oldest first.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Only snapshots with these tags (comma-separated: all of them; repeatable: any).
-    #[arg(long = "tag", value_name = "T[,T...]")]
-    tags: Vec<String>,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    host: Option<String>,
-    /// Only snapshots with this source path.
-    #[arg(long)]
-    path: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
     let repo = global.open_reader(&progress)?;
-    let filter = Filter {
-        tags: snap::ops::tag::tag_lists(&args.tags)?,
-        host: args.host,
-        path: args.path,
-    };
+    let filter = args.filter.filter()?;
     let snapshots: Vec<_> = repo
         .snapshots()?
         .into_iter()

@@ -1,7 +1,8 @@
 //! `snap tag`
 
-use snap::ops::tag::{TagChange, tag, tag_lists, tags_of};
-use snap::select::{Filter, parse_selector, select};
+use super::filter::FilterArgs;
+use snap::ops::tag::{TagChange, tag, tags_of};
+use snap::select::{parse_selector, select};
 use snap::{Error, Snapshot, SnapshotId};
 
 use super::output;
@@ -22,15 +23,8 @@ pub struct Args {
     /// Replace all tags with these (comma-separated; repeatable).
     #[arg(long, value_name = "T[,T...]", conflicts_with_all = ["add", "remove"])]
     set: Vec<String>,
-    /// Only snapshots with these tags (comma-separated: all of them; repeatable: any).
-    #[arg(long = "tag", value_name = "T[,T...]")]
-    tags: Vec<String>,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    host: Option<String>,
-    /// Only snapshots with this source path.
-    #[arg(long)]
-    path: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
@@ -41,11 +35,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         add: tags_of(&args.add)?,
         remove: tags_of(&args.remove)?,
     };
-    let filter = Filter {
-        tags: tag_lists(&args.tags)?,
-        host: args.host,
-        path: args.path,
-    };
+    let filter = args.filter.filter()?;
     let progress = global.progress();
     let repo = global.open(&progress)?;
     let all = repo.snapshots()?;
