@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, assert_code, pseudo_random, snap_bin};
+use common::{Env, assert_code, pseudo_random};
 use rusqlite::Connection;
 use snap::codec::ChunkerParams;
 use snap::{InitOptions, LocalBackend, NoProgress, Repository};
@@ -345,10 +345,8 @@ fn has_pack(repo: &Path) -> bool {
 /// of its stderr closed (as a terminal that hung up); returns its exit
 /// code, or `None` when the backup finished first.
 fn signal_mid_backup_code(env: &Env, src: &Path, signal: nix::sys::signal::Signal) -> Option<i32> {
-    let mut child = std::process::Command::new(snap_bin())
-        .env_remove("SNAP_REPO")
-        .arg("-r")
-        .arg(&env.repo)
+    let mut child = env
+        .spawnable()
         .args(["backup", "--force"])
         .arg(src)
         .stdout(Stdio::null())
@@ -404,10 +402,8 @@ fn signal_mid_backup(
     src: &Path,
     signal: nix::sys::signal::Signal,
 ) -> Option<std::process::Output> {
-    let child = std::process::Command::new(snap_bin())
-        .env_remove("SNAP_REPO")
-        .arg("-r")
-        .arg(&env.repo)
+    let child = env
+        .spawnable()
         .args(["backup", "--force"])
         .arg(src)
         .stdout(Stdio::piped())

@@ -486,18 +486,6 @@ fn cache_lives_in_the_user_cache_folder_and_old_cache_is_removed() {
     );
 }
 
-/// `snap -r REPO` for `env`, as a process to spawn.
-fn spawnable(env: &Env) -> std::process::Command {
-    let mut cmd = std::process::Command::new(common::snap_bin());
-    cmd.env_remove("SNAP_REPO")
-        .env_remove("SNAP_CONFIG")
-        .env("TZ", "UTC")
-        .env("XDG_CACHE_HOME", env.cache_home())
-        .arg("-r")
-        .arg(&env.repo);
-    cmd
-}
-
 /// Waits for `child` at most `limit`; kills it and fails when it takes longer.
 fn wait_at_most(mut child: Child, limit: Duration, what: &str) -> Output {
     let started = Instant::now();
@@ -556,7 +544,7 @@ fn readers_never_wait_behind_a_stopped_backup() {
         snapshots[1]["id"].as_str().unwrap().to_string(),
     );
     let mut backup = KillOnDrop(
-        spawnable(&env)
+        env.spawnable()
             .args(["-q", "backup", "--force"])
             .arg(&src)
             .stdout(Stdio::null())
@@ -605,7 +593,8 @@ fn readers_never_wait_behind_a_stopped_backup() {
         vec!["copy", "--to", &other, &newer],
     ];
     for args in &readers {
-        let child = spawnable(&env)
+        let child = env
+            .spawnable()
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

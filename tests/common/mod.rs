@@ -157,6 +157,20 @@ impl Env {
         cmd
     }
 
+    /// `snap -r REPO` as a plain `std::process::Command`, for tests that
+    /// spawn it and act while it runs (signals, pipes); the same
+    /// environment as [`Env::cmd`].
+    pub fn spawnable(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(snap_bin());
+        cmd.env_remove("SNAP_REPO")
+            .env_remove("SNAP_CONFIG")
+            .env("TZ", "UTC")
+            .env("XDG_CACHE_HOME", self.cache_home())
+            .arg("-r")
+            .arg(&self.repo);
+        cmd
+    }
+
     /// Runs `snap -r REPO ARGS...` and returns its output.
     pub fn run<I, S>(&self, args: I) -> Output
     where
