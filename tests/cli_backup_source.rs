@@ -371,6 +371,17 @@ fn signal_mid_backup_code(env: &Env, src: &Path, signal: nix::sys::signal::Signa
 /// "backup interrupted" message panicked (exit 1) instead of exiting 129.
 #[test]
 fn sighup_with_stderr_gone_still_stops_cleanly() {
+    let (env, src) = repository_and_96_mib_source(90);
+    let code = signal_mid_backup_code(&env, &src, nix::sys::signal::Signal::SIGHUP)
+        .expect("the backup finished before SIGHUP arrived");
+    assert_eq!(code, 129);
+    assert_no_lock(&env);
+    env.ok(["check"]);
+}
+
+/// A repository with small packs and a source of 48 files of 2 MiB
+/// (`seed` makes them differ between tests).
+fn repository_and_96_mib_source(seed: u64) -> (Env, PathBuf) {
     let env = Env::uninitialized();
     init_small_packs(&env.repo);
     let src = env.path("src");
@@ -378,13 +389,15 @@ fn sighup_with_stderr_gone_still_stops_cleanly() {
     for i in 0..48 {
         fs::write(
             src.join(format!("{i:02}.bin")),
-            pseudo_random(2 << 20, 90 + i),
+            pseudo_random(2 << 20, seed + i),
         )
         .unwrap();
     }
-    let code = signal_mid_backup_code(&env, &src, nix::sys::signal::Signal::SIGHUP)
-        .expect("the backup finished before SIGHUP arrived");
-    assert_eq!(code, 129);
+    (env, src)
+}
+
+#[track_caller]
+fn assert_no_lock(env: &Env) {
     assert!(
         fs::read_dir(env.repo.join("locks"))
             .unwrap()
@@ -392,7 +405,6 @@ fn sighup_with_stderr_gone_still_stops_cleanly() {
             .is_none(),
         "a lock was left behind"
     );
-    env.ok(["check"]);
 }
 
 /// Sends `signal` to a backup once it has written a pack; returns its
@@ -421,29 +433,13 @@ fn signal_mid_backup(
 }
 
 fn signal_case(signal: nix::sys::signal::Signal, code: i32) {
-    let env = Env::uninitialized();
-    init_small_packs(&env.repo);
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    for i in 0..48 {
-        fs::write(
-            src.join(format!("{i:02}.bin")),
-            pseudo_random(2 << 20, 50 + i),
-        )
-        .unwrap();
-    }
+    let (env, src) = repository_and_96_mib_source(50);
     let out = signal_mid_backup(&env, &src, signal)
         .unwrap_or_else(|| panic!("the backup finished before {signal} arrived"));
     assert_code(&out, code);
     let stderr = common::stderr_text(&out);
     assert!(stderr.contains("backup interrupted"), "{stderr}");
-    assert!(
-        fs::read_dir(env.repo.join("locks"))
-            .unwrap()
-            .next()
-            .is_none(),
-        "a lock was left behind"
-    );
+    assert_no_lock(&env);
     assert!(env.snapshots().is_empty(), "no snapshot is written");
     env.ok(["check"]);
     let report = env.backup(&[&src], &[]);
