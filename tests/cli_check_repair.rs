@@ -687,24 +687,8 @@ fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<
 
     let repo = Repository::open(common::local_backend(repo_path), &NoProgress).unwrap();
     let node = |name: &str, size: u64| Node {
-        name: name.as_bytes().to_vec(),
-        kind: NodeKind::File,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 1_600_000_000_000_000_000,
-        ctime_ns: 1_600_000_000_000_000_000,
-        inode: 0,
-        dev: 0,
-        links: 0,
-        rdev: 0,
         size,
-        xattrs: Vec::new(),
-        target: None,
-        content: Vec::new(),
-        content_depth: 0,
-        dictionary: None,
-        subtree: None,
+        ..common::bare_node(name.as_bytes(), NodeKind::File)
     };
     // Each closure's blobs go into packs of their own (a flush seals them).
     let in_own_pack = |save: &dyn Fn(&snap::repo::BlobSaver<'_>) -> BlobId| {

@@ -62,26 +62,7 @@ fn tree(saver: &BlobSaver<'_>, nodes: Vec<Node>) -> TreeId {
 }
 
 fn node(name: &[u8], kind: NodeKind) -> Node {
-    Node {
-        name: name.to_vec(),
-        kind,
-        mode: if kind == NodeKind::Dir { 0o755 } else { 0o644 },
-        uid: 0,
-        gid: 0,
-        mtime_ns: 1_600_000_000_000_000_000,
-        ctime_ns: 1_600_000_000_000_000_000,
-        inode: 0,
-        dev: 0,
-        links: 0,
-        rdev: 0,
-        size: 0,
-        xattrs: Vec::new(),
-        target: None,
-        content: Vec::new(),
-        content_depth: 0,
-        dictionary: None,
-        subtree: None,
-    }
+    common::bare_node(name, kind)
 }
 
 fn file(saver: &BlobSaver<'_>, name: &[u8], content: &[u8]) -> Node {

@@ -62,6 +62,35 @@ pub fn write_password_file(path: &Path, password: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }
 
+/// A tree node with plain metadata and no content, for tests that write
+/// trees by hand (hostile repositories, packs of one kind).
+pub fn bare_node(name: &[u8], kind: snap::NodeKind) -> snap::Node {
+    snap::Node {
+        name: name.to_vec(),
+        kind,
+        mode: if kind == snap::NodeKind::Dir {
+            0o755
+        } else {
+            0o644
+        },
+        uid: 0,
+        gid: 0,
+        mtime_ns: 1_600_000_000_000_000_000,
+        ctime_ns: 1_600_000_000_000_000_000,
+        inode: 0,
+        dev: 0,
+        links: 0,
+        rdev: 0,
+        size: 0,
+        xattrs: Vec::new(),
+        target: None,
+        content: Vec::new(),
+        content_depth: 0,
+        dictionary: None,
+        subtree: None,
+    }
+}
+
 /// Whether the tests run as root (some checks only make sense for one or the other).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
