@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use common::{Env, assert_code, pseudo_random};
 use rusqlite::Connection;
-use snap::codec::ChunkerParams;
-use snap::{InitOptions, LocalBackend, NoProgress, Repository};
 
 /// One entry of a folder as a snapshot of its state: kind, size, mtime and
 /// ctime in nanoseconds, and the bytes of a file.
@@ -321,18 +319,7 @@ fn a_file_that_changes_while_it_is_read_is_stored_and_reported() {
 
 /// A repository with 1 MiB packs: a backup writes its first pack early.
 fn init_small_packs(repo: &Path) {
-    let options = InitOptions {
-        pack_size: 1 << 20,
-        chunker: ChunkerParams {
-            min_size: 64 << 10,
-            avg_size: 128 << 10,
-            max_size: 512 << 10,
-            seed: 0,
-        },
-        ..InitOptions::default()
-    };
-    Repository::init(Box::new(LocalBackend::new(repo)), &options, &NoProgress)
-        .expect("init a repository");
+    common::init_small_repo(repo, 128 << 10);
 }
 
 fn has_pack(repo: &Path) -> bool {

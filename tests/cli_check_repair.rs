@@ -18,8 +18,7 @@ use common::{
     snap_bin,
 };
 use serde_json::Value;
-use snap::codec::ChunkerParams;
-use snap::{InitOptions, NoProgress, Repository};
+use snap::{NoProgress, Repository};
 
 /// Deterministic choices (xorshift64), so a failing case reproduces.
 struct Rng(u64);
@@ -40,18 +39,7 @@ impl Rng {
 /// A repository with small packs and small chunks, so a few megabytes make
 /// many packs, index deltas and chunk lists.
 fn init_small(repo: &Path) {
-    let options = InitOptions {
-        pack_size: 1 << 20,
-        chunker: ChunkerParams {
-            min_size: 16 << 10,
-            avg_size: 32 << 10,
-            max_size: 128 << 10,
-            seed: 0,
-        },
-        ..InitOptions::default()
-    };
-    Repository::init(common::local_backend(repo), &options, &NoProgress)
-        .expect("init a repository");
+    common::init_small_repo(repo, 32 << 10);
 }
 
 /// Files (relative to `root`) below `root/folder`, sorted.

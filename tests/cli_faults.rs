@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_code, exit_code, pseudo_random, snap_command, stderr_text};
 use serde_json::Value;
-use snap::codec::ChunkerParams;
-use snap::{InitOptions, NoProgress, Repository};
 
 type Contents = BTreeMap<PathBuf, Vec<u8>>;
 
@@ -110,22 +108,7 @@ impl World {
 
     fn new(dir: PathBuf) -> Self {
         fs::create_dir_all(&dir).unwrap();
-        let options = InitOptions {
-            pack_size: 1 << 20,
-            chunker: ChunkerParams {
-                min_size: 8 << 10,
-                avg_size: 16 << 10,
-                max_size: 64 << 10,
-                seed: 0,
-            },
-            ..InitOptions::default()
-        };
-        Repository::init(
-            common::local_backend(&dir.join("repo")),
-            &options,
-            &NoProgress,
-        )
-        .unwrap();
+        common::init_small_repo(&dir.join("repo"), 16 << 10);
         let mut world = Self {
             dir,
             states: BTreeMap::new(),

@@ -453,23 +453,13 @@ fn wrong_s3_credentials_fail_with_one_line_and_change_nothing() {
 
 #[test]
 fn copy_rewrites_chunk_lists_and_copied_chunker_params_keep_dedup() {
-    use snap::codec::ChunkerParams;
-    use snap::{InitOptions, NoProgress, Repository as Lib};
+    use snap::{NoProgress, Repository as Lib};
     let dir = tempfile::tempdir().unwrap();
     let bucket = s3::new_bucket();
     // Small chunks and packs: a few megabytes make chunk lists (files of
     // more than 32 chunks) and many packs (uploads in parallel).
     let local = Repo::local(dir.path(), "local");
-    let options = InitOptions {
-        pack_size: 1 << 20,
-        chunker: ChunkerParams {
-            min_size: 16 << 10,
-            avg_size: 32 << 10,
-            max_size: 128 << 10,
-            seed: 0,
-        },
-        ..InitOptions::default()
-    };
+    let options = common::small_repo_options(32 << 10);
     drop(
         Lib::init(
             common::local_backend(&local.location),

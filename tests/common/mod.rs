@@ -55,6 +55,33 @@ pub fn local_backend(repo: &Path) -> Box<dyn snap::backend::Backend> {
     )
 }
 
+/// Options for a test repository with 1 MiB packs and chunks of about
+/// `avg_chunk` bytes (min a half, max four times), so that a few megabytes
+/// make many packs, index deltas and chunk lists.
+pub fn small_repo_options(avg_chunk: u32) -> snap::InitOptions {
+    snap::InitOptions {
+        pack_size: 1 << 20,
+        chunker: snap::codec::ChunkerParams {
+            min_size: avg_chunk / 2,
+            avg_size: avg_chunk,
+            max_size: avg_chunk * 4,
+            seed: 0,
+        },
+        ..snap::InitOptions::default()
+    }
+}
+
+/// Initializes a local repository with [`small_repo_options`], from the
+/// test process (its cache in a private folder, never `~/.cache`).
+pub fn init_small_repo(repo: &Path, avg_chunk: u32) {
+    snap::Repository::init(
+        local_backend(repo),
+        &small_repo_options(avg_chunk),
+        &snap::NoProgress,
+    )
+    .expect("init a repository");
+}
+
 /// Writes a password file as a careful user would: mode 0600, so snap has
 /// no reason to warn that others can read it.
 pub fn write_password_file(path: &Path, password: &str) {
