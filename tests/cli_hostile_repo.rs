@@ -626,16 +626,9 @@ fn chunk_list_bomb_fails_fast_with_bounded_memory() {
     });
     // Under a 2 GiB address-space limit a full expansion (8.6e9 ids) aborts;
     // a restore that checks the size as it expands fails in milliseconds.
-    let out = std::process::Command::new("prlimit")
-        .arg("--as=2147483648")
-        .arg("--")
-        .arg(common::snap_bin())
-        .arg("-r")
-        .arg(&case.env.repo)
+    let out = limited(&case)
         .args(["restore", "latest", "--target"])
         .arg(&case.target)
-        .env_remove("SNAP_REPO")
-        .env("XDG_CACHE_HOME", case.env.cache_home())
         .output()
         .expect("run prlimit");
     let code = exit_code(&out);
@@ -841,14 +834,8 @@ fn check_fails_a_file_whose_size_lies_like_restore_cat_and_copy() {
 /// swapping, and within [`TIMEOUT`], so one that walks without end is
 /// killed; it must end with an error of its own, not a crash.
 fn snap_limited(case: &Case, args: &[&str]) -> Output {
-    let out = assert_cmd::Command::new("prlimit")
-        .arg("--as=2147483648")
-        .arg("--")
-        .arg(common::snap_bin())
-        .arg("-r")
-        .arg(&case.env.repo)
+    let out = assert_cmd::Command::from_std(limited(case))
         .args(args)
-        .env_remove("SNAP_REPO")
         .timeout(TIMEOUT)
         .output()
         .expect("run prlimit");
@@ -860,6 +847,24 @@ fn snap_limited(case: &Case, args: &[&str]) -> Output {
         stderr_text(&out)
     );
     out
+}
+
+/// `snap -r REPO` under a 2 GiB address-space limit (`prlimit`), with
+/// the test's environment (its caches in the test folder).
+fn limited(case: &Case) -> std::process::Command {
+    let snap = case.env.spawnable();
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--as=2147483648")
+        .arg("--")
+        .arg(snap.get_program())
+        .args(snap.get_args());
+    for (key, value) in snap.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd
 }
 
 /// An empty snapshot to diff against.

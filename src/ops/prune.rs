@@ -1155,8 +1155,14 @@ mod tests {
         }
     }
 
+    /// A local repository's storage with its index cache in a private
+    /// temporary folder, never in the user's cache folder.
+    fn private(backend: Box<dyn Backend>) -> Box<dyn Backend> {
+        Box::new(crate::backend::PrivateCache::new(backend).unwrap())
+    }
+
     fn open(path: &Path) -> Repository {
-        Repository::open(Box::new(LocalBackend::new(path)), &NoProgress).unwrap()
+        Repository::open(private(Box::new(LocalBackend::new(path))), &NoProgress).unwrap()
     }
 
     /// Every remaining snapshot's files read back (verified) as stored.
@@ -1193,7 +1199,7 @@ mod tests {
         let mut expected = HashMap::new();
         {
             let repo = Repository::init(
-                Box::new(LocalBackend::new(&base)),
+                private(Box::new(LocalBackend::new(&base))),
                 &crate::repo::InitOptions::default(),
                 &NoProgress,
             )
@@ -1251,7 +1257,7 @@ mod tests {
                 left: AtomicI64::new(steps),
             };
             let outcome = {
-                let repo = Repository::open(Box::new(crashing), &NoProgress).unwrap();
+                let repo = Repository::open(private(Box::new(crashing)), &NoProgress).unwrap();
                 prune_plan(&repo, &options, &NoProgress)
                     .and_then(|plan| prune(&repo, plan, &NoProgress))
             };
