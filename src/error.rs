@@ -64,6 +64,13 @@ impl Error {
     }
 
     /// The kind of failure.
+    /// Whether the error means damage to the repository's data (a corrupt or
+    /// missing object: report it and go on with the rest) rather than a
+    /// failure to go on at all (a full disk, a missing key).
+    pub fn is_damage(&self) -> bool {
+        matches!(self.kind, ErrorKind::Corrupt | ErrorKind::NotFound)
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

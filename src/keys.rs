@@ -321,7 +321,7 @@ pub fn seal(keys: &RepoKeys, lock: &NewLock) -> Result<KeyFile> {
         lock: kind,
         access: keys.access(),
         created: jiff::Timestamp::now().to_string(),
-        host: crate::ops::backup::hostname(),
+        host: crate::host::hostname(),
         sealed,
     })
 }

@@ -23,6 +23,7 @@ pub mod duration;
 pub mod error;
 pub mod format;
 pub mod hooks;
+pub mod host;
 pub mod id;
 pub mod index;
 pub mod keys;

@@ -29,11 +29,6 @@ pub fn now_s() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// This machine's host name, as locks record it.
-pub fn this_host() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
-}
-
 /// Whether process `pid` exists on this host (a process of another user counts).
 pub fn process_alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
@@ -98,7 +93,7 @@ impl RepoLock {
         let now = now_s();
         let lock = Lock {
             kind,
-            host: this_host(),
+            host: crate::host::hostname(),
             pid: std::process::id(),
             started: now,
             refreshed: now,

@@ -1003,7 +1003,7 @@ impl Repository {
         use crate::format::lock::LockKind;
         let mine =
             crate::lock::RepoLock::take(Arc::clone(&self.backend), &self.codec, LockKind::Prune)?;
-        let (now, host) = (crate::lock::now_s(), crate::lock::this_host());
+        let (now, host) = (crate::lock::now_s(), crate::host::hostname());
         for (name, lock) in crate::lock::read_all(self.backend(), &self.codec)? {
             match lock {
                 _ if name == mine.name() => {}
@@ -1025,7 +1025,7 @@ impl Repository {
     /// that cannot be read (they may be backups). Stale locks are removed.
     pub fn running_backups(&self) -> Result<Vec<(String, Result<crate::format::lock::Lock>)>> {
         use crate::format::lock::LockKind;
-        let (now, host) = (crate::lock::now_s(), crate::lock::this_host());
+        let (now, host) = (crate::lock::now_s(), crate::host::hostname());
         let mut running = Vec::new();
         for (name, lock) in crate::lock::read_all(self.backend(), &self.codec)? {
             match lock {

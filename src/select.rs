@@ -133,12 +133,12 @@ pub fn select<'a>(
     let timeline = |s: &Snapshot| {
         !s.tags
             .iter()
-            .any(|t| t == crate::ops::restore::PRE_RESTORE_TAG)
+            .any(|t| t == crate::format::snapshot::PRE_RESTORE_TAG)
             || filter
                 .tags
                 .iter()
                 .flatten()
-                .any(|t| t == crate::ops::restore::PRE_RESTORE_TAG)
+                .any(|t| t == crate::format::snapshot::PRE_RESTORE_TAG)
     };
     let filtered = || {
         snapshots

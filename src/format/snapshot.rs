@@ -9,6 +9,11 @@ use crate::id::{SnapshotId, TreeId};
 /// Magic of snapshot files.
 pub const MAGIC: &[u8; 8] = b"SNAPSNAP";
 
+/// The tag of the safety snapshot an in-place restore takes first. It holds
+/// what the restore replaced, not a profile's sources: selections and the
+/// critical-source check pass over such snapshots.
+pub const PRE_RESTORE_TAG: &str = "pre-restore";
+
 /// Largest decompressed snapshot we accept.
 pub const MAX_LEN: usize = 16 << 20;
 

@@ -379,22 +379,8 @@ pub fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Op
         .map(|(id, _)| id))
 }
 
-/// This machine's host name.
-pub fn hostname() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
-}
-
-fn username() -> String {
-    std::env::var("USER")
-        .ok()
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-        })
-        .unwrap_or_default()
-}
+pub use crate::host::hostname;
+use crate::host::username;
 
 /// Backs up `options.paths` into a new snapshot.
 pub fn backup(

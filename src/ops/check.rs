@@ -290,9 +290,7 @@ pub struct CheckReport {
     pub damaged_snapshots: Vec<SnapshotId>,
 }
 
-/// The tag of the safety snapshots a restore takes; they hold what a restore
-/// replaced, not a profile's sources, so the critical-source check skips them.
-pub const SAFETY_TAG: &str = "pre-restore";
+pub use crate::format::snapshot::PRE_RESTORE_TAG as SAFETY_TAG;
 
 /// Warnings about critical sources (a profile's `critical = true` sources,
 /// by name at the snapshot root): the latest snapshot (safety snapshots
@@ -515,12 +513,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Damage an error stands for (the object is bad), as opposed to a failure
-/// to check at all (a disk error, a missing key).
-fn is_damage(e: &Error) -> bool {
-    matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound)
-}
-
 struct Checker<'r> {
     repo: &'r Repository,
     progress: &'r dyn Progress,
@@ -732,7 +724,7 @@ impl<'r> Checker<'r> {
             let pack = &view.packs[&id];
             let trailer = match trailer {
                 Ok(trailer) => trailer,
-                Err(e) if is_damage(&e) => {
+                Err(e) if e.is_damage() => {
                     let p = self.problem(
                         ProblemKind::PackDamaged,
                         format!("pack {id}"),
@@ -793,7 +785,7 @@ impl<'r> Checker<'r> {
                     }
                     view.orphans.insert(id, trailer.blobs);
                 }
-                Err(e) if is_damage(&e) => {
+                Err(e) if e.is_damage() => {
                     // Packs are moved into data/ only once complete, so this is
                     // damage, not an interrupted write.
                     let p = self.problem(
@@ -850,7 +842,7 @@ impl<'r> Checker<'r> {
     fn verify_pack(&mut self, id: PackId, bytes: Result<Vec<u8>>, view: &IndexView) -> Result<()> {
         let bytes = match bytes {
             Ok(bytes) => bytes,
-            Err(e) if is_damage(&e) => {
+            Err(e) if e.is_damage() => {
                 let p = self.problem(
                     ProblemKind::PackMissing,
                     format!("pack {id}"),
@@ -893,7 +885,7 @@ impl<'r> Checker<'r> {
                         .codec()
                         .decode_with(&entry.id, frame, entry.raw_length, &mut |d| {
                             self.repo.dictionary(d).inspect_err(|e| {
-                                if is_damage(e) && *d != entry.id {
+                                if e.is_damage() && *d != entry.id {
                                     missing_dictionary = Some((*d, e.message().to_string()));
                                 }
                             })
@@ -1048,7 +1040,7 @@ impl<'r> Checker<'r> {
         }
         let tree = match self.repo.read_tree(id) {
             Ok(tree) => tree,
-            Err(e) if is_damage(&e) => {
+            Err(e) if e.is_damage() => {
                 return Ok(whole(self.problem(
                     ProblemKind::TreeDamaged,
                     format!("tree {id}"),
@@ -1150,7 +1142,7 @@ impl<'r> Checker<'r> {
                     }
                     content
                 }
-                Err(e) if is_damage(&e) => Content {
+                Err(e) if e.is_damage() => Content {
                     problem: Some(self.problem(
                         ProblemKind::BlobDamaged,
                         format!("chunk list {id}"),

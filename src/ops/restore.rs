@@ -66,8 +66,7 @@ pub struct RestoreOptions {
     pub skip: Vec<String>,
 }
 
-/// The tag of the safety snapshot an in-place restore takes first.
-pub const PRE_RESTORE_TAG: &str = "pre-restore";
+pub use crate::format::snapshot::PRE_RESTORE_TAG;
 
 /// What a restore does with one entry of the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -462,12 +461,6 @@ enum Selection {
     Restore,
 }
 
-/// Whether an error means "the repository's data for this file is damaged"
-/// (restore the rest) rather than "restoring cannot go on" (full disk, ...).
-fn is_damage(e: &Error) -> bool {
-    matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound)
-}
-
 impl Restorer<'_> {
     fn warn(&self, text: String) {
         self.progress.warn(&text);
@@ -636,7 +629,7 @@ impl Restorer<'_> {
                     Ok(tree) => tree.nodes,
                     // A damaged listing: restoring reports it and goes on
                     // with the rest; nothing in that folder is deleted.
-                    Err(e) if is_damage(&e) => return Ok(()),
+                    Err(e) if e.is_damage() => return Ok(()),
                     Err(e) => return Err(e),
                 }
             }
@@ -724,7 +717,7 @@ impl Restorer<'_> {
         check_depth(rel)?;
         let tree = match self.repo.read_tree(&subtree) {
             Ok(tree) => tree,
-            Err(e) if is_damage(&e) => {
+            Err(e) if e.is_damage() => {
                 self.damaged(if rel.is_empty() { "/" } else { rel }, &e);
                 return Ok(());
             }
@@ -886,7 +879,7 @@ impl Restorer<'_> {
             drop(file);
             if let Err(e) = written {
                 let _ = fs::remove_file(dest);
-                if !is_damage(&e) {
+                if !e.is_damage() {
                     return Err(e);
                 }
                 self.damaged(rel, &e);
@@ -906,7 +899,7 @@ impl Restorer<'_> {
             .map_err(|e| Error::io("cannot create a file in", dir, e))?;
         match self.write_content(node, temp.as_file(), temp.path()) {
             Ok(()) => {}
-            Err(e) if is_damage(&e) => {
+            Err(e) if e.is_damage() => {
                 self.damaged(rel, &e);
                 return Ok(());
             }
