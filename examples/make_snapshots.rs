@@ -1,4 +1,4 @@
-//! Writes many snapshots cheaply, for benchmarks (`scripts/bench-prune.sh`):
+//! Writes many snapshots cheaply, for benchmarks (`benches/scripts/bench-prune.sh`):
 //! copies of the repository's latest snapshot, one an hour going back from
 //! it, so that `snap forget` has years of history to sort into buckets.
 //!

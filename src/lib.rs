@@ -22,6 +22,7 @@ pub mod codec;
 pub mod duration;
 pub mod error;
 pub mod format;
+mod glob;
 pub mod hooks;
 pub mod host;
 pub mod id;
@@ -34,6 +35,7 @@ pub mod profile;
 pub mod progress;
 pub mod repo;
 pub mod select;
+mod sync;
 
 pub use backend::{Backend, LocalBackend};
 pub use error::{Error, ErrorKind, Result};

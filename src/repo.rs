@@ -30,6 +30,7 @@ use crate::index::{IndexCache, Location};
 use crate::keys::{Access, Credentials, NewLock, RepoKeys};
 use crate::pack::{FinishedPack, PackWriter};
 use crate::progress::Progress;
+use crate::sync::lock;
 
 /// Settings chosen at `snap init`.
 pub struct InitOptions {
@@ -576,7 +577,7 @@ impl Repository {
 
     /// The dictionary stored as blob `id`.
     pub fn dictionary(&self, id: &BlobId) -> Result<Dictionary> {
-        if let Some(found) = unpoisoned(&self.dictionaries).get(id) {
+        if let Some(found) = lock(&self.dictionaries).get(id) {
             return Ok(found.clone());
         }
         let location = self.locate(id)?;
@@ -589,7 +590,7 @@ impl Repository {
         let frame = self.read_frame(&location)?;
         // A dictionary is itself compressed without one.
         let dictionary = Dictionary::new(*id, self.codec.decode(id, &frame, location.raw_length)?);
-        let mut loaded = unpoisoned(&self.dictionaries);
+        let mut loaded = lock(&self.dictionaries);
         if loaded.len() >= LOADED_DICTIONARIES {
             loaded.clear();
         }
@@ -743,12 +744,6 @@ pub struct BlobSaver<'r> {
     bytes_added_packed: AtomicU64,
 }
 
-fn unpoisoned<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl BlobSaver<'_> {
     /// Stores a blob unless the repository already has it; returns its id.
     pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<BlobId> {
@@ -765,7 +760,7 @@ impl BlobSaver<'_> {
     ) -> Result<BlobId> {
         let codec = &self.repo.codec;
         let id = codec.id_with(dictionary, plaintext);
-        if self.repo.cache.contains(&id)? || !unpoisoned(&self.state).claimed.insert(id) {
+        if self.repo.cache.contains(&id)? || !lock(&self.state).claimed.insert(id) {
             return Ok(id);
         }
         let frame = codec.encode_with(plaintext, dictionary)?;
@@ -785,7 +780,7 @@ impl BlobSaver<'_> {
         frame: &[u8],
         raw_length: u32,
     ) -> Result<()> {
-        if self.repo.cache.contains(&id)? || !unpoisoned(&self.state).claimed.insert(id) {
+        if self.repo.cache.contains(&id)? || !lock(&self.state).claimed.insert(id) {
             return Ok(());
         }
         self.pack_frame(kind, id, frame, raw_length)
@@ -798,7 +793,7 @@ impl BlobSaver<'_> {
         self.bytes_added_packed
             .fetch_add(frame.len() as u64, Ordering::Relaxed);
         let full = {
-            let mut state = unpoisoned(&self.state);
+            let mut state = lock(&self.state);
             let slot = if kind == BlobKind::Data {
                 &mut state.data
             } else {
@@ -858,7 +853,7 @@ impl BlobSaver<'_> {
     /// Writes the trailer and hands the pack to the storer thread.
     fn seal(&self, writer: PackWriter) -> Result<()> {
         let pack = writer.finish(&self.repo.codec)?;
-        let sender = unpoisoned(&self.to_store).clone();
+        let sender = lock(&self.to_store).clone();
         let sent = sender.is_some_and(|s| s.send(pack).is_ok());
         if !sent {
             return Err(self.storer_failure());
@@ -878,7 +873,7 @@ impl BlobSaver<'_> {
     /// (or, with `all`, for every one).
     fn index_stored(&self, all: bool) -> Result<()> {
         let ready = {
-            let mut state = unpoisoned(&self.state);
+            let mut state = lock(&self.state);
             for result in self.stored.try_iter() {
                 state.stored.push(result?);
             }
@@ -900,7 +895,7 @@ impl BlobSaver<'_> {
         self.repo.cache.add_deltas(std::slice::from_ref(&entry))?;
         let delta = entry.1;
         // Now that the cache knows them, the blobs need no claim any more.
-        let mut state = unpoisoned(&self.state);
+        let mut state = lock(&self.state);
         for pack in &delta.packs {
             for blob in &pack.blobs {
                 state.claimed.remove(&blob.id);
@@ -914,7 +909,7 @@ impl BlobSaver<'_> {
     /// and indexed.
     pub fn flush(&self) -> Result<()> {
         let (data, meta) = {
-            let mut state = unpoisoned(&self.state);
+            let mut state = lock(&self.state);
             (state.data.take(), state.meta.take())
         };
         let mut result = Ok(());
@@ -924,12 +919,12 @@ impl BlobSaver<'_> {
             }
         }
         // Close the channel and wait for the storer to finish what it has.
-        drop(unpoisoned(&self.to_store).take());
-        if let Some(handle) = unpoisoned(&self.storer).take() {
+        drop(lock(&self.to_store).take());
+        if let Some(handle) = lock(&self.storer).take() {
             let _ = handle.join();
         }
         let indexed = self.index_stored(true);
-        unpoisoned(&self.state).claimed.clear();
+        lock(&self.state).claimed.clear();
         result.and(indexed)
     }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 /// on; none of them may import either.
 const LOWER: &[&str] = &[
     "repo", "keys", "lock", "index", "pack", "format", "codec", "backend", "id", "error",
-    "duration", "host", "progress", "select",
+    "duration", "host", "progress", "select", "glob", "sync",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

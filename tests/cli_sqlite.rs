@@ -491,7 +491,7 @@ fn changes_still_in_the_log_cost_at_most_one_and_a_half_compressed_logs() {
     assert!(size > 8_000_000, "{size}");
     env.backup();
     let before = repo_bytes(&env);
-    // One session in one transaction (as scripts/bench-sqlite.sh runs it):
+    // One session in one transaction (as benches/scripts/bench-sqlite.sh runs it):
     // 300 new messages and 10 edits spread over the database, committed
     // into the log and never checkpointed.
     let mut text = words();

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Backend, FileKind};
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// A repository in a local folder.
 pub struct LocalBackend {
@@ -47,10 +48,7 @@ impl LocalBackend {
         path: &Path,
     ) -> std::io::Result<(Arc<File>, u64)> {
         if kind == FileKind::Pack {
-            let open = self
-                .open_packs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let open = lock(&self.open_packs);
             if let Some((_, file, size)) = open.iter().find(|(n, _, _)| n == name) {
                 return Ok((Arc::clone(file), *size));
             }
@@ -58,10 +56,7 @@ impl LocalBackend {
         let file = Arc::new(File::open(path)?);
         let size = file.metadata()?.len();
         if kind == FileKind::Pack {
-            let mut open = self
-                .open_packs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut open = lock(&self.open_packs);
             if open.len() >= OPEN_PACKS {
                 open.remove(0);
             }
@@ -283,10 +278,7 @@ impl Backend for LocalBackend {
         let path = self.path(kind, name)?;
         if kind == FileKind::Pack {
             // A handle kept open would still read the removed pack.
-            self.open_packs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .retain(|(n, _, _)| n != name);
+            lock(&self.open_packs).retain(|(n, _, _)| n != name);
         }
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),

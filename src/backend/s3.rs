@@ -28,6 +28,7 @@ use opendal::layers::{RetryLayer, TimeoutLayer};
 
 use super::{Backend, FileKind};
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::lock;
 
 /// Packs up to this size go up in one PUT; larger files in a multipart upload.
 const SINGLE_PUT_MAX: u64 = 64 << 20;
@@ -221,10 +222,7 @@ impl S3Backend {
     /// (`None` when it is too large for that).
     fn cached_pack(&self, name: &str, path: &str) -> Result<Option<(Arc<std::fs::File>, u64)>> {
         let cell = {
-            let mut packs = self
-                .packs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut packs = lock(&self.packs);
             match packs.iter().position(|(n, _)| n == name) {
                 Some(i) => {
                     let entry = packs.remove(i).expect("found");
@@ -279,10 +277,7 @@ impl S3Backend {
             Ok(pack) => Ok(pack.clone()),
             Err((kind, message)) => {
                 // Forget the failure: a later read tries again.
-                self.packs
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .retain(|(n, c)| !(n == name && Arc::ptr_eq(c, &cell)));
+                lock(&self.packs).retain(|(n, c)| !(n == name && Arc::ptr_eq(c, &cell)));
                 Err(Error::new(*kind, message.clone()))
             }
         }
@@ -456,10 +451,7 @@ impl Backend for S3Backend {
     fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
         let path = self.path(kind, name)?;
         if kind == FileKind::Pack {
-            self.packs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .retain(|(n, _)| n != name);
+            lock(&self.packs).retain(|(n, _)| n != name);
         }
         match self.runtime.block_on(self.op.delete(&path)) {
             Ok(()) => Ok(()),

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use age::secrecy::ExposeSecret;
 use age::x25519;
@@ -28,6 +28,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::{into_inner, lock};
 
 /// Frames sealed under one wrapped file key before a new one is made.
 pub const SESSION_USES: u32 = 4096;
@@ -83,8 +84,7 @@ impl age::Recipient for Capturing<'_> {
         &self,
         file_key: &FileKey,
     ) -> std::result::Result<(Vec<Stanza>, HashSet<String>), age::EncryptError> {
-        *self.file_key.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Zeroizing::new(*file_key.expose_secret()));
+        *lock(&self.file_key) = Some(Zeroizing::new(*file_key.expose_secret()));
         self.inner.wrap_file_key(file_key)
     }
 }
@@ -107,22 +107,14 @@ impl age::Identity for Caching<'_> {
         }
         name.push(b'\n');
         name.extend_from_slice(&stanza.body);
-        let cache = self
-            .state
-            .unwrapped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let cache = lock(&self.state.unwrapped);
         if let Some(key) = cache.get(&name) {
             return Some(Ok(FileKey::new(Box::new(**key))));
         }
         drop(cache);
         let unwrapped = self.inner.unwrap_stanza(stanza);
         if let Some(Ok(key)) = &unwrapped {
-            let mut cache = self
-                .state
-                .unwrapped
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut cache = lock(&self.state.unwrapped);
             if cache.len() >= CACHED_KEYS {
                 cache.clear();
             }
@@ -135,7 +127,7 @@ impl age::Identity for Caching<'_> {
 impl AgeState {
     /// The header and file key to seal the next frame with.
     fn next(&self, recipient: &x25519::Recipient) -> Result<(Arc<Vec<u8>>, FileKeyBytes)> {
-        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut session = lock(&self.session);
         if session.as_ref().is_none_or(|s| s.uses >= SESSION_USES) {
             *session = Some(Session::new(recipient)?);
         }
@@ -168,11 +160,8 @@ impl Session {
             })
             .ok_or_else(|| failed(&"unexpected age output"))?;
         out.truncate(header_len);
-        let file_key = capturing
-            .file_key
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ok_or_else(|| failed(&"no file key was wrapped"))?;
+        let file_key =
+            into_inner(capturing.file_key).ok_or_else(|| failed(&"no file key was wrapped"))?;
         Ok(Self {
             header: Arc::new(out),
             file_key,

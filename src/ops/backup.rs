@@ -16,12 +16,14 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::format::tree::escape_path;
+use crate::glob::glob_set;
+use crate::sync::{into_inner, lock};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use rayon::prelude::*;
 
 use crate::codec::{Chunker, Dictionary, chunker};
@@ -243,7 +245,7 @@ fn resolve_sources(options: &BackupOptions) -> Result<Vec<Source>> {
         let excludes = if named.excludes.is_empty() {
             None
         } else {
-            Some(build_excludes(&named.excludes)?)
+            Some(glob_set(&named.excludes, "exclude pattern")?)
         };
         sources.push(Source {
             name: named.name.as_bytes().to_vec(),
@@ -351,18 +353,6 @@ fn absolute_path(path: &Path) -> Result<PathBuf> {
     }
 }
 
-fn build_excludes(patterns: &[String]) -> Result<GlobSet> {
-    let mut builder = GlobSetBuilder::new();
-    for pattern in patterns {
-        let glob = Glob::new(pattern)
-            .map_err(|e| Error::usage(format!("bad exclude pattern `{pattern}`: {e}")))?;
-        builder.add(glob);
-    }
-    builder
-        .build()
-        .map_err(|e| Error::usage(format!("bad exclude patterns: {e}")))
-}
-
 /// The latest snapshot with the same host and paths: the default parent.
 pub fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Option<SnapshotId>> {
     let mut sorted = paths.to_vec();
@@ -438,8 +428,8 @@ fn backup_filtered(
         repo,
         saver: repo.saver(),
         chunker: Chunker::new(repo.chunker_params()),
-        excludes: build_excludes(&options.excludes)?,
-        sqlite_globs: build_excludes(&options.sqlite)?,
+        excludes: glob_set(&options.excludes, "exclude pattern")?,
+        sqlite_globs: glob_set(&options.sqlite, "SQLite pattern")?,
         options,
         progress,
         counters: Counters::default(),
@@ -487,18 +477,9 @@ fn backup_filtered(
         original: None,
     };
     let id = repo.write_snapshot(&snapshot)?;
-    let warnings = walker
-        .warnings
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let plain_copies = walker
-        .plain_copies
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let changed_while_read = walker
-        .changed_while_read
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let warnings = into_inner(walker.warnings);
+    let plain_copies = into_inner(walker.plain_copies);
+    let changed_while_read = into_inner(walker.changed_while_read);
     Ok(BackupReport {
         id,
         snapshot,
@@ -652,10 +633,7 @@ impl Walker<'_> {
 
     fn warn(&self, text: String) {
         self.progress.warn(&text);
-        self.warnings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(text);
+        lock(&self.warnings).push(text);
     }
 
     /// The cache key of a source path: keyed, so the cache reveals no names.
@@ -671,9 +649,7 @@ impl Walker<'_> {
             return Ok(());
         };
         let batch = {
-            let mut memos = memos
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut memos = lock(memos);
             if memos.len() <= threshold {
                 return Ok(());
             }
@@ -695,10 +671,7 @@ impl Walker<'_> {
             content_depth: node.content_depth,
             dictionary: node.dictionary,
         };
-        memos
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((self.memo_key(path), memo));
+        lock(memos).push((self.memo_key(path), memo));
         self.write_memos(4096)
     }
 
@@ -1132,10 +1105,7 @@ impl Walker<'_> {
                         "{}: not captured as a SQLite database ({reason}); stored as a plain file copy",
                         escape_path(path)
                     ));
-                    self.plain_copies
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(path.to_path_buf());
+                    lock(&self.plain_copies).push(path.to_path_buf());
                     None
                 }
             }
@@ -1217,10 +1187,7 @@ impl Walker<'_> {
                     "{}: cannot tell whether it changed while it was read ({e}); stored as read",
                     escape_path(path)
                 ));
-                self.changed_while_read
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(path.to_path_buf());
+                lock(&self.changed_while_read).push(path.to_path_buf());
                 return;
             }
         };
@@ -1240,10 +1207,7 @@ impl Walker<'_> {
                 before.len(),
                 after.len()
             ));
-            self.changed_while_read
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(path.to_path_buf());
+            lock(&self.changed_while_read).push(path.to_path_buf());
         }
     }
 

@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use serde::{Serialize, Serializer};
@@ -46,6 +46,7 @@ use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack::read_trailer;
 use crate::progress::{NoProgress, Progress};
 use crate::repo::Repository;
+use crate::sync::{into_inner, lock};
 
 /// Which packs `snap check` reads in full.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -507,10 +508,6 @@ struct ReportInput<'a> {
     snapshots: &'a [(SnapshotId, Snapshot)],
     damaged: Vec<(SnapshotId, Arc<[Damaged]>)>,
     damaged_snapshots: Vec<SnapshotId>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 struct Checker<'r> {
@@ -1223,10 +1220,7 @@ impl<'r> Checker<'r> {
     }
 
     fn report(self, input: ReportInput<'_>) -> Result<CheckReport> {
-        let problems = self
-            .problems
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
+        let problems = into_inner(self.problems);
         let position: HashMap<SnapshotId, usize> = input
             .snapshots
             .iter()

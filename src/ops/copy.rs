@@ -39,6 +39,7 @@ use crate::format::tree::{ListCut, Node, Tree};
 use crate::id::{BlobId, SnapshotId, TreeId};
 use crate::progress::Progress;
 use crate::repo::{BlobSaver, Repository};
+use crate::sync::lock;
 
 /// What a copy did.
 #[derive(Debug, Default, Clone)]
@@ -153,19 +154,12 @@ struct Copier<'a> {
 
 impl Copier<'_> {
     fn known(&self, id: &BlobId) -> Option<BlobId> {
-        self.mapped
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-            .copied()
+        lock(self.mapped).get(id).copied()
     }
 
     fn remember(&self, from: BlobId, to: BlobId) {
         if !self.same_ids {
-            self.mapped
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(from, to);
+            lock(self.mapped).insert(from, to);
         }
     }
 

@@ -23,14 +23,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use filetime::FileTime;
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use rayon::prelude::*;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{MAX_TREE_DEPTH, Node, NodeKind};
+use crate::glob::glob_set;
 use crate::ops::backup::kind_of;
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::sync::{into_inner, lock};
 
 /// What to do where the target already has an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -234,19 +236,6 @@ struct Restorer<'a> {
     warnings: Mutex<Vec<String>>,
 }
 
-fn glob_set(patterns: &[String]) -> Result<GlobSet> {
-    let mut builder = GlobSetBuilder::new();
-    for pattern in patterns {
-        builder.add(
-            Glob::new(pattern)
-                .map_err(|e| Error::usage(format!("bad pattern `{pattern}`: {e}")))?,
-        );
-    }
-    builder
-        .build()
-        .map_err(|e| Error::usage(format!("bad patterns: {e}")))
-}
-
 fn join_rel(prefix: &str, name: &[u8]) -> String {
     let name = crate::format::tree::escape_name(name);
     if prefix.is_empty() {
@@ -297,10 +286,7 @@ pub fn restore(
         Some(plan) if options.delete => restorer.delete_planned(plan),
         _ => 0,
     };
-    let take = |m: Mutex<Vec<String>>| {
-        m.into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
+    let take = |m: Mutex<Vec<String>>| into_inner(m);
     Ok(RestoreReport {
         files: restorer.files.load(Ordering::Relaxed),
         dirs: restorer.dirs.load(Ordering::Relaxed),
@@ -430,9 +416,9 @@ impl<'a> Restorer<'a> {
             includes: if options.includes.is_empty() {
                 None
             } else {
-                Some(glob_set(&options.includes)?)
+                Some(glob_set(&options.includes, "pattern")?)
             },
-            excludes: glob_set(&options.excludes)?,
+            excludes: glob_set(&options.excludes, "pattern")?,
             only: options.only.iter().map(String::as_str).collect(),
             skip: options.skip.iter().map(String::as_str).collect(),
             is_root: nix::unistd::geteuid().is_root(),
@@ -464,18 +450,12 @@ enum Selection {
 impl Restorer<'_> {
     fn warn(&self, text: String) {
         self.progress.warn(&text);
-        self.warnings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(text);
+        lock(&self.warnings).push(text);
     }
 
     fn damaged(&self, rel: &str, e: &Error) {
         self.progress.warn(&format!("cannot restore {rel}: {e}"));
-        self.damaged
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(rel.to_string());
+        lock(&self.damaged).push(rel.to_string());
     }
 
     fn selection(&self, rel: &str, kind: NodeKind) -> Selection {
@@ -851,16 +831,10 @@ impl Restorer<'_> {
         }
         if node.links > 1 && node.inode != 0 {
             let key = (node.dev, node.inode);
-            let mut links = self
-                .links
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut links = lock(&self.links);
             if links.contains_key(&key) {
                 drop(links);
-                self.deferred_links
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push((dest.to_path_buf(), key, rel.to_string()));
+                lock(&self.deferred_links).push((dest.to_path_buf(), key, rel.to_string()));
                 return Ok(());
             }
             links.insert(key, dest.to_path_buf());
@@ -974,16 +948,8 @@ impl Restorer<'_> {
     }
 
     fn make_deferred_links(&self) {
-        let deferred = std::mem::take(
-            &mut *self
-                .deferred_links
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        let links = self
-            .links
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let deferred = std::mem::take(&mut *lock(&self.deferred_links));
+        let links = lock(&self.links);
         for (dest, key, rel) in deferred {
             let Some(first) = links.get(&key) else {
                 continue;

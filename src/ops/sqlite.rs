@@ -441,7 +441,7 @@ mod tests {
         assert_eq!(capture.page_size, 4096);
     }
 
-    /// Timing for scripts/bench-sqlite.sh: `SNAP_BENCH_DB=path cargo test
+    /// Timing for benches/scripts/bench-sqlite.sh: `SNAP_BENCH_DB=path cargo test
     /// --release --lib -- --ignored sqlite_capture_timing --nocapture`.
     #[test]
     #[ignore = "benchmark helper"]

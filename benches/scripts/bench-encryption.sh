@@ -6,13 +6,13 @@
 # Each backup goes to a fresh repository; the runs are interleaved so a
 # noisy machine affects every tool alike; the median of RUNS is reported.
 #
-# Usage: scripts/bench-encryption.sh          (RUNS=3 by default)
+# Usage: benches/scripts/bench-encryption.sh          (RUNS=3 by default)
 # Environment: BENCH_DIR (default /tmp/snap-bench-enc), RUNS, SNAP_BIN,
 # BENCH_NO_BUILD=1 to skip cargo build --release.
 
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=${BENCH_DIR:-/tmp/snap-bench-enc}
 RUNS=${RUNS:-3}
 SNAP=${SNAP_BIN:-$ROOT/target/release/snap}

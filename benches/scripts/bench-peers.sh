@@ -3,8 +3,8 @@
 # print a Markdown table (also saved as $BENCH_DIR/results-TIMESTAMP.md).
 #
 # Usage:
-#   scripts/bench-peers.sh                    # ~1 GB of data, 3 runs per cheap step
-#   BENCH_SCALE=small RUNS=1 scripts/bench-peers.sh   # ~100 MB, quick
+#   benches/scripts/bench-peers.sh                    # ~1 GB of data, 3 runs per cheap step
+#   BENCH_SCALE=small RUNS=1 benches/scripts/bench-peers.sh   # ~100 MB, quick
 #
 # Environment:
 #   BENCH_DIR        work dir (default /tmp/snap-bench): data, repos, restores, logs.
@@ -50,7 +50,7 @@
 
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=${BENCH_DIR:-/tmp/snap-bench}
 SCALE=${BENCH_SCALE:-full}
 case $SCALE in

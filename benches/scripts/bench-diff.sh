@@ -4,8 +4,8 @@
 # snapshots.
 #
 # Usage:
-#   scripts/bench-diff.sh
-#   FILES=20000 LOG_SNAPSHOTS=200 RUNS=3 scripts/bench-diff.sh   # quicker
+#   benches/scripts/bench-diff.sh
+#   FILES=20000 LOG_SNAPSHOTS=200 RUNS=3 benches/scripts/bench-diff.sh   # quicker
 #
 # Environment:
 #   BENCH_DIR       work dir (default /tmp/snap-bench-diff); emptied first
@@ -26,7 +26,7 @@
 
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=${BENCH_DIR:-/tmp/snap-bench-diff}
 FILES=${FILES:-100000}
 CHANGED=${CHANGED:-10}

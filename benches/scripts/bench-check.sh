@@ -5,8 +5,8 @@
 # Prints a Markdown table (also saved as $BENCH_DIR/check-results-TIMESTAMP.md).
 #
 # Usage:
-#   scripts/bench-check.sh                         # ~1 GB of data, 1,000 snapshots, 3 runs
-#   BENCH_SCALE=small RUNS=3 scripts/bench-check.sh   # ~150 MB, quick
+#   benches/scripts/bench-check.sh                         # ~1 GB of data, 1,000 snapshots, 3 runs
+#   BENCH_SCALE=small RUNS=3 benches/scripts/bench-check.sh   # ~150 MB, quick
 #
 # Environment:
 #   BENCH_DIR      work dir (default /tmp/snap-bench-check): data, repositories, logs
@@ -29,7 +29,7 @@
 
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=${BENCH_DIR:-/tmp/snap-bench-check}
 SCALE=${BENCH_SCALE:-full}
 case $SCALE in

@@ -4,9 +4,9 @@
 # repository vs. a backup of the same data. Prints a Markdown table.
 #
 # Usage:
-#   scripts/bench-s3.sh                      # ~1 GB tree, moto_server on 127.0.0.1
-#   BENCH_MB=200 scripts/bench-s3.sh         # smaller tree
-#   S3_ENDPOINT=http://127.0.0.1:9000 S3_BUCKET=bench scripts/bench-s3.sh
+#   benches/scripts/bench-s3.sh                      # ~1 GB tree, moto_server on 127.0.0.1
+#   BENCH_MB=200 benches/scripts/bench-s3.sh         # smaller tree
+#   S3_ENDPOINT=http://127.0.0.1:9000 S3_BUCKET=bench benches/scripts/bench-s3.sh
 #                                            # use a server you started (MinIO,
 #                                            # s3s-fs, ...); the bucket must exist
 #
@@ -26,7 +26,7 @@
 # upper bound for the client side.
 
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=${BENCH_DIR:-/tmp/snap-bench-s3}
 RESTORE_RUNS=${RESTORE_RUNS:-3}
 if [ -z "${RESTORE_DIR:-}" ]; then

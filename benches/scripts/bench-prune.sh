@@ -14,8 +14,8 @@
 #    apart; examples/make_snapshots.rs) and `snap forget --dry-run` with a
 #    typical policy is timed over them.
 #
-# Usage: scripts/bench-prune.sh            (small scale, a few minutes)
-#        SNAPSHOTS=200 FILES=2000 FILE_KB=256 scripts/bench-prune.sh
+# Usage: benches/scripts/bench-prune.sh            (small scale, a few minutes)
+#        SNAPSHOTS=200 FILES=2000 FILE_KB=256 benches/scripts/bench-prune.sh
 # Needs restic (apt-get install -y restic) and GNU time (/usr/bin/time).
 set -euo pipefail
 
@@ -27,7 +27,7 @@ FORGET_SNAPSHOTS=${FORGET_SNAPSHOTS:-10000}
 RUNS=${RUNS:-3}
 WORK=${WORK:-$(mktemp -d -t snap-bench-prune-XXXXXX)}
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 if ! command -v restic >/dev/null; then
     echo "installing restic" >&2
     apt-get install -y restic >/dev/null

@@ -3,13 +3,13 @@
 # mode, one "session" (500 inserted rows, 20 updated), backed up by snap and
 # restic in one run. Prints repository growth per scenario and capture time
 # against `cp`.
-#   scripts/bench-sqlite.sh            (SIZE_MB=50 by default)
+#   benches/scripts/bench-sqlite.sh            (SIZE_MB=50 by default)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 SIZE_MB=${SIZE_MB:-50}
 work=${WORK:-/tmp/snap-bench-sqlite}
-snap=${SNAP:-$here/../target/release/snap}
-[ -x "$snap" ] || (cd "$here/.." && cargo build --release -q)
+snap=${SNAP:-$here/../../target/release/snap}
+[ -x "$snap" ] || (cd "$here/../.." && cargo build --release -q)
 command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq restic >/dev/null; }
 export RESTIC_PASSWORD=bench
 rm -rf "$work"; mkdir -p "$work/entity"
@@ -69,7 +69,7 @@ for _ in range(5):
 print(round(statistics.median(ts), 3))
 PY
 )
-timing=$(cd "$here/.." && SNAP_BENCH_DB="$work/entity/conversations.db" cargo test -q --release --lib -- --ignored sqlite_capture_timing --nocapture 2>/dev/null || true)
+timing=$(cd "$here/../.." && SNAP_BENCH_DB="$work/entity/conversations.db" cargo test -q --release --lib -- --ignored sqlite_capture_timing --nocapture 2>/dev/null || true)
 t_cap=$(echo "$timing" | grep -oE 'capture_s=[0-9.]+' | cut -d= -f2)
 t_train=$(echo "$timing" | grep -oE 'train_s=[0-9.]+' | cut -d= -f2)
 echo
