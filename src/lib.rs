@@ -34,6 +34,7 @@ pub mod pack;
 pub mod profile;
 pub mod progress;
 pub mod repo;
+pub mod retention;
 pub mod select;
 mod sync;
 
