@@ -3,7 +3,7 @@
 //! snapshot selectors, `ls`/`cat`, partial restores, overwrite policies,
 //! exit codes and messages of the documented failure cases (docs: CLI.md).
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::fs;

@@ -6,7 +6,7 @@
 //! backup the way Ctrl-C does (exit 143 or 129, nothing left locked, what
 //! was stored reused).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

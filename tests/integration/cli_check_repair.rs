@@ -5,7 +5,7 @@
 //! repaired snapshots restore everything that was not damaged, bit for bit;
 //! and a backup killed at any instant leaves a repository that checks clean.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -2,7 +2,7 @@
 //! write-only keys, tamper detection, no plaintext in the repository, and
 //! recovery of blobs with the reference `age` and `zstd` programs.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

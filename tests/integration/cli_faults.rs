@@ -6,7 +6,7 @@
 //! snapshot that was there restores bit-identical, and running the command
 //! again without faults succeeds.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -3,7 +3,7 @@
 //! space given back with every remaining snapshot restoring bit-identical,
 //! backups running while prunes run, and prunes killed at random points.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;

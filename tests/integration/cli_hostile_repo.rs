@@ -8,7 +8,7 @@
 //! "outside" folder, which hostile names and symlinks point at, stays
 //! empty; and either the restore fails or the bad entry is not restored.
 
-mod common;
+use crate::common;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;

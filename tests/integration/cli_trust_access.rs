@@ -3,7 +3,7 @@
 //! where the index cache lives, readers that never wait for another
 //! process, and `init` on a folder that is not empty.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
