@@ -652,9 +652,9 @@ struct PackKinds {
 /// (whose chunks are in a pack of their own). Returns the pack files and
 /// the content of every file.
 fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<u8>>) {
-    use snap::codec::Dictionary;
-    use snap::format::pack::BlobKind;
-    use snap::format::tree::ChunkList;
+    use snap::internals::codec::Dictionary;
+    use snap::internals::format::pack::BlobKind;
+    use snap::internals::format::tree::ChunkList;
     use snap::{BlobId, Node, NodeKind, Snapshot, Tree};
 
     let repo = Repository::open(common::local_backend(repo_path), &NoProgress).unwrap();
@@ -757,7 +757,7 @@ fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<
         tags: Vec::new(),
         parent: None,
         tree: root_tree,
-        summary: snap::format::snapshot::Summary::default(),
+        summary: snap::Summary::default(),
         program: "pack kinds test".into(),
         original: None,
     })

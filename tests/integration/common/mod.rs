@@ -61,7 +61,7 @@ pub fn local_backend(repo: &Path) -> Box<dyn snap::backend::Backend> {
 pub fn small_repo_options(avg_chunk: u32) -> snap::InitOptions {
     snap::InitOptions {
         pack_size: 1 << 20,
-        chunker: snap::codec::ChunkerParams {
+        chunker: snap::ChunkerParams {
             min_size: avg_chunk / 2,
             avg_size: avg_chunk,
             max_size: avg_chunk * 4,
