@@ -26,3 +26,4 @@ mod cli_restore_safety;
 mod cli_s3_copy;
 mod cli_sqlite;
 mod cli_trust_access;
+mod lib_faults;
