@@ -1,20 +1,20 @@
 //! Every decoder of repository bytes, fed random and mutated input: each
 //! must return a value or an error, never panic. This is the part of the
 //! cargo-fuzz targets (`fuzz/`, see `docs/FUZZING.md`) that runs on stable
-//! Rust in every `cargo test`. It reaches the decoders through the library's
-//! public paths, as the fuzz targets do.
+//! Rust in every `cargo test`. It reaches the private decoders through
+//! `snap::internals`, as the fuzz targets do.
 
 use proptest::prelude::*;
 
 use snap::backend::{Backend, FileKind, LocalBackend};
-use snap::codec::{BlobCodec, ChunkerParams, FileClass};
-use snap::format::config::{self, Config};
-use snap::format::index::{self, IndexDelta, PackIndex};
-use snap::format::pack::{self, BlobEntry, BlobKind, PackTrailer};
-use snap::format::snapshot::{self, Snapshot};
-use snap::format::tree::{ChunkList, Node, NodeKind, Tree};
-use snap::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use snap::id::{BlobId, PackId, RepoId, SnapshotId};
+use snap::internals::codec::{BlobCodec, ChunkerParams, FileClass};
+use snap::internals::format::config::{self, Config};
+use snap::internals::format::index::{self, IndexDelta, PackIndex};
+use snap::internals::format::pack::{self, BlobEntry, BlobKind, PackTrailer};
+use snap::internals::format::snapshot::{self, Snapshot};
+use snap::internals::format::tree::{ChunkList, Node, NodeKind, Tree};
+use snap::internals::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use snap::keys::{self, ExportedKey, KEY_FILE_MAGIC, KeyFile};
 
 /// Runs every decoder on `bytes`, both as a whole file and as a bare body.
@@ -168,7 +168,12 @@ fn read_pack_trailer(bytes: &[u8]) {
     let id = PackId([0xab; 32]);
     std::fs::create_dir_all(dir.path().join("data/ab")).unwrap();
     backend.write(FileKind::Pack, &id.to_hex(), bytes).unwrap();
-    let _ = snap::pack::read_trailer(&backend, &BlobCodec::plain(3), &id, bytes.len() as u64);
+    let _ = snap::internals::pack::read_trailer(
+        &backend,
+        &BlobCodec::plain(3),
+        &id,
+        bytes.len() as u64,
+    );
 }
 
 proptest! {
