@@ -14,11 +14,13 @@
 //! default policy's conflict check, the `--delete` list); `write` walks the
 //! snapshot and writes contents; `metadata` applies modes, owners, times
 //! and extended attributes after content; `links` makes symlinks and
-//! (deferred) hard links.
+//! (deferred) hard links; `safety` takes the `pre-restore` snapshot of what
+//! a restore is about to replace or delete.
 
 mod links;
 mod metadata;
 mod plan;
+mod safety;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -34,6 +36,7 @@ use globset::GlobSet;
 use crate::error::{Error, Result};
 use crate::format::tree::{MAX_TREE_DEPTH, Node};
 use crate::glob::glob_set;
+use crate::id::SnapshotId;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::sync::{into_inner, lock};
@@ -59,7 +62,7 @@ pub enum Overwrite {
 }
 
 /// How to restore.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RestoreOptions {
     /// Folder to restore into (created when missing).
     pub target: PathBuf,
@@ -76,6 +79,30 @@ pub struct RestoreOptions {
     pub only: Vec<String>,
     /// Leave out these top-level entries of the snapshot.
     pub skip: Vec<String>,
+    /// Before replacing or deleting anything that exists, back exactly that
+    /// up into a snapshot tagged [`PRE_RESTORE_TAG`] (its id is in
+    /// [`RestoreReport::safety_snapshot`]); if that snapshot cannot be
+    /// complete, nothing is restored. On by default, for library callers
+    /// as for `snap restore` (`--no-safety-snapshot` turns it off): a
+    /// restore that destroys data should be undoable unless asked
+    /// otherwise. A restore into an empty or new folder replaces nothing
+    /// and takes none.
+    pub safety_snapshot: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            target: PathBuf::new(),
+            overwrite: Overwrite::default(),
+            includes: Vec::new(),
+            excludes: Vec::new(),
+            delete: false,
+            only: Vec::new(),
+            skip: Vec::new(),
+            safety_snapshot: true,
+        }
+    }
 }
 
 pub use crate::format::snapshot::PRE_RESTORE_TAG;
@@ -99,6 +126,10 @@ pub struct RestoreReport {
     pub damaged: Vec<String>,
     /// Metadata that could not be applied, entries that cannot be restored here.
     pub warnings: Vec<String>,
+    /// The `pre-restore` snapshot of what the restore replaced or deleted
+    /// (see [`RestoreOptions::safety_snapshot`]); `None` when nothing
+    /// existing was touched or the option was off.
+    pub safety_snapshot: Option<SnapshotId>,
 }
 
 /// One restore's settings and what it has done so far, shared by the
@@ -134,9 +165,10 @@ fn join_rel(prefix: &str, name: &[u8]) -> String {
     }
 }
 
-/// Restores `node` (a snapshot's root from [`crate::ops::browse::root_node`], or
-/// any node found in it) under `options.target`. `rel` is the node's path
-/// in the snapshot (empty for the root).
+/// Restores `node` (a snapshot's root from [`crate::ops::browse::root_node`],
+/// or any node found in it) under `options.target`. `rel` is the node's
+/// path in the snapshot (empty for the root). In one call: [`prepare`],
+/// then [`PreparedRestore::run`].
 pub fn restore(
     repo: &Repository,
     node: &Node,
@@ -144,18 +176,37 @@ pub fn restore(
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
-    let target = &options.target;
-    let restorer = Restorer::new(repo, options, progress)?;
+    prepare(repo, node, rel, options)?.run(progress)
+}
+
+/// A restore checked and planned, with nothing written yet: a caller can
+/// show [`Self::plan`] and ask before existing data is replaced, take the
+/// safety snapshot when it wants to report it, then [`Self::run`].
+pub struct PreparedRestore<'a> {
+    repo: &'a Repository,
+    node: &'a Node,
+    rel: &'a str,
+    options: &'a RestoreOptions,
+    plan: Option<RestorePlan>,
+    safety_snapshot: Option<SnapshotId>,
+}
+
+/// Checks and plans restoring `node` (as [`restore`] takes it): refuses
+/// trees too large to walk, and, by default, a target where anything would
+/// be in the way. The target is only looked at when it holds entries:
+/// restoring into an empty or new folder replaces nothing.
+pub fn prepare<'a>(
+    repo: &'a Repository,
+    node: &'a Node,
+    rel: &'a str,
+    options: &'a RestoreOptions,
+) -> Result<PreparedRestore<'a>> {
+    let planner = Restorer::new(repo, options, &crate::progress::NoProgress)?;
     if let Some(subtree) = node.subtree {
         crate::ops::browse::PathCount::default().refuse_too_many(repo, &subtree)?;
     }
-    let is_snapshot_root = node.name.is_empty();
-    // The plan finds what is in the way (refused by default) and what
-    // `--delete` removes; with neither, restore needs no look ahead.
-    let plan = if (options.overwrite == Overwrite::Refuse || options.delete)
-        && target_has_entries(target)
-    {
-        Some(restorer.plan(node, rel, false)?)
+    let plan = if target_has_entries(&options.target) {
+        Some(planner.plan(node, rel, false)?)
     } else {
         None
     };
@@ -164,28 +215,70 @@ pub fn restore(
     {
         refuse_conflicts(plan)?;
     }
-    fs::create_dir_all(target).map_err(|e| Error::io("cannot create restore target", target, e))?;
-    if is_snapshot_root {
-        restorer.restore_children(node, target, rel)?;
-    } else {
-        restorer.restore_node(node, &target.join(OsStr::from_bytes(&node.name)), rel)?;
-    }
-    restorer.make_deferred_links();
-    let deleted = match &plan {
-        Some(plan) if options.delete => restorer.delete_planned(plan),
-        _ => 0,
-    };
-    let take = |m: Mutex<Vec<String>>| into_inner(m);
-    Ok(RestoreReport {
-        files: restorer.files.load(Ordering::Relaxed),
-        dirs: restorer.dirs.load(Ordering::Relaxed),
-        others: restorer.others.load(Ordering::Relaxed),
-        bytes: restorer.bytes.load(Ordering::Relaxed),
-        skipped: restorer.skipped.load(Ordering::Relaxed),
-        deleted,
-        damaged: take(restorer.damaged),
-        warnings: take(restorer.warnings),
+    Ok(PreparedRestore {
+        repo,
+        node,
+        rel,
+        options,
+        plan,
+        safety_snapshot: None,
     })
+}
+
+impl PreparedRestore<'_> {
+    /// What the restore replaces, keeps and deletes in the target (only
+    /// the entries that touch existing data); `None` when the target held
+    /// nothing.
+    pub fn plan(&self) -> Option<&RestorePlan> {
+        self.plan.as_ref()
+    }
+
+    /// Takes the safety snapshot when the options ask for one and the
+    /// restore replaces or deletes existing data; once only. [`Self::run`]
+    /// calls it too, so calling it first only chooses when it happens.
+    pub fn take_safety_snapshot(&mut self, progress: &dyn Progress) -> Result<Option<SnapshotId>> {
+        if self.safety_snapshot.is_none()
+            && self.options.safety_snapshot
+            && let Some(plan) = self.plan.as_ref().filter(|p| p.in_place())
+        {
+            let id = safety::take(self.repo, &self.options.target, plan, progress)?;
+            self.safety_snapshot = Some(id);
+        }
+        Ok(self.safety_snapshot)
+    }
+
+    /// Restores: the safety snapshot first (when due), then contents,
+    /// deferred hard links, and the planned deletions (`delete`).
+    pub fn run(mut self, progress: &dyn Progress) -> Result<RestoreReport> {
+        let safety_snapshot = self.take_safety_snapshot(progress)?;
+        let (node, rel, options) = (self.node, self.rel, self.options);
+        let target = &options.target;
+        let restorer = Restorer::new(self.repo, options, progress)?;
+        fs::create_dir_all(target)
+            .map_err(|e| Error::io("cannot create restore target", target, e))?;
+        if node.name.is_empty() {
+            restorer.restore_children(node, target, rel)?;
+        } else {
+            restorer.restore_node(node, &target.join(OsStr::from_bytes(&node.name)), rel)?;
+        }
+        restorer.make_deferred_links();
+        let deleted = match &self.plan {
+            Some(plan) if options.delete => restorer.delete_planned(plan),
+            _ => 0,
+        };
+        let take = |m: Mutex<Vec<String>>| into_inner(m);
+        Ok(RestoreReport {
+            files: restorer.files.load(Ordering::Relaxed),
+            dirs: restorer.dirs.load(Ordering::Relaxed),
+            others: restorer.others.load(Ordering::Relaxed),
+            bytes: restorer.bytes.load(Ordering::Relaxed),
+            skipped: restorer.skipped.load(Ordering::Relaxed),
+            deleted,
+            damaged: take(restorer.damaged),
+            warnings: take(restorer.warnings),
+            safety_snapshot,
+        })
+    }
 }
 
 impl<'a> Restorer<'a> {
