@@ -70,7 +70,7 @@ mod tests {
     use crate::id::SnapshotId;
     use crate::ops::backup::{BackupOptions, backup};
     use crate::ops::browse::root_node;
-    use crate::ops::restore::{Overwrite, RestoreOptions, restore};
+    use crate::ops::restore::{Overwrite, RestoreOptions, RestoreReport, restore};
     use crate::progress::NoProgress;
     use crate::repo::{InitOptions, Repository};
 
@@ -90,66 +90,70 @@ mod tests {
         )
         .unwrap()
         .id;
-        let options = RestoreOptions {
-            target: dir.join("target"),
-            ..RestoreOptions::default()
-        };
-        let into_empty = restore(&repo, &root(&repo, &id), "", &options, &NoProgress).unwrap();
+        let into_empty = restore_whole(&repo, &id, &into(&dir.join("target")));
         assert_eq!(into_empty.safety_snapshot, None, "nothing was replaced");
         fs::write(dir.join("target/src/notes.txt"), "edited locally\n").unwrap();
         (repo, id)
     }
 
-    fn root(repo: &Repository, id: &SnapshotId) -> crate::format::tree::Node {
-        root_node(repo.read_snapshot(id).unwrap().tree)
+    /// Restores all of snapshot `id` through the library.
+    fn restore_whole(
+        repo: &Repository,
+        id: &SnapshotId,
+        options: &RestoreOptions,
+    ) -> RestoreReport {
+        let root = root_node(repo.read_snapshot(id).unwrap().tree);
+        restore(repo, &root, "", options, &NoProgress).unwrap()
     }
 
-    fn overwrite_all(dir: &Path, safety_snapshot: bool) -> RestoreOptions {
+    /// The library's default options, restoring into `target`.
+    fn into(target: &Path) -> RestoreOptions {
         RestoreOptions {
-            target: dir.join("target"),
-            overwrite: Overwrite::Always,
-            safety_snapshot,
+            target: target.to_path_buf(),
             ..RestoreOptions::default()
         }
+    }
+
+    /// Restores `id` over the edited target, replacing everything.
+    fn overwrite_all(
+        dir: &Path,
+        repo: &Repository,
+        id: &SnapshotId,
+        safety_snapshot: bool,
+    ) -> RestoreReport {
+        let options = RestoreOptions {
+            overwrite: Overwrite::Always,
+            safety_snapshot,
+            ..into(&dir.join("target"))
+        };
+        let report = restore_whole(repo, id, &options);
+        assert_eq!(notes(&dir.join("target")), "v1\n");
+        report
+    }
+
+    fn notes(restored: &Path) -> String {
+        fs::read_to_string(restored.join("src/notes.txt")).unwrap()
     }
 
     #[test]
     fn a_library_restore_backs_up_what_it_replaces_before_writing() {
         let dir = tempfile::tempdir().unwrap();
         let (repo, id) = edited_restore(dir.path());
-        let options = overwrite_all(dir.path(), true);
-        let report = restore(&repo, &root(&repo, &id), "", &options, &NoProgress).unwrap();
+        let report = overwrite_all(dir.path(), &repo, &id, true);
         let safety = report.safety_snapshot.expect("a safety snapshot was taken");
-        assert_eq!(
-            fs::read_to_string(dir.path().join("target/src/notes.txt")).unwrap(),
-            "v1\n"
-        );
         assert_eq!(repo.snapshots().unwrap().len(), 2);
-        let snapshot = repo.read_snapshot(&safety).unwrap();
-        assert_eq!(snapshot.tags, [PRE_RESTORE_TAG]);
+        assert_eq!(repo.read_snapshot(&safety).unwrap().tags, [PRE_RESTORE_TAG]);
         // It holds the content the restore replaced.
-        let undo = RestoreOptions {
-            target: dir.path().join("undo"),
-            ..RestoreOptions::default()
-        };
-        restore(&repo, &root(&repo, &safety), "", &undo, &NoProgress).unwrap();
-        assert_eq!(
-            fs::read_to_string(dir.path().join("undo/src/notes.txt")).unwrap(),
-            "edited locally\n"
-        );
+        restore_whole(&repo, &safety, &into(&dir.path().join("undo")));
+        assert_eq!(notes(&dir.path().join("undo")), "edited locally\n");
     }
 
     #[test]
     fn a_library_restore_without_the_option_takes_no_safety_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let (repo, id) = edited_restore(dir.path());
-        let options = overwrite_all(dir.path(), false);
-        let report = restore(&repo, &root(&repo, &id), "", &options, &NoProgress).unwrap();
+        let report = overwrite_all(dir.path(), &repo, &id, false);
         assert_eq!(report.safety_snapshot, None);
         assert_eq!(repo.snapshots().unwrap().len(), 1);
-        assert_eq!(
-            fs::read_to_string(dir.path().join("target/src/notes.txt")).unwrap(),
-            "v1\n"
-        );
     }
 }
