@@ -10,10 +10,10 @@
 //! One file per role, as restic's `internal/archiver` and rustic_core's
 //! `archiver/` do: this file holds the options, the report and the
 //! orchestration (choose the parent, walk, flush, write the snapshot);
-//! [`sources`] resolves what to back up (paths, named sources, commands,
-//! standard input); [`walk`] walks folders, builds trees and reuses what the
-//! parent already stored; [`metadata`] turns `lstat` into nodes; [`sqlite`]
-//! stores live SQLite databases through consistent captures.
+//! `sources.rs` resolves what to back up (paths, named sources, commands,
+//! standard input); `walk.rs` walks folders, builds trees and reuses what
+//! the parent already stored; `metadata.rs` turns `lstat` into nodes;
+//! `sqlite.rs` stores live SQLite databases through consistent captures.
 
 mod metadata;
 mod sources;

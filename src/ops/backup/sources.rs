@@ -255,16 +255,8 @@ impl Walker<'_> {
         node.content = content;
         node.content_depth = depth;
         node.size = read;
-        let counter = if parent.is_some() {
-            &self.counters.files_changed
-        } else {
-            &self.counters.files_new
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
         self.counters.files.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes.fetch_add(read, Ordering::Relaxed);
-        self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
-        self.progress.add_files(1);
+        self.count_read(parent.is_some(), read);
         Ok(node)
     }
 

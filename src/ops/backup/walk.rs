@@ -509,7 +509,14 @@ impl Walker<'_> {
         node.content_depth = depth;
         node.dictionary = dictionary.map(|d| d.id);
         node.size = read;
-        let counter = if parent.is_some() {
+        self.count_read(parent.is_some(), read);
+        Ok(true)
+    }
+
+    /// Counts a file that was read and stored (`changed` when the parent had
+    /// it, else new) and its `read` bytes.
+    pub(super) fn count_read(&self, changed: bool, read: u64) {
+        let counter = if changed {
             &self.counters.files_changed
         } else {
             &self.counters.files_new
@@ -518,7 +525,6 @@ impl Walker<'_> {
         self.counters.bytes.fetch_add(read, Ordering::Relaxed);
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
         self.progress.add_files(1);
-        Ok(true)
     }
 
     /// Reads, chunks and stores a file that is not captured as a database,
