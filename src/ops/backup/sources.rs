@@ -18,6 +18,7 @@ use super::{BackupOptions, SourceInput};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::glob::glob_set;
+use crate::id::BlobId;
 
 /// Absolute paths chosen by [`super::backup_selected`]: an entry is backed up when
 /// it is one of them, lies below one, or is a folder leading to one.
@@ -266,7 +267,7 @@ impl Walker<'_> {
         &self,
         reader: Box<dyn io::Read + '_>,
         shown: &str,
-    ) -> Result<(Vec<crate::id::BlobId>, u8, u64)> {
+    ) -> Result<(Vec<BlobId>, u8, u64)> {
         let mut ids = Vec::new();
         let read = self
             .chunker

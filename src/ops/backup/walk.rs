@@ -259,6 +259,7 @@ impl Walker<'_> {
         Ok(nodes.into_iter().flatten().collect())
     }
 
+    /// Backs up one source: a path walked from its root, or a stream.
     fn backup_source(
         &self,
         source: &Source,
@@ -287,7 +288,7 @@ impl Walker<'_> {
         &self,
         chunks: &[&[u8]],
         dictionary: Option<&Dictionary>,
-        ids: &mut Vec<crate::id::BlobId>,
+        ids: &mut Vec<BlobId>,
     ) -> Result<(), ReadError> {
         self.check_cancel().map_err(ReadError::Repo)?;
         let batch: Vec<_> = chunks
