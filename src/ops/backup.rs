@@ -28,6 +28,7 @@ use rayon::prelude::*;
 
 use crate::codec::{Chunker, Dictionary, chunker};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::Feature;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{ListCut, Node, NodeKind, Tree, Xattr};
@@ -1241,6 +1242,7 @@ impl Walker<'_> {
         let Some(bytes) = sqlite::train_dictionary(image, len, page_size) else {
             return Ok(None);
         };
+        self.repo.require_feature(Feature::SqliteDictionary)?;
         let id = self.saver.save(BlobKind::Data, &bytes)?;
         Ok(Some(Dictionary::new(id, bytes)))
     }
