@@ -109,6 +109,12 @@ fn fixture_sqlite_dictionary() {
     assert_eq!(config_version(&env.repo), 2, "the required feature is on");
     let node = latest_node(&env.repo, "tree/data/big.sqlite");
     assert!(node.dictionary.is_some(), "the database has a dictionary");
+    // A copy carries the dictionary, and with it the feature.
+    let target = Env::new();
+    assert_eq!(config_version(&target.repo), 1);
+    env.ok(["copy".as_ref(), "--to".as_ref(), target.repo.as_os_str()]);
+    assert_eq!(config_version(&target.repo), 2);
+    target.ok(["check", "--read-data"]);
 }
 
 #[test]
@@ -222,6 +228,31 @@ fn the_dictionary_feature_is_set_when_the_first_dictionary_is_stored() {
     env.backup(&[&src], &[]);
     assert_eq!(config_version(&env.repo), 1, "a small database gets none");
     database(&src.join("big.db"), 12_000);
+    env.backup(&[&src], &[]);
+    assert_eq!(config_version(&env.repo), 2);
+    env.ok(["check", "--read-data"]);
+}
+
+/// A failing config write (a torn one: part of it left in a temporary
+/// file) fails the backup before any dictionary is stored, and leaves the
+/// old config: `check` passes and the next backup turns the feature on.
+#[test]
+fn a_failed_config_rewrite_fails_the_backup_and_keeps_the_old_config() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    database(&src.join("app.db"), 12_000);
+    let out = env
+        .cmd()
+        .env("SNAP_FAULTS", "write:config:1:short")
+        .arg("backup")
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_code(&out, 1);
+    assert_eq!(config_version(&env.repo), 1);
+    Config::from_bytes(&fs::read(env.repo.join("config")).unwrap()).unwrap();
+    env.ok(["check"]);
     env.backup(&[&src], &[]);
     assert_eq!(config_version(&env.repo), 2);
     env.ok(["check", "--read-data"]);
