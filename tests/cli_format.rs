@@ -258,19 +258,23 @@ fn a_failed_config_rewrite_fails_the_backup_and_keeps_the_old_config() {
     env.ok(["check", "--read-data"]);
 }
 
-/// When the config of a backup of `src` into a new repository turns
-/// version 2, measured from the start of the process.
-fn time_to_feature(src: &Path) -> Duration {
-    let env = Env::new();
-    let started = Instant::now();
-    let mut child = env
-        .spawnable()
+/// Starts `snap backup SRC` into the Env's repository, silent.
+fn spawn_backup(env: &Env, src: &Path) -> std::process::Child {
+    env.spawnable()
         .args(["-q", "backup"])
         .arg(src)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// When the config of a backup of `src` into a new repository turns
+/// version 2, measured from the start of the process.
+fn time_to_feature(src: &Path) -> Duration {
+    let env = Env::new();
+    let started = Instant::now();
+    let mut child = spawn_backup(&env, src);
     while config_version(&env.repo) == 1 {
         if child.try_wait().unwrap().is_some() {
             assert_eq!(
@@ -303,14 +307,7 @@ fn a_killed_first_dictionary_backup_leaves_a_config_that_reads() {
     let mut versions = [0u32; 3];
     for run in 0..RUNS {
         let env = Env::new();
-        let mut child = env
-            .spawnable()
-            .args(["-q", "backup"])
-            .arg(&src)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_backup(&env, &src);
         std::thread::sleep(rewrite / 2 + rewrite * run / (RUNS - 1));
         child.kill().ok();
         child.wait().unwrap();
