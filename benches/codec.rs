@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use snap::codec::compress::{compress, decompress};
-use snap::codec::{BlobCodec, Chunker, ChunkerParams, Hasher};
-use snap::format::pack::BlobKind;
-use snap::pack::PackWriter;
+use snap::internals::codec::compress::{compress, decompress};
+use snap::internals::codec::{BlobCodec, Chunker, ChunkerParams, Hasher};
+use snap::internals::format::pack::BlobKind;
+use snap::internals::pack::PackWriter;
 use snap::{BackupOptions, InitOptions, LocalBackend, NoProgress, Repository};
 
 /// Size of the in-memory input for the stage benchmarks.
@@ -205,7 +205,7 @@ fn compression(c: &mut Criterion) {
 /// blobs (per-blob cost: a wrapped file key is shared by a session of
 /// frames, so small blobs cost no X25519 each).
 fn encryption(c: &mut Criterion) {
-    use snap::codec::Crypto;
+    use snap::internals::codec::Crypto;
     let identity = age::x25519::Identity::generate();
     let crypto = Crypto::age(
         identity.to_public(),

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use snap::BlobId;
-use snap::codec::Hasher;
-use snap::format::index::{IndexDelta, PackIndex};
-use snap::format::pack::{BlobEntry, BlobKind};
 use snap::id::{IndexId, PackId};
-use snap::index::IndexCache;
+use snap::internals::codec::Hasher;
+use snap::internals::format::index::{IndexDelta, PackIndex};
+use snap::internals::format::pack::{BlobEntry, BlobKind};
+use snap::internals::index::IndexCache;
 
 const DEFAULT_SIZES: &[u64] = &[100_000, 1_000_000];
 const BLOBS_PER_PACK: u64 = 1000;

@@ -1,8 +1,8 @@
-//! Prints the manifest of a directory tree (see tests/common/manifest.rs):
+//! Prints the manifest of a directory tree (see tests/integration/common/manifest.rs):
 //! `cargo run --example fixture_manifest -- DIR`. Used by
 //! tests/fixtures/make.sh to record what each fixture repository holds.
 
-#[path = "../tests/common/manifest.rs"]
+#[path = "../tests/integration/common/manifest.rs"]
 mod manifest;
 
 fn main() {

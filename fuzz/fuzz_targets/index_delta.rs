@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use snap::codec::{BlobCodec, FileClass};
-use snap::format::index::{self, IndexDelta};
-use snap::format::{from_msgpack, open_envelope};
+use snap::internals::codec::{BlobCodec, FileClass};
+use snap::internals::format::index::{self, IndexDelta};
+use snap::internals::format::{from_msgpack, open_envelope};
 
 /// Keeps a fuzz run's memory small; real deltas may be larger.
 const MAX_LEN: usize = 16 << 20;

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use snap::format::{from_msgpack, open_envelope};
+use snap::internals::format::{from_msgpack, open_envelope};
 use snap::keys::{KEY_FILE_MAGIC, KeyFile, read_exported};
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
 use snap::backend::{Backend, FileKind};
-use snap::codec::BlobCodec;
+use snap::internals::codec::BlobCodec;
 use snap::{Error, PackId, Result};
 
 /// A backend holding one pack in memory.
@@ -55,5 +55,6 @@ impl Backend for OnePack {
 fuzz_target!(|data: &[u8]| {
     let backend = OnePack(data.to_vec());
     let codec = BlobCodec::plain(3);
-    let _ = snap::pack::read_trailer(&backend, &codec, &PackId([0; 32]), data.len() as u64);
+    let _ =
+        snap::internals::pack::read_trailer(&backend, &codec, &PackId([0; 32]), data.len() as u64);
 });

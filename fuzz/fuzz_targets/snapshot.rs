@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use snap::Snapshot;
-use snap::codec::{BlobCodec, FileClass};
-use snap::format::{from_msgpack, open_envelope, snapshot};
+use snap::internals::codec::{BlobCodec, FileClass};
+use snap::internals::format::{from_msgpack, open_envelope, snapshot};
 
 fuzz_target!(|data: &[u8]| {
     let _ = from_msgpack::<Snapshot>("snapshot", data);

@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use snap::BlobId;
-use snap::format::tree::{ChunkList, Tree};
+use snap::internals::format::tree::{ChunkList, Tree};
 
 fuzz_target!(|data: &[u8]| {
     let id = BlobId([0; 32]);

@@ -262,8 +262,8 @@ fn run_backup(
             "bytes_added_packed": s.bytes_added_packed,
             "duration_s": s.duration_s,
             "warnings": report.warnings,
-            "plain_copies": report.plain_copies.iter().map(|p| snap::format::tree::escape_path(p)).collect::<Vec<_>>(),
-            "changed_while_read": report.changed_while_read.iter().map(|p| snap::format::tree::escape_path(p)).collect::<Vec<_>>(),
+            "plain_copies": report.plain_copies.iter().map(|p| snap::escape_path(p)).collect::<Vec<_>>(),
+            "changed_while_read": report.changed_while_read.iter().map(|p| snap::escape_path(p)).collect::<Vec<_>>(),
         }))?;
     } else if !global.quiet {
         println!(

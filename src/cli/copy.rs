@@ -69,7 +69,9 @@ pub fn open_other(
 ) -> snap::Result<Repository> {
     let backend = snap::backend::open(location)?;
     if let Ok(bytes) = backend.read(snap::backend::FileKind::Config, "config")
-        && snap::format::config::Config::from_bytes(&bytes)
+        // Through the unstable door until the library answers "is this the
+        // same repository" itself.
+        && snap::internals::format::config::Config::from_bytes(&bytes)
             .is_ok_and(|config| config.id == first.config().id)
     {
         return Err(snap::Error::usage(format!(

@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     compression: i32,
     /// Fixed chunk size for SQLite database images, in bytes (advanced; see docs/SQLITE.md).
-    #[arg(long, default_value_t = snap::format::config::SQLITE_CHUNK)]
+    #[arg(long, default_value_t = snap::SQLITE_CHUNK)]
     sqlite_chunk_size: u32,
     /// Encrypt with a passphrase (asked for, or from the password options).
     #[arg(long)]

@@ -161,9 +161,7 @@ pub fn terminal_safe(line: &str) -> std::borrow::Cow<'_, str> {
     let mut out = String::with_capacity(line.len());
     for c in line.chars() {
         if c.is_control() {
-            out.push_str(&snap::format::tree::escape_name(
-                c.encode_utf8(&mut [0; 4]).as_bytes(),
-            ));
+            out.push_str(&snap::escape_name(c.encode_utf8(&mut [0; 4]).as_bytes()));
         } else {
             out.push(c);
         }

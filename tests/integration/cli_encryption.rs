@@ -2,7 +2,7 @@
 //! write-only keys, tamper detection, no plaintext in the repository, and
 //! recovery of blobs with the reference `age` and `zstd` programs.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use assert_cmd::Command;
+use common::flip_byte;
 use common::tools::require_program;
 
 const NAME: &str = "word_photo_beach_unique_name.md";
@@ -318,13 +319,6 @@ fn key_management() {
     f.snap(Some("three")).arg("snapshots").assert().success();
 }
 
-fn flip_byte(path: &Path, at: usize) {
-    let mut bytes = fs::read(path).unwrap();
-    let at = at.min(bytes.len() - 1);
-    bytes[at] ^= 0x40;
-    fs::write(path, bytes).unwrap();
-}
-
 #[test]
 fn tampering_with_each_object_kind_is_detected() {
     let f = Fixture::new();
@@ -345,7 +339,7 @@ fn tampering_with_each_object_kind_is_detected() {
         .max_by_key(|p| fs::metadata(p).unwrap().len())
         .unwrap()
         .clone();
-    let size = fs::metadata(&biggest).unwrap().len() as usize;
+    let size = fs::metadata(&biggest).unwrap().len();
     flip_byte(&biggest, size / 2);
     let target = f.root.join("t1");
     let out = f

@@ -2,7 +2,7 @@
 //! test process, or moto with `SNAP_TEST_S3=moto`) and `snap copy` between
 //! local and S3 repositories, encrypted or not.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

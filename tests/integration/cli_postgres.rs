@@ -6,7 +6,7 @@
 //! installs it). Outside CI, a machine without them skips the test with one
 //! line saying so; under CI their absence fails it (`common::tools`).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 //! backup the way Ctrl-C does (exit 143 or 129, nothing left locked, what
 //! was stored reused).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -119,15 +119,6 @@ fn make_db(path: &Path, journal_mode: &str, rows: i64) -> Connection {
     db
 }
 
-fn restore(env: &Env, target: &Path) {
-    env.ok([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ]);
-}
-
 /// Regression: backing up an idle database in WAL mode left an empty
 /// `-wal` and a `-shm` file beside it (SQLite opened read-only creates them
 /// and cannot delete them), changing the folder's listing and mtime.
@@ -157,7 +148,7 @@ fn backing_up_idle_databases_leaves_the_source_folder_as_it_was() {
         );
     }
     let target = env.path("restored");
-    restore(&env, &target);
+    env.restore("latest", &target);
     assert_eq!(rows(&target.join("src/wal.db")), 300);
     assert_eq!(rows(&target.join("src/inner/rollback.db")), 200);
     assert_eq!(
@@ -207,7 +198,7 @@ fn a_database_an_app_holds_is_captured_and_only_its_shm_is_written() {
     }
     drop(app);
     let target = env.path("restored");
-    restore(&env, &target);
+    env.restore("latest", &target);
     assert_eq!(rows(&target.join("src/app.db")), 150);
     assert_eq!(common::dir_names(&target.join("src")), ["app.db"]);
 }
@@ -235,7 +226,7 @@ fn a_database_mid_transaction_in_rollback_mode_is_captured_committed() {
     );
     app.execute_batch("ROLLBACK").unwrap();
     let target = env.path("restored");
-    restore(&env, &target);
+    env.restore("latest", &target);
     assert_eq!(rows(&target.join("src/app.db")), 80);
 }
 
@@ -304,7 +295,7 @@ fn a_file_that_changes_while_it_is_read_is_stored_and_reported() {
     assert!(!stdout.contains("could not be read"), "{stdout}");
     env.ok(["check", "--read-data"]);
     let target = env.path("restored");
-    restore(&env, &target);
+    env.restore("latest", &target);
     let restored = fs::read(target.join("src/growing.log")).unwrap();
     let now = fs::read(&log).unwrap();
     assert!(restored.len() >= 64 << 20 && restored.len() < now.len());
@@ -436,7 +427,7 @@ fn signal_case(signal: nix::sys::signal::Signal, code: i32) {
         "the next backup stored everything again ({added} bytes)"
     );
     let target = env.path("restored");
-    restore(&env, &target);
+    env.restore("latest", &target);
     common::assert_same_tree(&src, &target.join("src"));
     env.ok(["check", "--read-data"]);
 }

@@ -1,8 +1,8 @@
 //! The import graph of src/: the layers below the commands (`repo`, `keys`,
 //! `lock`, `index`, `pack`, `format`, `codec`, `backend` and the small
 //! helpers) never reach up into `ops` or `cli`, and `ops` never into `cli`.
-//! Run it with `cargo test --test architecture`; a failure lists each arrow
-//! that points up, with the file it is in.
+//! Run it with `cargo test --test integration architecture::`; a failure
+//! lists each arrow that points up, with the file it is in.
 
 use std::fs;
 use std::path::Path;

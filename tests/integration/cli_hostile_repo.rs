@@ -8,7 +8,7 @@
 //! "outside" folder, which hostile names and symlinks point at, stays
 //! empty; and either the restore fails or the bad entry is not restored.
 
-mod common;
+use crate::common;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -18,8 +18,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::{Env, dir_names, exit_code, list_tree, stderr_text};
-use snap::format::pack::BlobKind;
-use snap::format::tree::ChunkList;
+use snap::internals::format::pack::BlobKind;
+use snap::internals::format::tree::ChunkList;
 use snap::repo::BlobSaver;
 use snap::{BlobId, NoProgress, Node, NodeKind, Repository, Snapshot, SnapshotId, Tree, TreeId};
 
@@ -42,7 +42,7 @@ fn write_snapshot(env: &Env, build: impl FnOnce(&BlobSaver<'_>) -> TreeId) -> Sn
         tags: Vec::new(),
         parent: None,
         tree,
-        summary: snap::format::snapshot::Summary::default(),
+        summary: snap::Summary::default(),
         program: "hostile test".into(),
         original: None,
     };
@@ -57,7 +57,10 @@ fn data(saver: &BlobSaver<'_>, bytes: &[u8]) -> BlobId {
 /// A tree blob with exactly these nodes, in this order, unvalidated.
 fn tree(saver: &BlobSaver<'_>, nodes: Vec<Node>) -> TreeId {
     saver
-        .save(BlobKind::Tree, &snap::format::to_msgpack(&Tree { nodes }))
+        .save(
+            BlobKind::Tree,
+            &snap::internals::format::to_msgpack(&Tree { nodes }),
+        )
         .unwrap()
 }
 
@@ -534,7 +537,10 @@ fn garbage_tree_blob_is_reported_as_damage() {
     write_snapshot(&case.env, |s| {
         let garbage = s.save(BlobKind::Tree, b"\xc1 not message pack").unwrap();
         let wrong_shape = s
-            .save(BlobKind::Tree, &snap::format::to_msgpack(&vec![1u8, 2, 3]))
+            .save(
+                BlobKind::Tree,
+                &snap::internals::format::to_msgpack(&vec![1u8, 2, 3]),
+            )
             .unwrap();
         tree(s, vec![dir(b"a", garbage), dir(b"b", wrong_shape)])
     });

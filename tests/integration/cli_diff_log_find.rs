@@ -4,7 +4,7 @@
 //! and SQLite files, versions across deletions, globs across snapshots, and
 //! `@TIME` selectors at, before and after snapshot times in several zones.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};

@@ -2,7 +2,7 @@
 //! S3 server on 127.0.0.1: s3s-fs in the test process, or moto with
 //! `SNAP_TEST_S3=moto`). Each backend must pass every check.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! snapshot selectors, `ls`/`cat`, partial restores, overwrite policies,
 //! exit codes and messages of the documented failure cases (docs: CLI.md).
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::fs;
@@ -59,12 +59,7 @@ fn round_trip_restores_every_kind_of_entry() {
     assert_eq!(u64_field(&report, "files_new"), tree.files);
 
     let target = env.path("restored");
-    env.ok([
-        OsString::from("restore"),
-        "latest".into(),
-        "--target".into(),
-        target.clone().into(),
-    ]);
+    env.restore("latest", &target);
     assert_eq!(dir_names(&target), vec![OsString::from("data")]);
     assert_same_tree(&tree.root, &target.join("data"));
 
@@ -160,20 +155,10 @@ fn changed_file_is_detected_and_both_versions_restore() {
     assert_eq!(u64_field(&second, "files_new"), 0, "{second}");
 
     let new_copy = env.path("new");
-    env.ok([
-        OsString::from("restore"),
-        "latest".into(),
-        "--target".into(),
-        new_copy.clone().into(),
-    ]);
+    env.restore("latest", &new_copy);
     assert_same_tree(&root, &new_copy.join("proj"));
     let old_copy = env.path("old");
-    env.ok([
-        OsString::from("restore"),
-        "latest~1".into(),
-        "--target".into(),
-        old_copy.clone().into(),
-    ]);
+    env.restore("latest~1", &old_copy);
     assert_eq!(fs::read(old_copy.join("proj/dir/file.md")).unwrap(), old);
 }
 
@@ -480,12 +465,7 @@ fn single_file_restore_places_only_that_file() {
     let env = Env::new();
     let (root, _) = three_versions(&env);
     let target = env.path("one-file");
-    env.ok([
-        OsString::from("restore"),
-        "latest~1:proj/dir/file.md".into(),
-        "--target".into(),
-        target.clone().into(),
-    ]);
+    env.restore("latest~1:proj/dir/file.md", &target);
     assert_eq!(dir_names(&target), vec![OsString::from("file.md")]);
     assert_eq!(fs::read_to_string(target.join("file.md")).unwrap(), "v2\n");
     let meta = fs::metadata(target.join("file.md")).unwrap();
@@ -502,12 +482,7 @@ fn directory_restore_places_the_folder_under_the_target() {
     let tree = build_tree(&env.path("src"), "data");
     env.backup(&[&tree.root], &[]);
     let target = env.path("dir-only");
-    env.ok([
-        OsString::from("restore"),
-        "latest:data/dir".into(),
-        "--target".into(),
-        target.clone().into(),
-    ]);
+    env.restore("latest:data/dir", &target);
     assert_eq!(dir_names(&target), vec![OsString::from("dir")]);
     // `dir/hard_b` is linked to `hard_a`, outside what was restored: only its content counts.
     let diffs: Vec<String> = common::compare_trees(&tree.root.join("dir"), &target.join("dir"))
@@ -633,12 +608,7 @@ fn overwrite_always_restores_hard_links_over_an_earlier_restore() {
     common::set_mtimes(&root);
     env.backup(&[&root], &[]);
     let target = env.path("target");
-    env.ok([
-        OsString::from("restore"),
-        "latest".into(),
-        "--target".into(),
-        target.clone().into(),
-    ]);
+    env.restore("latest", &target);
     let out = env
         .cmd()
         .args([
@@ -919,12 +889,7 @@ fn exclude_leaves_matching_files_out() {
         "{listing}"
     );
     let target = env.path("restored");
-    env.ok([
-        OsString::from("restore"),
-        "latest".into(),
-        "--target".into(),
-        target.clone().into(),
-    ]);
+    env.restore("latest", &target);
     let restored: Vec<PathBuf> = common::list_tree(&target);
     assert!(
         restored
@@ -1109,12 +1074,7 @@ fn file_and_symlink_sources_round_trip() {
     );
     // A source that is a symlink is kept as a symlink, not followed.
     let target = env.path("t");
-    env.ok([
-        OsString::from("restore"),
-        "latest".into(),
-        "--target".into(),
-        target.clone().into(),
-    ]);
+    env.restore("latest", &target);
     assert_eq!(
         dir_names(&target),
         vec![OsString::from("alias"), OsString::from("single.txt")]

@@ -6,7 +6,7 @@
 //! snapshot that was there restores bit-identical, and running the command
 //! again without faults succeeds.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -18,22 +18,12 @@ use serde_json::Value;
 
 type Contents = BTreeMap<PathBuf, Vec<u8>>;
 
-/// The files below `root`, relative, with their bytes.
+/// The files below `root`, relative, with their bytes (folders left out).
 fn contents(root: &Path) -> Contents {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(root).unwrap().to_path_buf();
-                out.insert(rel, fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
+    common::contents(root)
+        .into_iter()
+        .filter_map(|(rel, bytes)| Some((rel, bytes?)))
+        .collect()
 }
 
 /// Copies a folder tree (files and folders only).

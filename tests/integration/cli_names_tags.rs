@@ -2,7 +2,7 @@
 //! rule, `snap tag`, the one duration grammar, names printed unambiguously
 //! and accepted back, and secrets kept from hooks and commands.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::fs;

@@ -3,7 +3,7 @@
 //! space given back with every remaining snapshot restoring bit-identical,
 //! backups running while prunes run, and prunes killed at random points.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -13,28 +13,8 @@ use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Env, assert_code, pseudo_random};
+use common::{Env, assert_code, contents, pseudo_random};
 use serde_json::Value;
-
-/// Every file and folder below `root`: relative path -> content (`None`
-/// for folders).
-fn contents(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path.strip_prefix(root).unwrap().to_path_buf();
-            if path.is_dir() {
-                out.insert(rel, None);
-                walk(root, &path, out);
-            } else {
-                out.insert(rel, Some(fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
 
 /// Restores snapshot `id` into a fresh folder and checks that `src` in it
 /// holds exactly `expected`.
@@ -45,13 +25,7 @@ fn assert_restores(env: &Env, id: &str, expected: &BTreeMap<PathBuf, Option<Vec<
         "restore-{}",
         RESTORES.fetch_add(1, Ordering::Relaxed)
     ));
-    let out = env.run([
-        OsString::from("restore"),
-        OsString::from(id),
-        OsString::from("--target"),
-        target.clone().into(),
-    ]);
-    assert_code(&out, 0);
+    env.restore(id, &target);
     let restored = contents(&target.join("src"));
     assert!(
         restored == *expected,

@@ -5,7 +5,7 @@
 //! repaired snapshots restore everything that was not damaged, bit for bit;
 //! and a backup killed at any instant leaves a repository that checks clean.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -14,8 +14,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{
-    Env, assert_code, assert_same_tree, build_tree, compare_trees, exit_code, pseudo_random,
-    snap_bin,
+    Env, assert_code, assert_same_tree, build_tree, compare_trees, exit_code, flip_byte,
+    pseudo_random, snap_bin,
 };
 use serde_json::Value;
 use snap::{NoProgress, Repository};
@@ -417,12 +417,7 @@ fn repair_index_rebuilds_a_lost_index_from_the_packs() {
     assert_eq!(code, 0, "{report:#}");
 
     let target = env.path("restored");
-    env.ok([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ]);
+    env.restore("latest", &target);
     assert_same_tree(&tree.root, &target.join("data"));
 
     // A damaged delta (the cache still holding its entries) is replaced too.
@@ -464,12 +459,6 @@ fn chunk_location(repo: &Path, path: &str, tree_blob: bool) -> (PathBuf, u64) {
         repo.join("data").join(&hex[..2]).join(&hex),
         u64::from(at.offset) + u64::from(at.length) / 2,
     )
-}
-
-fn flip_byte(pack: &Path, offset: u64) {
-    let mut bytes = fs::read(pack).unwrap();
-    bytes[offset as usize] ^= 0x55;
-    fs::write(pack, bytes).unwrap();
 }
 
 #[test]
@@ -601,12 +590,7 @@ fn killed_backups_leave_a_repository_that_checks_clean() {
         assert_eq!(code, 0, "run {run}: check after the kill: {report:#}");
         env.backup(&[&src], &[]);
         let target = env.path(&format!("restore-{run}"));
-        env.ok([
-            "restore".as_ref(),
-            "latest".as_ref(),
-            "--target".as_ref(),
-            target.as_os_str(),
-        ]);
+        env.restore("latest", &target);
         assert_same_tree(&src, &target.join("src"));
         fs::remove_dir_all(&target).unwrap();
     }
@@ -668,9 +652,9 @@ struct PackKinds {
 /// (whose chunks are in a pack of their own). Returns the pack files and
 /// the content of every file.
 fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<u8>>) {
-    use snap::codec::Dictionary;
-    use snap::format::pack::BlobKind;
-    use snap::format::tree::ChunkList;
+    use snap::internals::codec::Dictionary;
+    use snap::internals::format::pack::BlobKind;
+    use snap::internals::format::tree::ChunkList;
     use snap::{BlobId, Node, NodeKind, Snapshot, Tree};
 
     let repo = Repository::open(common::local_backend(repo_path), &NoProgress).unwrap();
@@ -773,7 +757,7 @@ fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<
         tags: Vec::new(),
         parent: None,
         tree: root_tree,
-        summary: snap::format::snapshot::Summary::default(),
+        summary: snap::Summary::default(),
         program: "pack kinds test".into(),
         original: None,
     })

@@ -3,9 +3,8 @@
 //! where the index cache lives, readers that never wait for another
 //! process, and `init` on a folder that is not empty.
 
-mod common;
+use crate::common;
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -13,20 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, assert_code, is_root, list_tree, pseudo_random, stderr_text};
-
-/// Every file below `root` with its bytes (folders as `None`): a repository
-/// compared before and after a refused command must not differ at all.
-fn contents(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    list_tree(root)
-        .into_iter()
-        .map(|rel| {
-            let path = root.join(&rel);
-            let bytes = path.is_file().then(|| fs::read(&path).unwrap());
-            (rel, bytes)
-        })
-        .collect()
-}
+use common::{Env, assert_code, contents, is_root, list_tree, pseudo_random, stderr_text};
 
 /// An encrypted repository with two snapshots, its owner's passphrase
 /// file and a write-only key file.

@@ -62,7 +62,7 @@ pub fn local_backend(repo: &Path) -> Box<dyn snap::backend::Backend> {
 pub fn small_repo_options(avg_chunk: u32) -> snap::InitOptions {
     snap::InitOptions {
         pack_size: 1 << 20,
-        chunker: snap::codec::ChunkerParams {
+        chunker: snap::ChunkerParams {
             min_size: avg_chunk / 2,
             avg_size: avg_chunk,
             max_size: avg_chunk * 4,
@@ -276,6 +276,17 @@ impl Env {
         self.json(args)
     }
 
+    /// `snap restore SNAPSHOT --target TARGET`, which must succeed.
+    #[track_caller]
+    pub fn restore(&self, snapshot: &str, target: &Path) {
+        self.ok([
+            OsStr::new("restore"),
+            OsStr::new(snapshot),
+            OsStr::new("--target"),
+            target.as_os_str(),
+        ]);
+    }
+
     /// The snapshots, oldest first, as `snap snapshots --json` lists them.
     #[track_caller]
     pub fn snapshots(&self) -> Vec<serde_json::Value> {
@@ -290,6 +301,37 @@ impl Default for Env {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Every entry below `root` (not `root` itself), relative to it, with the
+/// bytes of each file; folders (and anything else that is not a file) map
+/// to `None`. Two calls compare equal when nothing below `root` was added,
+/// removed or rewritten.
+pub fn contents(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    list_tree(root)
+        .into_iter()
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .map(|rel| {
+            let path = root.join(&rel);
+            let bytes = path.is_file().then(|| {
+                fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+            });
+            (rel, bytes)
+        })
+        .collect()
+}
+
+/// Damages one byte of `path` in place: the byte at `at`, or the last one
+/// when the file is shorter.
+pub fn flip_byte(path: &Path, at: u64) {
+    let mut bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let last = bytes
+        .len()
+        .checked_sub(1)
+        .expect("a file with bytes to flip");
+    let at = usize::try_from(at).unwrap_or(usize::MAX).min(last);
+    bytes[at] ^= 0x55;
+    write(path, &bytes);
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.

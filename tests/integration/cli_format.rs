@@ -4,7 +4,7 @@
 //! refuses the repository, an unknown optional one is ignored, and turning
 //! the SQLite dictionary feature on survives SIGKILL.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Env, assert_code, local_backend, stderr_text};
-use snap::format::config::{Config, Feature, FeatureEntry};
+use snap::internals::format::config::{Config, Feature, FeatureEntry};
 
 /// The committed fixture `name`.
 fn fixture(name: &str) -> PathBuf {

@@ -5,7 +5,7 @@
 //! atomic replacement (a damaged file leaves the old one in place).
 //! The terminal prompt is driven through a real pseudo-terminal (`script`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -2,7 +2,7 @@
 //! sources with their excludes, hooks, standard input and command streams,
 //! retention and the critical-source check.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

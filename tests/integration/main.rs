@@ -1,0 +1,30 @@
+//! The integration tests, linked as one test binary: every file here is a
+//! module of it, and `common` holds the helpers they share. One binary
+//! links once instead of once per file, and a filter such as
+//! `cargo test --test integration cli_faults::` still runs one file's tests.
+//!
+//! The modules share one process: a test must not change process-wide
+//! state (environment variables, the current folder, signal handlers, the
+//! umask). It sets such things on the `snap` child processes it starts.
+
+mod common;
+
+mod architecture;
+mod backend_suite;
+mod cli_backup_restore;
+mod cli_backup_source;
+mod cli_check_repair;
+mod cli_diff_log_find;
+mod cli_encryption;
+mod cli_faults;
+mod cli_forget_prune;
+mod cli_format;
+mod cli_hostile_repo;
+mod cli_names_tags;
+mod cli_postgres;
+mod cli_profile;
+mod cli_restore_safety;
+mod cli_s3_copy;
+mod cli_sqlite;
+mod cli_trust_access;
+mod lib_faults;
