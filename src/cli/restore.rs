@@ -3,14 +3,13 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use snap::ops::backup::backup_selected;
 use snap::ops::browse::{components, find_node, root_node};
 use snap::ops::restore::{
-    PRE_RESTORE_TAG, PlanAction, RestorePlan, check_source_names, refuse_conflicts, restore_plan,
-    target_has_entries,
+    PRE_RESTORE_TAG, PlanAction, RestorePlan, check_source_names, prepare, refuse_conflicts,
+    restore_plan,
 };
 use snap::select::{Filter, parse_snap_path, resolve};
-use snap::{BackupOptions, Error, ErrorKind, Overwrite, Repository, RestoreOptions};
+use snap::{Error, ErrorKind, Overwrite, RestoreOptions};
 
 use super::output;
 use super::{Global, exit};
@@ -97,6 +96,7 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
         delete: args.delete,
         only: args.only.clone(),
         skip: args.skip.clone(),
+        safety_snapshot: !args.no_safety_snapshot,
     };
     check_source_names(&repo, &root_node(snapshot.tree), &rel, &options)?;
     if args.dry_run {
@@ -107,29 +107,23 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
         print_plan(global, &args.target, &id.to_hex(), &plan)?;
         return Ok(exit::OK);
     }
-    // Restoring into an empty or new folder replaces nothing: no plan needed.
-    let mut safety_snapshot = None;
-    if target_has_entries(&args.target) {
-        let plan = restore_plan(&repo, &node, &rel, &options, false)?;
-        if options.overwrite == Overwrite::Refuse {
-            refuse_conflicts(&plan)?;
-        }
-        if plan.in_place() {
-            confirm(&args, &plan)?;
-            if !args.no_safety_snapshot {
-                let safety = take_safety_snapshot(&repo, &args.target, &plan, &progress)?;
-                if !global.quiet && !global.json {
-                    eprintln!(
-                        "snap: safety snapshot {} (tag {PRE_RESTORE_TAG}) holds the {} entries about to be replaced or deleted; undo with `snap restore {} --target {} --overwrite always`",
-                        safety.short(),
-                        plan.overwrite + plan.delete,
-                        safety.short(),
-                        args.target.display()
-                    );
-                }
-                safety_snapshot = Some(safety);
-            }
-        }
+    let mut prepared = prepare(&repo, &node, &rel, &options)?;
+    if let Some(plan) = prepared.plan().filter(|p| p.in_place()) {
+        confirm(&args, plan)?;
+    }
+    // Taken before the bar starts, so its reading is not counted as restoring.
+    if let Some(safety) = prepared.take_safety_snapshot(&progress)?
+        && let Some(plan) = prepared.plan()
+        && !global.quiet
+        && !global.json
+    {
+        eprintln!(
+            "snap: safety snapshot {} (tag {PRE_RESTORE_TAG}) holds the {} entries about to be replaced or deleted; undo with `snap restore {} --target {} --overwrite always`",
+            safety.short(),
+            plan.overwrite + plan.delete,
+            safety.short(),
+            args.target.display()
+        );
     }
     progress.start_bar("restore");
     if node.kind == snap::NodeKind::File {
@@ -137,7 +131,7 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
     } else if path.is_empty() {
         progress.set_total(snapshot.summary.bytes);
     }
-    let result = snap::restore(&repo, &node, &rel, &options, &progress);
+    let result = prepared.run(&progress);
     progress.finish();
     let report = result?;
     if global.json {
@@ -150,7 +144,7 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
             "bytes": report.bytes,
             "skipped": report.skipped,
             "deleted": report.deleted,
-            "safety_snapshot": safety_snapshot.map(|s| s.to_hex()),
+            "safety_snapshot": report.safety_snapshot.map(|s| s.to_hex()),
             "damaged": report.damaged,
             "warnings": report.warnings,
         }))?;
@@ -243,48 +237,6 @@ fn ask(input: &mut dyn BufRead, question: &str) -> anyhow::Result<bool> {
         answer.trim().to_ascii_lowercase().as_str(),
         "y" | "yes"
     ))
-}
-
-/// Backs up exactly the existing entries the restore replaces or deletes,
-/// tagged `pre-restore`. Each top-level entry of the target that holds one
-/// is a source, so the snapshot mirrors the target's layout. A snapshot
-/// missing anything (unreadable files) stops the restore.
-fn take_safety_snapshot(
-    repo: &Repository,
-    target: &Path,
-    plan: &RestorePlan,
-    progress: &dyn snap::Progress,
-) -> anyhow::Result<snap::SnapshotId> {
-    let replaced = plan.replaced_paths();
-    let mut sources: Vec<PathBuf> = replaced
-        .iter()
-        .filter_map(|p| p.strip_prefix(target).ok()?.components().next())
-        .map(|first| target.join(first))
-        .collect();
-    sources.sort();
-    sources.dedup();
-    let options = BackupOptions {
-        tags: vec![PRE_RESTORE_TAG.to_string()],
-        ..BackupOptions::new(sources)
-    };
-    let report = backup_selected(repo, &options, &replaced, progress).map_err(|e| {
-        Error::new(
-            e.kind(),
-            format!("cannot take the safety snapshot, so nothing was restored: {e}"),
-        )
-    })?;
-    if !report.warnings.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Io,
-            format!(
-                "the safety snapshot {} misses entries it could not read ({}), so nothing was restored; make them readable, or pass --no-safety-snapshot",
-                report.id.short(),
-                report.warnings.join("; ")
-            ),
-        )
-        .into());
-    }
-    Ok(report.id)
 }
 
 fn print_plan(

@@ -1,0 +1,261 @@
+//! `snap backup`: walk the sources, reuse unchanged files from the parent
+//! snapshot without reading them, chunk and store the rest, write trees
+//! bottom-up, then the snapshot.
+//!
+//! Work runs on the rayon pool: directories' entries in parallel, and the
+//! chunks of each read buffer in parallel. Memory is bounded by one read
+//! buffer per worker plus the open packs, whatever the size of the tree or
+//! the repository.
+//!
+//! One file per role, as restic's `internal/archiver` and rustic_core's
+//! `archiver/` do: this file holds the options, the report and the
+//! orchestration (choose the parent, walk, flush, write the snapshot);
+//! `sources.rs` resolves what to back up (paths, named sources, commands,
+//! standard input); `walk.rs` walks folders, builds trees and reuses what
+//! the parent already stored; `metadata.rs` turns `lstat` into nodes;
+//! `sqlite.rs` stores live SQLite databases through consistent captures.
+
+mod metadata;
+mod sources;
+mod sqlite;
+mod walk;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{ErrorKind, Result};
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::id::SnapshotId;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::sync::into_inner;
+
+pub(crate) use metadata::kind_of;
+use sources::{SelectedPaths, Source, resolve_sources};
+use walk::Walker;
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Source paths; each appears at the snapshot root under its last component.
+    pub paths: Vec<PathBuf>,
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// Snapshot time (default: now).
+    pub time: Option<jiff::Timestamp>,
+    /// Parent snapshot for change detection (default: the latest with the same host and paths).
+    pub parent: Option<SnapshotId>,
+    /// Read every file, ignoring the parent.
+    pub force: bool,
+    /// Glob patterns of paths to leave out (matched against the name and the full path).
+    pub excludes: Vec<String>,
+    /// Do not cross filesystem boundaries below each source.
+    pub one_file_system: bool,
+    /// Glob patterns of files to capture as SQLite databases (besides those
+    /// recognised by their header).
+    pub sqlite: Vec<String>,
+    /// How long a capture waits for a writer that holds a database
+    /// exclusively before storing a plain copy (`None`: 30 s).
+    pub sqlite_lock_timeout: Option<Duration>,
+    /// Set to stop the backup early; nothing half-done becomes visible.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Named sources (a profile's, or a stream), besides `paths`.
+    pub sources: Vec<NamedSource>,
+}
+
+/// A source stored under a name of its own rather than its path's last
+/// component: a path, a command's output, or standard input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSource {
+    /// Where it appears in the snapshot: `name` or `folder/name` (made of `/`-separated parts).
+    pub name: String,
+    /// What it reads.
+    pub input: SourceInput,
+    /// Globs left out below this source only (matched against the name, the
+    /// full path, and the path relative to the source).
+    pub excludes: Vec<String>,
+}
+
+/// What a named source reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceInput {
+    /// A file or folder.
+    Path(PathBuf),
+    /// The standard output of `sh -c COMMAND`, run in `dir` (default: the
+    /// current folder). A failing command fails the backup: no snapshot is written.
+    Command {
+        /// The shell command.
+        command: String,
+        /// Its working folder.
+        dir: Option<PathBuf>,
+    },
+    /// This process's standard input, read to its end.
+    Stdin,
+}
+
+impl BackupOptions {
+    /// Options backing up `paths` with defaults for everything else.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        Self {
+            paths,
+            ..Self::default()
+        }
+    }
+}
+
+/// The outcome of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// The new snapshot's id.
+    pub id: SnapshotId,
+    /// The snapshot (with its summary).
+    pub snapshot: Snapshot,
+    /// Everything that went wrong: files that could not be read and were
+    /// skipped, the SQLite databases of `plain_copies` and the files of
+    /// `changed_while_read`.
+    pub warnings: Vec<String>,
+    /// SQLite databases that could not be captured as databases and were
+    /// stored as plain file copies instead (nothing of them was skipped).
+    pub plain_copies: Vec<PathBuf>,
+    /// Files that changed while they were read: stored as read, which may
+    /// mix old and new content (nothing of them was skipped).
+    pub changed_while_read: Vec<PathBuf>,
+}
+
+/// What the walk counted, for the snapshot's summary.
+#[derive(Default)]
+struct Counters {
+    files: AtomicU64,
+    dirs: AtomicU64,
+    bytes: AtomicU64,
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    bytes_read: AtomicU64,
+}
+
+/// The latest snapshot with the same host and paths: the default parent.
+pub fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Option<SnapshotId>> {
+    let mut sorted = paths.to_vec();
+    sorted.sort();
+    Ok(repo
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| {
+            let mut p = s.paths.clone();
+            p.sort();
+            s.host == host && p == sorted
+        })
+        .map(|(id, _)| id))
+}
+
+pub use crate::host::hostname;
+use crate::host::username;
+
+/// Backs up `options.paths` into a new snapshot.
+pub fn backup(
+    repo: &Repository,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    backup_filtered(repo, options, None, progress)
+}
+
+/// Backs up only the entries `selected` below `options.paths` (with
+/// everything under them and the folders leading to them): what a restore
+/// is about to replace, for its safety snapshot.
+pub fn backup_selected(
+    repo: &Repository,
+    options: &BackupOptions,
+    selected: &[PathBuf],
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    let selected = SelectedPaths::new(selected)?;
+    backup_filtered(repo, options, Some(selected), progress)
+}
+
+fn backup_filtered(
+    repo: &Repository,
+    options: &BackupOptions,
+    selected: Option<SelectedPaths>,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    crate::ops::tag::validate_tags(&options.tags)?;
+    let sources = resolve_sources(options)?;
+    // Held until the snapshot is written: a prune deletes nothing meanwhile.
+    let _announced = repo.start_backup(progress)?;
+    repo.clean_temp();
+    let host = options.host.clone().unwrap_or_else(hostname);
+    let paths: Vec<String> = sources.iter().map(Source::recorded_path).collect();
+    let parent_id = match (options.force, options.parent) {
+        (_, Some(id)) => Some(id),
+        (true, None) => None,
+        // A write-only key cannot read old snapshots; it remembers files locally instead.
+        (false, None) if !repo.can_read() => None,
+        (false, None) => find_parent(repo, &host, &paths)?,
+    };
+    let parent_root = match parent_id {
+        Some(id) if !options.force => match repo.read_snapshot(&id) {
+            Ok(snapshot) => Some(repo.read_tree(&snapshot.tree)?),
+            // Forgotten since it was chosen: read everything instead.
+            Err(e) if e.kind() == ErrorKind::NotFound && options.parent.is_none() => None,
+            Err(e) => return Err(e),
+        },
+        _ => None,
+    };
+    let walker = Walker::new(repo, options, progress, selected)?;
+    let result = walker.backup_sources(&sources, parent_root.as_ref());
+    // Whatever happened, make what was stored durable and indexed, so the
+    // next backup reuses it instead of uploading it again.
+    let flushed = walker.saver.flush();
+    let tree = result?;
+    flushed?;
+    walker.write_memos(0)?;
+
+    let c = &walker.counters;
+    let (bytes_added, bytes_added_packed) = walker.saver.added();
+    let summary = Summary {
+        files: c.files.load(Ordering::Relaxed),
+        dirs: c.dirs.load(Ordering::Relaxed),
+        bytes: c.bytes.load(Ordering::Relaxed),
+        files_new: c.files_new.load(Ordering::Relaxed),
+        files_changed: c.files_changed.load(Ordering::Relaxed),
+        files_unchanged: c.files_unchanged.load(Ordering::Relaxed),
+        bytes_read: c.bytes_read.load(Ordering::Relaxed),
+        bytes_added,
+        bytes_added_packed,
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    let snapshot = Snapshot {
+        time: options
+            .time
+            .unwrap_or_else(jiff::Timestamp::now)
+            .to_string(),
+        host,
+        user: username(),
+        paths,
+        tags: options.tags.clone(),
+        parent: parent_id,
+        tree,
+        summary,
+        program: format!("snap {}", env!("CARGO_PKG_VERSION")),
+        original: None,
+    };
+    let id = repo.write_snapshot(&snapshot)?;
+    let warnings = into_inner(walker.warnings);
+    let plain_copies = into_inner(walker.plain_copies);
+    let changed_while_read = into_inner(walker.changed_while_read);
+    Ok(BackupReport {
+        id,
+        snapshot,
+        warnings,
+        plain_copies,
+        changed_while_read,
+    })
+}

@@ -1,0 +1,577 @@
+//! The walk: folders' entries backed up in parallel, trees written bottom
+//! up, a file's content reused from the parent snapshot (or, with a
+//! write-only key, from the local file memos) when its metadata says it is
+//! unchanged, else read, chunked and stored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use globset::GlobSet;
+use rayon::prelude::*;
+
+use super::metadata::{content_stamp, kind_of, made_node, node_from_metadata, read_xattrs};
+use super::sources::{Input, SelectedPaths, Slot, Source, layout};
+use super::{BackupOptions, Counters};
+use crate::codec::{Chunker, Dictionary};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::BlobKind;
+use crate::format::tree::{ListCut, Node, NodeKind, Tree, escape_path};
+use crate::glob::glob_set;
+use crate::id::{BlobId, TreeId};
+use crate::index::FileMemo;
+use crate::ops::sqlite::has_pending_log;
+use crate::progress::Progress;
+use crate::repo::{BlobSaver, Repository};
+use crate::sync::lock;
+
+/// The state of one backup's walk, shared by the rayon workers.
+pub(super) struct Walker<'a> {
+    pub(super) repo: &'a Repository,
+    pub(super) saver: BlobSaver<'a>,
+    pub(super) chunker: Chunker,
+    excludes: GlobSet,
+    pub(super) sqlite_globs: GlobSet,
+    pub(super) options: &'a BackupOptions,
+    pub(super) progress: &'a dyn Progress,
+    pub(super) counters: Counters,
+    pub(super) warnings: Mutex<Vec<String>>,
+    /// Databases stored as plain copies.
+    pub(super) plain_copies: Mutex<Vec<PathBuf>>,
+    pub(super) changed_while_read: Mutex<Vec<PathBuf>>,
+    /// With a write-only key: file memos waiting to be written to the cache.
+    memos: Option<Mutex<Vec<KeyedMemo>>>,
+    /// Only these entries (and the folders leading to them) are backed up.
+    selected: Option<SelectedPaths>,
+}
+
+impl<'a> Walker<'a> {
+    /// A walker storing into `repo` what `options` selects.
+    pub(super) fn new(
+        repo: &'a Repository,
+        options: &'a BackupOptions,
+        progress: &'a dyn Progress,
+        selected: Option<SelectedPaths>,
+    ) -> Result<Self> {
+        Ok(Self {
+            repo,
+            saver: repo.saver(),
+            chunker: Chunker::new(repo.chunker_params()),
+            excludes: glob_set(&options.excludes, "exclude pattern")?,
+            sqlite_globs: glob_set(&options.sqlite, "SQLite pattern")?,
+            options,
+            progress,
+            counters: Counters::default(),
+            warnings: Mutex::new(Vec::new()),
+            plain_copies: Mutex::new(Vec::new()),
+            changed_while_read: Mutex::new(Vec::new()),
+            memos: (!repo.can_read() && !options.force).then(|| Mutex::new(Vec::new())),
+            selected,
+        })
+    }
+}
+
+/// Longest source path followed (Linux's PATH_MAX); deeper entries are
+/// skipped with a warning, which also bounds the walk's recursion.
+const MAX_PATH_LEN: usize = 4096;
+
+/// A file memo and the keyed hash of its path.
+type KeyedMemo = ([u8; 32], FileMemo);
+
+/// Where a source's walk happens: its filesystem, its root, its excludes.
+struct Scope<'a> {
+    dev: u64,
+    root: &'a Path,
+    excludes: Option<&'a GlobSet>,
+}
+
+impl Scope<'_> {
+    fn excludes(&self, name: &OsStr, path: &Path) -> bool {
+        self.excludes.is_some_and(|globs| {
+            globs.is_match(name)
+                || globs.is_match(path)
+                || path
+                    .strip_prefix(self.root)
+                    .is_ok_and(|relative| globs.is_match(relative))
+        })
+    }
+}
+
+/// Opens a file for reading without updating its access time where allowed:
+/// backing up must not modify what is backed up.
+fn open_source(path: &Path) -> io::Result<File> {
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
+/// A failure while chunking a file: reading the source (skip the file with a
+/// warning) or storing into the repository (fail the backup).
+pub(super) enum ReadError {
+    Source(io::Error),
+    Repo(Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Source(e)
+    }
+}
+
+impl Walker<'_> {
+    pub(super) fn check_cancel(&self) -> Result<()> {
+        if self
+            .options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(Error::new(
+                ErrorKind::Interrupted,
+                "backup interrupted; no snapshot was written, and what was already stored will be reused by the next backup",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn warn(&self, text: String) {
+        self.progress.warn(&text);
+        lock(&self.warnings).push(text);
+    }
+
+    /// The cache key of a source path: keyed, so the cache reveals no names.
+    fn memo_key(&self, path: &Path) -> [u8; 32] {
+        let mut input = b"snap file memo\0".to_vec();
+        input.extend_from_slice(path.as_os_str().as_bytes());
+        self.repo.codec().id(&input).0
+    }
+
+    /// Writes waiting file memos to the cache once more than `threshold` wait.
+    pub(super) fn write_memos(&self, threshold: usize) -> Result<()> {
+        let Some(memos) = &self.memos else {
+            return Ok(());
+        };
+        let batch = {
+            let mut memos = lock(memos);
+            if memos.len() <= threshold {
+                return Ok(());
+            }
+            std::mem::take(&mut *memos)
+        };
+        self.repo.cache().put_file_memos(&batch)
+    }
+
+    fn remember(&self, path: &Path, node: &Node) -> Result<()> {
+        let Some(memos) = &self.memos else {
+            return Ok(());
+        };
+        let memo = FileMemo {
+            size: node.size,
+            mtime_ns: node.mtime_ns,
+            ctime_ns: node.ctime_ns,
+            inode: node.inode,
+            content: node.content.clone(),
+            content_depth: node.content_depth,
+            dictionary: node.dictionary,
+        };
+        lock(memos).push((self.memo_key(path), memo));
+        self.write_memos(4096)
+    }
+
+    /// A file memo standing in for a parent node (write-only keys), when its
+    /// content is still in the repository.
+    fn memo_parent(&self, path: &Path, node: &Node) -> Result<Option<Node>> {
+        if self.memos.is_none() {
+            return Ok(None);
+        }
+        let Some(memo) = self.repo.cache().file_memo(&self.memo_key(path))? else {
+            return Ok(None);
+        };
+        for id in memo.content.iter().chain(&memo.dictionary) {
+            if !self.repo.cache().contains(id)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Node {
+            size: memo.size,
+            mtime_ns: memo.mtime_ns,
+            ctime_ns: memo.ctime_ns,
+            inode: memo.inode,
+            content: memo.content,
+            content_depth: memo.content_depth,
+            dictionary: memo.dictionary,
+            ..node.clone()
+        }))
+    }
+
+    pub(super) fn backup_sources(
+        &self,
+        sources: &[Source],
+        parent_root: Option<&Tree>,
+    ) -> Result<TreeId> {
+        let tree = Tree {
+            nodes: self.backup_slots(&layout(sources), parent_root)?,
+        };
+        self.saver.save(BlobKind::Tree, &tree.to_bytes())
+    }
+
+    /// The nodes of one folder of sources, in name order.
+    fn backup_slots(
+        &self,
+        slots: &BTreeMap<Vec<u8>, Slot<'_>>,
+        parent_tree: Option<&Tree>,
+    ) -> Result<Vec<Node>> {
+        let nodes = slots
+            .par_iter()
+            .map(|(name, slot)| {
+                let parent = parent_tree.and_then(|t| t.find(name));
+                match slot {
+                    Slot::Source(source) => self.backup_source(source, name.clone(), parent),
+                    Slot::Folder(children) => {
+                        let parent_tree = match parent.filter(|p| p.kind == NodeKind::Dir) {
+                            Some(Node {
+                                subtree: Some(id), ..
+                            }) => self.repo.read_tree(id).ok(),
+                            _ => None,
+                        };
+                        let tree = Tree {
+                            nodes: self.backup_slots(children, parent_tree.as_ref())?,
+                        };
+                        let mut node = made_node(name.clone(), NodeKind::Dir, 0o755);
+                        node.subtree = Some(self.saver.save(BlobKind::Tree, &tree.to_bytes())?);
+                        self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+                        Ok(Some(node))
+                    }
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(nodes.into_iter().flatten().collect())
+    }
+
+    /// Backs up one source: a path walked from its root, or a stream.
+    fn backup_source(
+        &self,
+        source: &Source,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        match &source.input {
+            Input::Path(path) => {
+                let scope = Scope {
+                    dev: fs::symlink_metadata(path).map(|m| m.dev()).unwrap_or(0),
+                    root: path,
+                    excludes: source.excludes.as_ref(),
+                };
+                let log_beside = has_pending_log(path);
+                self.backup_entry(path, name, parent, &scope, log_beside)
+            }
+            Input::Stream(input) => self
+                .backup_stream(&source.name, input, name, parent)
+                .map(Some),
+        }
+    }
+
+    /// Stores a batch of chunks in parallel (compressed with `dictionary` if
+    /// given), appending their ids.
+    pub(super) fn store_chunks(
+        &self,
+        chunks: &[&[u8]],
+        dictionary: Option<&Dictionary>,
+        ids: &mut Vec<BlobId>,
+    ) -> Result<(), ReadError> {
+        self.check_cancel().map_err(ReadError::Repo)?;
+        let batch: Vec<_> = chunks
+            .par_iter()
+            .map(|chunk| self.saver.save_with(BlobKind::Data, chunk, dictionary))
+            .collect::<Result<_>>()
+            .map_err(ReadError::Repo)?;
+        ids.extend(batch);
+        let bytes: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        self.progress.add_bytes(bytes);
+        Ok(())
+    }
+
+    /// Backs up one entry; `None` when it was skipped with a warning.
+    fn backup_entry(
+        &self,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+        scope: &Scope<'_>,
+        log_beside: bool,
+    ) -> Result<Option<Node>> {
+        self.check_cancel()?;
+        if path.as_os_str().len() > MAX_PATH_LEN {
+            let shown: String = escape_path(path).chars().take(80).collect();
+            self.warn(format!(
+                "skipped {shown}...: path longer than {MAX_PATH_LEN} bytes"
+            ));
+            return Ok(None);
+        }
+        let meta = match fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.warn(format!("skipped {}: {e}", escape_path(path)));
+                return Ok(None);
+            }
+        };
+        let kind = kind_of(&meta);
+        let mut node = node_from_metadata(name, kind, &meta);
+        node.xattrs = read_xattrs(path);
+        let parent = parent.filter(|p| p.kind == kind);
+        match kind {
+            NodeKind::Dir => {
+                if self.options.one_file_system && meta.dev() != scope.dev {
+                    // A mount point: keep the directory itself, not what is mounted there.
+                    node.subtree = Some(
+                        self.saver
+                            .save(BlobKind::Tree, &Tree::default().to_bytes())?,
+                    );
+                    return Ok(Some(node));
+                }
+                match self.backup_dir(path, parent, scope)? {
+                    Some(tree) => node.subtree = Some(tree),
+                    None => return Ok(None),
+                }
+                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+            }
+            NodeKind::File => {
+                if !self.backup_file(path, &meta, &mut node, parent, log_beside)? {
+                    return Ok(None);
+                }
+            }
+            NodeKind::Symlink => match fs::read_link(path) {
+                Ok(target) => node.target = Some(target.as_os_str().as_bytes().to_vec()),
+                Err(e) => {
+                    self.warn(format!(
+                        "skipped {}: cannot read link: {e}",
+                        escape_path(path)
+                    ));
+                    return Ok(None);
+                }
+            },
+            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev | NodeKind::Socket => {}
+        }
+        Ok(Some(node))
+    }
+
+    fn backup_dir(
+        &self,
+        path: &Path,
+        parent: Option<&Node>,
+        scope: &Scope<'_>,
+    ) -> Result<Option<TreeId>> {
+        let entries = match fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.warn(format!("skipped {}: {e}", escape_path(path)));
+                return Ok(None);
+            }
+        };
+        let mut names: Vec<OsString> = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => names.push(entry.file_name()),
+                Err(e) => self.warn(format!("skipped an entry of {}: {e}", escape_path(path))),
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        names.retain(|name| {
+            let child = path.join(name);
+            !(self.excludes.is_match(name)
+                || self.excludes.is_match(&child)
+                || scope.excludes(name, &child))
+                && self.selected.as_ref().is_none_or(|s| s.keeps(&child))
+        });
+        let logged = self.fold_sqlite_companions(path, &mut names);
+        let parent_tree = match parent.and_then(|p| p.subtree) {
+            Some(id) => match self.repo.read_tree(&id) {
+                Ok(tree) => Some(tree),
+                Err(e) => {
+                    self.progress.warn(&format!(
+                        "cannot use the parent's listing of {}: {e}",
+                        escape_path(path)
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let parents: HashMap<&[u8], &Node> = parent_tree
+            .iter()
+            .flat_map(|t| t.nodes.iter().map(|n| (n.name.as_slice(), n)))
+            .collect();
+        let nodes = names
+            .par_iter()
+            .map(|name| {
+                let bytes = name.as_bytes();
+                self.backup_entry(
+                    &path.join(name),
+                    bytes.to_vec(),
+                    parents.get(bytes).copied(),
+                    scope,
+                    logged.contains(bytes),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tree = Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        };
+        Ok(Some(self.saver.save(BlobKind::Tree, &tree.to_bytes())?))
+    }
+
+    /// Fills a file node's content; `false` when the file was skipped.
+    fn backup_file(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        node: &mut Node,
+        parent: Option<&Node>,
+        log_beside: bool,
+    ) -> Result<bool> {
+        let memo = match parent {
+            Some(_) => None,
+            None => self.memo_parent(path, node)?,
+        };
+        let stored = self.store_file(path, meta, node, parent.or(memo.as_ref()), log_beside)?;
+        if stored {
+            self.remember(path, node)?;
+        }
+        Ok(stored)
+    }
+
+    /// Reuses the parent's content when the file is unchanged, else reads,
+    /// chunks and stores it; `false` when the file was skipped.
+    fn store_file(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        node: &mut Node,
+        parent: Option<&Node>,
+        log_beside: bool,
+    ) -> Result<bool> {
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        // A database with a write-ahead log (or hot journal) beside it may have
+        // committed changes its own metadata does not show.
+        if !log_beside
+            && let Some(p) = parent
+            && p.size == node.size
+            && p.mtime_ns == node.mtime_ns
+            && p.ctime_ns == node.ctime_ns
+            && p.inode == node.inode
+        {
+            node.content = p.content.clone();
+            node.content_depth = p.content_depth;
+            node.dictionary = p.dictionary;
+            self.counters
+                .files_unchanged
+                .fetch_add(1, Ordering::Relaxed);
+            self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
+            self.progress.add_files(1);
+            self.progress.add_bytes(node.size);
+            return Ok(true);
+        }
+        let mut ids = Vec::new();
+        let capture = self.capture_database(path);
+        let captured = capture.is_some();
+        let stored = match capture {
+            Some(capture) => self.store_capture(path, capture, parent, &mut ids),
+            None => self
+                .store_plain(path, meta, &mut ids)
+                .map(|read| (read, None)),
+        };
+        let (read, dictionary) = match stored {
+            Ok(stored) => stored,
+            Err(ReadError::Source(e)) => {
+                self.counters.files.fetch_sub(1, Ordering::Relaxed);
+                self.warn(format!("skipped {}: {e}", escape_path(path)));
+                return Ok(false);
+            }
+            Err(ReadError::Repo(e)) => return Err(e),
+        };
+        let cut = if captured {
+            ListCut::Fixed
+        } else {
+            ListCut::ContentDefined
+        };
+        let (content, depth) = self.saver.save_content_cut(ids, cut)?;
+        node.content = content;
+        node.content_depth = depth;
+        node.dictionary = dictionary.map(|d| d.id);
+        node.size = read;
+        self.count_read(parent.is_some(), read);
+        Ok(true)
+    }
+
+    /// Counts a file that was read and stored (`changed` when the parent had
+    /// it, else new) and its `read` bytes.
+    pub(super) fn count_read(&self, changed: bool, read: u64) {
+        let counter = if changed {
+            &self.counters.files_changed
+        } else {
+            &self.counters.files_new
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(read, Ordering::Relaxed);
+        self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
+        self.progress.add_files(1);
+    }
+
+    /// Reads, chunks and stores a file that is not captured as a database,
+    /// appending the chunks' ids; returns the length read.
+    fn store_plain(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        ids: &mut Vec<BlobId>,
+    ) -> Result<u64, ReadError> {
+        let file = open_source(path)?;
+        let read = self
+            .chunker
+            .chunk_batches(&file, meta.len(), |chunks: &[&[u8]]| {
+                self.store_chunks(chunks, None, ids)
+            });
+        if read.is_ok() {
+            self.warn_if_changed(path, meta, &file);
+        }
+        read
+    }
+
+    /// Warns when the file read from `file` is not the one `before`
+    /// described: written to, truncated or replaced while it was read. What
+    /// was read is stored as it is (the node keeps the metadata from before
+    /// the read, so the next backup reads the file again).
+    fn warn_if_changed(&self, path: &Path, before: &Metadata, file: &File) {
+        let after = match file.metadata() {
+            Ok(after) => after,
+            Err(e) => {
+                self.warn(format!(
+                    "{}: cannot tell whether it changed while it was read ({e}); stored as read",
+                    escape_path(path)
+                ));
+                lock(&self.changed_while_read).push(path.to_path_buf());
+                return;
+            }
+        };
+        if content_stamp(before) != content_stamp(&after) {
+            self.warn(format!(
+                "{}: changed while it was read (size {} -> {} bytes); stored as read, which may mix old and new content",
+                escape_path(path),
+                before.len(),
+                after.len()
+            ));
+            lock(&self.changed_while_read).push(path.to_path_buf());
+        }
+    }
+}
