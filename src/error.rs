@@ -25,6 +25,8 @@ pub enum ErrorKind {
     NotARepository,
     /// The repository (or an object in it) has a format version this build cannot read.
     UnsupportedVersion,
+    /// The repository uses a required feature this build does not know.
+    UnsupportedFeature,
     /// An object failed to decode or its hash does not match: the repository is damaged.
     Corrupt,
     /// Wrong passphrase, identity or key file, or a key that may not do this.

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::backend::{Backend, FileKind};
 use crate::codec::{BlobCodec, ChunkerParams, Dictionary, FileClass, compress};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::config::{Config, Encryption};
+use crate::format::config::{Config, Encryption, Feature};
 use crate::format::index::{self, IndexDelta, PackIndex};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{self, Snapshot};
@@ -76,6 +76,9 @@ pub struct Repository {
     key_id: Option<String>,
     /// Dictionaries loaded for decoding, by blob id (a few per repository).
     dictionaries: Mutex<HashMap<BlobId, Dictionary>>,
+    /// The known features on in the config, including those this process
+    /// turned on after opening (`config` keeps the config as opened).
+    features: Mutex<Vec<Feature>>,
 }
 
 /// Dictionaries kept loaded at most; more are dropped and reloaded.
@@ -164,6 +167,7 @@ impl Repository {
             } else {
                 Encryption::None
             },
+            features: Vec::new(),
         };
         backend.create()?;
         let mut key_id = None;
@@ -296,6 +300,7 @@ impl Repository {
                 }
             }
         };
+        let features = Mutex::new(config.known_features());
         let mut repo = Self {
             backend: Arc::from(backend),
             config,
@@ -305,6 +310,7 @@ impl Repository {
             keys,
             key_id,
             dictionaries: Mutex::new(HashMap::new()),
+            features,
         };
         repo.sync_cache(progress)?;
         // redb's copy-on-write leaves free pages behind bulk loads; rewrite
@@ -371,6 +377,41 @@ impl Repository {
     /// The repository config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Turns `feature` on before the first object that needs it is stored,
+    /// so builds that cannot read such objects refuse the repository rather
+    /// than find it damaged. Cheap when the feature is already on (no I/O).
+    ///
+    /// The config is read again and rewritten in one atomic write (a rename
+    /// on a local disk, one PUT on S3): a crash leaves the old config or the
+    /// new one. Features are only ever added and nothing else in the config
+    /// changes after `init`, so two processes turning features on at once
+    /// can at worst both write the same feature.
+    pub fn require_feature(&self, feature: Feature) -> Result<()> {
+        let mut on = lock(&self.features);
+        if on.contains(&feature) {
+            return Ok(());
+        }
+        let stored = Config::from_bytes(&self.backend.read(FileKind::Config, "config")?)?;
+        if stored.id != self.config.id {
+            return Err(Error::corrupt(
+                "repository config",
+                "its id changed while the repository was open",
+            ));
+        }
+        if !stored.has_feature(feature) {
+            let updated = stored.with_feature(feature);
+            self.backend
+                .write(FileKind::Config, "config", &updated.to_bytes())?;
+        }
+        on.push(feature);
+        Ok(())
+    }
+
+    /// Whether `feature` is on (in the config, or turned on since opening).
+    pub fn has_feature(&self, feature: Feature) -> bool {
+        lock(&self.features).contains(&feature)
     }
 
     /// The storage backend.
@@ -1092,5 +1133,43 @@ impl Repository {
         good.sort_by_key(|(id, s)| (s.timestamp(), *id));
         damaged.sort_by_key(|(id, _)| *id);
         Ok((good, damaged))
+    }
+}
+
+#[cfg(test)]
+mod feature_tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::backend::{PrivateCache, local::LocalBackend};
+    use crate::progress::NoProgress;
+
+    fn backend(path: &std::path::Path) -> Box<dyn Backend> {
+        Box::new(PrivateCache::new(Box::new(LocalBackend::new(path))).unwrap())
+    }
+
+    /// The first call rewrites the config as version 2; later calls, in
+    /// this process or after reopening, write nothing.
+    #[test]
+    fn require_feature_rewrites_the_config_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        let repo = Repository::init(backend(&path), &InitOptions::default(), &NoProgress).unwrap();
+        let config = path.join("config");
+        assert_eq!(std::fs::read(&config).unwrap()[8], 1);
+        assert!(!repo.has_feature(Feature::SqliteDictionary));
+        repo.require_feature(Feature::SqliteDictionary).unwrap();
+        assert!(repo.has_feature(Feature::SqliteDictionary));
+        let bytes = std::fs::read(&config).unwrap();
+        assert_eq!(bytes[8], 2);
+        let inode = std::fs::metadata(&config).unwrap().ino();
+        repo.require_feature(Feature::SqliteDictionary).unwrap();
+        drop(repo);
+        let repo = Repository::open(backend(&path), &NoProgress).unwrap();
+        assert!(repo.has_feature(Feature::SqliteDictionary));
+        assert!(repo.config().has_feature(Feature::SqliteDictionary));
+        repo.require_feature(Feature::SqliteDictionary).unwrap();
+        assert_eq!(std::fs::metadata(&config).unwrap().ino(), inode);
+        assert_eq!(std::fs::read(&config).unwrap(), bytes);
     }
 }

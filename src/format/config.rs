@@ -1,15 +1,78 @@
-//! The repository config: plain (never a secret), written once at `init`.
+//! The repository config: plain (never a secret), written at `init` and
+//! rewritten only to turn a feature on.
 //!
-//! Layout: envelope magic `SNAPCONF`, version byte, MessagePack body.
+//! Layout: envelope magic `SNAPCONF`, version byte, MessagePack body. The
+//! version is 1 while no required feature is on, so every build reads such a
+//! config, and 2 once one is: builds from before features refuse it by its
+//! version, later builds by the feature they do not know.
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec::ChunkerParams;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::RepoId;
 
 /// Magic of the config file.
 pub const MAGIC: &[u8; 8] = b"SNAPCONF";
+
+/// The config version of a repository without a required feature.
+pub const VERSION_PLAIN: u8 = 1;
+
+/// The config version of a repository with a required feature on (the
+/// highest config version this build reads).
+pub const VERSION_FEATURES: u8 = 2;
+
+/// A feature this build knows: something a repository may use that some
+/// builds cannot read (required) or may ignore (optional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feature {
+    /// SQLite image chunks compressed with a zstd dictionary (FORMAT.md,
+    /// "Dictionary-compressed blobs"): builds without dictionaries would read
+    /// them as damage, so it is required.
+    SqliteDictionary,
+}
+
+/// Every feature this build knows, for lookups by name.
+const KNOWN: [Feature; 1] = [Feature::SqliteDictionary];
+
+impl Feature {
+    /// The feature's name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::SqliteDictionary => "sqlite-dictionary",
+        }
+    }
+
+    /// Whether a build that does not know the feature must refuse the repository.
+    pub fn required(self) -> bool {
+        match self {
+            Feature::SqliteDictionary => true,
+        }
+    }
+
+    /// The feature of this name, if this build knows it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        KNOWN.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The config entry that turns the feature on.
+    pub fn entry(self) -> FeatureEntry {
+        FeatureEntry {
+            name: self.name().to_owned(),
+            required: self.required(),
+        }
+    }
+}
+
+/// One entry of the config's feature list, as stored: entries of features
+/// this build does not know are kept as they are when the config is rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureEntry {
+    /// The feature's name (`sqlite-dictionary`).
+    pub name: String,
+    /// Whether builds that do not know the feature must refuse the repository.
+    pub required: bool,
+}
 
 /// How the repository's objects are sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +100,10 @@ pub struct Config {
     /// Fixed chunk size for SQLite database images (rounded up to whole pages).
     #[serde(default = "default_sqlite_chunk")]
     pub sqlite_chunk: u32,
+    /// Features the repository uses; absent (empty) in configs of
+    /// repositories that use none, so those stay byte-for-byte as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FeatureEntry>,
 }
 
 /// Default SQLite chunk size; see docs/SQLITE.md for the measurements.
@@ -49,15 +116,49 @@ fn default_sqlite_chunk() -> u32 {
 }
 
 impl Config {
-    /// Serializes into the config file's bytes.
+    /// Serializes into the config file's bytes: version 1 unless a
+    /// required feature is on.
     pub fn to_bytes(&self) -> Vec<u8> {
-        super::envelope(MAGIC, &super::to_msgpack(self))
+        super::envelope_version(MAGIC, self.version(), &super::to_msgpack(self))
     }
 
-    /// Parses and validates a config file.
+    /// The config version this config is written with.
+    pub fn version(&self) -> u8 {
+        if self.features.iter().any(|f| f.required) {
+            VERSION_FEATURES
+        } else {
+            VERSION_PLAIN
+        }
+    }
+
+    /// Whether `feature` is on.
+    pub fn has_feature(&self, feature: Feature) -> bool {
+        self.features.iter().any(|f| f.name == feature.name())
+    }
+
+    /// The features this build knows that are on.
+    pub fn known_features(&self) -> Vec<Feature> {
+        self.features
+            .iter()
+            .filter_map(|f| Feature::from_name(&f.name))
+            .collect()
+    }
+
+    /// This config with `feature` on (unchanged if it already was).
+    #[must_use]
+    pub fn with_feature(mut self, feature: Feature) -> Self {
+        if !self.has_feature(feature) {
+            self.features.push(feature.entry());
+        }
+        self
+    }
+
+    /// Parses and validates a config file of either version, refusing a
+    /// required feature this build does not know.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let body = super::open_envelope(MAGIC, "repository config", bytes)?;
+        let body = super::open_envelope_upto(MAGIC, "repository config", VERSION_FEATURES, bytes)?;
         let config: Config = super::from_msgpack("repository config", body)?;
+        config.check_features()?;
         if !config.chunker.is_valid() {
             return Err(Error::corrupt(
                 "repository config",
@@ -84,6 +185,22 @@ impl Config {
         }
         Ok(config)
     }
+
+    /// An unknown required feature refuses the repository; an unknown
+    /// optional one is ignored.
+    fn check_features(&self) -> Result<()> {
+        match self
+            .features
+            .iter()
+            .find(|f| f.required && Feature::from_name(&f.name).is_none())
+        {
+            Some(unknown) => Err(Error::new(
+                ErrorKind::UnsupportedFeature,
+                format!("this repository uses {}; upgrade snap", unknown.name),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -92,20 +209,92 @@ mod tests {
 
     #[test]
     fn round_trip_and_version_check() {
-        let config = Config {
+        let config = sample();
+        let bytes = config.to_bytes();
+        assert_eq!(Config::from_bytes(&bytes).unwrap(), config);
+        let mut newer = bytes.clone();
+        newer[8] = 3;
+        let err = Config::from_bytes(&newer).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::UnsupportedVersion);
+        assert!(Config::from_bytes(b"garbage").is_err());
+    }
+
+    fn sample() -> Config {
+        Config {
             id: RepoId([3; 32]),
             chunker: ChunkerParams::FILES,
             compression: 3,
             pack_size: 16 << 20,
             encryption: Encryption::None,
             sqlite_chunk: SQLITE_CHUNK,
+            features: Vec::new(),
+        }
+    }
+
+    /// The config with `features` as stored, written with `version`.
+    fn with_entries(features: &[(&str, bool)], version: u8) -> Vec<u8> {
+        let config = Config {
+            features: features
+                .iter()
+                .map(|&(name, required)| FeatureEntry {
+                    name: name.to_owned(),
+                    required,
+                })
+                .collect(),
+            ..sample()
         };
+        crate::format::envelope_version(MAGIC, version, &crate::format::to_msgpack(&config))
+    }
+
+    #[test]
+    fn a_config_without_features_is_version_1_and_has_no_feature_field() {
+        let bytes = sample().to_bytes();
+        assert_eq!(bytes[8], VERSION_PLAIN);
+        let body = &bytes[crate::format::ENVELOPE_LEN..];
+        assert!(!body.windows(8).any(|w| w == b"features"));
+    }
+
+    #[test]
+    fn a_required_feature_makes_version_2_and_reads_back() {
+        let config = sample().with_feature(Feature::SqliteDictionary);
+        assert_eq!(
+            config.clone().with_feature(Feature::SqliteDictionary),
+            config
+        );
         let bytes = config.to_bytes();
-        assert_eq!(Config::from_bytes(&bytes).unwrap(), config);
-        let mut newer = bytes.clone();
-        newer[8] = 2;
-        let err = Config::from_bytes(&newer).unwrap_err();
-        assert_eq!(err.kind(), crate::error::ErrorKind::UnsupportedVersion);
-        assert!(Config::from_bytes(b"garbage").is_err());
+        assert_eq!(bytes[8], VERSION_FEATURES);
+        let read = Config::from_bytes(&bytes).unwrap();
+        assert!(read.has_feature(Feature::SqliteDictionary));
+        assert_eq!(read.known_features(), [Feature::SqliteDictionary]);
+        assert_eq!(read, config);
+    }
+
+    #[test]
+    fn an_unknown_required_feature_refuses_the_repository() {
+        for version in [VERSION_PLAIN, VERSION_FEATURES] {
+            let bytes = with_entries(
+                &[("sqlite-dictionary", true), ("time-travel", true)],
+                version,
+            );
+            let err = Config::from_bytes(&bytes).unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::UnsupportedFeature);
+            assert_eq!(
+                err.to_string(),
+                "this repository uses time-travel; upgrade snap"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_optional_feature_is_ignored_and_kept() {
+        let bytes = with_entries(&[("shiny-hints", false)], VERSION_PLAIN);
+        let config = Config::from_bytes(&bytes).unwrap();
+        assert!(config.known_features().is_empty());
+        assert_eq!(config.version(), VERSION_PLAIN);
+        // Turning a known feature on keeps the unknown entry.
+        let updated = config.with_feature(Feature::SqliteDictionary);
+        let names: Vec<&str> = updated.features.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["shiny-hints", "sqlite-dictionary"]);
+        assert_eq!(updated.to_bytes()[8], VERSION_FEATURES);
     }
 }

@@ -27,15 +27,32 @@ pub const ENVELOPE_LEN: usize = 9;
 
 /// Prefixes `body` with `magic` and the format version.
 pub fn envelope(magic: &[u8; 8], body: &[u8]) -> Vec<u8> {
+    envelope_version(magic, FORMAT_VERSION, body)
+}
+
+/// Prefixes `body` with `magic` and `version` (the config has versions of
+/// its own, see `config::VERSION_FEATURES`).
+pub fn envelope_version(magic: &[u8; 8], version: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENVELOPE_LEN + body.len());
     out.extend_from_slice(magic);
-    out.push(FORMAT_VERSION);
+    out.push(version);
     out.extend_from_slice(body);
     out
 }
 
 /// Checks the envelope of a file named `what` and returns its body.
 pub fn open_envelope<'a>(magic: &[u8; 8], what: &str, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    open_envelope_upto(magic, what, FORMAT_VERSION, bytes)
+}
+
+/// Checks the envelope of a file named `what` whose versions go up to
+/// `newest`; returns its body.
+pub fn open_envelope_upto<'a>(
+    magic: &[u8; 8],
+    what: &str,
+    newest: u8,
+    bytes: &'a [u8],
+) -> Result<&'a [u8]> {
     if bytes.len() < ENVELOPE_LEN || &bytes[..8] != magic {
         return Err(Error::corrupt(
             what,
@@ -45,17 +62,22 @@ pub fn open_envelope<'a>(magic: &[u8; 8], what: &str, bytes: &'a [u8]) -> Result
             ),
         ));
     }
-    check_version(what, bytes[8])?;
+    check_version_upto(what, newest, bytes[8])?;
     Ok(&bytes[ENVELOPE_LEN..])
 }
 
 /// An unknown version is an explicit error, never a guess.
 pub fn check_version(what: &str, version: u8) -> Result<()> {
-    if version > FORMAT_VERSION {
+    check_version_upto(what, FORMAT_VERSION, version)
+}
+
+/// As [`check_version`], for a file whose versions go up to `newest`.
+fn check_version_upto(what: &str, newest: u8, version: u8) -> Result<()> {
+    if version > newest {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
             format!(
-                "{what} has format version {version}, this snap reads up to version {FORMAT_VERSION}; upgrade snap"
+                "{what} has format version {version}, this snap reads up to version {newest}; upgrade snap"
             ),
         ));
     }

@@ -35,7 +35,7 @@ use rayon::prelude::*;
 use crate::backend::{Backend, FileKind};
 use crate::codec::Dictionary;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::config::Config;
+use crate::format::config::{Config, Feature};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ListCut, Node, Tree};
@@ -259,7 +259,11 @@ impl Copier<'_> {
         if let Some(subtree) = node.subtree {
             node.subtree = Some(self.tree(&subtree)?);
         }
-        // The dictionary goes first: no chunk lands without it.
+        // The dictionary goes first: no chunk lands without it, and no
+        // dictionary without the feature that tells older builds to refuse.
+        if node.dictionary.is_some() {
+            self.target.require_feature(Feature::SqliteDictionary)?;
+        }
         let dictionary = match node.dictionary {
             Some(id) if self.same_ids => {
                 self.blob(BlobKind::Data, &id, None)?;

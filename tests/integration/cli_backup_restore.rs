@@ -755,14 +755,15 @@ fn newer_repository_format_asks_for_an_upgrade() {
     let config = env.repo.join("config");
     let mut bytes = fs::read(&config).unwrap();
     assert_eq!(bytes[8], 1, "byte 8 of the config is its format version");
-    bytes[8] = 2;
+    // Config version 2 is the one with required features; 3 is unknown.
+    bytes[8] = 3;
     fs::write(&config, &bytes).unwrap();
     for args in [vec!["snapshots"], vec!["ls", "latest"]] {
         let out = env.run(&args);
         assert_code(&out, 1);
         let err = stderr_text(&out);
         assert!(err.contains("upgrade"), "{args:?}: {err}");
-        assert!(err.contains("version 2"), "{args:?}: {err}");
+        assert!(err.contains("version 3"), "{args:?}: {err}");
     }
 }
 

@@ -514,3 +514,39 @@ fn copy_rewrites_chunk_lists_and_copied_chunker_params_keep_dedup() {
     let direct = plain.json([OsStr::new("backup"), source.as_os_str()]);
     assert_eq!(direct["bytes_added"], 0, "{direct}");
 }
+
+/// Turning a feature on rewrites the config on S3 too, with one PUT that
+/// replaces the object: a copy of the SQLite dictionary fixture into a new
+/// S3 repository turns its config from version 1 into version 2, and the
+/// copy checks clean.
+#[test]
+fn a_copied_dictionary_turns_the_feature_on_in_an_s3_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = s3::new_bucket();
+    let local = Repo::local(dir.path(), "local");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sqlite-dictionary/repo");
+    let status = std::process::Command::new("cp")
+        .arg("-R")
+        .arg(&fixture)
+        .arg(&local.location)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let remote = Repo::s3(dir.path(), &bucket, "offsite");
+    remote.ok(["init"]);
+    let vars: std::collections::HashMap<_, _> = s3::aws_env(remote.port).into_iter().collect();
+    let backend = S3Backend::with_vars(&format!("s3://{bucket}/offsite"), |name| {
+        vars.get(name).cloned()
+    })
+    .unwrap();
+    let version = || backend.read(FileKind::Config, "config").unwrap()[8];
+    assert_eq!(version(), 1);
+    local.ok([
+        OsStr::new("copy"),
+        OsStr::new("--to"),
+        remote.location.as_os_str(),
+    ]);
+    assert_eq!(version(), 2);
+    remote.ok(["check", "--read-data"]);
+}

@@ -12,6 +12,7 @@ use std::path::Path;
 use super::walk::{ReadError, Walker};
 use crate::codec::{Dictionary, chunker};
 use crate::error::{Error, Result};
+use crate::format::config::Feature;
 use crate::format::pack::BlobKind;
 use crate::format::tree::{Node, escape_path};
 use crate::id::BlobId;
@@ -137,6 +138,7 @@ impl Walker<'_> {
     /// Stores a newly trained dictionary: the one place a backup adds a
     /// SQLite dictionary to the repository (a reused one is only loaded).
     fn store_dictionary(&self, bytes: Vec<u8>) -> Result<Dictionary> {
+        self.repo.require_feature(Feature::SqliteDictionary)?;
         let id = self.saver.save(BlobKind::Data, &bytes)?;
         Ok(Dictionary::new(id, bytes))
     }
