@@ -38,10 +38,16 @@ pub enum ErrorKind {
 }
 
 /// The library's error: a kind, a message for people, and an optional cause.
-#[derive(Debug)]
+///
+/// Derived with `thiserror`: it displays as the message alone (the command
+/// line appends the causes it does not already contain) and reports `source`
+/// as the cause, without hand-written `Display` and `Error` impls.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -65,7 +71,6 @@ impl Error {
         self
     }
 
-    /// The kind of failure.
     /// Whether the error means damage to the repository's data (a corrupt or
     /// missing object: report it and go on with the rest) rather than a
     /// failure to go on at all (a full disk, a missing key).
@@ -73,6 +78,7 @@ impl Error {
         matches!(self.kind, ErrorKind::Corrupt | ErrorKind::NotFound)
     }
 
+    /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -111,16 +117,19 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+    #[test]
+    fn displays_the_message_alone_and_keeps_the_cause() {
+        let cause = std::io::Error::other("disk on fire");
+        let e = Error::io("cannot read", Path::new("/x"), cause);
+        assert_eq!(e.to_string(), "cannot read /x: disk on fire");
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk on fire"));
+        let bare = Error::usage("bad flag");
+        assert_eq!(bare.to_string(), "bad flag");
+        assert!(std::error::Error::source(&bare).is_none());
     }
 }

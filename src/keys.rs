@@ -396,16 +396,41 @@ pub fn find(list: &[(String, KeyFile)], prefix: &str) -> Result<String> {
     }
 }
 
-/// Adds a key file sealing `material` (these keys, or their write-only
-/// half) to `lock`; returns its id. Only a full key adds keys.
+/// The keys of a repository that must be encrypted for what is asked
+/// (`snap key ...`): an unencrypted repository has no keys to manage.
+pub fn required(keys: Option<&RepoKeys>) -> Result<&RepoKeys> {
+    keys.ok_or_else(|| Error::usage("this repository is not encrypted: it has no keys"))
+}
+
+/// These keys limited to `access`: a full key can hand out its write-only
+/// half, never the other way round (callers check [`require_full`] first).
+fn with_access(keys: &RepoKeys, access: Access) -> RepoKeys {
+    match access {
+        Access::Full => keys.clone(),
+        Access::WriteOnly => keys.write_only(),
+    }
+}
+
+/// Adds a key file with `access` (these keys, or their write-only half),
+/// sealed to the lock `lock` produces (asked for only once adding is
+/// allowed: no passphrase prompt for a key that may not add keys); returns
+/// its id. Only a full key adds keys.
 pub fn add(
     backend: &dyn Backend,
     keys: &RepoKeys,
-    material: &RepoKeys,
-    lock: &NewLock,
+    access: Access,
+    lock: impl FnOnce() -> Result<NewLock>,
 ) -> Result<String> {
     require_full(keys, "add keys")?;
-    store(backend, &seal(material, lock)?)
+    store(backend, &seal(&with_access(keys, access), &lock()?)?)
+}
+
+/// Writes these keys (or their write-only half, by `access`) of the
+/// repository `repo` to an exported key file at `path`, for `--key-file`.
+/// Only a full key exports keys: it is a way in like a key file.
+pub fn export(path: &Path, repo: &RepoId, keys: &RepoKeys, access: Access) -> Result<()> {
+    require_full(keys, "add keys")?;
+    write_exported(path, repo, &with_access(keys, access))
 }
 
 /// Removes the key file whose id starts with `prefix`; returns its id.
@@ -633,8 +658,16 @@ mod tests {
 
         let refused = remove(&backend, &writer, None, &full).unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::Key);
-        let refused = add(&backend, &writer, &writer, &lock).unwrap_err();
+        // Refused before the lock is asked for: no prompt for a key that may not add.
+        let refused = add(&backend, &writer, Access::WriteOnly, || {
+            unreachable!("the lock of a refused key is never asked for")
+        })
+        .unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::Key);
+        let path = dir.path().join("exported");
+        let refused = export(&path, &RepoId([1; 32]), &writer, Access::WriteOnly).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Key);
+        assert!(!path.exists());
         // Opened with an exported full key (no key file in use): the only
         // full key file stays.
         let refused = remove(&backend, &keys, None, &full).unwrap_err();

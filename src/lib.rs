@@ -48,6 +48,7 @@ pub(crate) mod pack;
 pub mod profile;
 pub mod progress;
 pub mod repo;
+pub mod retention;
 pub mod select;
 mod sync;
 

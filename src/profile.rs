@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::duration::{self, BareM};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ops::forget::{GroupBy, KeepPolicy, UNLIMITED};
+use crate::retention::{GroupBy, KeepPolicy, UNLIMITED};
 
 /// The profile file name looked for in the current folder and the config folder.
 pub const FILE_NAME: &str = "snap.toml";
@@ -390,7 +390,7 @@ impl RawRetention {
                     Ok::<_, Error>(parsed.span)
                 })
                 .transpose()?,
-            tags: crate::ops::tag::tag_lists(&self.keep_tag)
+            tags: crate::select::tag_lists(&self.keep_tag)
                 .map_err(|e| bad(file, format!("keep-tag: {}", e.message())))?,
         };
         if policy.is_empty() {

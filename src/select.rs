@@ -1,5 +1,9 @@
-//! Snapshot selectors (`latest`, `latest~N`, an id prefix, `@TIME`) and the
-//! `SNAP:PATH` syntax, as `docs/CLI.md` defines them.
+//! Snapshot selectors (`latest`, `latest~N`, an id prefix, `@TIME`), the
+//! `SNAP:PATH` syntax and tag lists, as `docs/CLI.md` defines them.
+//!
+//! Tags are split at commas wherever they are given (`--tag a,b` is two
+//! tags, on the command line and in the profile); blanks around a tag are
+//! dropped, and an empty tag is an error.
 
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
@@ -46,6 +50,56 @@ impl Filter {
                 .path
                 .as_ref()
                 .is_none_or(|p| snapshot.paths.iter().any(|sp| sp == p))
+    }
+}
+
+/// The tags of one comma-separated list (`a,b`): blanks around each tag
+/// trimmed; an empty or blank tag is an error naming the list.
+pub fn split_tags(list: &str) -> Result<Vec<String>> {
+    list.split(',')
+        .map(str::trim)
+        .map(|tag| {
+            if tag.is_empty() {
+                Err(Error::usage(format!(
+                    "`{list}` holds an empty tag: give tags like daily or daily,session-end"
+                )))
+            } else {
+                Ok(tag.to_string())
+            }
+        })
+        .collect()
+}
+
+/// The tags of several lists (`--tag a,b --tag c`), each once, in order.
+pub fn tags_of(lists: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for list in lists {
+        for tag in split_tags(list)? {
+            if !out.contains(&tag) {
+                out.push(tag);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A filter's tag lists (`--tag a,b --tag c`): a snapshot matches when it
+/// has every tag of at least one list.
+pub fn tag_lists(lists: &[String]) -> Result<Vec<Vec<String>>> {
+    lists.iter().map(|list| split_tags(list)).collect()
+}
+
+/// Checks tags given to the library: none empty, blank, or holding a comma
+/// (a comma separates tags wherever they are read).
+pub fn validate_tags(tags: &[String]) -> Result<()> {
+    match tags
+        .iter()
+        .find(|t| t.trim().is_empty() || t.contains(',') || t.trim() != t.as_str())
+    {
+        Some(bad) => Err(Error::usage(format!(
+            "`{bad}` cannot be a tag: tags are not empty, hold no comma and no blanks at either end"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -204,6 +258,27 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings<const N: usize>(list: [&str; N]) -> Vec<String> {
+        list.map(str::to_string).to_vec()
+    }
+
+    #[test]
+    fn tags_split_at_commas_and_blanks_are_refused() {
+        assert_eq!(
+            split_tags("session-end,daily").unwrap(),
+            ["session-end", "daily"]
+        );
+        assert_eq!(split_tags(" a , b ").unwrap(), ["a", "b"]);
+        for bad in ["", " ", "a,,b", "a,", ",a", "a, ,b"] {
+            assert!(split_tags(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(tags_of(&strings(["a,b", "b,c"])).unwrap(), ["a", "b", "c"]);
+        assert_eq!(
+            tag_lists(&strings(["a,b", "c"])).unwrap(),
+            [strings(["a", "b"]), strings(["c"])]
+        );
+    }
 
     #[test]
     fn selectors_parse() {

@@ -1,9 +1,10 @@
 //! A wrapper that makes chosen backend calls fail, for tests of what a full
 //! disk, an I/O error or a torn write does to each command.
 //!
-//! The binary wraps its backend in [`Faulty`] when the environment variable
-//! `SNAP_FAULTS` is set (docs/TESTING.md); otherwise nothing changes. A
-//! fault is `OP:KIND:N:ERROR`, several separated by commas:
+//! [`super::open`] wraps every backend it opens in [`Faulty`] when the
+//! environment variable `SNAP_FAULTS` is set (docs/TESTING.md); otherwise
+//! nothing changes. A fault is `OP:KIND:N:ERROR`, several separated by
+//! commas:
 //!
 //! - `OP`: `read` (also range reads), `write` (also moved-in files),
 //!   `remove` or `list`;

@@ -21,13 +21,19 @@ pub fn is_remote(location: &Path) -> bool {
     location.to_str().is_some_and(|l| l.starts_with("s3://"))
 }
 
-/// The backend for a repository location: `s3://bucket/prefix` for
-/// S3-compatible object storage, anything else a local folder.
+/// The backend for a repository location, composed here and nowhere else:
+/// `s3://bucket/prefix` is S3-compatible object storage configured by the
+/// `AWS_*` and `SNAP_S3_*` variables ([`s3`]), anything else a local folder;
+/// either is wrapped in the fault injector when `SNAP_FAULTS` asks for
+/// faults ([`faulty`], for tests). The index cache goes where the backend
+/// says ([`Backend::cache_dir`]); an operation that must not share it wraps
+/// the result in a [`PrivateCache`].
 pub fn open(location: &Path) -> Result<Box<dyn Backend>> {
-    match location.to_str() {
-        Some(url) if is_remote(location) => Ok(Box::new(S3Backend::new(url)?)),
-        _ => Ok(Box::new(LocalBackend::new(location))),
-    }
+    let storage: Box<dyn Backend> = match location.to_str() {
+        Some(url) if is_remote(location) => Box::new(S3Backend::new(url)?),
+        _ => Box::new(LocalBackend::new(location)),
+    };
+    faulty::Faulty::from_env(storage)
 }
 
 /// The kinds of repository files; each lives in its own folder.

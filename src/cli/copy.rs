@@ -3,7 +3,6 @@
 use super::filter::FilterArgs;
 use std::path::PathBuf;
 
-use snap::Repository;
 use snap::keys::Credentials;
 use snap::ops::copy;
 use snap::select::{parse_selector, resolve};
@@ -59,30 +58,6 @@ pub fn other_credentials(
     }
 }
 
-/// Opens a second repository; refuses the one `first` is (its index cache
-/// is held by `first`, and copying a repository into itself means nothing).
-pub fn open_other(
-    location: &std::path::Path,
-    first: &Repository,
-    credentials: &Credentials,
-    progress: &dyn snap::Progress,
-) -> snap::Result<Repository> {
-    let backend = snap::backend::open(location)?;
-    if let Ok(bytes) = backend.read(snap::backend::FileKind::Config, "config")
-        // Through the unstable door until the library answers "is this the
-        // same repository" itself.
-        && snap::internals::format::config::Config::from_bytes(&bytes)
-            .is_ok_and(|config| config.id == first.config().id)
-    {
-        return Err(snap::Error::usage(format!(
-            "{} is the same repository as {}",
-            location.display(),
-            first.backend().location()
-        )));
-    }
-    Repository::open_with(backend, credentials, progress)
-}
-
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let filter = args.filter.filter()?;
     let progress = global.progress();
@@ -95,7 +70,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         args.to_identity_files,
         "target repository",
     );
-    let target = open_other(&args.to, &source, &credentials, &progress)?;
+    let target = copy::open_other(&args.to, &source, &credentials, &progress)?;
     let selected = if args.snapshots.is_empty() {
         let mut all = source.snapshots()?;
         all.retain(|(_, s)| filter.matches(s));

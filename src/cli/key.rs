@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use snap::Error;
 use snap::keys::{self, Access, Lock, NewLock};
 
 use super::output;
@@ -49,16 +48,19 @@ pub struct AddArgs {
     new_password_file: Option<PathBuf>,
 }
 
-fn not_encrypted() -> Error {
-    Error::usage("this repository is not encrypted: it has no keys")
+/// The access a new key gets from `--write-only`.
+fn access(write_only: bool) -> Access {
+    if write_only {
+        Access::WriteOnly
+    } else {
+        Access::Full
+    }
 }
 
 pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
     let progress = global.progress();
     let repo = global.open(&progress)?;
-    let Some(repo_keys) = repo.keys() else {
-        return Err(not_encrypted().into());
-    };
+    let repo_keys = keys::required(repo.keys())?;
     let backend = repo.backend();
     match command {
         Command::List => {
@@ -99,14 +101,9 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
             }
         }
         Command::Add(args) => {
-            keys::require_full(repo_keys, "add keys")?;
-            let material = if args.write_only {
-                repo_keys.write_only()
-            } else {
-                repo_keys.clone()
-            };
+            let access = access(args.write_only);
             if let Some(path) = &args.output {
-                keys::write_exported(path, &repo.config().id, &material)?;
+                keys::export(path, &repo.config().id, repo_keys, access)?;
                 if !global.quiet {
                     println!(
                         "wrote a {} key to {} (keep it secret; use it with --key-file)",
@@ -120,16 +117,7 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
                 }
                 return Ok(exit::OK);
             }
-            let mut recipients = args.recipients;
-            if let Some(file) = &args.recipients_file {
-                recipients.extend(keys::read_recipients_file(file)?);
-            }
-            let lock = if recipients.is_empty() {
-                NewLock::Passphrase(read_new_key_password(args.new_password_file.as_ref())?)
-            } else {
-                NewLock::Recipients(recipients)
-            };
-            let id = keys::add(backend, repo_keys, &material, &lock)?;
+            let id = keys::add(backend, repo_keys, access, || new_lock(args))?;
             if global.json {
                 output::print_json(&serde_json::json!({ "id": id }))?;
             } else if !global.quiet {
@@ -163,4 +151,18 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// What `key add` seals the new key to: the recipients given, else a new
+/// passphrase (asked for).
+fn new_lock(args: AddArgs) -> snap::Result<NewLock> {
+    let mut recipients = args.recipients;
+    if let Some(file) = &args.recipients_file {
+        recipients.extend(keys::read_recipients_file(file)?);
+    }
+    Ok(if recipients.is_empty() {
+        NewLock::Passphrase(read_new_key_password(args.new_password_file.as_ref())?)
+    } else {
+        NewLock::Recipients(recipients)
+    })
 }

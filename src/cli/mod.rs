@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Parser, Subcommand};
-use snap::backend::{Backend, faulty::Faulty};
+use snap::backend::Backend;
 use snap::keys::Credentials;
 use snap::profile::Profile;
 use snap::{Error, ErrorKind, Repository};
@@ -226,7 +226,7 @@ impl Global {
     /// The storage of the repository: a local folder or `s3://bucket/prefix`
     /// (with the faults `SNAP_FAULTS` asks for, in tests).
     pub fn backend(&self) -> snap::Result<Box<dyn Backend>> {
-        Faulty::from_env(snap::backend::open(&self.location())?)
+        snap::backend::open(&self.location())
     }
 
     /// Opens the repository.

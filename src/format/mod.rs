@@ -14,9 +14,6 @@ pub mod pack;
 pub mod snapshot;
 pub mod tree;
 
-#[cfg(test)]
-mod decode_fuzz;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -26,18 +26,21 @@
 //! (as itself or as a copy) is skipped, so copying twice is a no-op.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
+use crate::backend::{Backend, FileKind};
 use crate::codec::Dictionary;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::config::Feature;
+use crate::format::config::{Config, Feature};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ListCut, Node, Tree};
-use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::id::{BlobId, RepoId, SnapshotId, TreeId};
+use crate::keys::Credentials;
 use crate::progress::Progress;
 use crate::repo::{BlobSaver, Repository};
 use crate::sync::lock;
@@ -68,6 +71,34 @@ pub fn origin(id: &SnapshotId, snapshot: &Snapshot) -> SnapshotId {
 pub fn same_ids(a: &Repository, b: &Repository) -> bool {
     let probe = b"snap copy: do these repositories share blob ids?";
     a.codec().id(probe) == b.codec().id(probe)
+}
+
+/// Opens the repository at `location` as the other side of a copy from
+/// `first`. Refuses `first` itself, under whatever name it is given: its
+/// index cache is held by `first` (opening it again would wait for
+/// ourselves), and copying a repository into itself means nothing.
+pub fn open_other(
+    location: &Path,
+    first: &Repository,
+    credentials: &Credentials,
+    progress: &dyn Progress,
+) -> Result<Repository> {
+    let backend = crate::backend::open(location)?;
+    if stored_id(backend.as_ref()) == Some(first.config().id) {
+        return Err(Error::usage(format!(
+            "{} is the same repository as {}",
+            location.display(),
+            first.backend().location()
+        )));
+    }
+    Repository::open_with(backend, credentials, progress)
+}
+
+/// The id in the config `backend` holds, if it holds a readable one
+/// (anything else is left for opening the repository to report).
+fn stored_id(backend: &dyn Backend) -> Option<RepoId> {
+    let bytes = backend.read(FileKind::Config, "config").ok()?;
+    Config::from_bytes(&bytes).ok().map(|config| config.id)
 }
 
 /// Copies `snapshots` (from `source`, oldest first) into `target`.
@@ -266,5 +297,34 @@ impl Copier<'_> {
             self.progress.add_files(1);
         }
         Ok(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{LocalBackend, PrivateCache};
+    use crate::progress::NoProgress;
+    use crate::repo::InitOptions;
+
+    #[test]
+    fn the_other_side_is_never_the_first_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        // A private cache keeps the test out of the user's cache folder.
+        let backend = PrivateCache::new(Box::new(LocalBackend::new(&path))).unwrap();
+        let first =
+            Repository::init(Box::new(backend), &InitOptions::default(), &NoProgress).unwrap();
+        // The same repository under another name is still refused.
+        let same = path.join("..").join("repo");
+        let Err(refused) = open_other(&same, &first, &Credentials::default(), &NoProgress) else {
+            panic!("opened the first repository a second time");
+        };
+        assert_eq!(refused.kind(), ErrorKind::Usage);
+        assert!(
+            refused.message().contains("is the same repository as"),
+            "{}",
+            refused.message()
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The import graph of src/: the layers below the commands (`repo`, `keys`,
-//! `lock`, `index`, `pack`, `format`, `codec`, `backend` and the small
-//! helpers) never reach up into `ops` or `cli`, and `ops` never into `cli`.
-//! Run it with `cargo test --test integration architecture::`; a failure
-//! lists each arrow that points up, with the file it is in.
+//! `lock`, `index`, `pack`, `format`, `codec`, `backend`, `select`, `profile`,
+//! `retention` and the small helpers) never reach up into `ops` or `cli`, and
+//! `ops` never into `cli`. Run it with `cargo test --test integration
+//! architecture::`; a failure lists each arrow that points up, with the file
+//! it is in.
 
 use std::fs;
 use std::path::Path;
@@ -10,8 +11,24 @@ use std::path::Path;
 /// Top-level modules that commands (`ops`) and the command line (`cli`) build
 /// on; none of them may import either.
 const LOWER: &[&str] = &[
-    "repo", "keys", "lock", "index", "pack", "format", "codec", "backend", "id", "error",
-    "duration", "host", "progress", "select", "glob", "sync",
+    "repo",
+    "keys",
+    "lock",
+    "index",
+    "pack",
+    "format",
+    "codec",
+    "backend",
+    "id",
+    "error",
+    "duration",
+    "host",
+    "progress",
+    "select",
+    "glob",
+    "sync",
+    "profile",
+    "retention",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -27,4 +27,5 @@ mod cli_restore_safety;
 mod cli_s3_copy;
 mod cli_sqlite;
 mod cli_trust_access;
+mod decode_fuzz;
 mod lib_faults;

@@ -1,20 +1,21 @@
 //! Every decoder of repository bytes, fed random and mutated input: each
 //! must return a value or an error, never panic. This is the part of the
 //! cargo-fuzz targets (`fuzz/`, see `docs/FUZZING.md`) that runs on stable
-//! Rust in every `cargo test`.
+//! Rust in every `cargo test`. It reaches the private decoders through
+//! `snap::internals`, as the fuzz targets do.
 
 use proptest::prelude::*;
 
-use super::config::Config;
-use super::index::{self, IndexDelta, PackIndex};
-use super::pack::{BlobEntry, BlobKind, PackTrailer};
-use super::snapshot::{self, Snapshot};
-use super::tree::{ChunkList, Node, NodeKind, Tree};
-use super::{envelope, from_msgpack, open_envelope, to_msgpack};
-use crate::backend::{Backend, FileKind, LocalBackend};
-use crate::codec::{BlobCodec, ChunkerParams, FileClass};
-use crate::id::{BlobId, PackId, RepoId, SnapshotId};
-use crate::keys::{ExportedKey, KEY_FILE_MAGIC, KeyFile};
+use snap::backend::{Backend, FileKind, LocalBackend};
+use snap::id::{BlobId, PackId, RepoId, SnapshotId};
+use snap::internals::codec::{BlobCodec, ChunkerParams, FileClass};
+use snap::internals::format::config::{self, Config};
+use snap::internals::format::index::{self, IndexDelta, PackIndex};
+use snap::internals::format::pack::{self, BlobEntry, BlobKind, PackTrailer};
+use snap::internals::format::snapshot::{self, Snapshot};
+use snap::internals::format::tree::{ChunkList, Node, NodeKind, Tree};
+use snap::internals::format::{envelope, from_msgpack, open_envelope, to_msgpack};
+use snap::keys::{self, ExportedKey, KEY_FILE_MAGIC, KeyFile};
 
 /// Runs every decoder on `bytes`, both as a whole file and as a bare body.
 fn decode_everything(bytes: &[u8]) {
@@ -145,16 +146,16 @@ fn minimal_config() -> Config {
         chunker: ChunkerParams,
         compression: i32,
         pack_size: u32,
-        encryption: super::config::Encryption,
+        encryption: config::Encryption,
     }
     let bytes = envelope(
-        super::config::MAGIC,
+        config::MAGIC,
         &to_msgpack(&Minimal {
             id: RepoId([8; 32]),
             chunker: ChunkerParams::FILES,
             compression: 3,
             pack_size: 16 << 20,
-            encryption: super::config::Encryption::None,
+            encryption: config::Encryption::None,
         }),
     );
     Config::from_bytes(&bytes).expect("a minimal config reads")
@@ -167,7 +168,12 @@ fn read_pack_trailer(bytes: &[u8]) {
     let id = PackId([0xab; 32]);
     std::fs::create_dir_all(dir.path().join("data/ab")).unwrap();
     backend.write(FileKind::Pack, &id.to_hex(), bytes).unwrap();
-    let _ = crate::pack::read_trailer(&backend, &BlobCodec::plain(3), &id, bytes.len() as u64);
+    let _ = snap::internals::pack::read_trailer(
+        &backend,
+        &BlobCodec::plain(3),
+        &id,
+        bytes.len() as u64,
+    );
 }
 
 proptest! {
@@ -206,7 +212,7 @@ proptest! {
         trailer_len in any::<u32>(),
         with_magic in any::<bool>(),
     ) {
-        let mut pack = if with_magic { envelope(super::pack::MAGIC, &body) } else { body };
+        let mut pack = if with_magic { envelope(pack::MAGIC, &body) } else { body };
         pack.extend_from_slice(&trailer_len.to_le_bytes());
         read_pack_trailer(&pack);
     }
@@ -215,10 +221,10 @@ proptest! {
     fn exported_key_files_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
-        std::fs::write(&path, envelope(crate::keys::EXPORTED_MAGIC, &bytes)).unwrap();
-        let _ = crate::keys::read_exported(&path);
+        std::fs::write(&path, envelope(keys::EXPORTED_MAGIC, &bytes)).unwrap();
+        let _ = keys::read_exported(&path);
         std::fs::write(&path, &bytes).unwrap();
-        let _ = crate::keys::read_exported(&path);
+        let _ = keys::read_exported(&path);
     }
 }
 
