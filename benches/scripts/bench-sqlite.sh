@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SQLite growth benchmark (issue 4): a ~50 MB conversations database in WAL
+# SQLite growth benchmark: a ~50 MB conversations database in WAL
 # mode, one "session" (500 inserted rows, 20 updated), backed up by snap and
 # restic in one run. Prints repository growth per scenario and capture time
 # against `cp`.
