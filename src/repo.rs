@@ -671,6 +671,12 @@ impl Repository {
         }
     }
 
+    /// The storage, shared with threads that outlive a borrow (pack
+    /// storers, lock refreshers).
+    pub(crate) fn shared_backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     /// Starts saving blobs; call [`BlobSaver::flush`] before writing a snapshot.
     pub fn saver(&self) -> BlobSaver<'_> {
         // One storer per upload that may run at once (several for object
@@ -970,70 +976,12 @@ pub fn default_location() -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------
-// Prune support (issue 7): locks, index deltas with obsolete marks, and
-// packs written outside a backup. Kept in a block of its own, apart from the
+// Prune support (issue 7): index deltas with obsolete marks, and packs
+// written outside a backup (the locks are in `crate::lock`). Kept in a block of its own, apart from the
 // code above. docs/PRUNE.md explains the protocol.
 // ---------------------------------------------------------------------------
 
 impl Repository {
-    /// Announces a backup to prunes with a `locks/` file (removed when the
-    /// returned guard drops), then brings the cache up to date. A prune
-    /// deletes no pack while the announcement stands, and every obsolete
-    /// mark written before it is in the cache afterwards, so this backup
-    /// never reuses a blob of a pack that is about to go.
-    pub fn start_backup(&self, progress: &dyn Progress) -> Result<crate::lock::RepoLock> {
-        let lock = crate::lock::RepoLock::take(
-            Arc::clone(&self.backend),
-            &self.codec,
-            crate::format::lock::LockKind::Backup,
-        )?;
-        self.sync_cache(progress)?;
-        Ok(lock)
-    }
-
-    /// Takes the prune lock, which excludes other prunes (never backups).
-    /// Fails when another prune holds a lock that is not stale; removes
-    /// stale locks of any kind on the way.
-    pub fn lock_prune(&self) -> Result<crate::lock::RepoLock> {
-        use crate::format::lock::LockKind;
-        let mine =
-            crate::lock::RepoLock::take(Arc::clone(&self.backend), &self.codec, LockKind::Prune)?;
-        let (now, host) = (crate::lock::now_s(), crate::host::hostname());
-        for (name, lock) in crate::lock::read_all(self.backend(), &self.codec)? {
-            match lock {
-                _ if name == mine.name() => {}
-                Ok(lock) if crate::lock::is_stale(&lock, now, &host) => {
-                    self.backend.remove(FileKind::Lock, &name)?;
-                }
-                // Both of two prunes that start together may give up; never
-                // do both go on.
-                Ok(lock) if lock.kind == LockKind::Prune => {
-                    return Err(crate::lock::held_by("another prune", &name, &lock));
-                }
-                _ => {}
-            }
-        }
-        Ok(mine)
-    }
-
-    /// The backups running now: backup locks that are not stale, and locks
-    /// that cannot be read (they may be backups). Stale locks are removed.
-    pub fn running_backups(&self) -> Result<Vec<(String, Result<crate::format::lock::Lock>)>> {
-        use crate::format::lock::LockKind;
-        let (now, host) = (crate::lock::now_s(), crate::host::hostname());
-        let mut running = Vec::new();
-        for (name, lock) in crate::lock::read_all(self.backend(), &self.codec)? {
-            match lock {
-                Ok(lock) if crate::lock::is_stale(&lock, now, &host) => {
-                    self.backend.remove(FileKind::Lock, &name)?;
-                }
-                Ok(lock) if lock.kind == LockKind::Prune => {}
-                other => running.push((name, other)),
-            }
-        }
-        Ok(running)
-    }
-
     /// Reads an index delta with the time of its obsolete marks.
     pub fn read_marked_delta(&self, id: &IndexId) -> Result<index::MarkedDelta> {
         self.read_object(FileKind::Index, index::MAGIC, &id.0, index::MAX_LEN)
