@@ -34,8 +34,9 @@ use crate::format::tree::{ListCut, Node, NodeKind, Tree, Xattr};
 use crate::id::{SnapshotId, TreeId};
 use crate::index::FileMemo;
 use crate::ops::sqlite;
+use crate::pack::BlobSaver;
 use crate::progress::Progress;
-use crate::repo::{BlobSaver, Repository};
+use crate::repo::Repository;
 
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
