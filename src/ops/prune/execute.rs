@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::PruneReport;
 use super::live::LiveSet;
-use super::plan::{PackUsage, PrunePlan};
+use super::plan::{PackUsage, PrunePlan, unloaded_deltas};
 use crate::backend::FileKind;
 use crate::error::{ErrorKind, Result};
 use crate::format::index::{MarkedDelta, PackIndex};
@@ -322,14 +322,7 @@ fn forget_indexed_orphans(repo: &Repository, orphans: &mut BTreeMap<PackId, u64>
     if orphans.is_empty() {
         return Ok(());
     }
-    let loaded = repo.cache().loaded_deltas()?;
-    for (name, _) in repo.backend().list(FileKind::Index)? {
-        let Ok(id) = IndexId::from_hex(&name) else {
-            continue;
-        };
-        if loaded.contains(&id) {
-            continue;
-        }
+    for id in unloaded_deltas(repo)? {
         match repo.read_index(&id) {
             Ok(delta) => {
                 for pack in delta.packs {

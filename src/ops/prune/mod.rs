@@ -25,8 +25,8 @@
 //! redb table, the index is streamed from the cache's B-tree, and only
 //! per-pack numbers are kept in memory.
 //!
-//! The parts: [`live`] walks the snapshots into the live set, [`plan`]
-//! decides each pack's fate, [`execute`] copies, marks and deletes; this
+//! The parts: `live` walks the snapshots into the live set, `plan`
+//! decides each pack's fate, `execute` copies, marks and deletes; this
 //! module holds the options, the report and the entry points.
 
 mod execute;
@@ -130,8 +130,7 @@ mod tests {
     use crate::ops::backup::{BackupOptions, backup};
     use crate::progress::NoProgress;
     use std::collections::HashMap;
-    use std::path::Path;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicI64, Ordering};
 
     /// A backend whose repository writes and removals (not lock files)

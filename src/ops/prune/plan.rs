@@ -316,17 +316,23 @@ pub fn prune_plan(
     })
 }
 
+/// The index deltas in the repository that the cache has not loaded
+/// (unreadable ones, or written since the sync).
+pub(super) fn unloaded_deltas(repo: &Repository) -> Result<Vec<IndexId>> {
+    let loaded = repo.cache().loaded_deltas()?;
+    Ok(repo
+        .backend()
+        .list(FileKind::Index)?
+        .into_iter()
+        .filter_map(|(name, _)| IndexId::from_hex(&name).ok())
+        .filter(|id| !loaded.contains(id))
+        .collect())
+}
+
 /// Fails when an index delta cannot be read (the cache sync skips those
 /// with a warning): prune could neither see the packs it names nor rewrite it.
 fn refuse_damaged_deltas(repo: &Repository) -> Result<()> {
-    let loaded = repo.cache().loaded_deltas()?;
-    for (name, _) in repo.backend().list(FileKind::Index)? {
-        let Ok(id) = IndexId::from_hex(&name) else {
-            continue;
-        };
-        if loaded.contains(&id) {
-            continue;
-        }
+    for id in unloaded_deltas(repo)? {
         match repo.read_index(&id) {
             Err(e) if e.kind() == ErrorKind::Corrupt => {
                 return Err(Error::new(
