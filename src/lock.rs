@@ -17,6 +17,8 @@ use crate::codec::{BlobCodec, FileClass};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::lock::{Lock, LockKind, MAGIC, MAX_LEN};
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
+use crate::progress::Progress;
+use crate::repo::Repository;
 
 /// How often a holder rewrites its lock.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -159,6 +161,68 @@ pub fn held_by(what: &str, name: &str, lock: &Lock) -> Error {
             lock.host, lock.pid
         ),
     )
+}
+
+/// Locks as a repository's commands take and read them.
+impl Repository {
+    /// Announces a backup to prunes with a `locks/` file (removed when the
+    /// returned guard drops), then brings the cache up to date. A prune
+    /// deletes no pack while the announcement stands, and every obsolete
+    /// mark written before it is in the cache afterwards, so this backup
+    /// never reuses a blob of a pack that is about to go.
+    pub fn start_backup(&self, progress: &dyn Progress) -> Result<RepoLock> {
+        let lock = RepoLock::take(
+            Arc::clone(self.shared_backend()),
+            self.codec(),
+            LockKind::Backup,
+        )?;
+        self.sync_cache(progress)?;
+        Ok(lock)
+    }
+
+    /// Takes the prune lock, which excludes other prunes (never backups).
+    /// Fails when another prune holds a lock that is not stale; removes
+    /// stale locks of any kind on the way.
+    pub fn lock_prune(&self) -> Result<RepoLock> {
+        let mine = RepoLock::take(
+            Arc::clone(self.shared_backend()),
+            self.codec(),
+            LockKind::Prune,
+        )?;
+        let (now, host) = (now_s(), crate::host::hostname());
+        for (name, lock) in read_all(self.backend(), self.codec())? {
+            match lock {
+                _ if name == mine.name() => {}
+                Ok(lock) if is_stale(&lock, now, &host) => {
+                    self.backend().remove(FileKind::Lock, &name)?;
+                }
+                // Both of two prunes that start together may give up; never
+                // do both go on.
+                Ok(lock) if lock.kind == LockKind::Prune => {
+                    return Err(held_by("another prune", &name, &lock));
+                }
+                _ => {}
+            }
+        }
+        Ok(mine)
+    }
+
+    /// The backups running now: backup locks that are not stale, and locks
+    /// that cannot be read (they may be backups). Stale locks are removed.
+    pub fn running_backups(&self) -> Result<Vec<(String, Result<Lock>)>> {
+        let (now, host) = (now_s(), crate::host::hostname());
+        let mut running = Vec::new();
+        for (name, lock) in read_all(self.backend(), self.codec())? {
+            match lock {
+                Ok(lock) if is_stale(&lock, now, &host) => {
+                    self.backend().remove(FileKind::Lock, &name)?;
+                }
+                Ok(lock) if lock.kind == LockKind::Prune => {}
+                other => running.push((name, other)),
+            }
+        }
+        Ok(running)
+    }
 }
 
 /// Removes temporary folders and files in `dir` whose name is one of

@@ -1,5 +1,6 @@
-//! The repository facade: init and open, reading and writing objects, and the
-//! [`BlobSaver`] that packs new blobs during a backup.
+//! The repository facade: init and open, the index cache, reading and
+//! writing objects. New blobs go into packs through
+//! [`crate::pack::BlobSaver`] (`Repository::saver`).
 //!
 //! Write ordering (never broken): packs, then the index delta naming them,
 //! then the snapshot referencing them. A crash at any point leaves at most
@@ -7,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -18,17 +18,14 @@ use crate::backend::{Backend, FileKind};
 use crate::codec::{BlobCodec, ChunkerParams, Dictionary, FileClass, compress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Encryption, Feature};
-use crate::format::index::{self, IndexDelta, PackIndex};
-use crate::format::pack::BlobKind;
+use crate::format::index::{self, IndexDelta};
 use crate::format::snapshot::{self, Snapshot};
-use crate::format::tree::{
-    ChunkList, DIRECT_CONTENT_MAX, ListCut, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size,
-};
+use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size};
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
 use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
 use crate::index::{IndexCache, Location};
 use crate::keys::{Access, Credentials, NewLock, RepoKeys};
-use crate::pack::{FinishedPack, PackWriter};
+use crate::pack::BlobSaver;
 use crate::progress::Progress;
 use crate::sync::lock;
 
@@ -98,9 +95,6 @@ enum CacheUse {
     /// once (commands that only read).
     SharedOrPrivate,
 }
-
-/// Packs flushed into one index delta at most.
-const PACKS_PER_DELTA: usize = 8;
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
@@ -354,7 +348,7 @@ impl Repository {
     /// Size at which the next pack is sealed. Encrypted repositories vary it
     /// (0.75x to 1.25x the configured size) so pack sizes do not fingerprint
     /// the files inside them.
-    fn pack_target(&self) -> u64 {
+    pub(crate) fn pack_target(&self) -> u64 {
         let size = u64::from(self.config.pack_size);
         if self.keys.is_none() {
             return size;
@@ -714,267 +708,13 @@ impl Repository {
 
     /// Starts saving blobs; call [`BlobSaver::flush`] before writing a snapshot.
     pub fn saver(&self) -> BlobSaver<'_> {
-        // One storer per upload that may run at once (several for object
-        // storage). A pack reaches `stored` only once it is durable, and only
-        // packs from there go into an index delta, so the write ordering
-        // holds whatever order the uploads finish in.
-        let storers = self.backend.parallel_writes().max(1);
-        let (to_store, store_rx) = crossbeam_channel::bounded::<FinishedPack>(2 * storers);
-        let (stored_tx, stored) = crossbeam_channel::unbounded();
-        // Moving a finished pack into place waits for its fsync; threads of
-        // their own keep the workers compressing meanwhile.
-        let storer_threads: Vec<_> = (0..storers)
-            .map(|_| {
-                let backend = Arc::clone(&self.backend);
-                let store_rx = store_rx.clone();
-                let stored_tx = stored_tx.clone();
-                std::thread::spawn(move || {
-                    for pack in store_rx {
-                        let result = backend
-                            .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)
-                            .map(|()| PackIndex {
-                                id: pack.id,
-                                size: pack.size,
-                                blobs: pack.blobs,
-                            });
-                        if stored_tx.send(result).is_err() {
-                            break;
-                        }
-                    }
-                })
-            })
-            .collect();
-        let storer = std::thread::spawn(move || {
-            for handle in storer_threads {
-                let _ = handle.join();
-            }
-        });
-        BlobSaver {
-            repo: self,
-            state: Mutex::new(SaverState::default()),
-            to_store: Mutex::new(Some(to_store)),
-            stored,
-            storer: Mutex::new(Some(storer)),
-            bytes_added: AtomicU64::new(0),
-            bytes_added_packed: AtomicU64::new(0),
-        }
-    }
-}
-
-#[derive(Default)]
-struct SaverState {
-    data: Option<PackWriter>,
-    meta: Option<PackWriter>,
-    /// Blobs written (or being written) in this session and not yet in the cache.
-    claimed: HashSet<BlobId>,
-    /// Stored packs not yet named by an index delta.
-    stored: Vec<PackIndex>,
-}
-
-/// Writes new blobs into packs, deduplicating against the index and against
-/// itself; safe to call from many threads. Memory stays bounded: packs go to
-/// temporary files, at most two sealed packs wait for their move into the
-/// repository, and at most [`PACKS_PER_DELTA`] packs wait for their delta.
-pub struct BlobSaver<'r> {
-    repo: &'r Repository,
-    state: Mutex<SaverState>,
-    to_store: Mutex<Option<crossbeam_channel::Sender<FinishedPack>>>,
-    stored: crossbeam_channel::Receiver<Result<PackIndex>>,
-    storer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    bytes_added: AtomicU64,
-    bytes_added_packed: AtomicU64,
-}
-
-impl BlobSaver<'_> {
-    /// Stores a blob unless the repository already has it; returns its id.
-    pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<BlobId> {
-        self.save_with(kind, plaintext, None)
+        BlobSaver::new(self)
     }
 
-    /// Stores a blob compressed with `dictionary` (its id then names the
-    /// dictionary, see `Hasher::blob_id_with`), unless the repository has it.
-    pub fn save_with(
-        &self,
-        kind: BlobKind,
-        plaintext: &[u8],
-        dictionary: Option<&Dictionary>,
-    ) -> Result<BlobId> {
-        let codec = &self.repo.codec;
-        let id = codec.id_with(dictionary, plaintext);
-        if self.repo.cache.contains(&id)? || !lock(&self.state).claimed.insert(id) {
-            return Ok(id);
-        }
-        let frame = codec.encode_with(plaintext, dictionary)?;
-        let raw_length =
-            u32::try_from(plaintext.len()).map_err(|_| Error::usage("blob over 4 GiB"))?;
-        self.pack_frame(kind, id, &frame, raw_length)?;
-        Ok(id)
-    }
-
-    /// Stores a blob already encoded by a repository with the same keys
-    /// (`snap copy` between repositories that share ids: no recompression),
-    /// unless the repository has it. The caller has verified the frame.
-    pub fn save_frame(
-        &self,
-        kind: BlobKind,
-        id: BlobId,
-        frame: &[u8],
-        raw_length: u32,
-    ) -> Result<()> {
-        if self.repo.cache.contains(&id)? || !lock(&self.state).claimed.insert(id) {
-            return Ok(());
-        }
-        self.pack_frame(kind, id, frame, raw_length)
-    }
-
-    /// Adds a claimed blob's frame to the open pack of its kind.
-    fn pack_frame(&self, kind: BlobKind, id: BlobId, frame: &[u8], raw_length: u32) -> Result<()> {
-        self.bytes_added
-            .fetch_add(u64::from(raw_length), Ordering::Relaxed);
-        self.bytes_added_packed
-            .fetch_add(frame.len() as u64, Ordering::Relaxed);
-        let full = {
-            let mut state = lock(&self.state);
-            let slot = if kind == BlobKind::Data {
-                &mut state.data
-            } else {
-                &mut state.meta
-            };
-            if slot.is_none() {
-                *slot = Some(PackWriter::create(
-                    self.repo.backend.temp_dir(),
-                    self.repo.pack_target(),
-                )?);
-            }
-            let writer = slot.as_mut().expect("just created");
-            writer.add(id, kind, frame, raw_length)?;
-            if writer.is_full() { slot.take() } else { None }
-        };
-        if let Some(writer) = full {
-            self.seal(writer)?;
-            self.index_stored(false)?;
-        }
-        Ok(())
-    }
-
-    /// Stores a file's chunk id list, as list blobs when it is long.
-    /// Returns the node's `content` and `content_depth`.
-    pub fn save_content(&self, ids: Vec<BlobId>) -> Result<(Vec<BlobId>, u8)> {
-        self.save_content_cut(ids, ListCut::ContentDefined)
-    }
-
-    /// [`BlobSaver::save_content`], cutting lists as `cut` says.
-    pub fn save_content_cut(
-        &self,
-        mut ids: Vec<BlobId>,
-        cut: ListCut,
-    ) -> Result<(Vec<BlobId>, u8)> {
-        let mut depth = 0u8;
-        while ids.len() > DIRECT_CONTENT_MAX && depth < MAX_CONTENT_DEPTH {
-            let mut next = Vec::new();
-            let mut group = Vec::new();
-            for id in ids {
-                group.push(id);
-                if cut.cuts_after(&id, group.len()) {
-                    let list = ChunkList {
-                        ids: std::mem::take(&mut group),
-                    };
-                    next.push(self.save(BlobKind::List, &list.to_bytes())?);
-                }
-            }
-            if !group.is_empty() {
-                next.push(self.save(BlobKind::List, &ChunkList { ids: group }.to_bytes())?);
-            }
-            ids = next;
-            depth += 1;
-        }
-        Ok((ids, depth))
-    }
-
-    /// Writes the trailer and hands the pack to the storer thread.
-    fn seal(&self, writer: PackWriter) -> Result<()> {
-        let pack = writer.finish(&self.repo.codec)?;
-        let sender = lock(&self.to_store).clone();
-        let sent = sender.is_some_and(|s| s.send(pack).is_ok());
-        if !sent {
-            return Err(self.storer_failure());
-        }
-        Ok(())
-    }
-
-    /// The error of a storer thread that stopped.
-    fn storer_failure(&self) -> Error {
-        self.stored
-            .try_iter()
-            .find_map(Result::err)
-            .unwrap_or_else(|| Error::new(ErrorKind::Io, "the pack storer stopped"))
-    }
-
-    /// Collects stored packs; writes an index delta once enough are waiting
-    /// (or, with `all`, for every one).
-    fn index_stored(&self, all: bool) -> Result<()> {
-        let ready = {
-            let mut state = lock(&self.state);
-            for result in self.stored.try_iter() {
-                state.stored.push(result?);
-            }
-            if all || state.stored.len() >= PACKS_PER_DELTA {
-                std::mem::take(&mut state.stored)
-            } else {
-                Vec::new()
-            }
-        };
-        if ready.is_empty() {
-            return Ok(());
-        }
-        let delta = IndexDelta {
-            packs: ready,
-            obsolete: Vec::new(),
-        };
-        let id = self.repo.write_index(&delta)?;
-        let entry = (id, delta);
-        self.repo.cache.add_deltas(std::slice::from_ref(&entry))?;
-        let delta = entry.1;
-        // Now that the cache knows them, the blobs need no claim any more.
-        let mut state = lock(&self.state);
-        for pack in &delta.packs {
-            for blob in &pack.blobs {
-                state.claimed.remove(&blob.id);
-            }
-        }
-        Ok(())
-    }
-
-    /// Seals open packs, waits until every pack is stored, and writes the
-    /// index delta for them. After it returns, every saved blob is durable
-    /// and indexed.
-    pub fn flush(&self) -> Result<()> {
-        let (data, meta) = {
-            let mut state = lock(&self.state);
-            (state.data.take(), state.meta.take())
-        };
-        let mut result = Ok(());
-        for writer in [data, meta].into_iter().flatten() {
-            if !writer.is_empty() && result.is_ok() {
-                result = self.seal(writer);
-            }
-        }
-        // Close the channel and wait for the storer to finish what it has.
-        drop(lock(&self.to_store).take());
-        if let Some(handle) = lock(&self.storer).take() {
-            let _ = handle.join();
-        }
-        let indexed = self.index_stored(true);
-        lock(&self.state).claimed.clear();
-        result.and(indexed)
-    }
-
-    /// Plaintext and stored bytes of the blobs this saver added.
-    pub fn added(&self) -> (u64, u64) {
-        (
-            self.bytes_added.load(Ordering::Relaxed),
-            self.bytes_added_packed.load(Ordering::Relaxed),
-        )
+    /// The storage, shared with threads that outlive a borrow (pack
+    /// storers, lock refreshers).
+    pub(crate) fn shared_backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 }
 
@@ -1010,71 +750,9 @@ pub fn default_location() -> PathBuf {
         .join("repo")
 }
 
-// ---------------------------------------------------------------------------
-// Prune support (issue 7): locks, index deltas with obsolete marks, and
-// packs written outside a backup. Kept in a block of its own, apart from the
-// code above. docs/PRUNE.md explains the protocol.
-// ---------------------------------------------------------------------------
-
+/// Index deltas as prune writes and reads them: with the time of their
+/// obsolete marks. docs/PRUNE.md explains the protocol.
 impl Repository {
-    /// Announces a backup to prunes with a `locks/` file (removed when the
-    /// returned guard drops), then brings the cache up to date. A prune
-    /// deletes no pack while the announcement stands, and every obsolete
-    /// mark written before it is in the cache afterwards, so this backup
-    /// never reuses a blob of a pack that is about to go.
-    pub fn start_backup(&self, progress: &dyn Progress) -> Result<crate::lock::RepoLock> {
-        let lock = crate::lock::RepoLock::take(
-            Arc::clone(&self.backend),
-            &self.codec,
-            crate::format::lock::LockKind::Backup,
-        )?;
-        self.sync_cache(progress)?;
-        Ok(lock)
-    }
-
-    /// Takes the prune lock, which excludes other prunes (never backups).
-    /// Fails when another prune holds a lock that is not stale; removes
-    /// stale locks of any kind on the way.
-    pub fn lock_prune(&self) -> Result<crate::lock::RepoLock> {
-        use crate::format::lock::LockKind;
-        let mine =
-            crate::lock::RepoLock::take(Arc::clone(&self.backend), &self.codec, LockKind::Prune)?;
-        let (now, host) = (crate::lock::now_s(), crate::host::hostname());
-        for (name, lock) in crate::lock::read_all(self.backend(), &self.codec)? {
-            match lock {
-                _ if name == mine.name() => {}
-                Ok(lock) if crate::lock::is_stale(&lock, now, &host) => {
-                    self.backend.remove(FileKind::Lock, &name)?;
-                }
-                // Both of two prunes that start together may give up; never
-                // do both go on.
-                Ok(lock) if lock.kind == LockKind::Prune => {
-                    return Err(crate::lock::held_by("another prune", &name, &lock));
-                }
-                _ => {}
-            }
-        }
-        Ok(mine)
-    }
-
-    /// The backups running now: backup locks that are not stale, and locks
-    /// that cannot be read (they may be backups). Stale locks are removed.
-    pub fn running_backups(&self) -> Result<Vec<(String, Result<crate::format::lock::Lock>)>> {
-        use crate::format::lock::LockKind;
-        let (now, host) = (crate::lock::now_s(), crate::host::hostname());
-        let mut running = Vec::new();
-        for (name, lock) in crate::lock::read_all(self.backend(), &self.codec)? {
-            match lock {
-                Ok(lock) if crate::lock::is_stale(&lock, now, &host) => {
-                    self.backend.remove(FileKind::Lock, &name)?;
-                }
-                Ok(lock) if lock.kind == LockKind::Prune => {}
-                other => running.push((name, other)),
-            }
-        }
-        Ok(running)
-    }
-
     /// Reads an index delta with the time of its obsolete marks.
     pub fn read_marked_delta(&self, id: &IndexId) -> Result<index::MarkedDelta> {
         self.read_object(FileKind::Index, index::MAGIC, &id.0, index::MAX_LEN)
@@ -1085,28 +763,9 @@ impl Repository {
         self.write_object(FileKind::Index, index::MAGIC, delta)
             .map(IndexId)
     }
-
-    /// Starts a pack in the repository's temporary folder, full at the
-    /// repository's target pack size.
-    pub fn new_pack(&self) -> Result<PackWriter> {
-        PackWriter::create(self.backend.temp_dir(), self.pack_target())
-    }
-
-    /// Seals `writer` and moves the pack into the repository; returns its
-    /// index entry (which no delta names yet).
-    pub fn store_pack(&self, writer: PackWriter) -> Result<PackIndex> {
-        let pack = writer.finish(&self.codec)?;
-        self.backend
-            .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)?;
-        Ok(PackIndex {
-            id: pack.id,
-            size: pack.size,
-            blobs: pack.blobs,
-        })
-    }
 }
 
-// ---- check and repair (issue 6) ----
+// ---- check and repair ----
 
 /// Readable snapshots (oldest first) and the damaged ones with their errors.
 pub type SnapshotsAndDamage = (Vec<(SnapshotId, Snapshot)>, Vec<(SnapshotId, Error)>);

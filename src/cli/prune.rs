@@ -1,7 +1,5 @@
 //! `snap prune` (and the pruning half of `snap forget --prune`)
 
-use snap::Repository;
-use snap::backend::PrivateCache;
 use snap::duration::{BareM, Span};
 use snap::ops::prune::{PlanTotals, PlannedPack, PruneOptions, PruneReport, prune, prune_plan};
 
@@ -82,13 +80,6 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// Opens the repository with an index cache of the prune's own, so that
-/// backups never wait for the shared cache while a prune runs.
-fn open_private(global: &Global, progress: &CliProgress) -> snap::Result<Repository> {
-    let backend = PrivateCache::new(global.backend()?)?;
-    Repository::open_with(Box::new(backend), &global.credentials(), progress)
-}
-
 /// What a prune planned and did, ready to print.
 pub struct Outcome {
     dry_run: bool,
@@ -108,7 +99,7 @@ pub fn execute(
     progress: &CliProgress,
 ) -> anyhow::Result<Outcome> {
     let options = &prepared.options;
-    let repo = open_private(global, progress)?;
+    let repo = snap::ops::prune::open(global.backend()?, &global.credentials(), progress)?;
     let plan = prune_plan(&repo, options, progress)?;
     let packs = plan
         .packs

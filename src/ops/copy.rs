@@ -41,8 +41,9 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ListCut, Node, Tree};
 use crate::id::{BlobId, RepoId, SnapshotId, TreeId};
 use crate::keys::Credentials;
+use crate::pack::BlobSaver;
 use crate::progress::Progress;
-use crate::repo::{BlobSaver, Repository};
+use crate::repo::Repository;
 use crate::sync::lock;
 
 /// What a copy did.

@@ -31,9 +31,10 @@ use crate::format::pack::BlobKind;
 use crate::format::tree::{NodeKind, Tree};
 use crate::id::{IndexId, PackId, SnapshotId, TreeId};
 use crate::ops::check::{CheckReport, DamagedEntry, EntryKind, display_path};
+use crate::pack::BlobSaver;
 use crate::pack::read_trailer;
 use crate::progress::Progress;
-use crate::repo::{BlobSaver, Repository};
+use crate::repo::Repository;
 
 /// Tag of snapshots written by `snap repair snapshots`.
 pub const REPAIRED_TAG: &str = "repaired";

@@ -1,9 +1,12 @@
 //! Pack files: the writer that appends blob frames and seals a pack with its
-//! trailer, and the reader that gets a trailer back. Layout in
+//! trailer, the reader that gets a trailer back, and the [`BlobSaver`] that
+//! fills packs and names them in index deltas. Layout in
 //! [`crate::format::pack`].
 
 mod reader;
+mod saver;
 mod writer;
 
 pub use reader::read_trailer;
+pub use saver::{BlobSaver, SaverLog};
 pub use writer::{FinishedPack, PackWriter};

@@ -663,7 +663,7 @@ fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<
         ..common::bare_node(name.as_bytes(), NodeKind::File)
     };
     // Each closure's blobs go into packs of their own (a flush seals them).
-    let in_own_pack = |save: &dyn Fn(&snap::repo::BlobSaver<'_>) -> BlobId| {
+    let in_own_pack = |save: &dyn Fn(&snap::internals::pack::BlobSaver<'_>) -> BlobId| {
         let saver = repo.saver();
         let id = save(&saver);
         saver.flush().unwrap();

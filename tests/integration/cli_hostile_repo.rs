@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::{Env, dir_names, exit_code, list_tree, stderr_text};
 use snap::internals::format::pack::BlobKind;
 use snap::internals::format::tree::ChunkList;
-use snap::repo::BlobSaver;
+use snap::internals::pack::BlobSaver;
 use snap::{BlobId, NoProgress, Node, NodeKind, Repository, Snapshot, SnapshotId, Tree, TreeId};
 
 /// Snap must finish any of these quickly; a hang is a failure too.

@@ -27,8 +27,9 @@ use crate::glob::glob_set;
 use crate::id::{BlobId, TreeId};
 use crate::index::FileMemo;
 use crate::ops::sqlite::has_pending_log;
+use crate::pack::BlobSaver;
 use crate::progress::Progress;
-use crate::repo::{BlobSaver, Repository};
+use crate::repo::Repository;
 use crate::sync::lock;
 
 /// The state of one backup's walk, shared by the rayon workers.

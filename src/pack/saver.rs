@@ -1,0 +1,434 @@
+//! The [`BlobSaver`]: packs new blobs (a backup, a copy, a repair) or
+//! rewrites live ones out of packs that go (a prune), always in the order
+//! the repository relies on: packs, then the index delta naming them.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::backend::FileKind;
+use crate::codec::Dictionary;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::{IndexDelta, MarkedDelta, PackIndex};
+use crate::format::pack::BlobKind;
+use crate::format::tree::{ChunkList, DIRECT_CONTENT_MAX, ListCut, MAX_CONTENT_DEPTH};
+use crate::id::{BlobId, IndexId, PackId};
+use crate::pack::{FinishedPack, PackWriter};
+use crate::repo::Repository;
+use crate::sync::lock;
+
+/// Packs flushed into one index delta at most (by a saver of new blobs).
+const PACKS_PER_DELTA: usize = 8;
+
+/// What a saver is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Storing blobs the repository may lack: a blob the index knows is
+    /// skipped, and a delta is written every [`PACKS_PER_DELTA`] packs.
+    New,
+    /// Rewriting blobs out of packs that go (prune): every blob given is
+    /// stored although the index knows it, and deltas are written only when
+    /// the caller says ([`BlobSaver::index_with_marks`]), so that the marks
+    /// of the packs given up ride in the delta that names their copies.
+    Repack,
+}
+
+/// What a saver wrote into the repository.
+#[derive(Debug, Clone, Default)]
+pub struct SaverLog {
+    /// Its index deltas, in the order written.
+    pub deltas: Vec<IndexId>,
+    /// Its packs with their sizes.
+    pub packs: Vec<(PackId, u64)>,
+    /// Packs its deltas marked obsolete.
+    pub marked: u64,
+}
+
+#[derive(Default)]
+struct SaverState {
+    data: Option<PackWriter>,
+    meta: Option<PackWriter>,
+    /// Blobs written (or being written) in this session and not yet in the cache.
+    claimed: HashSet<BlobId>,
+    /// Stored packs not yet named by an index delta.
+    stored: Vec<PackIndex>,
+    /// Sealed packs whose storing result has not been collected yet.
+    in_flight: usize,
+    /// What was written so far.
+    log: SaverLog,
+}
+
+/// Writes new blobs into packs, deduplicating against the index and against
+/// itself; safe to call from many threads. Memory stays bounded: packs go to
+/// temporary files, at most two sealed packs wait for their move into the
+/// repository, and at most [`PACKS_PER_DELTA`] packs wait for their delta
+/// (for a repacking saver, as many as its caller lets wait).
+pub struct BlobSaver<'r> {
+    repo: &'r Repository,
+    purpose: Purpose,
+    state: Mutex<SaverState>,
+    to_store: Mutex<Option<crossbeam_channel::Sender<FinishedPack>>>,
+    stored: crossbeam_channel::Receiver<Result<PackIndex>>,
+    storer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    bytes_added: AtomicU64,
+    bytes_added_packed: AtomicU64,
+}
+
+impl<'r> BlobSaver<'r> {
+    /// Starts saving blobs; call [`BlobSaver::flush`] before writing a snapshot.
+    pub fn new(repo: &'r Repository) -> Self {
+        Self::with_purpose(repo, Purpose::New)
+    }
+
+    /// Starts rewriting live blobs out of packs that go (prune); write the
+    /// deltas with [`BlobSaver::index_with_marks`], then call
+    /// [`BlobSaver::flush`].
+    pub fn repacking(repo: &'r Repository) -> Self {
+        Self::with_purpose(repo, Purpose::Repack)
+    }
+
+    fn with_purpose(repo: &'r Repository, purpose: Purpose) -> Self {
+        // One storer per upload that may run at once (several for object
+        // storage). A pack reaches `stored` only once it is durable, and only
+        // packs from there go into an index delta, so the write ordering
+        // holds whatever order the uploads finish in.
+        let storers = repo.backend().parallel_writes().max(1);
+        let (to_store, store_rx) = crossbeam_channel::bounded::<FinishedPack>(2 * storers);
+        let (stored_tx, stored) = crossbeam_channel::unbounded();
+        // Moving a finished pack into place waits for its fsync; threads of
+        // their own keep the workers compressing meanwhile.
+        let storer_threads: Vec<_> = (0..storers)
+            .map(|_| {
+                let backend = Arc::clone(repo.shared_backend());
+                let store_rx = store_rx.clone();
+                let stored_tx = stored_tx.clone();
+                std::thread::spawn(move || {
+                    for pack in store_rx {
+                        let result = backend
+                            .write_file(FileKind::Pack, &pack.id.to_hex(), &pack.path)
+                            .map(|()| PackIndex {
+                                id: pack.id,
+                                size: pack.size,
+                                blobs: pack.blobs,
+                            });
+                        if stored_tx.send(result).is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let storer = std::thread::spawn(move || {
+            for handle in storer_threads {
+                let _ = handle.join();
+            }
+        });
+        BlobSaver {
+            repo,
+            purpose,
+            state: Mutex::new(SaverState::default()),
+            to_store: Mutex::new(Some(to_store)),
+            stored,
+            storer: Mutex::new(Some(storer)),
+            bytes_added: AtomicU64::new(0),
+            bytes_added_packed: AtomicU64::new(0),
+        }
+    }
+
+    /// Stores a blob unless the repository already has it; returns its id.
+    pub fn save(&self, kind: BlobKind, plaintext: &[u8]) -> Result<BlobId> {
+        self.save_with(kind, plaintext, None)
+    }
+
+    /// Stores a blob compressed with `dictionary` (its id then names the
+    /// dictionary, see `Hasher::blob_id_with`), unless the repository has it.
+    pub fn save_with(
+        &self,
+        kind: BlobKind,
+        plaintext: &[u8],
+        dictionary: Option<&Dictionary>,
+    ) -> Result<BlobId> {
+        let codec = self.repo.codec();
+        let id = codec.id_with(dictionary, plaintext);
+        if !self.claim(id)? {
+            return Ok(id);
+        }
+        let frame = codec.encode_with(plaintext, dictionary)?;
+        let raw_length =
+            u32::try_from(plaintext.len()).map_err(|_| Error::usage("blob over 4 GiB"))?;
+        self.pack_frame(kind, id, &frame, raw_length)?;
+        Ok(id)
+    }
+
+    /// Stores a blob already encoded by a repository with the same keys
+    /// (`snap copy` between repositories that share ids, or a prune
+    /// rewriting a pack: no recompression), unless the repository has it
+    /// (a repacking saver: unless this saver has it). The caller has
+    /// verified the frame. Returns whether it was stored.
+    pub fn save_frame(
+        &self,
+        kind: BlobKind,
+        id: BlobId,
+        frame: &[u8],
+        raw_length: u32,
+    ) -> Result<bool> {
+        if !self.claim(id)? {
+            return Ok(false);
+        }
+        self.pack_frame(kind, id, frame, raw_length)?;
+        Ok(true)
+    }
+
+    /// Whether blob `id` is to be stored by this call: not saved by this
+    /// saver already and, when saving new blobs, not known to the index.
+    fn claim(&self, id: BlobId) -> Result<bool> {
+        if self.purpose == Purpose::New && self.repo.cache().contains(&id)? {
+            return Ok(false);
+        }
+        Ok(lock(&self.state).claimed.insert(id))
+    }
+
+    /// Adds a claimed blob's frame to the open pack of its kind.
+    fn pack_frame(&self, kind: BlobKind, id: BlobId, frame: &[u8], raw_length: u32) -> Result<()> {
+        self.bytes_added
+            .fetch_add(u64::from(raw_length), Ordering::Relaxed);
+        self.bytes_added_packed
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut state = lock(&self.state);
+            let slot = if kind == BlobKind::Data {
+                &mut state.data
+            } else {
+                &mut state.meta
+            };
+            if slot.is_none() {
+                *slot = Some(PackWriter::create(
+                    self.repo.backend().temp_dir(),
+                    self.repo.pack_target(),
+                )?);
+            }
+            let writer = slot.as_mut().expect("just created");
+            writer.add(id, kind, frame, raw_length)?;
+            if writer.is_full() { slot.take() } else { None }
+        };
+        if let Some(writer) = full {
+            self.seal(writer)?;
+            self.index_stored(false)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a file's chunk id list, as list blobs when it is long.
+    /// Returns the node's `content` and `content_depth`.
+    pub fn save_content(&self, ids: Vec<BlobId>) -> Result<(Vec<BlobId>, u8)> {
+        self.save_content_cut(ids, ListCut::ContentDefined)
+    }
+
+    /// [`BlobSaver::save_content`], cutting lists as `cut` says.
+    pub fn save_content_cut(
+        &self,
+        mut ids: Vec<BlobId>,
+        cut: ListCut,
+    ) -> Result<(Vec<BlobId>, u8)> {
+        let mut depth = 0u8;
+        while ids.len() > DIRECT_CONTENT_MAX && depth < MAX_CONTENT_DEPTH {
+            let mut next = Vec::new();
+            let mut group = Vec::new();
+            for id in ids {
+                group.push(id);
+                if cut.cuts_after(&id, group.len()) {
+                    let list = ChunkList {
+                        ids: std::mem::take(&mut group),
+                    };
+                    next.push(self.save(BlobKind::List, &list.to_bytes())?);
+                }
+            }
+            if !group.is_empty() {
+                next.push(self.save(BlobKind::List, &ChunkList { ids: group }.to_bytes())?);
+            }
+            ids = next;
+            depth += 1;
+        }
+        Ok((ids, depth))
+    }
+
+    /// Writes the trailer and hands the pack to the storer thread.
+    fn seal(&self, writer: PackWriter) -> Result<()> {
+        let pack = writer.finish(self.repo.codec())?;
+        let sender = lock(&self.to_store).clone();
+        lock(&self.state).in_flight += 1;
+        let sent = sender.is_some_and(|s| s.send(pack).is_ok());
+        if !sent {
+            return Err(self.storer_failure());
+        }
+        Ok(())
+    }
+
+    /// Seals the open packs that hold anything.
+    fn seal_open(&self) -> Result<()> {
+        let (data, meta) = {
+            let mut state = lock(&self.state);
+            (state.data.take(), state.meta.take())
+        };
+        for writer in [data, meta].into_iter().flatten() {
+            if !writer.is_empty() {
+                self.seal(writer)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves one storing result into the state: the pack waits for its
+    /// delta, or the storer's error is returned.
+    fn collect(&self, result: Result<PackIndex>) -> Result<()> {
+        let mut state = lock(&self.state);
+        state.in_flight = state.in_flight.saturating_sub(1);
+        let pack = result?;
+        state.log.packs.push((pack.id, pack.size));
+        state.stored.push(pack);
+        Ok(())
+    }
+
+    /// Waits until every sealed pack is stored.
+    fn wait_stored(&self) -> Result<()> {
+        while lock(&self.state).in_flight > 0 {
+            let result = self
+                .stored
+                .recv()
+                .map_err(|_| Error::new(ErrorKind::Io, "the pack storer stopped"))?;
+            self.collect(result)?;
+        }
+        Ok(())
+    }
+
+    /// The error of a storer thread that stopped.
+    fn storer_failure(&self) -> Error {
+        self.stored
+            .try_iter()
+            .find_map(Result::err)
+            .unwrap_or_else(|| Error::new(ErrorKind::Io, "the pack storer stopped"))
+    }
+
+    /// Collects stored packs; writes an index delta once enough are waiting
+    /// (or, with `all`, for every one). A repacking saver writes one only
+    /// with `all`.
+    fn index_stored(&self, all: bool) -> Result<()> {
+        for result in self.stored.try_iter() {
+            self.collect(result)?;
+        }
+        let ready = {
+            let mut state = lock(&self.state);
+            let enough = self.purpose == Purpose::New && state.stored.len() >= PACKS_PER_DELTA;
+            if all || enough {
+                std::mem::take(&mut state.stored)
+            } else {
+                Vec::new()
+            }
+        };
+        self.write_delta(ready, Vec::new(), None)
+    }
+
+    /// Seals the open packs, waits until every sealed pack is stored, and
+    /// writes one index delta naming them all and marking the `obsolete`
+    /// packs (marks made at `marked_at`), so that a cache never sees those
+    /// marks without the copies that replace them. A pack this saver wrote
+    /// is not marked: a copy that came out byte for byte as its source is
+    /// that pack. For a repacking saver.
+    pub fn index_with_marks(&self, mut obsolete: Vec<PackId>, marked_at: i64) -> Result<()> {
+        self.seal_open()?;
+        self.wait_stored()?;
+        let ready = {
+            let mut state = lock(&self.state);
+            let written: HashSet<PackId> = state.log.packs.iter().map(|(id, _)| *id).collect();
+            obsolete.retain(|p| !written.contains(p));
+            std::mem::take(&mut state.stored)
+        };
+        let marked_at = (!obsolete.is_empty()).then_some(marked_at);
+        self.write_delta(ready, obsolete, marked_at)
+    }
+
+    /// Writes one index delta (unless it would be empty) and adds it to the
+    /// cache.
+    fn write_delta(
+        &self,
+        packs: Vec<PackIndex>,
+        obsolete: Vec<PackId>,
+        marked_at: Option<i64>,
+    ) -> Result<()> {
+        if packs.is_empty() && obsolete.is_empty() {
+            return Ok(());
+        }
+        // Without marks, the same bytes as an `IndexDelta`.
+        let delta = MarkedDelta {
+            packs,
+            obsolete,
+            marked_at,
+        };
+        let id = self.repo.write_marked_delta(&delta)?;
+        let entry = (
+            id,
+            IndexDelta {
+                packs: delta.packs,
+                obsolete: delta.obsolete,
+            },
+        );
+        self.repo.cache().add_deltas(std::slice::from_ref(&entry))?;
+        let delta = entry.1;
+        // Now that the cache knows them, the blobs need no claim any more.
+        let mut state = lock(&self.state);
+        state.log.deltas.push(id);
+        state.log.marked += delta.obsolete.len() as u64;
+        for pack in &delta.packs {
+            for blob in &pack.blobs {
+                state.claimed.remove(&blob.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals open packs, waits until every pack is stored, and writes the
+    /// index delta for them. After it returns, every saved blob is durable
+    /// and indexed.
+    pub fn flush(&self) -> Result<()> {
+        let result = self.seal_open();
+        // Close the channel and wait for the storer to finish what it has.
+        drop(lock(&self.to_store).take());
+        if let Some(handle) = lock(&self.storer).take() {
+            let _ = handle.join();
+        }
+        let indexed = self.index_stored(true);
+        lock(&self.state).claimed.clear();
+        result.and(indexed)
+    }
+
+    /// Sealed packs that no index delta names yet.
+    pub fn unindexed_packs(&self) -> usize {
+        let state = lock(&self.state);
+        state.stored.len() + state.in_flight
+    }
+
+    /// What this saver wrote so far.
+    pub fn log(&self) -> SaverLog {
+        lock(&self.state).log.clone()
+    }
+
+    /// Plaintext and stored bytes of the blobs this saver added.
+    pub fn added(&self) -> (u64, u64) {
+        (
+            self.bytes_added.load(Ordering::Relaxed),
+            self.bytes_added_packed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for BlobSaver<'_> {
+    /// Waits for the storers (a saver dropped after an error, without a
+    /// flush): no pack is moved into the repository once the saver is gone.
+    /// Packs stored but not indexed are orphans, which the next prune deletes.
+    fn drop(&mut self) {
+        drop(lock(&self.to_store).take());
+        if let Some(handle) = lock(&self.storer).take() {
+            let _ = handle.join();
+        }
+    }
+}
