@@ -141,6 +141,19 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("cannot sync folder", dir, e))
 }
 
+/// Makes the folder `path` goes into when it is missing, and returns it.
+/// `init` creates every folder, but tools that copy or sync a repository
+/// (rclone, git, some object-store mirrors) drop empty folders; a
+/// repository copied back that way must still take backups.
+fn ensure_parent(path: &Path) -> Result<&Path> {
+    let dir = path.parent().expect("repository paths have a parent");
+    if !dir.exists() {
+        create_private_dir(dir)?;
+        sync_dir(dir.parent().expect("repository folders have a parent"))?;
+    }
+    Ok(dir)
+}
+
 /// Writes `data` to `path` atomically (temp file in the same folder, fsync, rename, fsync folder).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().expect("repository paths have a parent");
@@ -217,16 +230,14 @@ impl Backend for LocalBackend {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
-        write_atomic(&self.path(kind, name)?, data)
+        let path = self.path(kind, name)?;
+        ensure_parent(&path)?;
+        write_atomic(&path, data)
     }
 
     fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> Result<()> {
         let dest = self.path(kind, name)?;
-        let dir = dest.parent().expect("repository paths have a parent");
-        if !dir.exists() {
-            create_private_dir(dir)?;
-            sync_dir(dir.parent().expect("data/<xx> has a parent"))?;
-        }
+        let dir = ensure_parent(&dest)?;
         File::open(path)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io("cannot sync", path, e))?;
@@ -240,8 +251,12 @@ impl Backend for LocalBackend {
         let mut dirs = vec![folder.clone()];
         if kind == FileKind::Pack {
             dirs.clear();
-            let entries =
-                fs::read_dir(&folder).map_err(|e| Error::io("cannot list", &folder, e))?;
+            let entries = match fs::read_dir(&folder) {
+                Ok(entries) => entries,
+                // A copy that dropped empty folders: no packs.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(Error::io("cannot list", &folder, e)),
+            };
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io("cannot list", &folder, e))?;
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {

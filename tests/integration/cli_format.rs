@@ -329,3 +329,32 @@ fn a_killed_first_dictionary_backup_leaves_a_config_that_reads() {
         versions[1], versions[2]
     );
 }
+
+/// Git, rclone and some object-store mirrors keep no empty folders: a
+/// repository copied that way (as the fixtures are) has no `locks/`,
+/// `tmp/` or empty `data/xx/`. It still takes backups, forgets and prunes,
+/// and check passes.
+#[test]
+fn a_repository_copied_without_its_empty_folders_takes_backups() {
+    let env = fixture_env("plain");
+    for folder in ["locks", "tmp"] {
+        assert!(!env.repo.join(folder).exists(), "git kept {folder}/");
+    }
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("new.md"), "written after the copy\n").unwrap();
+    env.backup(&[&src], &[]);
+    env.ok(["forget", "--keep-last", "1", "--prune"]);
+    env.ok(["check", "--read-data"]);
+    let target = env.path("restored");
+    env.ok([
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ]);
+    assert_eq!(
+        fs::read_to_string(target.join("src/new.md")).unwrap(),
+        "written after the copy\n"
+    );
+}
