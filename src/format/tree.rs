@@ -425,6 +425,16 @@ pub enum ListCut {
 }
 
 impl ListCut {
+    /// How a file's chunk list is cut: in fixed lists for a SQLite image,
+    /// content-defined for every other file.
+    pub fn for_file(sqlite_image: bool) -> Self {
+        if sqlite_image {
+            ListCut::Fixed
+        } else {
+            ListCut::ContentDefined
+        }
+    }
+
     /// Whether a list of `len` ids ending with `id` ends here.
     pub fn cuts_after(self, id: &BlobId, len: usize) -> bool {
         match self {
