@@ -943,31 +943,16 @@ impl<'r> Checker<'r> {
     /// ids of the damaged ones.
     fn read_snapshots(&self) -> Result<(Snapshots, Vec<SnapshotId>)> {
         let repo = self.repo;
-        let read: Vec<_> = repo
-            .snapshot_ids()?
-            .par_iter()
-            .map(|id| (*id, read_stored_snapshot(repo, id)))
-            .collect();
-        let mut good = Vec::new();
-        let mut damaged = Vec::new();
-        for (id, snapshot) in read {
-            match snapshot {
-                Ok(snapshot) => good.push((id, snapshot)),
-                Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    self.problem(
-                        ProblemKind::SnapshotDamaged,
-                        format!("snapshot {id}"),
-                        e.message().to_string(),
-                    );
-                    damaged.push(id);
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        let (good, damaged) =
+            repo.read_every_snapshot(|id| read_stored_snapshot(repo, id), true)?;
+        for (id, e) in &damaged {
+            self.problem(
+                ProblemKind::SnapshotDamaged,
+                format!("snapshot {id}"),
+                e.message().to_string(),
+            );
         }
-        good.sort_by_key(|(id, s)| (s.timestamp(), *id));
-        damaged.sort();
-        Ok((good, damaged))
+        Ok((good, damaged.into_iter().map(|(id, _)| id).collect()))
     }
 
     /// Phase 3: the damage below every snapshot's root. A snapshot that
