@@ -271,14 +271,7 @@ fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send>> {
 
 /// Reads recipients from a file: one per line, `#` comments and blank lines ignored.
 pub fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io("cannot read recipients file", path, e))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect())
+    crate::profile::read_list_file(path, "recipients file")
 }
 
 /// Seals `keys` into a new key file.

@@ -216,6 +216,20 @@ fn resolve_path(text: &str, dir: &Path) -> PathBuf {
     }
 }
 
+/// Reads a file of one entry a line (`--exclude-file`, `--recipients-file`):
+/// blanks around an entry dropped, blank lines and `#` comments ignored.
+/// `what` names the file in the error ("exclude file").
+pub fn read_list_file(path: &Path, what: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(&format!("cannot read {what}"), path, e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
 /// Checks a source name: one or more `/`-separated components, none empty,
 /// `.` or `..`.
 pub fn check_source_name(name: &str) -> Result<()> {

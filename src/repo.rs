@@ -558,21 +558,11 @@ impl Repository {
 
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        let mut all = self
-            .snapshot_ids()?
-            .par_iter()
-            .map(|id| match self.read_snapshot(id) {
-                Ok(snapshot) => Ok(Some((*id, snapshot))),
-                // Forgotten since the listing.
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>();
-        all.sort_by_key(|(id, s)| (s.timestamp(), *id));
-        Ok(all)
+        let (good, damaged) = self.read_every_snapshot(|id| self.read_snapshot(id), true)?;
+        match damaged.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(good),
+        }
     }
 
     /// Reads and verifies a blob's plaintext.
@@ -775,10 +765,22 @@ impl Repository {
     /// failing on the first, so that one damaged snapshot file does not lock
     /// the user out of the others. Other errors (I/O) still fail.
     pub fn snapshots_and_damage(&self) -> Result<SnapshotsAndDamage> {
+        self.read_every_snapshot(|id| self.read_snapshot(id), false)
+    }
+
+    /// Reads every listed snapshot with `read`, in parallel: the readable
+    /// ones oldest first, the damaged (corrupt) ones by id. A snapshot
+    /// forgotten since the listing is left out when `skip_forgotten`; any
+    /// other error fails.
+    pub(crate) fn read_every_snapshot(
+        &self,
+        read: impl Fn(&SnapshotId) -> Result<Snapshot> + Sync,
+        skip_forgotten: bool,
+    ) -> Result<SnapshotsAndDamage> {
         let read: Vec<_> = self
             .snapshot_ids()?
             .par_iter()
-            .map(|id| (*id, self.read_snapshot(id)))
+            .map(|id| (*id, read(id)))
             .collect();
         let mut good = Vec::new();
         let mut damaged = Vec::new();
@@ -786,6 +788,7 @@ impl Repository {
             match snapshot {
                 Ok(snapshot) => good.push((id, snapshot)),
                 Err(e) if e.kind() == ErrorKind::Corrupt => damaged.push((id, e)),
+                Err(e) if skip_forgotten && e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }

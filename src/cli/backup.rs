@@ -1,7 +1,7 @@
 //! `snap backup`
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use snap::profile::ProfileInput;
 use snap::select::{Filter, parse_selector, parse_time, resolve};
@@ -139,17 +139,6 @@ fn named_sources(global: &Global, args: &Args) -> anyhow::Result<Vec<NamedSource
         .collect())
 }
 
-fn read_exclude_file(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| snap::Error::io("cannot read exclude file", path, e))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect())
-}
-
 /// Opens the repository; on the default location, creates it on first use.
 fn open_or_create(global: &Global, progress: &CliProgress) -> snap::Result<Repository> {
     let location = global.location();
@@ -209,7 +198,7 @@ fn run_backup(
         .unwrap_or_default();
     excludes.extend(args.excludes);
     for file in &args.exclude_files {
-        excludes.extend(read_exclude_file(file)?);
+        excludes.extend(snap::profile::read_list_file(file, "exclude file")?);
     }
     let parent = match &args.parent {
         Some(text) => Some(resolve(&repo, &parse_selector(text)?, &Filter::default())?.0),

@@ -123,6 +123,33 @@ pub struct Node {
 }
 
 impl Node {
+    /// An entry with only a name, a kind and a mode: owned by root, dated
+    /// the epoch, empty, with no links, attributes, content or subtree.
+    /// Every node snap builds starts here and sets what it knows, so a new
+    /// field needs a default in one place only.
+    pub fn new(name: Vec<u8>, kind: NodeKind, mode: u32) -> Self {
+        Node {
+            name,
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            dev: 0,
+            links: 0,
+            rdev: 0,
+            size: 0,
+            xattrs: Vec::new(),
+            target: None,
+            content: Vec::new(),
+            content_depth: 0,
+            dictionary: None,
+            subtree: None,
+        }
+    }
+
     /// The name as `snap ls` prints it: UTF-8 as it is, other bytes as
     /// `\xNN` (see [`escape_name`]).
     pub fn display_name(&self) -> String {
@@ -398,6 +425,16 @@ pub enum ListCut {
 }
 
 impl ListCut {
+    /// How a file's chunk list is cut: in fixed lists for a SQLite image,
+    /// content-defined for every other file.
+    pub fn for_file(sqlite_image: bool) -> Self {
+        if sqlite_image {
+            ListCut::Fixed
+        } else {
+            ListCut::ContentDefined
+        }
+    }
+
     /// Whether a list of `len` ids ending with `id` ends here.
     pub fn cuts_after(self, id: &BlobId, len: usize) -> bool {
         match self {

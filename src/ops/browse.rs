@@ -14,24 +14,8 @@ use crate::repo::Repository;
 /// A node standing for a snapshot's root directory.
 pub fn root_node(tree: TreeId) -> Node {
     Node {
-        name: Vec::new(),
-        kind: NodeKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 0,
-        ctime_ns: 0,
-        inode: 0,
-        dev: 0,
-        links: 0,
-        rdev: 0,
-        size: 0,
-        xattrs: Vec::new(),
-        target: None,
-        content: Vec::new(),
-        content_depth: 0,
-        dictionary: None,
         subtree: Some(tree),
+        ..Node::new(Vec::new(), NodeKind::Dir, 0o755)
     }
 }
 

@@ -604,6 +604,13 @@ impl<'r> Checker<'r> {
         lock(&self.problems).add(kind, object, detail.into())
     }
 
+    /// Records a problem of pack `id` and marks the pack suspect, so that
+    /// the damage found in its blobs points at this problem.
+    fn pack_problem(&mut self, kind: ProblemKind, id: PackId, detail: impl Into<String>) {
+        let p = self.problem(kind, format!("pack {id}"), detail);
+        self.suspect_packs.insert(id, p);
+    }
+
     fn list_packs(&self) -> Result<HashMap<PackId, u64>> {
         Ok(self
             .repo
@@ -691,23 +698,21 @@ impl<'r> Checker<'r> {
                 .join(", ");
             match on_disk.get(id) {
                 None => {
-                    let p = self.problem(
+                    self.pack_problem(
                         ProblemKind::PackMissing,
-                        format!("pack {id}"),
+                        *id,
                         format!("index delta {listed_by} lists it, but it is not in data/; the {} blobs in it are lost", pack.blobs.len()),
                     );
-                    self.suspect_packs.insert(*id, p);
                 }
                 Some(&size) if size != pack.size => {
-                    let p = self.problem(
+                    self.pack_problem(
                         ProblemKind::PackSize,
-                        format!("pack {id}"),
+                        *id,
                         format!(
                             "it has {size} bytes, index delta {listed_by} says {}: truncated or replaced; `snap check --read-data` tells which of its blobs survive",
                             pack.size
                         ),
                     );
-                    self.suspect_packs.insert(*id, p);
                 }
                 Some(&size) => to_read.push((*id, size)),
             }
@@ -722,12 +727,11 @@ impl<'r> Checker<'r> {
             let trailer = match trailer {
                 Ok(trailer) => trailer,
                 Err(e) if e.is_damage() => {
-                    let p = self.problem(
+                    self.pack_problem(
                         ProblemKind::PackDamaged,
-                        format!("pack {id}"),
+                        id,
                         format!("its trailer is unreadable ({})", e.message()),
                     );
-                    self.suspect_packs.insert(id, p);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -785,15 +789,14 @@ impl<'r> Checker<'r> {
                 Err(e) if e.is_damage() => {
                     // Packs are moved into data/ only once complete, so this is
                     // damage, not an interrupted write.
-                    let p = self.problem(
+                    self.pack_problem(
                         ProblemKind::PackDamaged,
-                        format!("pack {id}"),
+                        id,
                         format!(
                             "no index delta lists it and its trailer is unreadable ({})",
                             e.message()
                         ),
                     );
-                    self.suspect_packs.insert(id, p);
                 }
                 Err(e) => return Err(e),
             }
@@ -840,12 +843,11 @@ impl<'r> Checker<'r> {
         let bytes = match bytes {
             Ok(bytes) => bytes,
             Err(e) if e.is_damage() => {
-                let p = self.problem(
+                self.pack_problem(
                     ProblemKind::PackMissing,
-                    format!("pack {id}"),
+                    id,
                     format!("it cannot be read ({})", e.message()),
                 );
-                self.suspect_packs.insert(id, p);
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -943,31 +945,16 @@ impl<'r> Checker<'r> {
     /// ids of the damaged ones.
     fn read_snapshots(&self) -> Result<(Snapshots, Vec<SnapshotId>)> {
         let repo = self.repo;
-        let read: Vec<_> = repo
-            .snapshot_ids()?
-            .par_iter()
-            .map(|id| (*id, read_stored_snapshot(repo, id)))
-            .collect();
-        let mut good = Vec::new();
-        let mut damaged = Vec::new();
-        for (id, snapshot) in read {
-            match snapshot {
-                Ok(snapshot) => good.push((id, snapshot)),
-                Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    self.problem(
-                        ProblemKind::SnapshotDamaged,
-                        format!("snapshot {id}"),
-                        e.message().to_string(),
-                    );
-                    damaged.push(id);
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        let (good, damaged) =
+            repo.read_every_snapshot(|id| read_stored_snapshot(repo, id), true)?;
+        for (id, e) in &damaged {
+            self.problem(
+                ProblemKind::SnapshotDamaged,
+                format!("snapshot {id}"),
+                e.message().to_string(),
+            );
         }
-        good.sort_by_key(|(id, s)| (s.timestamp(), *id));
-        damaged.sort();
-        Ok((good, damaged))
+        Ok((good, damaged.into_iter().map(|(id, _)| id).collect()))
     }
 
     /// Phase 3: the damage below every snapshot's root. A snapshot that

@@ -287,11 +287,7 @@ impl Copier<'_> {
             // Chunk lists are rebuilt from the ids, the way a backup builds
             // them (fixed-size lists for SQLite images, known by their
             // dictionary; a small image gets content-defined lists here).
-            let cut = if node.dictionary.is_some() {
-                ListCut::Fixed
-            } else {
-                ListCut::ContentDefined
-            };
+            let cut = ListCut::for_file(node.dictionary.is_some());
             let (content, depth) = self.saver.save_content_cut(ids, cut)?;
             node.content = content;
             node.content_depth = depth;

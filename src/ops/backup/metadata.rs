@@ -17,9 +17,6 @@ fn nanos(secs: i64, nsecs: i64) -> i64 {
 /// A node with everything `lstat` tells about an entry.
 pub(super) fn node_from_metadata(name: Vec<u8>, kind: NodeKind, meta: &Metadata) -> Node {
     Node {
-        name,
-        kind,
-        mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
         mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
@@ -37,12 +34,7 @@ pub(super) fn node_from_metadata(name: Vec<u8>, kind: NodeKind, meta: &Metadata)
         } else {
             0
         },
-        xattrs: Vec::new(),
-        target: None,
-        content: Vec::new(),
-        content_depth: 0,
-        dictionary: None,
-        subtree: None,
+        ..Node::new(name, kind, meta.mode() & 0o7777)
     }
 }
 
@@ -52,24 +44,11 @@ pub(super) fn made_node(name: Vec<u8>, kind: NodeKind, mode: u32) -> Node {
     let now = jiff::Timestamp::now();
     let now_ns = i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX);
     Node {
-        name,
-        kind,
-        mode,
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
         mtime_ns: now_ns,
         ctime_ns: now_ns,
-        inode: 0,
-        dev: 0,
-        links: 0,
-        rdev: 0,
-        size: 0,
-        xattrs: Vec::new(),
-        target: None,
-        content: Vec::new(),
-        content_depth: 0,
-        dictionary: None,
-        subtree: None,
+        ..Node::new(name, kind, mode)
     }
 }
 

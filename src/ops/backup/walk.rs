@@ -501,12 +501,9 @@ impl Walker<'_> {
             }
             Err(ReadError::Repo(e)) => return Err(e),
         };
-        let cut = if captured {
-            ListCut::Fixed
-        } else {
-            ListCut::ContentDefined
-        };
-        let (content, depth) = self.saver.save_content_cut(ids, cut)?;
+        let (content, depth) = self
+            .saver
+            .save_content_cut(ids, ListCut::for_file(captured))?;
         node.content = content;
         node.content_depth = depth;
         node.dictionary = dictionary.map(|d| d.id);
