@@ -155,6 +155,28 @@ pub fn assert_code(output: &Output, expected: i32) {
     );
 }
 
+/// Runs `cmd`, which must succeed (exit 0), and returns its stdout: the
+/// rule behind [`Env::ok`] and the other repository wrappers' `ok`.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("run snap");
+    assert_code(&out, 0);
+    out.stdout
+}
+
+/// Runs `cmd` (given `--json`), which must succeed, and parses its stdout,
+/// failing with the text when it is not JSON.
+#[track_caller]
+pub fn run_json(cmd: &mut Command) -> serde_json::Value {
+    let stdout = run_ok(cmd);
+    serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&stdout)
+        )
+    })
+}
+
 /// A repository in a fresh temporary folder, plus room for sources and
 /// restore targets in the same folder.
 pub struct Env {
@@ -244,9 +266,7 @@ impl Env {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let out = self.run(args);
-        assert_code(&out, 0);
-        out.stdout
+        run_ok(self.cmd().args(args))
     }
 
     /// Runs `snap --json ARGS...`, which must succeed, and parses stdout.
@@ -256,15 +276,7 @@ impl Env {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut all: Vec<OsString> = vec!["--json".into()];
-        all.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
-        let stdout = self.ok(all);
-        serde_json::from_slice(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}",
-                String::from_utf8_lossy(&stdout)
-            )
-        })
+        run_json(self.cmd().arg("--json").args(args))
     }
 
     /// `snap backup PATHS... EXTRA...` with `--json`; returns the report.
