@@ -321,6 +321,15 @@ after-restore = "echo after-restore exit=$SNAP_EXIT_CODE >> ../hooks.log"
     )
 }
 
+/// A profile with [`hooks_profile`]'s hooks, one file in its source and
+/// an initialized repository: ready for a backup that runs the hooks.
+fn hooked(before: &str, timeout: &str) -> Profiled {
+    let p = Profiled::new(&hooks_profile(before, timeout));
+    p.write("data/f.txt", b"content");
+    p.ok(&["init"]);
+    p
+}
+
 fn hook_log(p: &Profiled) -> Vec<String> {
     fs::read_to_string(p.path("hooks.log"))
         .unwrap_or_default()
@@ -331,12 +340,10 @@ fn hook_log(p: &Profiled) -> Vec<String> {
 
 #[test]
 fn hooks_run_in_order_around_backup_and_restore() {
-    let p = Profiled::new(&hooks_profile(
+    let p = hooked(
         "echo before $SNAP_HOOK >> ../hooks.log; echo said by the hook",
         "5m",
-    ));
-    p.write("data/f.txt", b"content");
-    p.ok(&["init"]);
+    );
     let out = p.cmd().args(["--json", "backup"]).output().unwrap();
     assert_code(&out, 0);
     // Hook output goes to stderr with a prefix, never into the JSON on stdout.
@@ -385,9 +392,7 @@ fn after_and_failure_hooks_run_when_the_backup_fails() {
 
 #[test]
 fn a_failing_before_hook_aborts_the_backup_cleanly() {
-    let p = Profiled::new(&hooks_profile("echo before >> ../hooks.log; exit 7", "5m"));
-    p.write("data/f.txt", b"content");
-    p.ok(&["init"]);
+    let p = hooked("echo before >> ../hooks.log; exit 7", "5m");
     let out = p.run(&["backup"]);
     assert_code(&out, 1);
     let err = stderr_text(&out);
@@ -408,12 +413,7 @@ fn a_failing_before_hook_aborts_the_backup_cleanly() {
 
 #[test]
 fn a_hook_that_runs_too_long_is_stopped_with_its_children() {
-    let p = Profiled::new(&hooks_profile(
-        "sleep 300 & echo $! > ../child.pid; wait",
-        "2s",
-    ));
-    p.write("data/f.txt", b"content");
-    p.ok(&["init"]);
+    let p = hooked("sleep 300 & echo $! > ../child.pid; wait", "2s");
     let out = p.run(&["backup"]);
     assert_code(&out, 1);
     assert!(stderr_text(&out).contains("did not finish within 2s"));
