@@ -14,8 +14,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{
-    Env, assert_code, assert_same_tree, build_tree, compare_trees, exit_code, flip_byte,
-    pseudo_random, snap_bin,
+    Env, SourceTree, assert_code, assert_same_tree, build_tree, compare_trees, exit_code,
+    flip_byte, pseudo_random, snap_bin,
 };
 use serde_json::Value;
 use snap::{NoProgress, Repository};
@@ -154,9 +154,9 @@ fn write_source(root: &Path, version: u64) {
     .unwrap();
 }
 
-#[test]
-fn clean_repository_passes_in_every_mode() {
-    let env = Env::new();
+/// The full source tree backed up twice, with `dir/file.md` edited in
+/// between: two snapshots that share most of their data.
+fn two_versions(env: &Env) -> SourceTree {
     let tree = build_tree(&env.path("src"), "data");
     env.backup(&[&tree.root], &[]);
     fs::write(
@@ -165,6 +165,13 @@ fn clean_repository_passes_in_every_mode() {
     )
     .unwrap();
     env.backup(&[&tree.root], &[]);
+    tree
+}
+
+#[test]
+fn clean_repository_passes_in_every_mode() {
+    let env = Env::new();
+    let tree = two_versions(&env);
 
     let (code, report) = check(&env, &[]);
     assert_eq!(code, 0, "{report:#}");
@@ -376,14 +383,7 @@ fn judge_case(
 #[test]
 fn repair_index_rebuilds_a_lost_index_from_the_packs() {
     let env = Env::new();
-    let tree = build_tree(&env.path("src"), "data");
-    env.backup(&[&tree.root], &[]);
-    fs::write(
-        tree.root.join("dir/file.md"),
-        b"# title\n\nsecond version\n",
-    )
-    .unwrap();
-    env.backup(&[&tree.root], &[]);
+    let tree = two_versions(&env);
     common::set_mtimes(&tree.root);
     env.backup(&[&tree.root], &[]);
     let index_files = files_below(&env.repo, "index").len();
@@ -453,12 +453,7 @@ fn chunk_location(repo: &Path, path: &str, tree_blob: bool) -> (PathBuf, u64) {
     } else {
         repo_handle.file_chunks(&node).unwrap()[0]
     };
-    let at = repo_handle.locate(&id).unwrap();
-    let hex = at.pack.to_hex();
-    (
-        repo.join("data").join(&hex[..2]).join(&hex),
-        u64::from(at.offset) + u64::from(at.length) / 2,
-    )
+    common::blob_middle(repo, &repo_handle, &id)
 }
 
 #[test]

@@ -638,14 +638,7 @@ fn chunk_location(repo: &Path, id: &str, path: &str) -> (PathBuf, u64) {
         .find(|(i, _)| i.to_hex() == id)
         .unwrap();
     let node = snap::ops::browse::find_node(&handle, snapshot.tree, path).unwrap();
-    let at = handle
-        .locate(&handle.file_chunks(&node).unwrap()[0])
-        .unwrap();
-    let hex = at.pack.to_hex();
-    (
-        repo.join("data").join(&hex[..2]).join(&hex),
-        u64::from(at.offset) + u64::from(at.length) / 2,
-    )
+    common::blob_middle(repo, &handle, &handle.file_chunks(&node).unwrap()[0])
 }
 
 #[test]

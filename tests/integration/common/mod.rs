@@ -177,6 +177,18 @@ pub fn run_json(cmd: &mut Command) -> serde_json::Value {
     })
 }
 
+/// The pack file holding blob `id` of `repo` (the local repository in
+/// `dir`) and the offset of the middle of its frame: where a test flips a
+/// byte to damage that blob alone.
+pub fn blob_middle(dir: &Path, repo: &snap::Repository, id: &snap::BlobId) -> (PathBuf, u64) {
+    let at = repo.locate(id).expect("the blob is in the index");
+    let hex = at.pack.to_hex();
+    (
+        dir.join("data").join(&hex[..2]).join(&hex),
+        u64::from(at.offset) + u64::from(at.length) / 2,
+    )
+}
+
 /// A repository in a fresh temporary folder, plus room for sources and
 /// restore targets in the same folder.
 pub struct Env {
