@@ -5,13 +5,12 @@
 use crate::common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Output, Stdio};
 
 use assert_cmd::Command;
 use common::tools::require_program;
-use common::{flip_byte, stderr_text};
+use common::{first_entry, flip_byte, output_with_stdin, stderr_text};
 
 const NAME: &str = "word_photo_beach_unique_name.md";
 const CONTENT: &str = "The tide came in at seven; Lyra remembered the colour of the sky.";
@@ -353,14 +352,14 @@ fn tampering_with_each_object_kind_is_detected() {
 
     // A snapshot object.
     let f = Fixture::backed_up();
-    let snap_file = first_file(&f.repo().join("snapshots"));
+    let snap_file = first_entry(&f.repo().join("snapshots"));
     flip_byte(&snap_file, 200);
     let out = f.snap(Some("pw")).arg("snapshots").assert().code(4);
     assert_names_file(out.get_output(), &snap_file);
 
     // An index delta: reported when the cache is rebuilt from it.
     let f = Fixture::backed_up();
-    let index_file = first_file(&f.repo().join("index"));
+    let index_file = first_entry(&f.repo().join("index"));
     flip_byte(&index_file, 300);
     fs::remove_dir_all(f.cache_home()).unwrap();
     let out = f
@@ -370,11 +369,6 @@ fn tampering_with_each_object_kind_is_detected() {
         .assert()
         .failure();
     assert_names_file(out.get_output(), &index_file);
-}
-
-/// The first entry `read_dir` lists in `dir`: the object a tamper test damages.
-fn first_file(dir: &Path) -> PathBuf {
-    fs::read_dir(dir).unwrap().next().unwrap().unwrap().path()
 }
 
 /// Asserts that stderr names the damaged `file`, so the user learns which
@@ -387,18 +381,11 @@ fn assert_names_file(out: &Output, file: &Path) {
 }
 
 fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Process::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Feed stdin from a thread: the program's output must be drained meanwhile.
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let (out, written) = output_with_stdin(
+        Process::new(program).args(args).stdout(Stdio::piped()),
+        input,
+    );
+    written.unwrap();
     assert!(out.status.success(), "{program} {args:?} failed");
     out.stdout
 }

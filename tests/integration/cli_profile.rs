@@ -5,7 +5,6 @@
 use crate::common;
 
 use std::fs;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
@@ -272,9 +271,9 @@ fn a_stream_named_inside_another_source_is_a_usage_error() {
     p.ok(&["init"]);
     p.write("data/a/f", b"f");
     p.write("data/a.b/g", b"g");
-    // `a` sorts next to `a.b`, not next to `a/b`: the clash is still found.
-    for name in ["a/b", "a", "a.b/c/d"] {
-        let out = p.run(&[
+    // A backup of both folders plus a stream stored as `name`.
+    let with_stream = |name: &str| {
+        p.run(&[
             "backup",
             "../data/a",
             "../data/a.b",
@@ -282,7 +281,11 @@ fn a_stream_named_inside_another_source_is_a_usage_error() {
             "echo x",
             "--stdin-name",
             name,
-        ]);
+        ])
+    };
+    // `a` sorts next to `a.b`, not next to `a/b`: the clash is still found.
+    for name in ["a/b", "a", "a.b/c/d"] {
+        let out = with_stream(name);
         assert_code(&out, 2);
         assert!(
             stderr_text(&out).contains("would both appear"),
@@ -290,15 +293,7 @@ fn a_stream_named_inside_another_source_is_a_usage_error() {
             stderr_text(&out)
         );
     }
-    let out = p.run(&[
-        "backup",
-        "../data/a",
-        "../data/a.b",
-        "--stdin-from-command",
-        "echo x",
-        "--stdin-name",
-        "b/c",
-    ]);
+    let out = with_stream("b/c");
     assert_code(&out, 0);
     assert_eq!(p.listing(), ["a", "a/f", "a.b", "a.b/g", "b", "b/c"]);
 }
@@ -441,21 +436,14 @@ fn a_hook_that_runs_too_long_is_stopped_with_its_children() {
 
 /// Runs `snap ARGS` with `input` on standard input.
 fn with_stdin(p: &Profiled, args: &[&str], input: &[u8]) -> Output {
-    let mut child = p
-        .std_cmd()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
+    // snap may refuse before it reads all of stdin: a failed write is fine.
+    let (out, _) = common::output_with_stdin(
+        p.std_cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        input,
+    );
     out
 }
 

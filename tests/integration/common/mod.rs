@@ -189,6 +189,28 @@ pub fn blob_middle(dir: &Path, repo: &snap::Repository, id: &snap::BlobId) -> (P
     )
 }
 
+/// Runs `cmd` with `input` on its stdin, written from a thread because
+/// the program's output must be drained meanwhile (a large input would
+/// otherwise deadlock on full pipes). The caller chooses where stdout and
+/// stderr go. Returns the output and how writing stdin went: a program
+/// may exit before it read everything.
+pub fn output_with_stdin(
+    cmd: &mut std::process::Command,
+    input: &[u8],
+) -> (Output, std::io::Result<()>) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("wait for the program");
+    let written = writer.join().expect("the stdin writer thread panicked");
+    (out, written)
+}
+
 /// A repository in a fresh temporary folder, plus room for sources and
 /// restore targets in the same folder.
 pub struct Env {
@@ -356,6 +378,18 @@ pub fn flip_byte(path: &Path, at: u64) {
     let at = usize::try_from(at).unwrap_or(usize::MAX).min(last);
     bytes[at] ^= 0x55;
     write(path, &bytes);
+}
+
+/// The first entry `read_dir` lists in `dir`: in a repository folder such
+/// as `snapshots` or `index`, the object a test damages.
+#[track_caller]
+pub fn first_entry(dir: &Path) -> PathBuf {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .next()
+        .unwrap_or_else(|| panic!("{} is empty", dir.display()))
+        .expect("list a folder entry")
+        .path()
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
