@@ -661,12 +661,7 @@ fn log_of_folders_and_missing_paths() {
     // A folder's version is its tree: anything below changes it. Snapshots 3
     // and 4 have the same tree, so 4 is not a new version.
     let got = env.json(["log", "proj"]);
-    let snapshots: Vec<&str> = got
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["snapshot"].as_str().unwrap())
-        .collect();
+    let snapshots: Vec<&str> = common::string_column(&got, "snapshot");
     let expect: Vec<&str> = [7, 6, 5, 3, 2, 1, 0]
         .iter()
         .map(|&i| ids[i].as_str())

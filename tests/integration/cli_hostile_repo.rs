@@ -759,12 +759,7 @@ fn check_fails_a_file_whose_size_lies_like_restore_cat_and_copy() {
         let (code, report) = check_report(&case, args);
         assert_eq!(code, 4, "check {args:?}: {report}");
         assert_eq!(lost_paths(&report), lying, "check {args:?}: {report}");
-        let kinds: Vec<&str> = report["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["kind"].as_str().unwrap())
-            .collect();
+        let kinds: Vec<&str> = common::string_column(&report["errors"], "kind");
         assert_eq!(kinds, ["file_damaged", "file_damaged"], "{report}");
         assert!(
             report.to_string().contains("its size is 1000000000000"),

@@ -317,12 +317,7 @@ fn yes_takes_a_safety_snapshot_that_brings_back_what_was_replaced() {
         serde_json::json!([lyra.display().to_string()])
     );
     let ls = env.json(["ls", "--recursive", &safety]);
-    let paths: Vec<&str> = ls
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = common::string_column(&ls, "path");
     assert_eq!(
         paths,
         [

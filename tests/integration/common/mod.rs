@@ -211,6 +211,21 @@ pub fn output_with_stdin(
     (out, written)
 }
 
+/// The string `field` of every row of the JSON array `rows` (a column of
+/// a `--json` listing or report), failing when it is not one.
+#[track_caller]
+pub fn string_column<'a>(rows: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    rows.as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {rows}"))
+        .iter()
+        .map(|row| {
+            row[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field:?} in {row}"))
+        })
+        .collect()
+}
+
 /// A repository in a fresh temporary folder, plus room for sources and
 /// restore targets in the same folder.
 pub struct Env {
