@@ -10,7 +10,7 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::{
@@ -72,10 +72,17 @@ fn check(env: &Env, args: &[&str]) -> (i32, Value) {
         .args(args)
         .output()
         .unwrap();
-    let code = exit_code(&out);
+    code_and_report(&out, "check")
+}
+
+/// The exit code of a `--json` command and the report it printed, which
+/// it prints whether or not it succeeds.
+#[track_caller]
+fn code_and_report(out: &Output, command: &str) -> (i32, Value) {
+    let code = exit_code(out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "check --json printed no JSON ({e}):\n{}\n{}",
+            "{command} --json printed no JSON ({e}):\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
@@ -108,13 +115,7 @@ fn restore(env: &Env, id: &str, target: &Path) -> (i32, BTreeSet<String>) {
         .arg(target)
         .output()
         .unwrap();
-    let code = exit_code(&out);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "restore --json printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (code, report) = code_and_report(&out, "restore");
     let damaged = report["damaged"]
         .as_array()
         .unwrap()
