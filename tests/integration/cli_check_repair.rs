@@ -172,7 +172,7 @@ fn two_versions(env: &Env) -> SourceTree {
 #[test]
 fn clean_repository_passes_in_every_mode() {
     let env = Env::new();
-    let tree = two_versions(&env);
+    two_versions(&env);
 
     let (code, report) = check(&env, &[]);
     assert_eq!(code, 0, "{report:#}");
