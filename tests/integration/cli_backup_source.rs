@@ -391,13 +391,7 @@ fn repository_and_96_mib_source(seed: u64) -> (Env, PathBuf) {
 
 #[track_caller]
 fn assert_no_lock(env: &Env) {
-    assert!(
-        fs::read_dir(env.repo.join("locks"))
-            .unwrap()
-            .next()
-            .is_none(),
-        "a lock was left behind"
-    );
+    assert!(!env.holds_lock(), "a lock was left behind");
 }
 
 /// Sends `signal` to a backup once it has written a pack; returns its

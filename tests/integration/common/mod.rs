@@ -276,6 +276,15 @@ impl Env {
         }
     }
 
+    /// Whether a lock file is in the repository's `locks` folder: a
+    /// running command announces itself there, and none is left behind.
+    pub fn holds_lock(&self) -> bool {
+        fs::read_dir(self.repo.join("locks"))
+            .expect("list the locks folder")
+            .next()
+            .is_some()
+    }
+
     /// `snap -r REPO` ready for arguments.
     pub fn cmd(&self) -> Command {
         let mut cmd = snap_command();
