@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use common::{Env, SPARSE_LEN, assert_code, assert_same_tree, build_tree, dir_names, stderr_text};
 use filetime::FileTime;
@@ -334,12 +335,7 @@ fn selectors_that_match_nothing_or_are_malformed_have_distinct_exit_codes() {
             10,
         );
         let target = env.path("never-created");
-        let out = env
-            .cmd()
-            .args(["restore", selector, "--target"])
-            .arg(&target)
-            .output()
-            .unwrap();
+        let out = restore_output(&env, &[selector], &target);
         assert_code(&out, 10);
         assert!(!target.exists(), "a failed selector created the target");
     }
@@ -503,12 +499,7 @@ fn restore_refuses_to_overwrite_existing_files_by_default() {
     fs::create_dir(&target).unwrap();
     fs::write(target.join("file.md"), "local edits\n").unwrap();
     set_mtime(&target.join("file.md"), 1_500_000_000, 7);
-    let out = env
-        .cmd()
-        .args(["restore", "latest:proj/dir/file.md", "--target"])
-        .arg(&target)
-        .output()
-        .unwrap();
+    let out = restore_output(&env, &["latest:proj/dir/file.md"], &target);
     assert_code(&out, 1);
     assert!(
         stderr_text(&out).contains("file.md"),
@@ -528,12 +519,7 @@ fn restore_refuses_to_overwrite_existing_files_by_default() {
     fs::create_dir_all(target.join("proj/dir")).unwrap();
     fs::write(target.join("proj/dir/file.md"), "local edits\n").unwrap();
     let before = common::list_tree(&target);
-    let out = env
-        .cmd()
-        .args(["restore", "latest", "--target"])
-        .arg(&target)
-        .output()
-        .unwrap();
+    let out = restore_output(&env, &["latest"], &target);
     assert_code(&out, 1);
     assert_eq!(
         common::list_tree(&target),
@@ -559,29 +545,12 @@ fn overwrite_always_replaces_and_never_keeps() {
     };
 
     let target = prepare("always");
-    let out = env
-        .cmd()
-        .args([
-            "restore",
-            "latest",
-            "--yes",
-            "--overwrite",
-            "always",
-            "--target",
-        ])
-        .arg(&target)
-        .output()
-        .unwrap();
+    let out = restore_output(&env, &["latest", "--yes", "--overwrite", "always"], &target);
     assert_code(&out, 0);
     assert_same_tree(&root, &target.join("proj"));
 
     let target = prepare("never");
-    let out = env
-        .cmd()
-        .args(["restore", "latest", "--overwrite", "never", "--target"])
-        .arg(&target)
-        .output()
-        .unwrap();
+    let out = restore_output(&env, &["latest", "--overwrite", "never"], &target);
     assert_code(&out, 0);
     assert_eq!(
         fs::read_to_string(target.join("proj/dir/file.md")).unwrap(),
@@ -609,19 +578,7 @@ fn overwrite_always_restores_hard_links_over_an_earlier_restore() {
     env.backup(&[&root], &[]);
     let target = env.path("target");
     env.restore("latest", &target);
-    let out = env
-        .cmd()
-        .args([
-            "restore",
-            "latest",
-            "--yes",
-            "--overwrite",
-            "always",
-            "--target",
-        ])
-        .arg(&target)
-        .output()
-        .unwrap();
+    let out = restore_output(&env, &["latest", "--yes", "--overwrite", "always"], &target);
     assert_code(&out, 0);
     assert_same_tree(&root, &target.join("links"));
 }
@@ -638,12 +595,7 @@ fn restore_include_selects_files_and_whole_folders() {
         ("proj/other", vec!["proj/other/a.txt"]),
     ] {
         let target = env.path(&format!("t-{}", include.replace(['/', '*'], "_")));
-        let out = env
-            .cmd()
-            .args(["restore", "latest", "--include", include, "--target"])
-            .arg(&target)
-            .output()
-            .unwrap();
+        let out = restore_output(&env, &["latest", "--include", include], &target);
         assert_code(&out, 0);
         let files: Vec<String> = common::list_tree(&target)
             .into_iter()
@@ -739,6 +691,18 @@ fn non_repository_folder_is_reported_and_left_alone() {
     let out = snap_at(&gone).arg("snapshots").output().unwrap();
     assert_code(&out, 1);
     assert!(!gone.exists());
+}
+
+/// `snap restore ARGS... --target TARGET`, for the tests that check a
+/// failing restore or what it left behind (`Env::restore` insists on success).
+fn restore_output(env: &Env, args: &[&str], target: &Path) -> Output {
+    env.cmd()
+        .arg("restore")
+        .args(args)
+        .arg("--target")
+        .arg(target)
+        .output()
+        .unwrap()
 }
 
 fn snap_at(repo: &Path) -> assert_cmd::Command {
@@ -982,13 +946,7 @@ fn deep_folders_back_up_and_restore() {
     let out = env.cmd().arg("backup").arg(&root).output().unwrap();
     assert_code(&out, 0);
     let target = env.path("t");
-    let out = env
-        .cmd()
-        .args(["restore", "latest", "--target"])
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
+    env.restore("latest", &target);
     assert_eq!(
         fs::read_to_string(
             target
@@ -1024,6 +982,18 @@ fn snap_repo_variable_names_the_repository() {
     assert!(!missing.exists());
 }
 
+/// Asserts that snap succeeded without a word on stdout or stderr.
+#[track_caller]
+fn assert_silent_success(out: &Output) {
+    assert_code(out, 0);
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(out.stderr.is_empty(), "{}", stderr_text(out));
+}
+
 #[test]
 fn quiet_backup_and_restore_print_nothing() {
     let env = Env::new();
@@ -1035,26 +1005,14 @@ fn quiet_backup_and_restore_print_nothing() {
         .arg(&root)
         .output()
         .unwrap();
-    assert_code(&out, 0);
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(out.stderr.is_empty(), "{}", stderr_text(&out));
+    assert_silent_success(&out);
     let out = env
         .cmd()
         .args(["-q", "restore", "latest", "--target"])
         .arg(env.path("t"))
         .output()
         .unwrap();
-    assert_code(&out, 0);
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(out.stderr.is_empty(), "{}", stderr_text(&out));
+    assert_silent_success(&out);
 }
 
 #[test]

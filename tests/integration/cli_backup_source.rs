@@ -319,25 +319,40 @@ fn has_pack(repo: &Path) -> bool {
         .any(|dir| fs::read_dir(dir.unwrap().path()).unwrap().next().is_some())
 }
 
-/// Sends `signal` to a backup once it has written a pack, with the read end
-/// of its stderr closed (as a terminal that hung up); returns its exit
-/// code, or `None` when the backup finished first.
-fn signal_mid_backup_code(env: &Env, src: &Path, signal: nix::sys::signal::Signal) -> Option<i32> {
-    let mut child = env
-        .spawnable()
+/// Starts `snap backup --force SRC` with `stdout` and a piped stderr.
+fn spawn_backup(env: &Env, src: &Path, stdout: Stdio) -> std::process::Child {
+    env.spawnable()
         .args(["backup", "--force"])
         .arg(src)
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    drop(child.stderr.take());
+        .unwrap()
+}
+
+/// Waits until the backup `child` has written a pack (a minute at most),
+/// so the signal lands mid-backup, then sends it `signal`; returns whether
+/// `kill` succeeded.
+fn signal_after_first_pack(
+    env: &Env,
+    child: &std::process::Child,
+    signal: nix::sys::signal::Signal,
+) -> bool {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     let started = Instant::now();
     while !has_pack(&env.repo) && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(2));
     }
-    let sent = nix::sys::signal::kill(pid, signal).is_ok();
+    nix::sys::signal::kill(pid, signal).is_ok()
+}
+
+/// Sends `signal` to a backup once it has written a pack, with the read end
+/// of its stderr closed (as a terminal that hung up); returns its exit
+/// code, or `None` when the backup finished first.
+fn signal_mid_backup_code(env: &Env, src: &Path, signal: nix::sys::signal::Signal) -> Option<i32> {
+    let mut child = spawn_backup(env, src, Stdio::null());
+    drop(child.stderr.take());
+    let sent = signal_after_first_pack(env, &child, signal);
     let status = child.wait().unwrap();
     let code = status
         .code()
@@ -376,13 +391,7 @@ fn repository_and_96_mib_source(seed: u64) -> (Env, PathBuf) {
 
 #[track_caller]
 fn assert_no_lock(env: &Env) {
-    assert!(
-        fs::read_dir(env.repo.join("locks"))
-            .unwrap()
-            .next()
-            .is_none(),
-        "a lock was left behind"
-    );
+    assert!(!env.holds_lock(), "a lock was left behind");
 }
 
 /// Sends `signal` to a backup once it has written a pack; returns its
@@ -392,20 +401,8 @@ fn signal_mid_backup(
     src: &Path,
     signal: nix::sys::signal::Signal,
 ) -> Option<std::process::Output> {
-    let child = env
-        .spawnable()
-        .args(["backup", "--force"])
-        .arg(src)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    let started = Instant::now();
-    while !has_pack(&env.repo) && started.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let sent = nix::sys::signal::kill(pid, signal).is_ok();
+    let child = spawn_backup(env, src, Stdio::piped());
+    let sent = signal_after_first_pack(env, &child, signal);
     let out = child.wait_with_output().unwrap();
     (sent && common::exit_code(&out) != 0).then_some(out)
 }

@@ -10,12 +10,12 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::{
-    Env, assert_code, assert_same_tree, build_tree, compare_trees, exit_code, flip_byte,
-    pseudo_random, snap_bin,
+    Env, SourceTree, assert_code, assert_same_tree, build_tree, compare_trees, exit_code,
+    flip_byte, pseudo_random, snap_bin,
 };
 use serde_json::Value;
 use snap::{NoProgress, Repository};
@@ -72,10 +72,17 @@ fn check(env: &Env, args: &[&str]) -> (i32, Value) {
         .args(args)
         .output()
         .unwrap();
-    let code = exit_code(&out);
+    code_and_report(&out, "check")
+}
+
+/// The exit code of a `--json` command and the report it printed, which
+/// it prints whether or not it succeeds.
+#[track_caller]
+fn code_and_report(out: &Output, command: &str) -> (i32, Value) {
+    let code = exit_code(out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "check --json printed no JSON ({e}):\n{}\n{}",
+            "{command} --json printed no JSON ({e}):\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
@@ -108,13 +115,7 @@ fn restore(env: &Env, id: &str, target: &Path) -> (i32, BTreeSet<String>) {
         .arg(target)
         .output()
         .unwrap();
-    let code = exit_code(&out);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "restore --json printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (code, report) = code_and_report(&out, "restore");
     let damaged = report["damaged"]
         .as_array()
         .unwrap()
@@ -154,9 +155,9 @@ fn write_source(root: &Path, version: u64) {
     .unwrap();
 }
 
-#[test]
-fn clean_repository_passes_in_every_mode() {
-    let env = Env::new();
+/// The full source tree backed up twice, with `dir/file.md` edited in
+/// between: two snapshots that share most of their data.
+fn two_versions(env: &Env) -> SourceTree {
     let tree = build_tree(&env.path("src"), "data");
     env.backup(&[&tree.root], &[]);
     fs::write(
@@ -165,6 +166,13 @@ fn clean_repository_passes_in_every_mode() {
     )
     .unwrap();
     env.backup(&[&tree.root], &[]);
+    tree
+}
+
+#[test]
+fn clean_repository_passes_in_every_mode() {
+    let env = Env::new();
+    two_versions(&env);
 
     let (code, report) = check(&env, &[]);
     assert_eq!(code, 0, "{report:#}");
@@ -376,14 +384,7 @@ fn judge_case(
 #[test]
 fn repair_index_rebuilds_a_lost_index_from_the_packs() {
     let env = Env::new();
-    let tree = build_tree(&env.path("src"), "data");
-    env.backup(&[&tree.root], &[]);
-    fs::write(
-        tree.root.join("dir/file.md"),
-        b"# title\n\nsecond version\n",
-    )
-    .unwrap();
-    env.backup(&[&tree.root], &[]);
+    let tree = two_versions(&env);
     common::set_mtimes(&tree.root);
     env.backup(&[&tree.root], &[]);
     let index_files = files_below(&env.repo, "index").len();
@@ -453,12 +454,7 @@ fn chunk_location(repo: &Path, path: &str, tree_blob: bool) -> (PathBuf, u64) {
     } else {
         repo_handle.file_chunks(&node).unwrap()[0]
     };
-    let at = repo_handle.locate(&id).unwrap();
-    let hex = at.pack.to_hex();
-    (
-        repo.join("data").join(&hex[..2]).join(&hex),
-        u64::from(at.offset) + u64::from(at.length) / 2,
-    )
+    common::blob_middle(repo, &repo_handle, &id)
 }
 
 #[test]

@@ -337,58 +337,39 @@ fn diff_content_shows_a_unified_diff_for_text_and_names_binary_files() {
     fix_times(&root);
     let after = backup_at(&env, &[&root], "2026-01-20T10:00:00Z");
 
+    // The unified diff of notes.md, the same whether or not the path is given.
+    let notes_diff = "\
+M proj/notes.md
+--- a/proj/notes.md
++++ b/proj/notes.md
+@@ -1,5 +1,5 @@
+ line 1
+-line 2
++line two
+ line 3
+ line 4
+ line 5
+@@ -12,7 +12,6 @@
+ line 12
+ line 13
+ line 14
+-line 15
+ line 16
+ line 17
+ line 18
+";
     assert_eq!(
         ok_text(
             &env,
             &["diff", "--content", &before, &after, "proj/notes.md"]
         ),
-        "\
-M proj/notes.md
---- a/proj/notes.md
-+++ b/proj/notes.md
-@@ -1,5 +1,5 @@
- line 1
--line 2
-+line two
- line 3
- line 4
- line 5
-@@ -12,7 +12,6 @@
- line 12
- line 13
- line 14
--line 15
- line 16
- line 17
- line 18
-total: 1 file modified (151 B -> 145 B)
-"
+        format!("{notes_diff}total: 1 file modified (151 B -> 145 B)\n")
     );
     assert_eq!(
         ok_text(&env, &["diff", "--content", &before, &after]),
-        "\
-M proj/blob.bin
-  binary files differ
-M proj/notes.md
---- a/proj/notes.md
-+++ b/proj/notes.md
-@@ -1,5 +1,5 @@
- line 1
--line 2
-+line two
- line 3
- line 4
- line 5
-@@ -12,7 +12,6 @@
- line 12
- line 13
- line 14
--line 15
- line 16
- line 17
- line 18
-total: 2 files modified (159 B -> 153 B)
-"
+        format!(
+            "M proj/blob.bin\n  binary files differ\n{notes_diff}total: 2 files modified (159 B -> 153 B)\n"
+        )
     );
     let got = env.json(["diff", "--content", &before, &after]);
     assert_eq!(got["changes"][0]["content"], json!({ "kind": "binary" }));
@@ -408,14 +389,26 @@ fn make_db(path: &Path, sql: &str) {
     db.close().unwrap();
 }
 
-#[test]
-fn diff_content_summarises_sqlite_changes_per_table() {
-    let env = Env::new();
+/// Backs up `proj/app.db` made with `create`, then again after `change` ran
+/// on it; returns the two snapshot ids.
+fn db_snapshots(env: &Env, create: &str, change: &str) -> (String, String) {
     let root = env.path("src/proj");
     fs::create_dir_all(&root).unwrap();
     let db = root.join("app.db");
-    make_db(
-        &db,
+    make_db(&db, create);
+    fix_times(&root);
+    let before = backup_at(env, &[&root], "2026-01-10T10:00:00Z");
+    make_db(&db, change);
+    fix_times(&root);
+    let after = backup_at(env, &[&root], "2026-01-20T10:00:00Z");
+    (before, after)
+}
+
+#[test]
+fn diff_content_summarises_sqlite_changes_per_table() {
+    let env = Env::new();
+    let (before, after) = db_snapshots(
+        &env,
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
          INSERT INTO notes (body) VALUES ('one'), ('two'), ('three'), ('four'), ('five');
          CREATE TABLE tags (name TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID;
@@ -424,11 +417,6 @@ fn diff_content_summarises_sqlite_changes_per_table() {
          INSERT INTO gone VALUES (1);
          CREATE TABLE still (v REAL, b BLOB);
          INSERT INTO still VALUES (1.5, x'00ff'), (NULL, NULL);",
-    );
-    fix_times(&root);
-    let before = backup_at(&env, &[&root], "2026-01-10T10:00:00Z");
-    make_db(
-        &db,
         "INSERT INTO notes (body) VALUES ('six'), ('seven');
          DELETE FROM notes WHERE body = 'one';
          UPDATE notes SET body = upper(body) WHERE body IN ('two', 'three', 'four');
@@ -439,8 +427,6 @@ fn diff_content_summarises_sqlite_changes_per_table() {
          INSERT INTO extra VALUES ('a'), ('b');
          CREATE INDEX notes_by_body ON notes (body);",
     );
-    fix_times(&root);
-    let after = backup_at(&env, &[&root], "2026-01-20T10:00:00Z");
 
     let out = ok_text(&env, &["diff", "--content", &before, &after, "proj/app.db"]);
     let size = |id: &str| {
@@ -492,20 +478,13 @@ total: 1 file modified ({} -> {})
 #[test]
 fn diff_content_compares_sqlite_rows_on_common_columns() {
     let env = Env::new();
-    let root = env.path("src/proj");
-    fs::create_dir_all(&root).unwrap();
-    let db = root.join("app.db");
-    make_db(
-        &db,
+    // A new column with a default changes the schema, not the rows.
+    let (before, after) = db_snapshots(
+        &env,
         "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT);
          INSERT INTO t (a) VALUES ('x'), ('y');",
+        "ALTER TABLE t ADD COLUMN b INTEGER DEFAULT 7;",
     );
-    fix_times(&root);
-    let before = backup_at(&env, &[&root], "2026-01-10T10:00:00Z");
-    // A new column with a default changes the schema, not the rows.
-    make_db(&db, "ALTER TABLE t ADD COLUMN b INTEGER DEFAULT 7;");
-    fix_times(&root);
-    let after = backup_at(&env, &[&root], "2026-01-20T10:00:00Z");
     let got = env.json(["diff", "--content", &before, &after]);
     let content = &got["changes"][0]["content"];
     assert_eq!(content["tables"], json!([]));
@@ -682,12 +661,7 @@ fn log_of_folders_and_missing_paths() {
     // A folder's version is its tree: anything below changes it. Snapshots 3
     // and 4 have the same tree, so 4 is not a new version.
     let got = env.json(["log", "proj"]);
-    let snapshots: Vec<&str> = got
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["snapshot"].as_str().unwrap())
-        .collect();
+    let snapshots: Vec<&str> = common::string_column(&got, "snapshot");
     let expect: Vec<&str> = [7, 6, 5, 3, 2, 1, 0]
         .iter()
         .map(|&i| ids[i].as_str())

@@ -5,13 +5,12 @@
 use crate::common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
+use std::process::{Command as Process, Output, Stdio};
 
 use assert_cmd::Command;
-use common::flip_byte;
 use common::tools::require_program;
+use common::{first_entry, flip_byte, output_with_stdin, stderr_text};
 
 const NAME: &str = "word_photo_beach_unique_name.md";
 const CONTENT: &str = "The tide came in at seven; Lyra remembered the colour of the sky.";
@@ -33,6 +32,22 @@ impl Fixture {
             .collect();
         fs::write(src.join("big.bin"), big).unwrap();
         Self { _dir: dir, root }
+    }
+
+    /// A fixture whose repository is encrypted with the passphrase "pw" and
+    /// holds one backup of the source: the start of most tests here.
+    fn backed_up() -> Self {
+        let f = Self::new();
+        f.snap(Some("pw"))
+            .args(["init", "--encrypt"])
+            .assert()
+            .success();
+        f.snap(Some("pw"))
+            .arg("backup")
+            .arg(f.src())
+            .assert()
+            .success();
+        f
     }
 
     fn repo(&self) -> PathBuf {
@@ -78,16 +93,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn passphrase_round_trip_leaks_no_names_or_content() {
-    let f = Fixture::new();
-    f.snap(Some("pw"))
-        .args(["init", "--encrypt"])
-        .assert()
-        .success();
-    f.snap(Some("pw"))
-        .arg("backup")
-        .arg(f.src())
-        .assert()
-        .success();
+    let f = Fixture::backed_up();
     f.snap(Some("pw"))
         .arg("backup")
         .arg(f.src())
@@ -151,16 +157,7 @@ fn wrong_or_missing_password_exits_5() {
 
 #[test]
 fn write_only_key_backs_up_but_cannot_read() {
-    let f = Fixture::new();
-    f.snap(Some("pw"))
-        .args(["init", "--encrypt"])
-        .assert()
-        .success();
-    f.snap(Some("pw"))
-        .arg("backup")
-        .arg(f.src())
-        .assert()
-        .success();
+    let f = Fixture::backed_up();
     let key = f.root.join("writer.key");
     f.snap(Some("pw"))
         .args(["key", "add", "--write-only", "--output"])
@@ -321,16 +318,7 @@ fn key_management() {
 
 #[test]
 fn tampering_with_each_object_kind_is_detected() {
-    let f = Fixture::new();
-    f.snap(Some("pw"))
-        .args(["init", "--encrypt"])
-        .assert()
-        .success();
-    f.snap(Some("pw"))
-        .arg("backup")
-        .arg(f.src())
-        .assert()
-        .success();
+    let f = Fixture::backed_up();
     let mut files = Vec::new();
     all_files(&f.repo().join("data"), &mut files);
     // Every data pack: flip a byte in the middle; restoring must fail loudly, never return wrong bytes.
@@ -363,47 +351,15 @@ fn tampering_with_each_object_kind_is_detected() {
     }
 
     // A snapshot object.
-    let f = Fixture::new();
-    f.snap(Some("pw"))
-        .args(["init", "--encrypt"])
-        .assert()
-        .success();
-    f.snap(Some("pw"))
-        .arg("backup")
-        .arg(f.src())
-        .assert()
-        .success();
-    let snap_file = fs::read_dir(f.repo().join("snapshots"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let f = Fixture::backed_up();
+    let snap_file = first_entry(&f.repo().join("snapshots"));
     flip_byte(&snap_file, 200);
     let out = f.snap(Some("pw")).arg("snapshots").assert().code(4);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
-    assert!(
-        stderr.contains(&snap_file.file_name().unwrap().to_string_lossy().to_string()),
-        "{stderr}"
-    );
+    assert_names_file(out.get_output(), &snap_file);
 
     // An index delta: reported when the cache is rebuilt from it.
-    let f = Fixture::new();
-    f.snap(Some("pw"))
-        .args(["init", "--encrypt"])
-        .assert()
-        .success();
-    f.snap(Some("pw"))
-        .arg("backup")
-        .arg(f.src())
-        .assert()
-        .success();
-    let index_file = fs::read_dir(f.repo().join("index"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let f = Fixture::backed_up();
+    let index_file = first_entry(&f.repo().join("index"));
     flip_byte(&index_file, 300);
     fs::remove_dir_all(f.cache_home()).unwrap();
     let out = f
@@ -412,32 +368,24 @@ fn tampering_with_each_object_kind_is_detected() {
         .arg(format!("latest:entity/memories/{NAME}"))
         .assert()
         .failure();
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
-    assert!(
-        stderr.contains(
-            &index_file
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .to_string()
-        ),
-        "{stderr}"
-    );
+    assert_names_file(out.get_output(), &index_file);
+}
+
+/// Asserts that stderr names the damaged `file`, so the user learns which
+/// object to look at.
+#[track_caller]
+fn assert_names_file(out: &Output, file: &Path) {
+    let stderr = stderr_text(out);
+    let name = file.file_name().unwrap().to_string_lossy();
+    assert!(stderr.contains(name.as_ref()), "{stderr}");
 }
 
 fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Process::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Feed stdin from a thread: the program's output must be drained meanwhile.
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let (out, written) = output_with_stdin(
+        Process::new(program).args(args).stdout(Stdio::piped()),
+        input,
+    );
+    written.unwrap();
     assert!(out.status.success(), "{program} {args:?} failed");
     out.stdout
 }
@@ -462,16 +410,7 @@ fn blobs_decrypt_with_age_and_zstd_cli() {
     {
         return;
     }
-    let f = Fixture::new();
-    f.snap(Some("pw"))
-        .args(["init", "--encrypt"])
-        .assert()
-        .success();
-    f.snap(Some("pw"))
-        .arg("backup")
-        .arg(f.src())
-        .assert()
-        .success();
+    let f = Fixture::backed_up();
     let out = f
         .snap(Some("pw"))
         .args(["key", "export-identity"])

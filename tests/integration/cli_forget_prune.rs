@@ -342,12 +342,7 @@ fn prune_gives_space_back_and_what_is_left_restores() {
     );
     assert_restores(&env, &last, &states[&last]);
     assert_code(&env.run(["check"]), 0);
-    assert!(
-        fs::read_dir(env.repo.join("locks"))
-            .unwrap()
-            .next()
-            .is_none()
-    );
+    assert!(!env.holds_lock());
     // Nothing left to do.
     let again = env.json(["prune", "--instant-delete"]);
     assert_eq!(again["report"]["packs_deleted"], 0, "{again}");
@@ -568,17 +563,9 @@ fn prune_stops_on_damage_and_while_another_prune_runs() {
     drop(repo);
 
     // A damaged snapshot: prune cannot know what it uses, so it stops.
-    let snapshot = fs::read_dir(env.repo.join("snapshots"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let snapshot = common::first_entry(&env.repo.join("snapshots"));
     let good = fs::read(&snapshot).unwrap();
-    let mut bad = good.clone();
-    let last = bad.len() - 1;
-    bad[last] ^= 0x55;
-    fs::write(&snapshot, &bad).unwrap();
+    common::flip_byte(&snapshot, u64::MAX); // the last byte
     let before = fingerprint(&env);
     assert_code(&env.run(["prune", "--instant-delete"]), 4);
     assert!(
@@ -588,16 +575,9 @@ fn prune_stops_on_damage_and_while_another_prune_runs() {
     fs::write(&snapshot, &good).unwrap();
 
     // A damaged index delta: the same.
-    let delta = fs::read_dir(env.repo.join("index"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let delta = common::first_entry(&env.repo.join("index"));
     let good = fs::read(&delta).unwrap();
-    let mut bad = good.clone();
-    bad[20] ^= 0x55;
-    fs::write(&delta, &bad).unwrap();
+    common::flip_byte(&delta, 20);
     assert_code(&env.run(["prune", "--instant-delete"]), 4);
     fs::write(&delta, &good).unwrap();
 

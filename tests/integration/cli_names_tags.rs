@@ -121,12 +121,7 @@ fn tag_filters_match_all_of_a_list_or_any_of_repeated_lists() {
         .unwrap();
     assert_code(&out, 0);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let copied: Vec<&str> = report["copied"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["source"].as_str().unwrap())
-        .collect();
+    let copied: Vec<&str> = common::string_column(&report["copied"], "source");
     assert_eq!(copied, [ab.as_str(), c.as_str()]);
 }
 

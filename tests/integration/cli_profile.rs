@@ -5,7 +5,6 @@
 use crate::common;
 
 use std::fs;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
@@ -272,9 +271,9 @@ fn a_stream_named_inside_another_source_is_a_usage_error() {
     p.ok(&["init"]);
     p.write("data/a/f", b"f");
     p.write("data/a.b/g", b"g");
-    // `a` sorts next to `a.b`, not next to `a/b`: the clash is still found.
-    for name in ["a/b", "a", "a.b/c/d"] {
-        let out = p.run(&[
+    // A backup of both folders plus a stream stored as `name`.
+    let with_stream = |name: &str| {
+        p.run(&[
             "backup",
             "../data/a",
             "../data/a.b",
@@ -282,7 +281,11 @@ fn a_stream_named_inside_another_source_is_a_usage_error() {
             "echo x",
             "--stdin-name",
             name,
-        ]);
+        ])
+    };
+    // `a` sorts next to `a.b`, not next to `a/b`: the clash is still found.
+    for name in ["a/b", "a", "a.b/c/d"] {
+        let out = with_stream(name);
         assert_code(&out, 2);
         assert!(
             stderr_text(&out).contains("would both appear"),
@@ -290,15 +293,7 @@ fn a_stream_named_inside_another_source_is_a_usage_error() {
             stderr_text(&out)
         );
     }
-    let out = p.run(&[
-        "backup",
-        "../data/a",
-        "../data/a.b",
-        "--stdin-from-command",
-        "echo x",
-        "--stdin-name",
-        "b/c",
-    ]);
+    let out = with_stream("b/c");
     assert_code(&out, 0);
     assert_eq!(p.listing(), ["a", "a/f", "a.b", "a.b/g", "b", "b/c"]);
 }
@@ -321,6 +316,15 @@ after-restore = "echo after-restore exit=$SNAP_EXIT_CODE >> ../hooks.log"
     )
 }
 
+/// A profile with [`hooks_profile`]'s hooks, one file in its source and
+/// an initialized repository: ready for a backup that runs the hooks.
+fn hooked(before: &str, timeout: &str) -> Profiled {
+    let p = Profiled::new(&hooks_profile(before, timeout));
+    p.write("data/f.txt", b"content");
+    p.ok(&["init"]);
+    p
+}
+
 fn hook_log(p: &Profiled) -> Vec<String> {
     fs::read_to_string(p.path("hooks.log"))
         .unwrap_or_default()
@@ -331,12 +335,10 @@ fn hook_log(p: &Profiled) -> Vec<String> {
 
 #[test]
 fn hooks_run_in_order_around_backup_and_restore() {
-    let p = Profiled::new(&hooks_profile(
+    let p = hooked(
         "echo before $SNAP_HOOK >> ../hooks.log; echo said by the hook",
         "5m",
-    ));
-    p.write("data/f.txt", b"content");
-    p.ok(&["init"]);
+    );
     let out = p.cmd().args(["--json", "backup"]).output().unwrap();
     assert_code(&out, 0);
     // Hook output goes to stderr with a prefix, never into the JSON on stdout.
@@ -385,9 +387,7 @@ fn after_and_failure_hooks_run_when_the_backup_fails() {
 
 #[test]
 fn a_failing_before_hook_aborts_the_backup_cleanly() {
-    let p = Profiled::new(&hooks_profile("echo before >> ../hooks.log; exit 7", "5m"));
-    p.write("data/f.txt", b"content");
-    p.ok(&["init"]);
+    let p = hooked("echo before >> ../hooks.log; exit 7", "5m");
     let out = p.run(&["backup"]);
     assert_code(&out, 1);
     let err = stderr_text(&out);
@@ -408,12 +408,7 @@ fn a_failing_before_hook_aborts_the_backup_cleanly() {
 
 #[test]
 fn a_hook_that_runs_too_long_is_stopped_with_its_children() {
-    let p = Profiled::new(&hooks_profile(
-        "sleep 300 & echo $! > ../child.pid; wait",
-        "2s",
-    ));
-    p.write("data/f.txt", b"content");
-    p.ok(&["init"]);
+    let p = hooked("sleep 300 & echo $! > ../child.pid; wait", "2s");
     let out = p.run(&["backup"]);
     assert_code(&out, 1);
     assert!(stderr_text(&out).contains("did not finish within 2s"));
@@ -441,21 +436,14 @@ fn a_hook_that_runs_too_long_is_stopped_with_its_children() {
 
 /// Runs `snap ARGS` with `input` on standard input.
 fn with_stdin(p: &Profiled, args: &[&str], input: &[u8]) -> Output {
-    let mut child = p
-        .std_cmd()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
+    // snap may refuse before it reads all of stdin: a failed write is fine.
+    let (out, _) = common::output_with_stdin(
+        p.std_cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        input,
+    );
     out
 }
 

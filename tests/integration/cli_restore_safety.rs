@@ -317,12 +317,7 @@ fn yes_takes_a_safety_snapshot_that_brings_back_what_was_replaced() {
         serde_json::json!([lyra.display().to_string()])
     );
     let ls = env.json(["ls", "--recursive", &safety]);
-    let paths: Vec<&str> = ls
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = common::string_column(&ls, "path");
     assert_eq!(
         paths,
         [
@@ -638,14 +633,7 @@ fn chunk_location(repo: &Path, id: &str, path: &str) -> (PathBuf, u64) {
         .find(|(i, _)| i.to_hex() == id)
         .unwrap();
     let node = snap::ops::browse::find_node(&handle, snapshot.tree, path).unwrap();
-    let at = handle
-        .locate(&handle.file_chunks(&node).unwrap()[0])
-        .unwrap();
-    let hex = at.pack.to_hex();
-    (
-        repo.join("data").join(&hex[..2]).join(&hex),
-        u64::from(at.offset) + u64::from(at.length) / 2,
-    )
+    common::blob_middle(repo, &handle, &handle.file_chunks(&node).unwrap()[0])
 }
 
 #[test]

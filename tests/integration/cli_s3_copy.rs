@@ -8,7 +8,10 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{assert_code, assert_same_tree, build_tree, s3, snap_command, stderr_text};
+use assert_cmd::Command;
+use common::{
+    assert_code, assert_same_tree, build_tree, run_json, run_ok, s3, snap_command, stderr_text,
+};
 use snap::backend::{Backend, FileKind, S3Backend};
 
 /// A repository location (local or s3://) plus the environment snap needs:
@@ -43,11 +46,9 @@ impl Repo {
         }
     }
 
-    fn run<I, S>(&self, args: I) -> Output
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    /// `snap -r LOCATION` with this repository's environment, ready for
+    /// arguments.
+    fn cmd(&self) -> Command {
         let mut cmd = snap_command();
         cmd.envs(s3::aws_env(self.port))
             .envs(self.extra_env.iter().cloned())
@@ -57,7 +58,15 @@ impl Repo {
         if let Some(file) = &self.password_file {
             cmd.arg("--password-file").arg(file);
         }
-        cmd.args(args).output().expect("run snap")
+        cmd
+    }
+
+    fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd().args(args).output().expect("run snap")
     }
 
     #[track_caller]
@@ -66,9 +75,7 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let out = self.run(args);
-        assert_code(&out, 0);
-        out.stdout
+        run_ok(self.cmd().args(args))
     }
 
     #[track_caller]
@@ -77,9 +84,7 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut all = vec![std::ffi::OsString::from("--json")];
-        all.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
-        serde_json::from_slice(&self.ok(all)).expect("JSON on stdout")
+        run_json(self.cmd().arg("--json").args(args))
     }
 
     fn snapshot_ids(&self) -> Vec<String> {
@@ -103,6 +108,17 @@ impl Repo {
         assert_same_tree(expected, &target.join(expected.file_name().unwrap()));
         std::fs::remove_dir_all(&target).unwrap();
     }
+}
+
+/// The arguments of `copy --to TARGET EXTRA...`.
+fn copy_to<'a>(target: &'a Repo, extra: &[&'a OsStr]) -> Vec<&'a OsStr> {
+    let mut args = vec![
+        OsStr::new("copy"),
+        OsStr::new("--to"),
+        target.location.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 fn rand_suffix() -> String {
@@ -183,11 +199,7 @@ fn copy_local_to_s3_and_back_twice_is_a_no_op() {
     std::fs::write(source.root.join("second.txt"), b"second").unwrap();
     local.json([OsStr::new("backup"), source.root.as_os_str()]);
     // The target must exist.
-    let out = local.run([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        remote.location.as_os_str(),
-    ]);
+    let out = local.run(copy_to(&remote, &[]));
     assert_code(&out, 1);
     assert!(
         stderr_text(&out).contains("not a snap repository"),
@@ -195,60 +207,34 @@ fn copy_local_to_s3_and_back_twice_is_a_no_op() {
         stderr_text(&out)
     );
     remote.ok(["init"]);
-    let report = local.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        remote.location.as_os_str(),
-    ]);
+    let report = local.json(copy_to(&remote, &[]));
     assert_eq!(report["copied"].as_array().unwrap().len(), 2);
     assert_eq!(report["same_ids"], true);
     assert!(report["bytes_added"].as_u64().unwrap() > 0);
     remote.ok(["check", "--read-data"]);
     remote.restore_matches("latest", &source.root, dir.path());
     // Again: nothing to do, nothing sent.
-    let again = local.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        remote.location.as_os_str(),
-    ]);
+    let again = local.json(copy_to(&remote, &[]));
     assert_eq!(again["copied"].as_array().unwrap().len(), 0);
     assert_eq!(again["skipped"].as_array().unwrap().len(), 2);
     assert_eq!(again["bytes_added"], 0);
     assert_eq!(remote.snapshot_ids().len(), 2);
     // Back from S3 into a new local repository: the copies are recognised
     // as the originals, so copying back into the first one is a no-op too.
-    let back = remote.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        local.location.as_os_str(),
-    ]);
+    let back = remote.json(copy_to(&local, &[]));
     assert_eq!(back["copied"].as_array().unwrap().len(), 0, "{back}");
     let restored = Repo::local(dir.path(), "restored");
     restored.ok(["init"]);
-    let report = remote.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        restored.location.as_os_str(),
-        OsStr::new("latest"),
-    ]);
+    let report = remote.json(copy_to(&restored, &[OsStr::new("latest")]));
     assert_eq!(report["copied"].as_array().unwrap().len(), 1);
     assert_eq!(restored.snapshot_ids().len(), 1);
     restored.ok(["check", "--read-data"]);
     restored.restore_matches("latest", &source.root, dir.path());
     // An unknown selector is "nothing matched".
-    let out = remote.run([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        restored.location.as_os_str(),
-        OsStr::new("ffffffff"),
-    ]);
+    let out = remote.run(copy_to(&restored, &[OsStr::new("ffffffff")]));
     assert_code(&out, 10);
     // A repository into itself is refused.
-    let out = local.run([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        local.location.as_os_str(),
-    ]);
+    let out = local.run(copy_to(&local, &[]));
     assert_code(&out, 2);
 }
 
@@ -266,49 +252,31 @@ fn copy_between_encrypted_and_unencrypted_repositories_re_ids_blobs() {
     encrypted.json([OsStr::new("backup"), source.root.as_os_str()]);
     plain.ok(["init"]);
     // Encrypted -> unencrypted: ids differ, so every blob is re-stored.
-    let report = encrypted.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        plain.location.as_os_str(),
-    ]);
+    let report = encrypted.json(copy_to(&plain, &[]));
     assert_eq!(report["same_ids"], false);
     assert_eq!(report["copied"].as_array().unwrap().len(), 1);
     plain.ok(["check", "--read-data"]);
     plain.restore_matches("latest", &source.root, dir.path());
-    let again = encrypted.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        plain.location.as_os_str(),
-    ]);
+    let again = encrypted.json(copy_to(&plain, &[]));
     assert_eq!(again["skipped"].as_array().unwrap().len(), 1);
     // Unencrypted -> a second encrypted repository, with the target's password.
     let mut other = Repo::local(dir.path(), "other");
     other.password_file = Some(password.clone());
     other.ok(["init", "--encrypt"]);
-    let out = plain.run([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        other.location.as_os_str(),
-    ]);
+    let out = plain.run(copy_to(&other, &[]));
     assert_code(&out, 5);
-    let report = plain.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        other.location.as_os_str(),
-        OsStr::new("--to-password-file"),
-        password.as_os_str(),
-    ]);
+    let report = plain.json(copy_to(
+        &other,
+        &[OsStr::new("--to-password-file"), password.as_os_str()],
+    ));
     assert_eq!(report["copied"].as_array().unwrap().len(), 1);
     other.ok(["check", "--read-data"]);
     other.restore_matches("latest", &source.root, dir.path());
     // The copy of a copy still knows its original: nothing to copy back.
-    let back = other.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        encrypted.location.as_os_str(),
-        OsStr::new("--to-password-file"),
-        password.as_os_str(),
-    ]);
+    let back = other.json(copy_to(
+        &encrypted,
+        &[OsStr::new("--to-password-file"), password.as_os_str()],
+    ));
     assert_eq!(back["skipped"].as_array().unwrap().len(), 1, "{back}");
 }
 
@@ -335,14 +303,10 @@ fn copy_chunker_params_keeps_encrypted_copies_deduplicated() {
     ]);
     let source = build_tree(dir.path(), "src");
     local.json([OsStr::new("backup"), source.root.as_os_str()]);
-    let copy = [
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        remote.location.as_os_str(),
-        OsStr::new("--to-password-file"),
-        password2.as_os_str(),
-    ];
-    let report = local.json(copy);
+    let report = local.json(copy_to(
+        &remote,
+        &[OsStr::new("--to-password-file"), password2.as_os_str()],
+    ));
     assert_eq!(report["same_ids"], true);
     remote.restore_matches("latest", &source.root, dir.path());
     // A backup straight into the copy finds every chunk already there.
@@ -480,13 +444,10 @@ fn copy_rewrites_chunk_lists_and_copied_chunker_params_keep_dedup() {
     let mut encrypted = Repo::s3(dir.path(), &bucket, "enc");
     encrypted.password_file = Some(password.clone());
     encrypted.ok(["init", "--encrypt"]);
-    let report = local.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        encrypted.location.as_os_str(),
-        OsStr::new("--to-password-file"),
-        password.as_os_str(),
-    ]);
+    let report = local.json(copy_to(
+        &encrypted,
+        &[OsStr::new("--to-password-file"), password.as_os_str()],
+    ));
     assert_eq!(report["same_ids"], false);
     encrypted.ok(["check", "--read-data"]);
     encrypted.restore_matches("latest", &source, dir.path());
@@ -499,11 +460,7 @@ fn copy_rewrites_chunk_lists_and_copied_chunker_params_keep_dedup() {
         OsStr::new("--copy-chunker-params-from"),
         local.location.as_os_str(),
     ]);
-    let report = local.json([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        plain.location.as_os_str(),
-    ]);
+    let report = local.json(copy_to(&plain, &[]));
     assert_eq!(report["same_ids"], true);
     assert!(
         report["bytes_added"].as_u64().unwrap() >= 9 << 20,
@@ -542,11 +499,7 @@ fn a_copied_dictionary_turns_the_feature_on_in_an_s3_config() {
     .unwrap();
     let version = || backend.read(FileKind::Config, "config").unwrap()[8];
     assert_eq!(version(), 1);
-    local.ok([
-        OsStr::new("copy"),
-        OsStr::new("--to"),
-        remote.location.as_os_str(),
-    ]);
+    local.ok(copy_to(&remote, &[]));
     assert_eq!(version(), 2);
     remote.ok(["check", "--read-data"]);
 }

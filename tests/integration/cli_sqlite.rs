@@ -3,6 +3,8 @@
 //! out, companions folded in, fallback to a plain copy, and small growth for
 //! a small change.
 
+use crate::common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -460,22 +462,14 @@ fn repo_bytes(env: &Env) -> u64 {
 /// The dictionary of `path` in the latest snapshot, and where its blob is
 /// stored (pack file, an offset inside the blob).
 fn dictionary_of_latest(env: &Env, path: &str) -> Option<(snap::id::BlobId, PathBuf, u64)> {
-    use snap::backend::PrivateCache;
-    use snap::{LocalBackend, NoProgress, Repository};
+    use snap::{NoProgress, Repository};
     let repo_dir = env.root.join("repo");
-    // A cache of its own, not one in the user's cache folder.
-    let backend = PrivateCache::new(Box::new(LocalBackend::new(&repo_dir))).unwrap();
-    let repo = Repository::open(Box::new(backend), &NoProgress).unwrap();
+    let repo = Repository::open(common::local_backend(&repo_dir), &NoProgress).unwrap();
     let (_, snapshot) = repo.snapshots().unwrap().pop().unwrap();
     let node = snap::ops::browse::find_node(&repo, snapshot.tree, path).unwrap();
     let id = node.dictionary?;
-    let at = repo.locate(&id).unwrap();
-    let hex = at.pack.to_hex();
-    Some((
-        id,
-        repo_dir.join("data").join(&hex[..2]).join(&hex),
-        u64::from(at.offset) + u64::from(at.length) / 2,
-    ))
+    let (pack, offset) = common::blob_middle(&repo_dir, &repo, &id);
+    Some((id, pack, offset))
 }
 
 /// Changes still in the `-wal` file (a session an app has not checkpointed)
@@ -575,22 +569,7 @@ fn copy_carries_dictionary_compressed_databases() {
     fs::write(&password, "correct horse\n").unwrap();
     for (name, encrypted) in [("plain-copy", false), ("encrypted-copy", true)] {
         let target = env.root.join(name);
-        let mut init = Command::cargo_bin("snap").unwrap();
-        init.arg("-r")
-            .arg(&target)
-            .env_remove("SNAP_REPO")
-            .env("XDG_CACHE_HOME", env.root.join("xdg-cache"));
-        if encrypted {
-            init.arg("--password-file").arg(&password);
-        }
-        init.arg("init").assert().success();
-        let mut copy = env.snap(&["copy", "--to"]);
-        copy.arg(&target);
-        if encrypted {
-            copy.arg("--to-password-file").arg(&password);
-        }
-        copy.assert().success();
-        let restored = env.root.join(format!("{name}-restored"));
+        // `snap` on the copy's repository, with its password when encrypted.
         let tool = |args: &[&str]| {
             let mut cmd = Command::cargo_bin("snap").unwrap();
             cmd.arg("-r")
@@ -603,6 +582,14 @@ fn copy_carries_dictionary_compressed_databases() {
             cmd.args(args);
             cmd
         };
+        tool(&["init"]).assert().success();
+        let mut copy = env.snap(&["copy", "--to"]);
+        copy.arg(&target);
+        if encrypted {
+            copy.arg("--to-password-file").arg(&password);
+        }
+        copy.assert().success();
+        let restored = env.root.join(format!("{name}-restored"));
         tool(&["check", "--read-data"]).assert().success();
         tool(&["restore", "latest:app/memory.db", "--target"])
             .arg(&restored)

@@ -155,6 +155,77 @@ pub fn assert_code(output: &Output, expected: i32) {
     );
 }
 
+/// Runs `cmd`, which must succeed (exit 0), and returns its stdout: the
+/// rule behind [`Env::ok`] and the other repository wrappers' `ok`.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("run snap");
+    assert_code(&out, 0);
+    out.stdout
+}
+
+/// Runs `cmd` (given `--json`), which must succeed, and parses its stdout,
+/// failing with the text when it is not JSON.
+#[track_caller]
+pub fn run_json(cmd: &mut Command) -> serde_json::Value {
+    let stdout = run_ok(cmd);
+    serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&stdout)
+        )
+    })
+}
+
+/// The pack file holding blob `id` of `repo` (the local repository in
+/// `dir`) and the offset of the middle of its frame: where a test flips a
+/// byte to damage that blob alone.
+pub fn blob_middle(dir: &Path, repo: &snap::Repository, id: &snap::BlobId) -> (PathBuf, u64) {
+    let at = repo.locate(id).expect("the blob is in the index");
+    let hex = at.pack.to_hex();
+    (
+        dir.join("data").join(&hex[..2]).join(&hex),
+        u64::from(at.offset) + u64::from(at.length) / 2,
+    )
+}
+
+/// Runs `cmd` with `input` on its stdin, written from a thread because
+/// the program's output must be drained meanwhile (a large input would
+/// otherwise deadlock on full pipes). The caller chooses where stdout and
+/// stderr go. Returns the output and how writing stdin went: a program
+/// may exit before it read everything.
+pub fn output_with_stdin(
+    cmd: &mut std::process::Command,
+    input: &[u8],
+) -> (Output, std::io::Result<()>) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("wait for the program");
+    let written = writer.join().expect("the stdin writer thread panicked");
+    (out, written)
+}
+
+/// The string `field` of every row of the JSON array `rows` (a column of
+/// a `--json` listing or report), failing when it is not one.
+#[track_caller]
+pub fn string_column<'a>(rows: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    rows.as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {rows}"))
+        .iter()
+        .map(|row| {
+            row[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field:?} in {row}"))
+        })
+        .collect()
+}
+
 /// A repository in a fresh temporary folder, plus room for sources and
 /// restore targets in the same folder.
 pub struct Env {
@@ -205,6 +276,15 @@ impl Env {
         }
     }
 
+    /// Whether a lock file is in the repository's `locks` folder: a
+    /// running command announces itself there, and none is left behind.
+    pub fn holds_lock(&self) -> bool {
+        fs::read_dir(self.repo.join("locks"))
+            .expect("list the locks folder")
+            .next()
+            .is_some()
+    }
+
     /// `snap -r REPO` ready for arguments.
     pub fn cmd(&self) -> Command {
         let mut cmd = snap_command();
@@ -244,9 +324,7 @@ impl Env {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let out = self.run(args);
-        assert_code(&out, 0);
-        out.stdout
+        run_ok(self.cmd().args(args))
     }
 
     /// Runs `snap --json ARGS...`, which must succeed, and parses stdout.
@@ -256,15 +334,7 @@ impl Env {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut all: Vec<OsString> = vec!["--json".into()];
-        all.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
-        let stdout = self.ok(all);
-        serde_json::from_slice(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}",
-                String::from_utf8_lossy(&stdout)
-            )
-        })
+        run_json(self.cmd().arg("--json").args(args))
     }
 
     /// `snap backup PATHS... EXTRA...` with `--json`; returns the report.
@@ -332,6 +402,18 @@ pub fn flip_byte(path: &Path, at: u64) {
     let at = usize::try_from(at).unwrap_or(usize::MAX).min(last);
     bytes[at] ^= 0x55;
     write(path, &bytes);
+}
+
+/// The first entry `read_dir` lists in `dir`: in a repository folder such
+/// as `snapshots` or `index`, the object a test damages.
+#[track_caller]
+pub fn first_entry(dir: &Path) -> PathBuf {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .next()
+        .unwrap_or_else(|| panic!("{} is empty", dir.display()))
+        .expect("list a folder entry")
+        .path()
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
