@@ -93,29 +93,15 @@ pub fn write_password_file(path: &Path, password: &str) {
 /// A tree node with plain metadata and no content, for tests that write
 /// trees by hand (hostile repositories, packs of one kind).
 pub fn bare_node(name: &[u8], kind: snap::NodeKind) -> snap::Node {
+    let mode = if kind == snap::NodeKind::Dir {
+        0o755
+    } else {
+        0o644
+    };
     snap::Node {
-        name: name.to_vec(),
-        kind,
-        mode: if kind == snap::NodeKind::Dir {
-            0o755
-        } else {
-            0o644
-        },
-        uid: 0,
-        gid: 0,
         mtime_ns: 1_600_000_000_000_000_000,
         ctime_ns: 1_600_000_000_000_000_000,
-        inode: 0,
-        dev: 0,
-        links: 0,
-        rdev: 0,
-        size: 0,
-        xattrs: Vec::new(),
-        target: None,
-        content: Vec::new(),
-        content_depth: 0,
-        dictionary: None,
-        subtree: None,
+        ..snap::Node::new(name.to_vec(), kind, mode)
     }
 }
 
