@@ -4,16 +4,19 @@
 mod backup;
 mod cat;
 mod check;
+mod completions;
 mod copy;
 mod diff;
 mod filter;
 mod find;
 mod forget;
+mod help;
 mod hooks;
 mod init;
 mod key;
 mod log;
 mod ls;
+mod man;
 mod output;
 mod password;
 mod prune;
@@ -28,7 +31,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 use snap::backend::Backend;
 use snap::keys::Credentials;
 use snap::profile::Profile;
@@ -175,6 +178,10 @@ enum Command {
     Key(key::Command),
     /// Add, remove or set tags of existing snapshots.
     Tag(tag::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Write a man page for snap and for each of its commands into a folder.
+    Man(man::Args),
 }
 
 /// Options every command shares.
@@ -256,7 +263,10 @@ pub fn main() -> ExitCode {
 }
 
 fn run_main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match help::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -320,6 +330,8 @@ fn run_main() -> ExitCode {
         Command::Key(command) => key::run(&global, command),
         Command::Copy(args) => copy::run(&global, args),
         Command::Tag(args) => tag::run(&global, args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -19,6 +19,7 @@ mod cli_encryption;
 mod cli_faults;
 mod cli_forget_prune;
 mod cli_format;
+mod cli_help;
 mod cli_hostile_repo;
 mod cli_names_tags;
 mod cli_postgres;
