@@ -261,8 +261,14 @@ fn print_plan(
         }
     }
     if dry_run {
-        println!("would keep {kept} and remove {removed} snapshots; nothing was changed (dry run)");
+        println!(
+            "would keep {kept} and remove {}; nothing was changed (dry run)",
+            output::count(removed, "snapshot", "snapshots")
+        );
     } else {
-        println!("kept {kept}, removed {removed} snapshots");
+        println!(
+            "kept {kept}, removed {}",
+            output::count(removed, "snapshot", "snapshots")
+        );
     }
 }

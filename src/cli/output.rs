@@ -103,6 +103,24 @@ impl Progress for CliProgress {
     }
 }
 
+/// A count with its noun in the right number: `1 file`, `2 files`,
+/// `0 entries`. Every printer that shows a count goes through here.
+pub fn count<N>(n: N, one: &str, many: &str) -> String
+where
+    N: Copy + std::fmt::Display + TryInto<u64>,
+{
+    format!("{n} {}", noun(n, one, many))
+}
+
+/// The noun (or verb) alone for a count: `one` for exactly 1, else `many`.
+pub fn noun<'a, N: Copy + TryInto<u64>>(n: N, one: &'a str, many: &'a str) -> &'a str {
+    if n.try_into().ok() == Some(1) {
+        one
+    } else {
+        many
+    }
+}
+
 /// Bytes for people: 1.5 MiB.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

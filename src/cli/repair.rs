@@ -62,9 +62,10 @@ fn index(global: &Global, dry_run: bool) -> anyhow::Result<u8> {
         print_index_plan(&plan, dry_run);
         if let Some(report) = &report {
             println!(
-                "wrote {} index files, removed {} old ones; the index cache is rebuilt",
-                report.written.len(),
-                report.removed
+                "wrote {}, removed {} old {}; the index cache is rebuilt",
+                output::count(report.written.len(), "index file", "index files"),
+                report.removed,
+                output::noun(report.removed, "one", "ones")
             );
         }
     }
@@ -85,13 +86,14 @@ fn print_index_plan(plan: &IndexPlan, dry_run: bool) {
         );
     }
     println!(
-        "{} {} packs with {} blobs in {} index files, {} {} old index files",
+        "{} {} with {} in {}, {} {} old {}",
         if dry_run { "would index" } else { "indexing" },
-        plan.packs.len(),
-        plan.blobs(),
-        plan.new_delta_count(),
+        output::count(plan.packs.len(), "pack", "packs"),
+        output::count(plan.blobs(), "blob", "blobs"),
+        output::count(plan.new_delta_count(), "index file", "index files"),
         if dry_run { "would remove" } else { "removing" },
-        plan.old_deltas.len()
+        plan.old_deltas.len(),
+        output::noun(plan.old_deltas.len(), "index file", "index files")
     );
     if !plan.left_out.is_empty() {
         println!(
@@ -154,11 +156,11 @@ fn print_snapshot_plan(plan: &SnapshotPlan, dry_run: bool) {
     }
     for repair in &plan.repairs {
         println!(
-            "snapshot {} {} {} files and empty {} folders:",
+            "snapshot {} {} {} and empty {}:",
             repair.snapshot.short(),
             if dry_run { "would drop" } else { "drops" },
-            repair.dropped.len(),
-            repair.emptied.len()
+            output::count(repair.dropped.len(), "file", "files"),
+            output::count(repair.emptied.len(), "folder", "folders")
         );
         for path in &repair.dropped {
             println!("  dropped {path}");

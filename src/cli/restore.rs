@@ -118,9 +118,9 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
         && !global.json
     {
         eprintln!(
-            "snap: safety snapshot {} (tag {PRE_RESTORE_TAG}) holds the {} entries about to be replaced or deleted; undo with `snap restore {} --target {} --overwrite always`",
+            "snap: safety snapshot {} (tag {PRE_RESTORE_TAG}) holds the {} about to be replaced or deleted; undo with `snap restore {} --target {} --overwrite always`",
             safety.short(),
-            plan.overwrite + plan.delete,
+            output::count(plan.overwrite + plan.delete, "entry", "entries"),
             safety.short(),
             args.target.display()
         );
@@ -150,20 +150,26 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
         }))?;
     } else if !global.quiet {
         println!(
-            "restored {} files, {} dirs, {} other entries ({}) from snapshot {} into {}{}{}",
-            report.files,
-            report.dirs,
-            report.others,
+            "restored {}, {}, {} ({}) from snapshot {} into {}{}{}",
+            output::count(report.files, "file", "files"),
+            output::count(report.dirs, "dir", "dirs"),
+            output::count(report.others, "other entry", "other entries"),
             output::bytes(report.bytes),
             id.short(),
             args.target.display(),
             if report.skipped > 0 {
-                format!("; kept {} existing entries", report.skipped)
+                format!(
+                    "; kept {}",
+                    output::count(report.skipped, "existing entry", "existing entries")
+                )
             } else {
                 String::new()
             },
             if report.deleted > 0 {
-                format!("; deleted {} entries not in the snapshot", report.deleted)
+                format!(
+                    "; deleted {} not in the snapshot",
+                    output::count(report.deleted, "entry", "entries")
+                )
             } else {
                 String::new()
             }
@@ -171,8 +177,8 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     if !report.damaged.is_empty() {
         eprintln!(
-            "snap: {} files could not be restored because repository data is damaged: {}; run `snap check`",
-            report.damaged.len(),
+            "snap: {} could not be restored because repository data is damaged: {}; run `snap check`",
+            output::count(report.damaged.len(), "file", "files"),
             report.damaged.join(", ")
         );
         return Ok(exit::DAMAGED);

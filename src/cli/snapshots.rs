@@ -70,8 +70,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         );
     }
     println!(
-        "{} snapshots{}",
-        snapshots.len(),
+        "{}{}",
+        output::count(snapshots.len(), "snapshot", "snapshots"),
         if snapshots.is_empty() {
             ""
         } else {
