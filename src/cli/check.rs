@@ -60,6 +60,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             println!("warning: {warning}");
         }
         for db in databases.iter().flatten() {
+            if db.ok && global.quiet {
+                continue;
+            }
             let verdict = if db.ok { "ok" } else { "FAILED" };
             println!(
                 "sqlite {verdict}: {} ({})",
@@ -73,7 +76,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
                 );
             }
         }
-        if let Some(databases) = &databases {
+        if let Some(databases) = &databases
+            && !(global.quiet && bad_databases == 0)
+        {
             println!(
                 "integrity_check: {} of {} ok",
                 databases.len() - bad_databases,
@@ -149,6 +154,9 @@ fn print_report(report: &CheckReport, quiet: bool) {
                 }
             );
         }
+    }
+    if quiet && report.ok {
+        return;
     }
     if !quiet {
         for item in &report.cleanup {

@@ -75,7 +75,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     if global.json {
         output::print_json(&outcome.json())?;
     } else {
-        outcome.print(&progress);
+        outcome.print(&progress, global.quiet);
     }
     Ok(exit::OK)
 }
@@ -177,8 +177,15 @@ impl Outcome {
         })
     }
 
-    /// The plan (every pack in a dry run) and what was done, for people.
-    pub fn print(&self, progress: &CliProgress) {
+    /// The plan (every pack in a dry run) and what was done, for people;
+    /// with `quiet` only a dry run's plan and the warnings.
+    pub fn print(&self, progress: &CliProgress, quiet: bool) {
+        if quiet && !self.dry_run {
+            if let Some(reason) = self.report.as_ref().and_then(|r| r.deferred.as_ref()) {
+                snap::Progress::warn(progress, reason);
+            }
+            return;
+        }
         let t = &self.totals;
         println!(
             "{} {} {}; packs: keep {} ({}), copy live data out of {} ({}), mark {} obsolete ({})",

@@ -59,8 +59,8 @@ fn index(global: &Global, dry_run: bool) -> anyhow::Result<u8> {
             "index_files_removed": report.as_ref().map_or(plan.old_deltas.len() as u64, |r| r.removed),
         }))?;
     } else {
-        print_index_plan(&plan, dry_run);
-        if let Some(report) = &report {
+        print_index_plan(&plan, dry_run, global.quiet);
+        if let Some(report) = report.as_ref().filter(|_| !global.quiet) {
             println!(
                 "wrote {}, removed {} old {}; the index cache is rebuilt",
                 output::count(report.written.len(), "index file", "index files"),
@@ -72,18 +72,26 @@ fn index(global: &Global, dry_run: bool) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn print_index_plan(plan: &IndexPlan, dry_run: bool) {
-    for id in &plan.damaged_deltas {
-        println!("damaged index file {id} (will be replaced)");
-    }
-    for id in &plan.salvaged {
-        println!("pack {id}: trailer unreadable; its entries are kept from the old index");
+/// The plan; with `quiet` (and not a dry run) only the packs whose data is
+/// lost.
+fn print_index_plan(plan: &IndexPlan, dry_run: bool, quiet: bool) {
+    let quiet = quiet && !dry_run;
+    if !quiet {
+        for id in &plan.damaged_deltas {
+            println!("damaged index file {id} (will be replaced)");
+        }
+        for id in &plan.salvaged {
+            println!("pack {id}: trailer unreadable; its entries are kept from the old index");
+        }
     }
     for left in &plan.left_out {
         println!(
             "pack {}: left out of the index, its blobs are lost: {}",
             left.pack, left.reason
         );
+    }
+    if quiet {
+        return;
     }
     println!(
         "{} {} with {} in {}, {} {} old {}",
@@ -138,8 +146,8 @@ fn snapshots(global: &Global, dry_run: bool, no_read_data: bool) -> anyhow::Resu
             "unreadable": plan.unreadable.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
         }))?;
     } else {
-        print_snapshot_plan(&plan, dry_run);
-        for done in &repaired {
+        print_snapshot_plan(&plan, dry_run, global.quiet);
+        for done in repaired.iter().filter(|_| !global.quiet) {
             println!(
                 "snapshot {} repaired as {} (tag `repaired`); forget the original when you no longer need it",
                 done.original.short(),
@@ -150,9 +158,14 @@ fn snapshots(global: &Global, dry_run: bool, no_read_data: bool) -> anyhow::Resu
     Ok(exit::OK)
 }
 
-fn print_snapshot_plan(plan: &SnapshotPlan, dry_run: bool) {
+/// The plan; with `quiet` (and not a dry run) only the snapshots that
+/// cannot be repaired.
+fn print_snapshot_plan(plan: &SnapshotPlan, dry_run: bool, quiet: bool) {
     for id in &plan.unreadable {
         println!("snapshot {id} is unreadable and cannot be repaired; forget it");
+    }
+    if quiet && !dry_run {
+        return;
     }
     for repair in &plan.repairs {
         println!(
