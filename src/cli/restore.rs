@@ -118,11 +118,10 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
         && !global.json
     {
         eprintln!(
-            "snap: safety snapshot {} (tag {PRE_RESTORE_TAG}) holds the {} about to be replaced or deleted; undo with `snap restore {} --target {} --overwrite always`",
+            "snap: safety snapshot {} (tag {PRE_RESTORE_TAG}) holds the {} about to be replaced or deleted; undo with `{}`",
             safety.short(),
             output::count(plan.overwrite + plan.delete, "entry", "entries"),
-            safety.short(),
-            args.target.display()
+            undo_command(global, &safety.short(), &args.target)
         );
     }
     progress.start_bar("restore");
@@ -188,6 +187,28 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
     } else {
         exit::WARNINGS
     })
+}
+
+/// The command that puts back what a restore into `target` replaced, as a
+/// shell runs it: the repository when it is not the default one, the target
+/// quoted, and `--yes`, since the undo replaces entries in place too.
+fn undo_command(global: &Global, safety: &str, target: &Path) -> String {
+    let quote = |text: String| match shlex::try_quote(&text) {
+        Ok(quoted) => quoted.into_owned(),
+        Err(_) => text,
+    };
+    let repo = if global.is_default_location() {
+        String::new()
+    } else {
+        format!(
+            "-r {} ",
+            quote(global.location().to_string_lossy().into_owned())
+        )
+    };
+    format!(
+        "snap {repo}restore {safety} --target {} --overwrite always --yes",
+        quote(target.to_string_lossy().into_owned())
+    )
 }
 
 fn plan_summary(target: &Path, plan: &RestorePlan) -> String {
