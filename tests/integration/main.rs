@@ -21,6 +21,7 @@ mod cli_forget_prune;
 mod cli_format;
 mod cli_hostile_repo;
 mod cli_names_tags;
+mod cli_output;
 mod cli_postgres;
 mod cli_profile;
 mod cli_restore_safety;
