@@ -204,3 +204,31 @@ fn the_undo_hint_after_a_restore_runs_as_printed() {
     assert_code(&out, 0);
     assert_eq!(fs::read_to_string(&file).unwrap(), "edited locally\n");
 }
+
+#[test]
+fn init_docs_give_the_sqlite_chunk_default_of_the_help() {
+    let out = common::snap_command()
+        .args(["init", "--help"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let help = stdout_text(&out);
+    let after = &help[help.find("--sqlite-chunk-size").expect("the flag is in --help")..];
+    let default = after
+        .split("[default: ")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no default in --help: {help}"));
+    let docs =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands/init.md"))
+            .unwrap();
+    let line = docs
+        .split("- `--sqlite-chunk-size`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n- ").next())
+        .expect("docs/commands/init.md describes --sqlite-chunk-size");
+    assert!(
+        line.contains(&format!("default {default}")),
+        "--help says {default}, the docs: {line}"
+    );
+}
