@@ -164,7 +164,8 @@ pub fn table<const N: usize>(rows: &[[String; N]], right: &[bool; N]) -> Vec<Str
         .collect()
 }
 
-/// Bytes for people: 1.5 MiB.
+/// Bytes for people: 1.5 MiB. Not indicatif's `HumanBytes`: it prints two
+/// decimals (`1.50 MiB`) where docs/CLI.md shows one.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = n as f64;

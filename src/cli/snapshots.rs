@@ -53,7 +53,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         .ok()
         .map(|(id, _)| *id);
     let mut rows = vec![
-        ["id", "time", "host", "tags", "files", "size", "added", "paths"].map(String::from),
+        [
+            "id", "time", "host", "tags", "files", "size", "added", "paths",
+        ]
+        .map(String::from),
     ];
     for (id, s) in &snapshots {
         let marker = if Some(*id) == last { "*" } else { " " };
@@ -72,7 +75,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     // The header's id lines up with the ids, after the marker column.
     rows[0][0] = " id".to_string();
-    for line in output::table(&rows, &[false, false, false, false, true, true, true, false]) {
+    for line in output::table(
+        &rows,
+        &[false, false, false, false, true, true, true, false],
+    ) {
         println!("{line}");
     }
     println!(

@@ -56,7 +56,10 @@ fn counts_of_one_are_singular() {
     let out = env.run(["backup".as_ref(), src.as_os_str()]);
     assert_code(&out, 0);
     let saved = stdout_text(&out);
-    assert!(saved.contains(": 2 files (1 new, 0 changed, 1 unchanged), 1 dir,"), "{saved}");
+    assert!(
+        saved.contains(": 2 files (1 new, 0 changed, 1 unchanged), 1 dir,"),
+        "{saved}"
+    );
 
     let listed = stdout_text(&env.run(["snapshots"]));
     assert!(listed.contains("\n2 snapshots (* = latest)"), "{listed}");
@@ -90,7 +93,12 @@ fn quiet_silences_every_report() {
         vec!["check".into(), "--read-data".into()],
         vec!["forget".into(), "--keep-last".into(), "1".into()],
         vec!["prune".into()],
-        vec!["forget".into(), "--keep-last".into(), "1".into(), "--prune".into()],
+        vec![
+            "forget".into(),
+            "--keep-last".into(),
+            "1".into(),
+            "--prune".into(),
+        ],
         vec!["repair".into(), "index".into()],
         vec!["repair".into(), "snapshots".into()],
     ];
@@ -103,9 +111,17 @@ fn quiet_silences_every_report() {
 
     // What was asked for is still printed: a listing, a dry run's plan.
     let out = env.run(["-q", "snapshots"]);
-    assert!(stdout_text(&out).contains("1 snapshot"), "{}", stdout_text(&out));
+    assert!(
+        stdout_text(&out).contains("1 snapshot"),
+        "{}",
+        stdout_text(&out)
+    );
     let out = env.run(["-q", "forget", "--keep-last", "1", "--dry-run"]);
-    assert!(stdout_text(&out).contains("would keep 1"), "{}", stdout_text(&out));
+    assert!(
+        stdout_text(&out).contains("would keep 1"),
+        "{}",
+        stdout_text(&out)
+    );
 }
 
 #[test]
@@ -213,7 +229,9 @@ fn init_docs_give_the_sqlite_chunk_default_of_the_help() {
         .unwrap();
     assert_code(&out, 0);
     let help = stdout_text(&out);
-    let after = &help[help.find("--sqlite-chunk-size").expect("the flag is in --help")..];
+    let after = &help[help
+        .find("--sqlite-chunk-size")
+        .expect("the flag is in --help")..];
     let default = after
         .split("[default: ")
         .nth(1)
