@@ -27,45 +27,47 @@ fn one_file_snapshot(env: &Env) -> std::path::PathBuf {
     src
 }
 
+/// Runs `snap -r REPO ARGS...`, which must succeed and print `needle` on
+/// stdout.
+#[track_caller]
+fn prints(env: &Env, args: &[&std::ffi::OsStr], needle: &str) {
+    let out = env.run(args);
+    assert_code(&out, 0);
+    let text = stdout_text(&out);
+    assert!(text.contains(needle), "`{needle}` not in: {text}");
+}
+
 #[test]
 fn counts_of_one_are_singular() {
     let env = Env::new();
     let src = one_file_snapshot(&env);
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
 
-    let listed = stdout_text(&env.run(["snapshots"]));
-    assert!(listed.contains("\n1 snapshot (* = latest)"), "{listed}");
-
+    prints(&env, &[os("snapshots")], "\n1 snapshot (* = latest)");
     let target = env.path("target");
-    let out = env.run([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ]);
-    assert_code(&out, 0);
-    let restored = stdout_text(&out);
-    assert!(
-        restored.starts_with("restored 1 file, 1 dir, 0 other entries"),
-        "{restored}"
+    prints(
+        &env,
+        &[
+            os("restore"),
+            os("latest"),
+            os("--target"),
+            target.as_os_str(),
+        ],
+        "restored 1 file, 1 dir, 0 other entries",
     );
-
-    let checked = stdout_text(&env.run(["check"]));
-    assert!(checked.contains("checked 1 snapshot, "), "{checked}");
-
+    prints(&env, &[os("check")], "checked 1 snapshot, ");
     write(&src.join("b.txt"), "b\n");
-    let out = env.run(["backup".as_ref(), src.as_os_str()]);
-    assert_code(&out, 0);
-    let saved = stdout_text(&out);
-    assert!(
-        saved.contains(": 2 files (1 new, 0 changed, 1 unchanged), 1 dir,"),
-        "{saved}"
+    prints(
+        &env,
+        &[os("backup"), src.as_os_str()],
+        ": 2 files (1 new, 0 changed, 1 unchanged), 1 dir,",
     );
-
-    let listed = stdout_text(&env.run(["snapshots"]));
-    assert!(listed.contains("\n2 snapshots (* = latest)"), "{listed}");
-
-    let forgot = stdout_text(&env.run(["forget", "--keep-last", "1"]));
-    assert!(forgot.contains("kept 1, removed 1 snapshot\n"), "{forgot}");
+    prints(&env, &[os("snapshots")], "\n2 snapshots (* = latest)");
+    prints(
+        &env,
+        &[os("forget"), os("--keep-last"), os("1")],
+        "kept 1, removed 1 snapshot\n",
+    );
 }
 
 #[test]
