@@ -256,13 +256,13 @@ fn run_backup(
         }))?;
     } else if !global.quiet {
         println!(
-            "snapshot {} saved: {} files ({} new, {} changed, {} unchanged), {} dirs, {}",
+            "snapshot {} saved: {} ({} new, {} changed, {} unchanged), {}, {}",
             report.id.short(),
-            s.files,
+            output::count(s.files, "file", "files"),
             s.files_new,
             s.files_changed,
             s.files_unchanged,
-            s.dirs,
+            output::count(s.dirs, "dir", "dirs"),
             output::bytes(s.bytes)
         );
         println!(
@@ -275,26 +275,26 @@ fn run_backup(
         let copies = report.plain_copies.len();
         if copies > 0 {
             println!(
-                "{copies} SQLite database{} could not be captured as such and {} stored as a plain file copy (see warnings above)",
-                if copies == 1 { "" } else { "s" },
-                if copies == 1 { "was" } else { "were" },
+                "{} could not be captured as such and {} stored as a plain file copy (see warnings above)",
+                output::count(copies, "SQLite database", "SQLite databases"),
+                output::noun(copies, "was", "were"),
             );
         }
         let changed = report.changed_while_read.len();
         if changed > 0 {
             println!(
-                "{changed} file{} changed while {} read and {} stored as read (see warnings above)",
-                if changed == 1 { "" } else { "s" },
-                if changed == 1 { "it was" } else { "they were" },
-                if changed == 1 { "was" } else { "were" },
+                "{} changed while {} read and {} stored as read (see warnings above)",
+                output::count(changed, "file", "files"),
+                output::noun(changed, "it was", "they were"),
+                output::noun(changed, "was", "were"),
             );
         }
         let skipped = report.warnings.len().saturating_sub(copies + changed);
         if skipped > 0 {
             println!(
-                "{skipped} {} could not be read and {} skipped (see warnings above)",
-                if skipped == 1 { "entry" } else { "entries" },
-                if skipped == 1 { "was" } else { "were" },
+                "{} could not be read and {} skipped (see warnings above)",
+                output::count(skipped, "entry", "entries"),
+                output::noun(skipped, "was", "were"),
             );
         }
     }

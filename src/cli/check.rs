@@ -60,8 +60,15 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             println!("warning: {warning}");
         }
         for db in databases.iter().flatten() {
+            if db.ok && global.quiet {
+                continue;
+            }
             let verdict = if db.ok { "ok" } else { "FAILED" };
-            println!("sqlite {verdict}: {} ({} bytes)", db.path, db.size);
+            println!(
+                "sqlite {verdict}: {} ({})",
+                db.path,
+                output::count(db.size, "byte", "bytes")
+            );
             if !db.ok {
                 println!(
                     "  {}",
@@ -69,11 +76,13 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
                 );
             }
         }
-        if let Some(databases) = &databases {
+        if let Some(databases) = &databases
+            && !(global.quiet && bad_databases == 0)
+        {
             println!(
-                "integrity_check: {} of {} databases ok",
+                "integrity_check: {} of {} ok",
                 databases.len() - bad_databases,
-                databases.len()
+                output::count(databases.len(), "database", "databases")
             );
         }
     }
@@ -146,6 +155,9 @@ fn print_report(report: &CheckReport, quiet: bool) {
             );
         }
     }
+    if quiet && report.ok {
+        return;
+    }
     if !quiet {
         for item in &report.cleanup {
             let size = if item.bytes > 0 {
@@ -158,27 +170,32 @@ fn print_report(report: &CheckReport, quiet: bool) {
     }
     let read = if report.packs_read > 0 {
         format!(
-            ", read {} packs ({})",
-            report.packs_read,
+            ", read {} ({})",
+            output::count(report.packs_read, "pack", "packs"),
             output::bytes(report.bytes_read)
         )
     } else {
         String::new()
     };
     println!(
-        "checked {} snapshots, {} trees, {} blobs, {} packs, {} index files{read}",
-        report.snapshots, report.trees, report.blobs, report.packs, report.index_files
+        "checked {}, {}, {}, {}, {}{read}",
+        output::count(report.snapshots, "snapshot", "snapshots"),
+        output::count(report.trees, "tree", "trees"),
+        output::count(report.blobs, "blob", "blobs"),
+        output::count(report.packs, "pack", "packs"),
+        output::count(report.index_files, "index file", "index files"),
     );
     if report.ok {
         println!("no errors were found");
     } else {
         let lost: usize = report.damaged.values().map(|entries| entries.len()).sum();
         println!(
-            "the repository is damaged: {} errors; {} snapshots cannot be read, {} lose {} paths",
-            report.errors.len(),
-            report.damaged_snapshots.len(),
+            "the repository is damaged: {}; {} cannot be read, {} {} {}",
+            output::count(report.errors.len(), "error", "errors"),
+            output::count(report.damaged_snapshots.len(), "snapshot", "snapshots"),
             report.damaged.len(),
-            lost
+            output::noun(report.damaged.len(), "loses", "lose"),
+            output::count(lost, "path", "paths")
         );
     }
 }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use snap::ops::diff::{Change, ContentDiff, StatGroup, content_diff, diff};
 use snap::select::{Filter, parse_selector, select};
 
-use super::output;
+use super::output::{self, count};
 use super::{Global, exit};
 
 /// Show what changed between two snapshots (optionally below a path).
@@ -120,10 +120,6 @@ fn print_content(diff: &ContentDiff) {
         }
         ContentDiff::Binary => println!("  binary files differ"),
     }
-}
-
-fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// One line for a group of changes, naming only what happened.

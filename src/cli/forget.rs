@@ -162,9 +162,12 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         }
         output::print_json(&value)?;
     } else {
-        print_plan(&plan, &by_id, args.dry_run, !ids.is_empty());
+        // With -q only a dry run prints: its plan is what was asked for.
+        if args.dry_run || !global.quiet {
+            print_plan(&plan, &by_id, args.dry_run, !ids.is_empty());
+        }
         if let Some(pruned) = &pruned {
-            pruned.print(&progress);
+            pruned.print(&progress, global.quiet);
         }
     }
     Ok(exit::OK)
@@ -261,8 +264,14 @@ fn print_plan(
         }
     }
     if dry_run {
-        println!("would keep {kept} and remove {removed} snapshots; nothing was changed (dry run)");
+        println!(
+            "would keep {kept} and remove {}; nothing was changed (dry run)",
+            output::count(removed, "snapshot", "snapshots")
+        );
     } else {
-        println!("kept {kept}, removed {removed} snapshots");
+        println!(
+            "kept {kept}, removed {}",
+            output::count(removed, "snapshot", "snapshots")
+        );
     }
 }

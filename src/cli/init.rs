@@ -88,7 +88,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             "repository": location.display().to_string(),
             "id": repo.config().id.to_hex(),
         }))?;
-    } else {
+    } else if !global.quiet {
         println!(
             "created {}snap repository {} at {}",
             if repo.keys().is_some() {

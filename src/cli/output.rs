@@ -103,7 +103,69 @@ impl Progress for CliProgress {
     }
 }
 
-/// Bytes for people: 1.5 MiB.
+/// A count with its noun in the right number: `1 file`, `2 files`,
+/// `0 entries`. Every printer that shows a count goes through here.
+pub fn count<N>(n: N, one: &str, many: &str) -> String
+where
+    N: Copy + std::fmt::Display + TryInto<u64>,
+{
+    format!("{n} {}", noun(n, one, many))
+}
+
+/// The noun (or verb) alone for a count: `one` for exactly 1, else `many`.
+pub fn noun<'a, N: Copy + TryInto<u64>>(n: N, one: &'a str, many: &'a str) -> &'a str {
+    if n.try_into().ok() == Some(1) {
+        one
+    } else {
+        many
+    }
+}
+
+/// `text` cut to `width` characters, the last one an ellipsis when it
+/// was longer.
+pub fn ellipsis(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Rows laid out in columns as wide as their widest cell (two blanks
+/// apart), numbers (`right`) aligned right; the last column is not padded.
+pub fn table<const N: usize>(rows: &[[String; N]], right: &[bool; N]) -> Vec<String> {
+    let mut widths = [0; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = " ".repeat(widths[i] - cell.chars().count());
+                if right[i] {
+                    line.push_str(&pad);
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    if i + 1 < N {
+                        line.push_str(&pad);
+                    }
+                }
+            }
+            line
+        })
+        .collect()
+}
+
+/// Bytes for people: 1.5 MiB. Not indicatif's `HumanBytes`: it prints two
+/// decimals (`1.50 MiB`) where docs/CLI.md shows one.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = n as f64;

@@ -75,7 +75,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     if global.json {
         output::print_json(&outcome.json())?;
     } else {
-        outcome.print(&progress);
+        outcome.print(&progress, global.quiet);
     }
     Ok(exit::OK)
 }
@@ -177,13 +177,21 @@ impl Outcome {
         })
     }
 
-    /// The plan (every pack in a dry run) and what was done, for people.
-    pub fn print(&self, progress: &CliProgress) {
+    /// The plan (every pack in a dry run) and what was done, for people;
+    /// with `quiet` only a dry run's plan and the warnings.
+    pub fn print(&self, progress: &CliProgress, quiet: bool) {
+        if quiet && !self.dry_run {
+            if let Some(reason) = self.report.as_ref().and_then(|r| r.deferred.as_ref()) {
+                snap::Progress::warn(progress, reason);
+            }
+            return;
+        }
         let t = &self.totals;
         println!(
-            "{} snapshots use {} blobs; packs: keep {} ({}), copy live data out of {} ({}), mark {} obsolete ({})",
-            self.snapshots,
-            self.live_blobs,
+            "{} {} {}; packs: keep {} ({}), copy live data out of {} ({}), mark {} obsolete ({})",
+            output::count(self.snapshots, "snapshot", "snapshots"),
+            output::noun(self.snapshots, "uses", "use"),
+            output::count(self.live_blobs, "blob", "blobs"),
             t.keep_packs,
             output::bytes(t.keep_bytes),
             t.copy_packs,
@@ -223,25 +231,25 @@ impl Outcome {
                 );
             }
             println!(
-                "would delete {} packs ({}) and free {}; nothing was changed (dry run)",
-                t.delete_packs,
+                "would delete {} ({}) and free {}; nothing was changed (dry run)",
+                output::count(t.delete_packs, "pack", "packs"),
                 output::bytes(t.delete_bytes),
                 output::bytes(t.bytes_freed)
             );
         }
         if let Some(r) = &self.report {
             println!(
-                "copied {} blobs into {} new packs ({}); marked {} packs obsolete",
-                r.blobs_copied,
-                r.packs_written,
+                "copied {} into {} ({}); marked {} obsolete",
+                output::count(r.blobs_copied, "blob", "blobs"),
+                output::count(r.packs_written, "new pack", "new packs"),
                 output::bytes(r.bytes_written),
-                r.packs_marked
+                output::count(r.packs_marked, "pack", "packs")
             );
             println!(
-                "deleted {} packs ({}); index: {} deltas written, {} removed",
-                r.packs_deleted,
+                "deleted {} ({}); index: {} written, {} removed",
+                output::count(r.packs_deleted, "pack", "packs"),
                 output::bytes(r.bytes_deleted),
-                r.deltas_written,
+                output::count(r.deltas_written, "delta", "deltas"),
                 r.deltas_deleted
             );
             if let Some(reason) = &r.deferred {
@@ -249,17 +257,19 @@ impl Outcome {
             }
             if r.packs_kept_for_new_snapshots > 0 {
                 println!(
-                    "{} packs kept back: snapshots written during the prune use them",
-                    r.packs_kept_for_new_snapshots
+                    "{} kept back: snapshots written during the prune use {}",
+                    output::count(r.packs_kept_for_new_snapshots, "pack", "packs"),
+                    output::noun(r.packs_kept_for_new_snapshots, "it", "them")
                 );
             }
         }
         let waiting: Vec<i64> = self.packs.iter().filter_map(|(_, after)| *after).collect();
         if let Some(last) = waiting.iter().max() {
             println!(
-                "{} packs ({}) are marked obsolete and can be deleted by a prune after {} (or now with --instant-delete)",
-                t.waiting_packs,
+                "{} ({}) {} marked obsolete and can be deleted by a prune after {} (or now with --instant-delete)",
+                output::count(t.waiting_packs, "pack", "packs"),
                 output::bytes(t.waiting_bytes),
+                output::noun(t.waiting_packs, "is", "are"),
                 time(*last)
             );
         }

@@ -59,24 +59,30 @@ fn index(global: &Global, dry_run: bool) -> anyhow::Result<u8> {
             "index_files_removed": report.as_ref().map_or(plan.old_deltas.len() as u64, |r| r.removed),
         }))?;
     } else {
-        print_index_plan(&plan, dry_run);
-        if let Some(report) = &report {
+        print_index_plan(&plan, dry_run, global.quiet);
+        if let Some(report) = report.as_ref().filter(|_| !global.quiet) {
             println!(
-                "wrote {} index files, removed {} old ones; the index cache is rebuilt",
-                report.written.len(),
-                report.removed
+                "wrote {}, removed {} old {}; the index cache is rebuilt",
+                output::count(report.written.len(), "index file", "index files"),
+                report.removed,
+                output::noun(report.removed, "one", "ones")
             );
         }
     }
     Ok(exit::OK)
 }
 
-fn print_index_plan(plan: &IndexPlan, dry_run: bool) {
-    for id in &plan.damaged_deltas {
-        println!("damaged index file {id} (will be replaced)");
-    }
-    for id in &plan.salvaged {
-        println!("pack {id}: trailer unreadable; its entries are kept from the old index");
+/// The plan; with `quiet` (and not a dry run) only the packs whose data is
+/// lost.
+fn print_index_plan(plan: &IndexPlan, dry_run: bool, quiet: bool) {
+    let quiet = quiet && !dry_run;
+    if !quiet {
+        for id in &plan.damaged_deltas {
+            println!("damaged index file {id} (will be replaced)");
+        }
+        for id in &plan.salvaged {
+            println!("pack {id}: trailer unreadable; its entries are kept from the old index");
+        }
     }
     for left in &plan.left_out {
         println!(
@@ -84,14 +90,18 @@ fn print_index_plan(plan: &IndexPlan, dry_run: bool) {
             left.pack, left.reason
         );
     }
+    if quiet {
+        return;
+    }
     println!(
-        "{} {} packs with {} blobs in {} index files, {} {} old index files",
+        "{} {} with {} in {}, {} {} old {}",
         if dry_run { "would index" } else { "indexing" },
-        plan.packs.len(),
-        plan.blobs(),
-        plan.new_delta_count(),
+        output::count(plan.packs.len(), "pack", "packs"),
+        output::count(plan.blobs(), "blob", "blobs"),
+        output::count(plan.new_delta_count(), "index file", "index files"),
         if dry_run { "would remove" } else { "removing" },
-        plan.old_deltas.len()
+        plan.old_deltas.len(),
+        output::noun(plan.old_deltas.len(), "index file", "index files")
     );
     if !plan.left_out.is_empty() {
         println!(
@@ -136,8 +146,8 @@ fn snapshots(global: &Global, dry_run: bool, no_read_data: bool) -> anyhow::Resu
             "unreadable": plan.unreadable.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
         }))?;
     } else {
-        print_snapshot_plan(&plan, dry_run);
-        for done in &repaired {
+        print_snapshot_plan(&plan, dry_run, global.quiet);
+        for done in repaired.iter().filter(|_| !global.quiet) {
             println!(
                 "snapshot {} repaired as {} (tag `repaired`); forget the original when you no longer need it",
                 done.original.short(),
@@ -148,17 +158,22 @@ fn snapshots(global: &Global, dry_run: bool, no_read_data: bool) -> anyhow::Resu
     Ok(exit::OK)
 }
 
-fn print_snapshot_plan(plan: &SnapshotPlan, dry_run: bool) {
+/// The plan; with `quiet` (and not a dry run) only the snapshots that
+/// cannot be repaired.
+fn print_snapshot_plan(plan: &SnapshotPlan, dry_run: bool, quiet: bool) {
     for id in &plan.unreadable {
         println!("snapshot {id} is unreadable and cannot be repaired; forget it");
     }
+    if quiet && !dry_run {
+        return;
+    }
     for repair in &plan.repairs {
         println!(
-            "snapshot {} {} {} files and empty {} folders:",
+            "snapshot {} {} {} and empty {}:",
             repair.snapshot.short(),
             if dry_run { "would drop" } else { "drops" },
-            repair.dropped.len(),
-            repair.emptied.len()
+            output::count(repair.dropped.len(), "file", "files"),
+            output::count(repair.emptied.len(), "folder", "folders")
         );
         for path in &repair.dropped {
             println!("  dropped {path}");

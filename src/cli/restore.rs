@@ -118,11 +118,10 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
         && !global.json
     {
         eprintln!(
-            "snap: safety snapshot {} (tag {PRE_RESTORE_TAG}) holds the {} entries about to be replaced or deleted; undo with `snap restore {} --target {} --overwrite always`",
+            "snap: safety snapshot {} (tag {PRE_RESTORE_TAG}) holds the {} about to be replaced or deleted; undo with `{}`",
             safety.short(),
-            plan.overwrite + plan.delete,
-            safety.short(),
-            args.target.display()
+            output::count(plan.overwrite + plan.delete, "entry", "entries"),
+            undo_command(global, &safety.short(), &args.target)
         );
     }
     progress.start_bar("restore");
@@ -150,20 +149,26 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
         }))?;
     } else if !global.quiet {
         println!(
-            "restored {} files, {} dirs, {} other entries ({}) from snapshot {} into {}{}{}",
-            report.files,
-            report.dirs,
-            report.others,
+            "restored {}, {}, {} ({}) from snapshot {} into {}{}{}",
+            output::count(report.files, "file", "files"),
+            output::count(report.dirs, "dir", "dirs"),
+            output::count(report.others, "other entry", "other entries"),
             output::bytes(report.bytes),
             id.short(),
             args.target.display(),
             if report.skipped > 0 {
-                format!("; kept {} existing entries", report.skipped)
+                format!(
+                    "; kept {}",
+                    output::count(report.skipped, "existing entry", "existing entries")
+                )
             } else {
                 String::new()
             },
             if report.deleted > 0 {
-                format!("; deleted {} entries not in the snapshot", report.deleted)
+                format!(
+                    "; deleted {} not in the snapshot",
+                    output::count(report.deleted, "entry", "entries")
+                )
             } else {
                 String::new()
             }
@@ -171,8 +176,8 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     if !report.damaged.is_empty() {
         eprintln!(
-            "snap: {} files could not be restored because repository data is damaged: {}; run `snap check`",
-            report.damaged.len(),
+            "snap: {} could not be restored because repository data is damaged: {}; run `snap check`",
+            output::count(report.damaged.len(), "file", "files"),
             report.damaged.join(", ")
         );
         return Ok(exit::DAMAGED);
@@ -182,6 +187,28 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
     } else {
         exit::WARNINGS
     })
+}
+
+/// The command that puts back what a restore into `target` replaced, as a
+/// shell runs it: the repository when it is not the default one, the target
+/// quoted, and `--yes`, since the undo replaces entries in place too.
+fn undo_command(global: &Global, safety: &str, target: &Path) -> String {
+    let quote = |text: String| match shlex::try_quote(&text) {
+        Ok(quoted) => quoted.into_owned(),
+        Err(_) => text,
+    };
+    let repo = if global.is_default_location() {
+        String::new()
+    } else {
+        format!(
+            "-r {} ",
+            quote(global.location().to_string_lossy().into_owned())
+        )
+    };
+    format!(
+        "snap {repo}restore {safety} --target {} --overwrite always --yes",
+        quote(target.to_string_lossy().into_owned())
+    )
 }
 
 fn plan_summary(target: &Path, plan: &RestorePlan) -> String {

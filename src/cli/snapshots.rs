@@ -12,6 +12,10 @@ pub struct Args {
     filter: FilterArgs,
 }
 
+/// The widest host name shown; longer ones end in an ellipsis, so that one
+/// long name does not push every row out of its columns.
+const HOST_WIDTH: usize = 24;
+
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
     let repo = global.open_reader(&progress)?;
@@ -44,34 +48,42 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         output::print_json(&rows)?;
         return Ok(exit::OK);
     }
-    println!(
-        "{:<10} {:<19}  {:<12} {:<14} {:>8} {:>10} {:>10}  paths",
-        "id", "time", "host", "tags", "files", "size", "added"
-    );
     // The one `latest` names (it passes over restores' safety snapshots).
     let last = snap::select::select(&snapshots, &snap::select::Selector::Latest(0), &filter)
         .ok()
         .map(|(id, _)| *id);
+    let mut rows = vec![
+        [
+            "id", "time", "host", "tags", "files", "size", "added", "paths",
+        ]
+        .map(String::from),
+    ];
     for (id, s) in &snapshots {
         let marker = if Some(*id) == last { "*" } else { " " };
         // Host, tags and paths come from the snapshot file: never raw
         // control characters on the terminal.
-        println!(
-            "{}{:<9} {:<19}  {:<12} {:<14} {:>8} {:>10} {:>10}  {}",
-            marker,
-            id.short(),
+        rows.push([
+            format!("{marker}{}", id.short()),
             output::local_time(&s.time),
-            output::terminal_safe(&s.host),
-            output::terminal_safe(&s.tags.join(",")),
-            s.summary.files,
+            output::ellipsis(&output::terminal_safe(&s.host), HOST_WIDTH),
+            output::terminal_safe(&s.tags.join(",")).into_owned(),
+            s.summary.files.to_string(),
             output::bytes(s.summary.bytes),
             output::bytes(s.summary.bytes_added),
-            output::terminal_safe(&s.paths.join(" "))
-        );
+            output::terminal_safe(&s.paths.join(" ")).into_owned(),
+        ]);
+    }
+    // The header's id lines up with the ids, after the marker column.
+    rows[0][0] = " id".to_string();
+    for line in output::table(
+        &rows,
+        &[false, false, false, false, true, true, true, false],
+    ) {
+        println!("{line}");
     }
     println!(
-        "{} snapshots{}",
-        snapshots.len(),
+        "{}{}",
+        output::count(snapshots.len(), "snapshot", "snapshots"),
         if snapshots.is_empty() {
             ""
         } else {

@@ -46,9 +46,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     } else {
         println!("snapshots:      {}", stats.snapshots);
         println!(
-            "stored:         {} in {} packs",
+            "stored:         {} in {}",
             output::bytes(stats.pack_bytes),
-            stats.packs
+            output::count(stats.packs, "pack", "packs")
         );
         println!("blobs:          {}", stats.blobs);
         println!("index files:    {}", stats.index_files);

@@ -73,8 +73,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             );
         }
         println!(
-            "{} snapshots changed, {} already had these tags",
-            report.changed.len(),
+            "{} changed, {} already had these tags",
+            output::count(report.changed.len(), "snapshot", "snapshots"),
             report.unchanged.len()
         );
     }

@@ -167,7 +167,7 @@ fn tag_rewrites_the_snapshot_under_a_new_id_keeping_everything_else() {
     let out = env.run(["tag", &old[..8], "--add", "x,y", "--remove", "old"]);
     assert_code(&out, 0);
     assert!(
-        stdout_text(&out).contains("1 snapshots changed"),
+        stdout_text(&out).contains("1 snapshot changed,"),
         "{}",
         stdout_text(&out)
     );

@@ -22,6 +22,7 @@ mod cli_format;
 mod cli_help;
 mod cli_hostile_repo;
 mod cli_names_tags;
+mod cli_output;
 mod cli_postgres;
 mod cli_profile;
 mod cli_restore_safety;
