@@ -398,7 +398,7 @@ fn wrong_s3_credentials_fail_with_one_line_and_change_nothing() {
         ] {
             let out = bad.run(args);
             // Refused at once (a 403 is not retried), with one line that
-            // names the object and says the store denied access.
+            // names the object and the credentials to check.
             assert_code(&out, 1);
             let err = stderr_text(&out);
             assert_eq!(err.trim_end().lines().count(), 1, "{name} {args:?}: {err}");
@@ -406,7 +406,10 @@ fn wrong_s3_credentials_fail_with_one_line_and_change_nothing() {
                 err.contains(&format!("s3://{bucket}/guarded/config")),
                 "{name} {args:?}: {err}"
             );
-            assert!(err.contains("PermissionDenied"), "{name} {args:?}: {err}");
+            assert!(
+                err.contains("AWS_SECRET_ACCESS_KEY"),
+                "{name} {args:?}: {err}"
+            );
             assert!(!err.contains("attempts"), "{name} {args:?}: {err}");
         }
     }

@@ -338,6 +338,7 @@ fn serve(client: TcpStream, upstream: u16, fail: bool, status: u16) -> std::io::
     let mut client = client;
     if fail {
         let code = match status {
+            400 => "InvalidRequest",
             403 => "AccessDenied",
             503 => "SlowDown",
             _ => "InternalError",
