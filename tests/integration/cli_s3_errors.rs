@@ -210,3 +210,96 @@ fn rust_log_adds_the_http_exchange() {
     assert!(err.contains("[detail: "), "{err}");
     assert!(err.contains("status: 403"), "{err}");
 }
+
+/// A source tree of one file of `len` bytes that do not compress.
+fn incompressible_tree(dir: &Path, len: usize) -> std::path::PathBuf {
+    let source = dir.join("src");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("data.bin"), common::pseudo_random(len, 7)).unwrap();
+    source
+}
+
+#[test]
+fn a_full_local_disk_is_named_with_a_hint() {
+    // A small tmpfs as the cache folder (where packs wait for upload), in
+    // a mount namespace of snap's own: nothing outlives the command.
+    if !common::is_root() {
+        println!("note: not root; cannot mount a small tmpfs");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = s3::new_bucket();
+    let server = s3::server();
+    snap_s3(dir.path(), server.port, &bucket)
+        .arg("init")
+        .assert()
+        .success();
+    let source = incompressible_tree(dir.path(), 4 << 20);
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let snap = snap_s3(dir.path(), server.port, &bucket);
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@""#)
+        .arg(&small)
+        .arg(common::snap_bin())
+        .args(snap.get_args())
+        .arg("backup")
+        .arg(&source);
+    for (name, value) in snap.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.env("XDG_CACHE_HOME", &small).output().unwrap();
+    let err = stderr_text(&out);
+    if err.contains("mount:") || err.contains("unshare:") {
+        println!("note: cannot mount a tmpfs here: {err}");
+        return;
+    }
+    let err = one_line_error(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("; free space on that file system"), "{err}");
+}
+
+#[test]
+fn a_refused_local_path_is_named_with_a_hint() {
+    // As `nobody`, with a cache folder that belongs to root.
+    if !common::is_root() {
+        println!("note: not root; cannot run snap as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bucket = s3::new_bucket();
+    let server = s3::server();
+    snap_s3(dir.path(), server.port, &bucket)
+        .arg("init")
+        .assert()
+        .success();
+    let cache = dir.path().join("cache");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let snap = snap_s3(dir.path(), server.port, &bucket);
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::snap_bin())
+        .args(snap.get_args())
+        .arg("snapshots")
+        .env("HOME", dir.path());
+    for (name, value) in snap.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.output().unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains(&cache.display().to_string()), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(
+        err.contains("; check the owner and mode of that path"),
+        "{err}"
+    );
+}
