@@ -698,6 +698,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn s3_error_fields_are_read_from_opendal_text() {
+        let message = r#"S3Error { code: "NoSuchBucket", message: "a \"b\"", request_id: "1" }"#;
+        assert_eq!(
+            quoted_after(message, "code: \"").as_deref(),
+            Some("NoSuchBucket")
+        );
+        assert_eq!(
+            quoted_after(message, "message: \"").as_deref(),
+            Some("a \"b\"")
+        );
+        assert_eq!(quoted_after(message, "resource: \""), None);
+        let raw = "x, context: { response: Parts { status: 403, version: HTTP/1.1 } }";
+        assert_eq!(field_after(raw, "response: Parts { status: "), Some("403"));
+        assert_eq!(field_after("none", "status: "), None);
+    }
+
+    #[test]
     fn locations_parse() {
         assert_eq!(
             parse_location("s3://bucket/a/b/").unwrap(),
