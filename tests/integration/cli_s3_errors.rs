@@ -6,6 +6,7 @@
 
 use crate::common;
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::Ordering;
@@ -24,6 +25,16 @@ fn snap_s3(dir: &Path, port: u16, bucket: &str) -> Command {
         .arg("-r")
         .arg(format!("s3://{bucket}/repo"));
     cmd
+}
+
+/// A new bucket with a repository `repo` in it; returns the bucket.
+fn new_repo(dir: &Path) -> String {
+    let bucket = s3::new_bucket();
+    snap_s3(dir, s3::server().port, &bucket)
+        .arg("init")
+        .assert()
+        .success();
+    bucket
 }
 
 /// The one line of stderr of a command that failed with exit code 1.
@@ -65,20 +76,11 @@ fn a_missing_bucket_is_named_at_once_with_a_hint() {
 
 #[test]
 fn refused_credentials_name_the_variables_to_check() {
-    let server = s3::server();
-    if !server.checks_credentials() {
-        println!(
-            "note: {} accepts any key; not testing wrong ones",
-            server.name()
-        );
+    let Some(server) = s3::server_checking_credentials() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
-    let bucket = s3::new_bucket();
-    snap_s3(dir.path(), server.port, &bucket)
-        .arg("init")
-        .assert()
-        .success();
+    let bucket = new_repo(dir.path());
     let proxy = s3::FlakyProxy::start(server.port, 0, 0);
     for (name, value, cause) in [
         (
@@ -219,6 +221,23 @@ fn incompressible_tree(dir: &Path, len: usize) -> std::path::PathBuf {
     source
 }
 
+/// Runs `program ARGS... LAST snap ...` with `snap`'s arguments and
+/// environment: snap under another program (unshare, setpriv).
+fn under(program: &str, args: &[&str], last: &OsStr, snap: &Command) -> Output {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .arg(last)
+        .arg(common::snap_bin())
+        .args(snap.get_args());
+    for (name, value) in snap.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    cmd.output().unwrap()
+}
+
 #[test]
 fn a_full_local_disk_is_named_with_a_hint() {
     // A small tmpfs as the cache folder (where packs wait for upload), in
@@ -228,31 +247,22 @@ fn a_full_local_disk_is_named_with_a_hint() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let bucket = s3::new_bucket();
     let server = s3::server();
-    snap_s3(dir.path(), server.port, &bucket)
-        .arg("init")
-        .assert()
-        .success();
+    let bucket = new_repo(dir.path());
     let source = incompressible_tree(dir.path(), 4 << 20);
     let small = dir.path().join("small");
     std::fs::create_dir(&small).unwrap();
-    let snap = snap_s3(dir.path(), server.port, &bucket);
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(r#"mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@""#)
-        .arg(&small)
-        .arg(common::snap_bin())
-        .args(snap.get_args())
+    let mut snap = snap_s3(dir.path(), server.port, &bucket);
+    snap.env("XDG_CACHE_HOME", &small)
         .arg("backup")
         .arg(&source);
-    for (name, value) in snap.get_envs() {
-        match value {
-            Some(value) => cmd.env(name, value),
-            None => cmd.env_remove(name),
-        };
-    }
-    let out = cmd.env("XDG_CACHE_HOME", &small).output().unwrap();
+    let mount = r#"mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@""#;
+    let out = under(
+        "unshare",
+        &["--mount", "--propagation", "private", "sh", "-c", mount],
+        small.as_os_str(),
+        &snap,
+    );
     let err = stderr_text(&out);
     if err.contains("mount:") || err.contains("unshare:") {
         println!("note: cannot mount a tmpfs here: {err}");
@@ -273,28 +283,14 @@ fn a_refused_local_path_is_named_with_a_hint() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bucket = s3::new_bucket();
     let server = s3::server();
-    snap_s3(dir.path(), server.port, &bucket)
-        .arg("init")
-        .assert()
-        .success();
+    let bucket = new_repo(dir.path());
     let cache = dir.path().join("cache");
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let snap = snap_s3(dir.path(), server.port, &bucket);
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(common::snap_bin())
-        .args(snap.get_args())
-        .arg("snapshots")
-        .env("HOME", dir.path());
-    for (name, value) in snap.get_envs() {
-        match value {
-            Some(value) => cmd.env(name, value),
-            None => cmd.env_remove(name),
-        };
-    }
-    let out = cmd.output().unwrap();
+    let mut snap = snap_s3(dir.path(), server.port, &bucket);
+    snap.env("HOME", dir.path()).arg("snapshots");
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let out = under("setpriv", &nobody, OsStr::new("--"), &snap);
     let err = one_line_error(&out);
     assert!(err.contains(&cache.display().to_string()), "{err}");
     assert!(err.contains("Permission denied"), "{err}");

@@ -60,6 +60,20 @@ impl S3Server {
     }
 }
 
+/// The server, when it refuses keys other than the tests' (for tests of
+/// wrong credentials); otherwise `None`, after a note that they are skipped.
+pub fn server_checking_credentials() -> Option<&'static S3Server> {
+    let server = server();
+    if !server.checks_credentials() {
+        println!(
+            "note: {} accepts any key; not testing wrong ones",
+            server.name()
+        );
+        return None;
+    }
+    Some(server)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
