@@ -88,14 +88,24 @@ impl Error {
         &self.message
     }
 
-    /// An I/O error on a path: "{what} {path}: {cause}".
+    /// An I/O error on a path: "{what} {path}: {cause}", and for a full
+    /// disk or a refused permission what to do about it.
     pub fn io(what: &str, path: &Path, err: std::io::Error) -> Self {
         let kind = if err.kind() == std::io::ErrorKind::NotFound {
             ErrorKind::NotFound
         } else {
             ErrorKind::Io
         };
-        Self::new(kind, format!("{what} {}: {err}", path.display())).with_source(err)
+        let hint = match err.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                "; free space on that file system (the cache folder moves with XDG_CACHE_HOME)"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "; check the owner and mode of that path and of the folders above it"
+            }
+            _ => "",
+        };
+        Self::new(kind, format!("{what} {}: {err}{hint}", path.display())).with_source(err)
     }
 
     /// An object that could not be decoded or failed verification.

@@ -10,13 +10,19 @@
 //! Atomicity: an S3 object becomes visible only once its PUT (or multipart
 //! upload) completes, so every write here is all-or-nothing, which is what
 //! [`Backend::write`] promises. Transient failures (timeouts, 5xx,
-//! throttling) are retried with exponential backoff by OpenDAL's retry
-//! layer; a permanent failure names the operation and the object.
+//! throttling, a connection that fails) are retried with exponential
+//! backoff by OpenDAL's retry layer; permanent ones (403, 404, 400) are not.
+//! A failure is reported in one line: the operation and the object, the
+//! cause in words and what to check (a missing bucket, refused credentials,
+//! an endpoint that does not answer), and "gave up after N attempts" only
+//! when N attempts were made. The raw exchange (HTTP status, headers,
+//! request id) is appended in brackets when `RUST_LOG` is set.
 //!
 //! The rest of snap is synchronous: a small private tokio runtime drives the
 //! requests, and any number of threads may call in at once (uploads and
 //! range reads overlap).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
@@ -24,7 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use opendal::Operator;
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::layers::{RetryEvent, RetryInterceptor, RetryLayer, TimeoutLayer};
 
 use super::{Backend, FileKind};
 use crate::error::{Error, ErrorKind, Result};
@@ -47,11 +53,39 @@ const CACHED_PACKS: usize = 32;
 /// too large, read ranges directly), or why it could not be.
 type CachedPack = std::result::Result<Option<(Arc<std::fs::File>, u64)>, (ErrorKind, String)>;
 
+/// Time a whole request may take, and a stalled read or write, before it
+/// fails as a (retried) timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+tokio::task_local! {
+    /// Retries made so far by the request this task runs ([`S3Backend::call`]).
+    static RETRIES_MADE: Cell<usize>;
+}
+
+/// Counts the retries of the request being run, so that an error says how
+/// many attempts were really made: OpenDAL marks every error its retry
+/// layer lets through the same way, retried or not.
+struct CountRetries;
+
+impl RetryInterceptor for CountRetries {
+    fn intercept(&self, _event: RetryEvent<'_>) {
+        // Parts of a multipart upload run in tasks of their own, outside
+        // the count: their failures say nothing about attempts.
+        let _ = RETRIES_MADE.try_with(|n| n.set(n.get() + 1));
+    }
+}
+
 /// A repository under a prefix of an S3 bucket.
 pub struct S3Backend {
     op: Operator,
     runtime: tokio::runtime::Runtime,
     location: String,
+    bucket: String,
+    /// The service URL, for messages.
+    endpoint: String,
+    /// Whether errors carry the raw OpenDAL error (`RUST_LOG` is set).
+    raw_errors: bool,
     tmp: PathBuf,
     /// Recently read packs, least recently used first. One GET per small
     /// blob would make a restore pay a round trip per file; blobs that are
@@ -109,9 +143,14 @@ impl S3Backend {
             .bucket(&bucket)
             .root(&format!("/{prefix}"))
             .region(&region);
-        if let Some(endpoint) = vars("AWS_ENDPOINT_URL").filter(|e| !e.is_empty()) {
-            builder = builder.endpoint(endpoint.trim_end_matches('/'));
-        }
+        let endpoint = match vars("AWS_ENDPOINT_URL").filter(|e| !e.is_empty()) {
+            Some(endpoint) => {
+                let endpoint = endpoint.trim_end_matches('/').to_string();
+                builder = builder.endpoint(&endpoint);
+                endpoint
+            }
+            None => format!("https://s3.{region}.amazonaws.com"),
+        };
         if let (Some(key), Some(secret)) =
             (vars("AWS_ACCESS_KEY_ID"), vars("AWS_SECRET_ACCESS_KEY"))
         {
@@ -132,14 +171,15 @@ impl S3Backend {
             ))
             .with_max_delay(Duration::from_secs(20))
             .with_factor(2.0)
-            .with_jitter();
+            .with_jitter()
+            .with_notify(CountRetries);
         let op = Operator::new(builder)
             .map_err(|e| Error::usage(format!("cannot use {location}: {e}")))?
             // Timeouts turn a stalled connection into a retryable error.
             .layer(
                 TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(120))
-                    .with_io_timeout(Duration::from_secs(60)),
+                    .with_timeout(REQUEST_TIMEOUT)
+                    .with_io_timeout(IO_TIMEOUT),
             )
             .layer(retry);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -167,6 +207,9 @@ impl S3Backend {
             op,
             runtime,
             location,
+            bucket,
+            endpoint,
+            raw_errors: vars("RUST_LOG").is_some_and(|v| !v.is_empty()),
             tmp,
             packs: Mutex::new(VecDeque::new()),
         })
@@ -190,32 +233,153 @@ impl S3Backend {
         })
     }
 
-    /// An OpenDAL error as snap's, naming the operation and the object.
-    fn error(&self, operation: &str, kind: FileKind, path: &str, e: &opendal::Error) -> Error {
+    /// Runs a request (or a few in a row) on the runtime; a failure comes
+    /// with the number of attempts the last request made.
+    fn call<T, E>(
+        &self,
+        request: impl Future<Output = std::result::Result<T, E>>,
+    ) -> std::result::Result<T, (E, usize)> {
+        let (result, retries) =
+            self.runtime
+                .block_on(RETRIES_MADE.scope(Cell::new(0), async move {
+                    let result = request.await;
+                    (result, RETRIES_MADE.with(Cell::get))
+                }));
+        result.map_err(|e| (e, retries + 1))
+    }
+
+    /// Starts the count of attempts again, between the requests of one
+    /// [`Self::call`].
+    fn next_request() {
+        let _ = RETRIES_MADE.try_with(|n| n.set(0));
+    }
+
+    /// An OpenDAL error as snap's, in one line: the operation and the
+    /// object, how many attempts were made when there were several, the
+    /// cause and what to check.
+    fn error(
+        &self,
+        operation: &str,
+        kind: FileKind,
+        path: &str,
+        failure: &(opendal::Error, usize),
+    ) -> Error {
+        let what = format!("{operation} {} {}/{path}", kind.noun(), self.location);
+        self.failure(&what, failure)
+    }
+
+    /// An OpenDAL error as snap's: "cannot {what}", then as [`Self::error`].
+    fn failure(&self, what: &str, (e, attempts): &(opendal::Error, usize)) -> Error {
         let error_kind = match e.kind() {
             opendal::ErrorKind::NotFound => ErrorKind::NotFound,
             _ => ErrorKind::Io,
         };
-        // The retry layer marks every error it lets through as persistent,
-        // also those it never retried (403, 404 are permanent at once): only
-        // throttling and 5xx answers (these kinds) can have been retried.
-        let retryable = matches!(
-            e.kind(),
-            opendal::ErrorKind::RateLimited | opendal::ErrorKind::Unexpected
-        );
-        let retried = if e.is_persistent() && retryable {
-            format!(" (gave up after {RETRIES} attempts)")
+        let retried = if *attempts > 1 {
+            format!(" (gave up after {attempts} attempts)")
         } else {
             String::new()
         };
-        Error::new(
-            error_kind,
-            format!(
-                "cannot {operation} {} {}/{path}{retried}: {e}",
-                kind.noun(),
-                self.location
+        let mut message = format!("cannot {what}{retried}: {}", self.cause(e));
+        if self.raw_errors {
+            // The command line prints one line: the detail stays on it.
+            message.push_str(&format!(" [detail: {e}]"));
+        }
+        Error::new(error_kind, message)
+    }
+
+    /// What went wrong, for people: the cause and, when there is one, the
+    /// next thing to check. The raw error is a dump of the HTTP exchange.
+    fn cause(&self, e: &opendal::Error) -> String {
+        let endpoint = &self.endpoint;
+        let bucket = &self.bucket;
+        let raw = e.to_string();
+        let status =
+            field_after(&raw, "response: Parts { status: ").and_then(|s| s.parse::<u16>().ok());
+        let code = quoted_after(e.message(), "code: \"").unwrap_or_default();
+        let detail = quoted_after(e.message(), "message: \"").unwrap_or_default();
+        let credentials = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE \
+                           and ~/.aws/credentials), AWS_SESSION_TOKEN for temporary keys";
+        match (status, code.as_str()) {
+            (_, "NoSuchBucket") => format!(
+                "bucket `{bucket}` does not exist at {endpoint}; create it first \
+                 (snap does not create buckets), or check the bucket name and AWS_ENDPOINT_URL"
             ),
-        )
+            (_, "InvalidAccessKeyId") => {
+                format!("{endpoint} does not know the access key id; {credentials}")
+            }
+            (_, "SignatureDoesNotMatch") => format!(
+                "{endpoint} refused the signature: the secret access key does not match \
+                 the key id; {credentials}"
+            ),
+            (Some(403), _) | (_, "AccessDenied") => format!(
+                "access denied by {endpoint}; {credentials}, and that the key may use \
+                 bucket `{bucket}`"
+            ),
+            (Some(404), _) => "no such object".to_string(),
+            (Some(status @ (429 | 499 | 500..=599)), _) => {
+                let answer = if code.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    code.clone()
+                };
+                format!("{endpoint} keeps failing ({answer}); try again later")
+            }
+            (Some(status), _) => {
+                let answer = match (code.is_empty(), detail.is_empty()) {
+                    (true, _) => format!("HTTP {status}"),
+                    (false, true) => code.clone(),
+                    (false, false) => format!("{code}: {detail}"),
+                };
+                format!("{endpoint} refused the request ({answer})")
+            }
+            (None, _) if e.message().contains("timeout reached") => {
+                let limit = if e.message().starts_with("io ") {
+                    IO_TIMEOUT
+                } else {
+                    REQUEST_TIMEOUT
+                };
+                format!(
+                    "no answer from {endpoint} within {} s; check the network and AWS_ENDPOINT_URL",
+                    limit.as_secs()
+                )
+            }
+            (None, _) if e.message() == "send http request" => match os_error(e) {
+                Some(io)
+                    if io.kind() == std::io::ErrorKind::ConnectionRefused
+                        || io.kind() == std::io::ErrorKind::HostUnreachable
+                        || io.kind() == std::io::ErrorKind::NetworkUnreachable
+                        || io.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    format!(
+                        "cannot connect to {endpoint}: {io}; check AWS_ENDPOINT_URL and that \
+                         the service is running"
+                    )
+                }
+                Some(io) => format!("the connection to {endpoint} failed: {io}"),
+                None => format!(
+                    "cannot reach {endpoint}: {}; check AWS_ENDPOINT_URL and that the service \
+                     is running",
+                    innermost(e)
+                ),
+            },
+            (None, _) if e.message() == "read data from http response" => {
+                let why = os_error(e).map_or_else(|| innermost(e), |io| io.to_string());
+                format!("the connection to {endpoint} broke off: {why}")
+            }
+            (None, _) if e.message() == "signing http request" => format!(
+                "no credentials to sign requests with ({}); set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials",
+                innermost(e)
+            ),
+            (None, _) => {
+                let message = e.message().lines().next().unwrap_or_default();
+                if message.is_empty() {
+                    e.kind().to_string()
+                } else {
+                    format!("{}: {message}", e.kind())
+                }
+            }
+        }
     }
 
     /// A pack from the cache, downloading it whole when it is not there
@@ -246,16 +410,14 @@ impl S3Backend {
                 if meta.content_length() > WHOLE_PACK_MAX {
                     return Ok(None);
                 }
+                Self::next_request();
                 let data = self.op.read(path).await?;
                 Ok(Some(data.to_vec()))
             };
-            let data = self
-                .runtime
-                .block_on(download)
-                .map_err(|e: opendal::Error| {
-                    let e = self.error("read", FileKind::Pack, path, &e);
-                    (e.kind(), e.to_string())
-                })?;
+            let data = self.call(download).map_err(|e: (opendal::Error, usize)| {
+                let e = self.error("read", FileKind::Pack, path, &e);
+                (e.kind(), e.to_string())
+            })?;
             let Some(data) = data else { return Ok(None) };
             let spill = || -> std::io::Result<std::fs::File> {
                 std::os::unix::fs::DirBuilderExt::mode(
@@ -283,6 +445,15 @@ impl S3Backend {
         }
     }
 
+    /// Whether the bucket exists, when the config is not found: some
+    /// servers answer a missing bucket like a missing object (and a HEAD
+    /// answer has no body to tell them apart), but a listing says which.
+    fn bucket_answers(&self, operation: &str) -> Result<()> {
+        self.call(self.op.list_with("keys/").limit(1).into_future())
+            .map(|_| ())
+            .map_err(|e| self.error(operation, FileKind::Config, "config", &e))
+    }
+
     /// Uploads a local file in one PUT, or in parts when it is large.
     async fn upload(&self, key: &str, path: &Path) -> std::result::Result<(), UploadError> {
         let size = std::fs::metadata(path).map_err(UploadError::Local)?.len();
@@ -296,6 +467,7 @@ impl S3Backend {
         }
         use std::io::Read;
         let mut file = std::fs::File::open(path).map_err(UploadError::Local)?;
+        Self::next_request();
         let mut writer = self
             .op
             .writer_with(key)
@@ -317,12 +489,14 @@ impl S3Backend {
                 break;
             }
             part.truncate(filled);
+            Self::next_request();
             if let Err(e) = writer.write(part).await {
                 let _ = writer.abort().await;
                 return Err(UploadError::Remote(e));
             }
         }
         // The object appears only when the multipart upload completes.
+        Self::next_request();
         writer.close().await.map_err(UploadError::Remote)?;
         Ok(())
     }
@@ -339,25 +513,33 @@ impl Backend for S3Backend {
     }
 
     fn exists(&self) -> Result<bool> {
-        self.runtime
-            .block_on(self.op.exists("config"))
-            .map_err(|e| self.error("look for", FileKind::Config, "config", &e))
+        let exists = self
+            .call(self.op.exists("config"))
+            .map_err(|e| self.error("look for", FileKind::Config, "config", &e))?;
+        if !exists {
+            self.bucket_answers("look for")?;
+        }
+        Ok(exists)
     }
 
     fn create(&self) -> Result<()> {
         // Object stores have no folders; check that the bucket answers.
-        self.runtime
-            .block_on(self.op.list_with("keys/").limit(1).into_future())
+        self.call(self.op.list_with("keys/").limit(1).into_future())
             .map(|_| ())
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot use {}: {e}", self.location)))
+            .map_err(|e| self.failure(&format!("use {}", self.location), &e))
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         let path = self.path(kind, name)?;
-        self.runtime
-            .block_on(self.op.read(&path))
-            .map(|buffer| buffer.to_vec())
-            .map_err(|e| self.error("read", kind, &path, &e))
+        match self.call(self.op.read(&path)) {
+            Ok(buffer) => Ok(buffer.to_vec()),
+            Err(e) => {
+                if kind == FileKind::Config && e.0.kind() == opendal::ErrorKind::NotFound {
+                    self.bucket_answers("read")?;
+                }
+                Err(self.error("read", kind, &path, &e))
+            }
+        }
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
@@ -377,19 +559,16 @@ impl Backend for S3Backend {
                 .map_err(|e| Error::io("cannot read a downloaded pack in", &self.tmp, e))?;
             return Ok(buf);
         }
-        let data = match self
-            .runtime
-            .block_on(self.op.read_with(&path).range(offset..end).into_future())
-        {
+        let data = match self.call(self.op.read_with(&path).range(offset..end).into_future()) {
             Ok(buffer) => buffer.to_vec(),
             // The range starts past the end of the object.
-            Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => Vec::new(),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+            Err((e, _)) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => Vec::new(),
+            Err(e) if e.0.kind() == opendal::ErrorKind::NotFound => {
                 return Err(self.error("read", kind, &path, &e));
             }
             // A range past the end fails as a short read: tell that (a lying
             // index, damage) from a failure of the store by the object's size.
-            Err(e) => match self.runtime.block_on(self.op.stat(&path)) {
+            Err(e) => match self.call(self.op.stat(&path)) {
                 Ok(meta) if meta.content_length() < end => Vec::new(),
                 _ => return Err(self.error("read", kind, &path, &e)),
             },
@@ -405,18 +584,19 @@ impl Backend for S3Backend {
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(kind, name)?;
-        self.runtime
-            .block_on(self.op.write(&path, data.to_vec()))
+        self.call(self.op.write(&path, data.to_vec()))
             .map(|_| ())
             .map_err(|e| self.error("write", kind, &path, &e))
     }
 
     fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> Result<()> {
         let key = self.path(kind, name)?;
-        match self.runtime.block_on(self.upload(&key, path)) {
+        match self.call(self.upload(&key, path)) {
             Ok(()) => {}
-            Err(UploadError::Local(e)) => return Err(Error::io("cannot read", path, e)),
-            Err(UploadError::Remote(e)) => return Err(self.error("upload", kind, &key, &e)),
+            Err((UploadError::Local(e), _)) => return Err(Error::io("cannot read", path, e)),
+            Err((UploadError::Remote(e), attempts)) => {
+                return Err(self.error("upload", kind, &key, &(e, attempts)));
+            }
         }
         // Uploaded: the local copy has done its job ("moved").
         std::fs::remove_file(path).map_err(|e| Error::io("cannot remove", path, e))
@@ -425,8 +605,7 @@ impl Backend for S3Backend {
     fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>> {
         let folder = format!("{}/", kind.folder());
         let entries = self
-            .runtime
-            .block_on(self.op.list_with(&folder).recursive(true).into_future())
+            .call(self.op.list_with(&folder).recursive(true).into_future())
             .map_err(|e| self.error("list", kind, &folder, &e))?;
         let mut out = Vec::new();
         for entry in entries {
@@ -453,9 +632,9 @@ impl Backend for S3Backend {
         if kind == FileKind::Pack {
             lock(&self.packs).retain(|(n, _)| n != name);
         }
-        match self.runtime.block_on(self.op.delete(&path)) {
+        match self.call(self.op.delete(&path)) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
+            Err((e, _)) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.error("remove", kind, &path, &e)),
         }
     }
@@ -469,9 +648,71 @@ impl Backend for S3Backend {
     }
 }
 
+/// The word after `label` in `text` (up to a space, comma or brace).
+fn field_after<'a>(text: &'a str, label: &str) -> Option<&'a str> {
+    let rest = &text[text.find(label)? + label.len()..];
+    let end = rest.find([' ', ',', '}']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// The quoted text after `label` (which ends with the opening quote), as
+/// Rust's `Debug` writes a string.
+fn quoted_after(text: &str, label: &str) -> Option<String> {
+    let rest = &text[text.find(label)? + label.len()..];
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// The operating system's error under an OpenDAL one (connection refused,
+/// reset...), if there is one.
+fn os_error(e: &opendal::Error) -> Option<&std::io::Error> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The deepest cause's text.
+fn innermost(e: &opendal::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_error_fields_are_read_from_opendal_text() {
+        let message = r#"S3Error { code: "NoSuchBucket", message: "a \"b\"", request_id: "1" }"#;
+        assert_eq!(
+            quoted_after(message, "code: \"").as_deref(),
+            Some("NoSuchBucket")
+        );
+        assert_eq!(
+            quoted_after(message, "message: \"").as_deref(),
+            Some("a \"b\"")
+        );
+        assert_eq!(quoted_after(message, "resource: \""), None);
+        let raw = "x, context: { response: Parts { status: 403, version: HTTP/1.1 } }";
+        assert_eq!(field_after(raw, "response: Parts { status: "), Some("403"));
+        assert_eq!(field_after("none", "status: "), None);
+    }
 
     #[test]
     fn locations_parse() {

@@ -27,6 +27,7 @@ mod cli_postgres;
 mod cli_profile;
 mod cli_restore_safety;
 mod cli_s3_copy;
+mod cli_s3_errors;
 mod cli_sqlite;
 mod cli_trust_access;
 mod decode_fuzz;

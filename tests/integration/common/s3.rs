@@ -60,6 +60,20 @@ impl S3Server {
     }
 }
 
+/// The server, when it refuses keys other than the tests' (for tests of
+/// wrong credentials); otherwise `None`, after a note that they are skipped.
+pub fn server_checking_credentials() -> Option<&'static S3Server> {
+    let server = server();
+    if !server.checks_credentials() {
+        println!(
+            "note: {} accepts any key; not testing wrong ones",
+            server.name()
+        );
+        return None;
+    }
+    Some(server)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -338,6 +352,7 @@ fn serve(client: TcpStream, upstream: u16, fail: bool, status: u16) -> std::io::
     let mut client = client;
     if fail {
         let code = match status {
+            400 => "InvalidRequest",
             403 => "AccessDenied",
             503 => "SlowDown",
             _ => "InternalError",
