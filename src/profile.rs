@@ -42,6 +42,18 @@ pub struct Profile {
     pub key_file: Option<PathBuf>,
     /// Excludes for every source.
     pub excludes: Vec<String>,
+    /// Case-insensitive excludes for every source.
+    pub iexcludes: Vec<String>,
+    /// Names of files that leave out the folder holding them.
+    pub exclude_if_present: Vec<String>,
+    /// Leave out folders holding a valid `CACHEDIR.TAG`.
+    pub exclude_caches: bool,
+    /// Leave out regular files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
+    /// Files listing paths to back up (`#` comments and blank lines ignored).
+    pub files_from: Vec<PathBuf>,
+    /// Files listing paths to back up, every line a path.
+    pub files_from_verbatim: Vec<PathBuf>,
     /// Sources of `snap backup` without paths.
     pub sources: Vec<ProfileSource>,
     /// Retention of `snap forget` without a policy.
@@ -113,6 +125,17 @@ struct RawProfile {
     key_file: Option<String>,
     #[serde(default)]
     exclude: Vec<String>,
+    #[serde(default)]
+    iexclude: Vec<String>,
+    #[serde(default)]
+    exclude_if_present: Vec<String>,
+    #[serde(default)]
+    exclude_caches: bool,
+    exclude_larger_than: Option<SizeValue>,
+    #[serde(default)]
+    files_from: Vec<String>,
+    #[serde(default)]
+    files_from_verbatim: Vec<String>,
     hook_timeout: Option<DurationValue>,
     #[serde(default)]
     source: Vec<RawSource>,
@@ -162,6 +185,38 @@ enum Count {
 enum DurationValue {
     Seconds(u64),
     Text(String),
+}
+
+/// A size: bytes, or text like "100M" or "1G".
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Parses a size: a number of bytes with an optional suffix `K`, `M`, `G`
+/// or `T` (powers of 1024; `KiB`, `MB`, ... and lower case also accepted).
+pub fn parse_size(text: &str) -> Result<u64> {
+    let bad = || {
+        Error::usage(format!(
+            "`{text}` is not a size: use for example 500K, 100M or 1G"
+        ))
+    };
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let number: u64 = trimmed[..digits].parse().map_err(|_| bad())?;
+    let shift = match trimmed[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(1 << shift).ok_or_else(bad)
 }
 
 fn bad(file: &Path, message: impl std::fmt::Display) -> Error {
@@ -359,6 +414,27 @@ impl Profile {
             identity_files,
             key_file: raw.key_file.map(|p| resolve_path(&p, &dir)),
             excludes: raw.exclude,
+            iexcludes: raw.iexclude,
+            exclude_if_present: raw.exclude_if_present,
+            exclude_caches: raw.exclude_caches,
+            exclude_larger_than: match raw.exclude_larger_than {
+                None => None,
+                Some(SizeValue::Bytes(n)) => Some(n),
+                Some(SizeValue::Text(t)) => Some(
+                    parse_size(&t)
+                        .map_err(|e| bad(file, format!("exclude-larger-than: {}", e.message())))?,
+                ),
+            },
+            files_from: raw
+                .files_from
+                .iter()
+                .map(|p| resolve_path(p, &dir))
+                .collect(),
+            files_from_verbatim: raw
+                .files_from_verbatim
+                .iter()
+                .map(|p| resolve_path(p, &dir))
+                .collect(),
             sources,
             retention,
             hooks: raw.hooks,

@@ -1,6 +1,7 @@
 //! `snap backup`
 
 use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use snap::profile::ProfileInput;
@@ -37,6 +38,25 @@ pub struct Args {
     /// Read exclude globs from a file, one per line (# starts a comment).
     #[arg(long = "exclude-file")]
     exclude_files: Vec<PathBuf>,
+    // Selection options (exclude-if-present .. files-from-verbatim).
+    /// Leave out a folder holding a file of this name (repeatable).
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    exclude_if_present: Vec<String>,
+    /// Leave out folders holding a valid CACHEDIR.TAG file.
+    #[arg(long)]
+    exclude_caches: bool,
+    /// Leave out files larger than SIZE (e.g. 500K, 100M, 1G).
+    #[arg(long, value_name = "SIZE")]
+    exclude_larger_than: Option<String>,
+    /// Like --exclude, ignoring case (repeatable).
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    iexcludes: Vec<String>,
+    /// Back up the paths listed in FILE, one a line (# starts a comment; repeatable).
+    #[arg(long = "files-from", value_name = "FILE")]
+    files_from: Vec<PathBuf>,
+    /// Back up the paths listed in FILE, every line a path as written (repeatable).
+    #[arg(long = "files-from-verbatim", value_name = "FILE")]
+    files_from_verbatim: Vec<PathBuf>,
     /// Do not cross into other filesystems below the given paths.
     #[arg(long)]
     one_file_system: bool,
@@ -139,6 +159,27 @@ fn named_sources(global: &Global, args: &Args) -> anyhow::Result<Vec<NamedSource
         .collect())
 }
 
+/// `--exclude-larger-than`, else the profile's `exclude-larger-than`.
+fn size_limit(global: &Global, args: &Args) -> snap::Result<Option<u64>> {
+    match &args.exclude_larger_than {
+        Some(text) => snap::profile::parse_size(text)
+            .map(Some)
+            .map_err(|e| snap::Error::usage(format!("--exclude-larger-than: {}", e.message()))),
+        None => Ok(global.profile.as_ref().and_then(|p| p.exclude_larger_than)),
+    }
+}
+
+/// A profile's list followed by the one given on the command line.
+fn profile_list(
+    global: &Global,
+    of: impl Fn(&snap::profile::Profile) -> &Vec<String>,
+    given: Vec<String>,
+) -> Vec<String> {
+    let mut list = global.profile.as_ref().map(of).cloned().unwrap_or_default();
+    list.extend(given);
+    list
+}
+
 /// Opens the repository; on the default location, creates it on first use.
 fn open_or_create(global: &Global, progress: &CliProgress) -> snap::Result<Repository> {
     let location = global.location();
@@ -174,8 +215,43 @@ fn scan_totals(paths: Vec<PathBuf>, bar: indicatif::ProgressBar) {
     });
 }
 
-pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+/// The paths listed by --files-from and --files-from-verbatim (and the
+/// profile's `files-from` keys when no path was given).
+fn listed_paths(global: &Global, args: &Args) -> snap::Result<Vec<PathBuf>> {
+    let profile = global.profile.as_ref().filter(|_| args.paths.is_empty());
+    let mut paths = Vec::new();
+    let lists = profile.iter().flat_map(|p| &p.files_from);
+    for file in lists.chain(&args.files_from) {
+        paths.extend(
+            snap::profile::read_list_file(file, "files-from file")?
+                .into_iter()
+                .map(PathBuf::from),
+        );
+    }
+    let verbatim = profile.iter().flat_map(|p| &p.files_from_verbatim);
+    for file in verbatim.chain(&args.files_from_verbatim) {
+        let bytes = std::fs::read(file)
+            .map_err(|e| snap::Error::io("cannot read files-from-verbatim file", file, e))?;
+        let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                return Err(snap::Error::usage(format!(
+                    "files-from-verbatim file {}: line {} is empty (every line must be a path)",
+                    file.display(),
+                    n + 1
+                )));
+            }
+            paths.push(PathBuf::from(std::ffi::OsStr::from_bytes(line)));
+        }
+    }
+    Ok(paths)
+}
+
+pub fn run(global: &Global, mut args: Args) -> anyhow::Result<u8> {
     // Bad usage is reported before any hook stops or starts anything.
+    size_limit(global, &args)?;
+    let listed = listed_paths(global, &args)?;
+    args.paths.extend(listed);
     let sources = named_sources(global, &args)?;
     hooks::around(global, Hooked::Backup, Vec::new(), |env| {
         let (code, id) = run_backup(global, args, sources)?;
@@ -191,6 +267,7 @@ fn run_backup(
 ) -> anyhow::Result<(u8, snap::SnapshotId)> {
     let mut progress = global.progress();
     let repo = open_or_create(global, &progress)?;
+    let exclude_larger_than = size_limit(global, &args)?;
     let mut excludes = global
         .profile
         .as_ref()
@@ -215,6 +292,15 @@ fn run_backup(
         parent,
         force: args.force,
         excludes,
+        iexcludes: profile_list(global, |p| &p.iexcludes, args.iexcludes),
+        exclude_if_present: profile_list(
+            global,
+            |p| &p.exclude_if_present,
+            args.exclude_if_present,
+        ),
+        exclude_caches: args.exclude_caches
+            || global.profile.as_ref().is_some_and(|p| p.exclude_caches),
+        exclude_larger_than,
         one_file_system: args.one_file_system,
         sqlite: args.sqlite,
         sqlite_lock_timeout: Some(lock_timeout(&args.sqlite_lock_timeout)?),

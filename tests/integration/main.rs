@@ -12,6 +12,7 @@ mod common;
 mod architecture;
 mod backend_suite;
 mod cli_backup_restore;
+mod cli_backup_select;
 mod cli_backup_source;
 mod cli_check_repair;
 mod cli_diff_log_find;

@@ -53,6 +53,14 @@ pub struct BackupOptions {
     pub force: bool,
     /// Glob patterns of paths to leave out (matched against the name and the full path).
     pub excludes: Vec<String>,
+    /// Like `excludes`, matched ignoring case.
+    pub iexcludes: Vec<String>,
+    /// Leave out a folder (all of it) that holds a file of one of these names.
+    pub exclude_if_present: Vec<String>,
+    /// Leave out a folder (all of it) that holds a valid `CACHEDIR.TAG`.
+    pub exclude_caches: bool,
+    /// Leave out regular files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
     /// Do not cross filesystem boundaries below each source.
     pub one_file_system: bool,
     /// Glob patterns of files to capture as SQLite databases (besides those

@@ -23,7 +23,7 @@ use crate::codec::{Chunker, Dictionary};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobKind;
 use crate::format::tree::{ListCut, Node, NodeKind, Tree, escape_path};
-use crate::glob::glob_set;
+use crate::glob::{glob_set, glob_set_case};
 use crate::id::{BlobId, TreeId};
 use crate::index::FileMemo;
 use crate::ops::sqlite::has_pending_log;
@@ -38,6 +38,7 @@ pub(super) struct Walker<'a> {
     pub(super) saver: BlobSaver<'a>,
     pub(super) chunker: Chunker,
     excludes: GlobSet,
+    iexcludes: GlobSet,
     pub(super) sqlite_globs: GlobSet,
     pub(super) options: &'a BackupOptions,
     pub(super) progress: &'a dyn Progress,
@@ -65,6 +66,7 @@ impl<'a> Walker<'a> {
             saver: repo.saver(),
             chunker: Chunker::new(repo.chunker_params()),
             excludes: glob_set(&options.excludes, "exclude pattern")?,
+            iexcludes: glob_set_case(&options.iexcludes, "iexclude pattern", true)?,
             sqlite_globs: glob_set(&options.sqlite, "SQLite pattern")?,
             options,
             progress,
@@ -102,6 +104,21 @@ impl Scope<'_> {
                     .is_ok_and(|relative| globs.is_match(relative))
         })
     }
+}
+
+/// The first bytes of a valid `CACHEDIR.TAG` (bford.info/cachedir).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// Whether `dir` holds a `CACHEDIR.TAG` file starting with the signature.
+fn has_cachedir_tag(dir: &Path) -> bool {
+    use std::io::Read;
+    let path = dir.join("CACHEDIR.TAG");
+    if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+    open_source(&path).is_ok_and(|mut f| f.read_exact(&mut head).is_ok())
+        && head == CACHEDIR_SIGNATURE
 }
 
 /// Opens a file for reading without updating its access time where allowed:
@@ -341,6 +358,9 @@ impl Walker<'_> {
                     );
                     return Ok(Some(node));
                 }
+                if self.tagged_to_skip(path) {
+                    return Ok(None);
+                }
                 match self.backup_dir(path, parent, scope)? {
                     Some(tree) => node.subtree = Some(tree),
                     None => return Ok(None),
@@ -348,6 +368,13 @@ impl Walker<'_> {
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::File => {
+                if self
+                    .options
+                    .exclude_larger_than
+                    .is_some_and(|limit| meta.len() > limit)
+                {
+                    return Ok(None);
+                }
                 if !self.backup_file(path, &meta, &mut node, parent, log_beside)? {
                     return Ok(None);
                 }
@@ -365,6 +392,17 @@ impl Walker<'_> {
             NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev | NodeKind::Socket => {}
         }
         Ok(Some(node))
+    }
+
+    /// Whether `dir` holds a file that asks to leave it out
+    /// (`exclude_if_present`, or a valid `CACHEDIR.TAG` with `exclude_caches`).
+    fn tagged_to_skip(&self, dir: &Path) -> bool {
+        let present = self
+            .options
+            .exclude_if_present
+            .iter()
+            .any(|name| fs::symlink_metadata(dir.join(name)).is_ok());
+        present || (self.options.exclude_caches && has_cachedir_tag(dir))
     }
 
     fn backup_dir(
@@ -392,6 +430,8 @@ impl Walker<'_> {
             let child = path.join(name);
             !(self.excludes.is_match(name)
                 || self.excludes.is_match(&child)
+                || self.iexcludes.is_match(name)
+                || self.iexcludes.is_match(&child)
                 || scope.excludes(name, &child))
                 && self.selected.as_ref().is_none_or(|s| s.keeps(&child))
         });
