@@ -290,6 +290,15 @@ fn run_backup(
     progress.finish();
     let report = result?;
     let s = &report.snapshot.summary;
+    let tally = format!(
+        "{} ({} new, {} changed, {} unchanged), {}, {}",
+        output::count(s.files, "file", "files"),
+        s.files_new,
+        s.files_changed,
+        s.files_unchanged,
+        output::count(s.dirs, "dir", "dirs"),
+        output::bytes(s.bytes)
+    );
     if global.json {
         let id = (!report.dry_run).then_some(report.id);
         output::print_json(&serde_json::json!({
@@ -314,15 +323,7 @@ fn run_backup(
         }))?;
     } else if report.dry_run {
         // The plan is what was asked for: printed even with -q.
-        println!(
-            "dry run, nothing written: {} ({} new, {} changed, {} unchanged), {}, {}",
-            output::count(s.files, "file", "files"),
-            s.files_new,
-            s.files_changed,
-            s.files_unchanged,
-            output::count(s.dirs, "dir", "dirs"),
-            output::bytes(s.bytes)
-        );
+        println!("dry run, nothing written: {tally}");
         println!(
             "read {}, would add {} to the repository ({} stored)",
             output::bytes(s.bytes_read),
@@ -330,16 +331,7 @@ fn run_backup(
             output::bytes(s.bytes_added_packed),
         );
     } else if !global.quiet {
-        println!(
-            "snapshot {} saved: {} ({} new, {} changed, {} unchanged), {}, {}",
-            report.id.short(),
-            output::count(s.files, "file", "files"),
-            s.files_new,
-            s.files_changed,
-            s.files_unchanged,
-            output::count(s.dirs, "dir", "dirs"),
-            output::bytes(s.bytes)
-        );
+        println!("snapshot {} saved: {tally}", report.id.short());
         println!(
             "read {}, added {} ({} stored) in {:.2}s",
             output::bytes(s.bytes_read),
