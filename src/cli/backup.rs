@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use snap::profile::ProfileInput;
 use snap::select::{Filter, parse_selector, parse_time, resolve};
 use snap::{
-    BackupOptions, InitOptions, LocalBackend, NamedSource, Progress, Repository, SourceInput,
+    BackupOptions, FileStatus, InitOptions, LocalBackend, NamedSource, Progress, Repository,
+    SourceInput,
 };
 
 use super::hooks::{self, Hooked};
@@ -82,6 +83,48 @@ pub struct Args {
     /// Name of the --stdin file in the snapshot, e.g. postgres/mydb.dump (default: stdin).
     #[arg(long, value_name = "NAME")]
     stdin_name: Option<String>,
+
+    // Dry run and file listing.
+    /// Read, chunk and hash as usual but write nothing to the repository;
+    /// print what would be added (no hooks run).
+    #[arg(long)]
+    dry_run: bool,
+    /// List new and changed files on stderr as they are stored; -vv lists
+    /// every file with its status (new, changed, unchanged).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// Progress that also lists files as `-v` asks: `new  PATH`, `changed
+/// PATH`, and with `-vv` `unchanged  PATH`, on stderr.
+struct Listing<'a> {
+    inner: &'a CliProgress,
+    level: u8,
+}
+
+impl Progress for Listing<'_> {
+    fn message(&self, text: &str) {
+        self.inner.message(text);
+    }
+
+    fn warn(&self, text: &str) {
+        self.inner.warn(text);
+    }
+
+    fn add_bytes(&self, bytes: u64) {
+        self.inner.add_bytes(bytes);
+    }
+
+    fn add_files(&self, files: u64) {
+        self.inner.add_files(files);
+    }
+
+    fn file(&self, status: FileStatus, path: &std::path::Path) {
+        if self.level >= 2 || (self.level == 1 && status != FileStatus::Unchanged) {
+            self.inner
+                .print(&format!("{}  {}", status.as_str(), snap::escape_path(path)));
+        }
+    }
 }
 
 /// `--sqlite-lock-timeout`: a duration, or (as before durations had one
@@ -253,6 +296,10 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<u8> {
     let listed = listed_paths(global, &args)?;
     args.paths.extend(listed);
     let sources = named_sources(global, &args)?;
+    if args.dry_run {
+        // Hooks prepare or announce a real snapshot; a dry run takes none.
+        return run_backup(global, args, sources).map(|(code, _)| code);
+    }
     hooks::around(global, Hooked::Backup, Vec::new(), |env| {
         let (code, id) = run_backup(global, args, sources)?;
         env.push(("SNAP_SNAPSHOT_ID".into(), id.to_hex()));
@@ -266,7 +313,11 @@ fn run_backup(
     sources: Vec<NamedSource>,
 ) -> anyhow::Result<(u8, snap::SnapshotId)> {
     let mut progress = global.progress();
-    let repo = open_or_create(global, &progress)?;
+    let repo = if args.dry_run {
+        global.open(&progress)?
+    } else {
+        open_or_create(global, &progress)?
+    };
     let exclude_larger_than = size_limit(global, &args)?;
     let mut excludes = global
         .profile
@@ -306,6 +357,7 @@ fn run_backup(
         sqlite_lock_timeout: Some(lock_timeout(&args.sqlite_lock_timeout)?),
         cancel: Some(cancel),
         sources,
+        dry_run: args.dry_run,
     };
     progress.start_bar("backup");
     if let Some(bar) = progress.bar() {
@@ -316,14 +368,29 @@ fn run_backup(
         }));
         scan_totals(scanned, bar);
     }
-    let result = snap::backup(&repo, &options, &progress);
+    let listing = Listing {
+        inner: &progress,
+        level: args.verbose,
+    };
+    let result = snap::backup(&repo, &options, &listing);
     progress.finish();
     let report = result?;
     let s = &report.snapshot.summary;
+    let tally = format!(
+        "{} ({} new, {} changed, {} unchanged), {}, {}",
+        output::count(s.files, "file", "files"),
+        s.files_new,
+        s.files_changed,
+        s.files_unchanged,
+        output::count(s.dirs, "dir", "dirs"),
+        output::bytes(s.bytes)
+    );
     if global.json {
+        let id = (!report.dry_run).then_some(report.id);
         output::print_json(&serde_json::json!({
-            "id": report.id.to_hex(),
-            "short_id": report.id.short(),
+            "dry_run": report.dry_run,
+            "id": id.map(|id| id.to_hex()),
+            "short_id": id.map(|id| id.short()),
             "time": report.snapshot.time,
             "parent": report.snapshot.parent.map(|p| p.to_hex()),
             "files_new": s.files_new,
@@ -340,17 +407,17 @@ fn run_backup(
             "plain_copies": report.plain_copies.iter().map(|p| snap::escape_path(p)).collect::<Vec<_>>(),
             "changed_while_read": report.changed_while_read.iter().map(|p| snap::escape_path(p)).collect::<Vec<_>>(),
         }))?;
-    } else if !global.quiet {
+    } else if report.dry_run {
+        // The plan is what was asked for: printed even with -q.
+        println!("dry run, nothing written: {tally}");
         println!(
-            "snapshot {} saved: {} ({} new, {} changed, {} unchanged), {}, {}",
-            report.id.short(),
-            output::count(s.files, "file", "files"),
-            s.files_new,
-            s.files_changed,
-            s.files_unchanged,
-            output::count(s.dirs, "dir", "dirs"),
-            output::bytes(s.bytes)
+            "read {}, would add {} to the repository ({} stored)",
+            output::bytes(s.bytes_read),
+            output::bytes(s.bytes_added),
+            output::bytes(s.bytes_added_packed),
         );
+    } else if !global.quiet {
+        println!("snapshot {} saved: {tally}", report.id.short());
         println!(
             "read {}, added {} ({} stored) in {:.2}s",
             output::bytes(s.bytes_read),

@@ -64,7 +64,9 @@ fn examples(path: &str) -> Option<&'static str> {
   # Leave out build output and caches
   snap backup --exclude 'target/' --exclude '*.tmp' ~/src
   # Store a database dump streamed from a command
-  snap backup --stdin-from-command 'pg_dump mydb' --stdin-name mydb.sql"
+  snap backup --stdin-from-command 'pg_dump mydb' --stdin-name mydb.sql
+  # See what a backup would store, file by file, without writing anything
+  snap backup --dry-run -v ~/src"
         }
         "snapshots" => {
             "  # Every snapshot, oldest first

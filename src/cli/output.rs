@@ -62,7 +62,8 @@ impl CliProgress {
         }
     }
 
-    fn print(&self, line: &str) {
+    /// Writes a line to stderr above the bar (made terminal-safe).
+    pub fn print(&self, line: &str) {
         let line = terminal_safe(line);
         match &self.bar {
             Some(bar) => bar.suspend(|| print_err(&line)),

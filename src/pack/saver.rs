@@ -72,6 +72,8 @@ pub struct BlobSaver<'r> {
     storer: Mutex<Option<std::thread::JoinHandle<()>>>,
     bytes_added: AtomicU64,
     bytes_added_packed: AtomicU64,
+    /// Count what would be added, write nothing.
+    dry_run: bool,
 }
 
 impl<'r> BlobSaver<'r> {
@@ -85,6 +87,16 @@ impl<'r> BlobSaver<'r> {
     /// [`BlobSaver::flush`].
     pub fn repacking(repo: &'r Repository) -> Self {
         Self::with_purpose(repo, Purpose::Repack)
+    }
+
+    /// A saver of new blobs that computes ids and compressed frames, and
+    /// counts what [`BlobSaver::added`] reports, but writes nothing: no
+    /// pack, no index delta. Blobs the index knows, or that this saver saw
+    /// before, count as deduplicated, as in a real run.
+    pub fn dry_run(repo: &'r Repository) -> Self {
+        let mut saver = Self::with_purpose(repo, Purpose::New);
+        saver.dry_run = true;
+        saver
     }
 
     fn with_purpose(repo: &'r Repository, purpose: Purpose) -> Self {
@@ -132,6 +144,7 @@ impl<'r> BlobSaver<'r> {
             storer: Mutex::new(Some(storer)),
             bytes_added: AtomicU64::new(0),
             bytes_added_packed: AtomicU64::new(0),
+            dry_run: false,
         }
     }
 
@@ -194,6 +207,9 @@ impl<'r> BlobSaver<'r> {
             .fetch_add(u64::from(raw_length), Ordering::Relaxed);
         self.bytes_added_packed
             .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        if self.dry_run {
+            return Ok(());
+        }
         let full = {
             let mut state = lock(&self.state);
             let slot = if kind == BlobKind::Data {

@@ -73,6 +73,10 @@ pub struct BackupOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Named sources (a profile's, or a stream), besides `paths`.
     pub sources: Vec<NamedSource>,
+    /// Read, chunk, hash and compress as usual, but write nothing to the
+    /// repository (no packs, index deltas, snapshot or lock) and no file
+    /// memos to the cache; the report tells what would have been added.
+    pub dry_run: bool,
 }
 
 /// A source stored under a name of its own rather than its path's last
@@ -118,8 +122,10 @@ impl BackupOptions {
 /// The outcome of a backup.
 #[derive(Debug, Clone)]
 pub struct BackupReport {
-    /// The new snapshot's id.
+    /// The new snapshot's id (a dry run: all zeros, as nothing was written).
     pub id: SnapshotId,
+    /// Nothing was written: `snapshot.summary` tells what would have been.
+    pub dry_run: bool,
     /// The snapshot (with its summary).
     pub snapshot: Snapshot,
     /// Everything that went wrong: files that could not be read and were
@@ -197,8 +203,15 @@ fn backup_filtered(
     crate::ops::tag::validate_tags(&options.tags)?;
     let sources = resolve_sources(options)?;
     // Held until the snapshot is written: a prune deletes nothing meanwhile.
-    let _announced = repo.start_backup(progress)?;
-    repo.clean_temp();
+    // A dry run writes nothing, so it takes no lock either.
+    let _announced = if options.dry_run {
+        repo.sync_cache(progress)?;
+        None
+    } else {
+        let lock = repo.start_backup(progress)?;
+        repo.clean_temp();
+        Some(lock)
+    };
     let host = options.host.clone().unwrap_or_else(hostname);
     let paths: Vec<String> = sources.iter().map(Source::recorded_path).collect();
     let parent_id = match (options.force, options.parent) {
@@ -255,12 +268,17 @@ fn backup_filtered(
         program: format!("snap {}", env!("CARGO_PKG_VERSION")),
         original: None,
     };
-    let id = repo.write_snapshot(&snapshot)?;
+    let id = if options.dry_run {
+        SnapshotId([0; 32])
+    } else {
+        repo.write_snapshot(&snapshot)?
+    };
     let warnings = into_inner(walker.warnings);
     let plain_copies = into_inner(walker.plain_copies);
     let changed_while_read = into_inner(walker.changed_while_read);
     Ok(BackupReport {
         id,
+        dry_run: options.dry_run,
         snapshot,
         warnings,
         plain_copies,

@@ -257,7 +257,7 @@ impl Walker<'_> {
         node.content_depth = depth;
         node.size = read;
         self.counters.files.fetch_add(1, Ordering::Relaxed);
-        self.count_read(parent.is_some(), read);
+        self.count_read(Path::new(&shown), parent.is_some(), read);
         Ok(node)
     }
 

@@ -28,7 +28,7 @@ use crate::id::{BlobId, TreeId};
 use crate::index::FileMemo;
 use crate::ops::sqlite::has_pending_log;
 use crate::pack::BlobSaver;
-use crate::progress::Progress;
+use crate::progress::{FileStatus, Progress};
 use crate::repo::Repository;
 use crate::sync::lock;
 
@@ -63,7 +63,11 @@ impl<'a> Walker<'a> {
     ) -> Result<Self> {
         Ok(Self {
             repo,
-            saver: repo.saver(),
+            saver: if options.dry_run {
+                BlobSaver::dry_run(repo)
+            } else {
+                repo.saver()
+            },
             chunker: Chunker::new(repo.chunker_params()),
             excludes: glob_set(&options.excludes, "exclude pattern")?,
             iexcludes: glob_set_case(&options.iexcludes, "iexclude pattern", true)?,
@@ -180,6 +184,11 @@ impl Walker<'_> {
         let Some(memos) = &self.memos else {
             return Ok(());
         };
+        if self.options.dry_run {
+            // Memos of a dry run would let the next backup skip files whose
+            // content it never stored.
+            return Ok(());
+        }
         let batch = {
             let mut memos = lock(memos);
             if memos.len() <= threshold {
@@ -521,6 +530,7 @@ impl Walker<'_> {
             self.counters.bytes.fetch_add(node.size, Ordering::Relaxed);
             self.progress.add_files(1);
             self.progress.add_bytes(node.size);
+            self.progress.file(FileStatus::Unchanged, path);
             return Ok(true);
         }
         let mut ids = Vec::new();
@@ -548,18 +558,19 @@ impl Walker<'_> {
         node.content_depth = depth;
         node.dictionary = dictionary.map(|d| d.id);
         node.size = read;
-        self.count_read(parent.is_some(), read);
+        self.count_read(path, parent.is_some(), read);
         Ok(true)
     }
 
     /// Counts a file that was read and stored (`changed` when the parent had
     /// it, else new) and its `read` bytes.
-    pub(super) fn count_read(&self, changed: bool, read: u64) {
-        let counter = if changed {
-            &self.counters.files_changed
+    pub(super) fn count_read(&self, path: &Path, changed: bool, read: u64) {
+        let (counter, status) = if changed {
+            (&self.counters.files_changed, FileStatus::Changed)
         } else {
-            &self.counters.files_new
+            (&self.counters.files_new, FileStatus::New)
         };
+        self.progress.file(status, path);
         counter.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes.fetch_add(read, Ordering::Relaxed);
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
