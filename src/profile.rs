@@ -285,6 +285,29 @@ pub fn read_list_file(path: &Path, what: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Reads a `--files-from-verbatim` file: every line is a path, byte for
+/// byte (names need not be UTF-8), nothing trimmed or skipped; an empty
+/// line is an error, as an empty path cannot be backed up.
+pub fn read_verbatim_list_file(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::io("cannot read files-from-verbatim file", path, e))?;
+    let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    text.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(n, line)| {
+            if line.is_empty() {
+                return Err(Error::usage(format!(
+                    "files-from-verbatim file {}: line {} is empty (every line must be a path)",
+                    path.display(),
+                    n + 1
+                )));
+            }
+            Ok(std::ffi::OsStr::from_bytes(line).into())
+        })
+        .collect()
+}
+
 /// Checks a source name: one or more `/`-separated components, none empty,
 /// `.` or `..`.
 pub fn check_source_name(name: &str) -> Result<()> {

@@ -1,7 +1,6 @@
 //! `snap backup`
 
 use std::io::IsTerminal;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use snap::profile::ProfileInput;
@@ -273,19 +272,7 @@ fn listed_paths(global: &Global, args: &Args) -> snap::Result<Vec<PathBuf>> {
     }
     let verbatim = profile.iter().flat_map(|p| &p.files_from_verbatim);
     for file in verbatim.chain(&args.files_from_verbatim) {
-        let bytes = std::fs::read(file)
-            .map_err(|e| snap::Error::io("cannot read files-from-verbatim file", file, e))?;
-        let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-        for (n, line) in text.split(|&b| b == b'\n').enumerate() {
-            if line.is_empty() {
-                return Err(snap::Error::usage(format!(
-                    "files-from-verbatim file {}: line {} is empty (every line must be a path)",
-                    file.display(),
-                    n + 1
-                )));
-            }
-            paths.push(PathBuf::from(std::ffi::OsStr::from_bytes(line)));
-        }
+        paths.extend(snap::profile::read_verbatim_list_file(file)?);
     }
     Ok(paths)
 }
