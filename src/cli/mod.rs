@@ -233,7 +233,7 @@ impl Global {
     /// The storage of the repository: a local folder or `s3://bucket/prefix`
     /// (with the faults `SNAP_FAULTS` asks for, in tests).
     pub fn backend(&self) -> snap::Result<Box<dyn Backend>> {
-        snap::backend::open(&self.location())
+        snap::backend::open(&self.location(), snap::backend::Limits::default())
     }
 
     /// Opens the repository.
