@@ -70,7 +70,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             "source repository",
         );
         let source = Repository::open_with(
-            snap::backend::open(from, snap::backend::Limits::default())?,
+            snap::backend::open(from, global.limits)?,
             &credentials,
             &progress,
         )?;
