@@ -66,6 +66,20 @@ fn s3_uploads_and_downloads_wait_for_their_limits() {
         std::fs::read(target.join("src/big.bin")).unwrap(),
         std::fs::read(src.join("big.bin")).unwrap()
     );
+
+    // The other side of a copy gets the limits too: here the local
+    // repository the snapshot is copied into.
+    let copy = dir.path().join("copy");
+    run_ok(snap_command().arg("-r").arg(&copy).arg("init"));
+    let took = timed(
+        snap()
+            .args(["copy", "--limit-upload", "1024", "--to"])
+            .arg(&copy),
+    );
+    assert!(
+        took >= AT_LEAST,
+        "4 MiB were copied in {took:?} at 1024 KiB/s"
+    );
 }
 
 #[test]
