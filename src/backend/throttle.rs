@@ -11,17 +11,14 @@
 //! Where bytes are counted is the backend's business: an S3 backend counts
 //! the bytes of its requests' bodies as they stream in (a download is paced
 //! on the wire) and the body of each PUT or part before it is sent; a local
-//! folder is wrapped in [`Throttled`], which counts what is written into and
-//! read out of the repository.
+//! folder counts what is written into and read out of the repository.
 
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::{Backend, FileKind};
 use crate::error::{Error, Result};
 
 /// Upload and download limits in KiB/s (`None`: unlimited).
@@ -31,13 +28,6 @@ pub struct Limits {
     pub upload: Option<NonZeroU32>,
     /// Bytes read from the repository.
     pub download: Option<NonZeroU32>,
-}
-
-impl Limits {
-    /// Whether any direction is limited.
-    pub fn any(&self) -> bool {
-        self.upload.is_some() || self.download.is_some()
-    }
 }
 
 /// Parses a limit in KiB/s: a whole number greater than 0. `what` names
@@ -65,11 +55,6 @@ impl Throttle {
             upload: limits.upload.map(|l| Arc::new(Bucket::new(l))),
             download: limits.download.map(|l| Arc::new(Bucket::new(l))),
         }
-    }
-
-    /// Whether downloads are limited.
-    pub fn limits_download(&self) -> bool {
-        self.download.is_some()
     }
 
     /// Waits until `bytes` may be sent.
@@ -144,91 +129,6 @@ impl Bucket {
                 std::thread::sleep(not_yet.wait_time_from(clock.now()));
             }
         }
-    }
-}
-
-/// A backend whose reads and writes of file contents are throttled (the
-/// bytes [`Backend::read`], [`Backend::read_range`], [`Backend::write`] and
-/// [`Backend::write_file`] move); listings and removals are not.
-pub struct Throttled {
-    inner: Box<dyn Backend>,
-    throttle: Throttle,
-}
-
-impl Throttled {
-    /// `inner`, throttled to `limits`.
-    pub fn new(inner: Box<dyn Backend>, limits: Limits) -> Self {
-        Self {
-            inner,
-            throttle: Throttle::new(limits),
-        }
-    }
-}
-
-impl Backend for Throttled {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-
-    fn exists(&self) -> Result<bool> {
-        self.inner.exists()
-    }
-
-    fn create(&self) -> Result<()> {
-        self.inner.create()
-    }
-
-    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
-        let data = self.inner.read(kind, name)?;
-        self.throttle.download_blocking(data.len());
-        Ok(data)
-    }
-
-    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
-        self.throttle.download_blocking(length as usize);
-        self.inner.read_range(kind, name, offset, length)
-    }
-
-    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
-        self.throttle.upload_blocking(data.len());
-        self.inner.write(kind, name, data)
-    }
-
-    fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> Result<()> {
-        let size = std::fs::metadata(path)
-            .map_err(|e| Error::io("cannot read", path, e))?
-            .len();
-        self.throttle
-            .upload_blocking(usize::try_from(size).unwrap_or(usize::MAX));
-        self.inner.write_file(kind, name, path)
-    }
-
-    fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>> {
-        self.inner.list(kind)
-    }
-
-    fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
-        self.inner.remove(kind, name)
-    }
-
-    fn temp_dir(&self) -> &Path {
-        self.inner.temp_dir()
-    }
-
-    fn cache_dir(&self) -> Option<PathBuf> {
-        self.inner.cache_dir()
-    }
-
-    fn legacy_cache_dir(&self) -> Option<PathBuf> {
-        self.inner.legacy_cache_dir()
-    }
-
-    fn ensure_empty(&self) -> Result<()> {
-        self.inner.ensure_empty()
-    }
-
-    fn parallel_writes(&self) -> usize {
-        self.inner.parallel_writes()
     }
 }
 
