@@ -8,11 +8,13 @@
 //! typo never silently drops an exclude or a source.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backend::throttle::{Limits, parse_limit};
 use crate::duration::{self, BareM};
 use crate::error::{Error, ErrorKind, Result};
 use crate::retention::{GroupBy, KeepPolicy, UNLIMITED};
@@ -62,6 +64,8 @@ pub struct Profile {
     pub hooks: Hooks,
     /// Longest time a hook may run.
     pub hook_timeout: Duration,
+    /// Upload and download limits for the repository (KiB/s).
+    pub limits: Limits,
     /// Warnings about what was read (a duration with a bare `m`), one line each.
     pub warnings: Vec<String>,
 }
@@ -137,6 +141,8 @@ struct RawProfile {
     #[serde(default)]
     files_from_verbatim: Vec<String>,
     hook_timeout: Option<DurationValue>,
+    limit_upload: Option<RateValue>,
+    limit_download: Option<RateValue>,
     #[serde(default)]
     source: Vec<RawSource>,
     retention: Option<RawRetention>,
@@ -193,6 +199,24 @@ enum DurationValue {
 enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+/// A rate in KiB/s: a number, or the same as text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RateValue {
+    Number(i64),
+    Text(String),
+}
+
+impl RateValue {
+    fn value(&self, key: &str, file: &Path) -> Result<NonZeroU32> {
+        let text = match self {
+            RateValue::Number(n) => n.to_string(),
+            RateValue::Text(t) => t.clone(),
+        };
+        parse_limit(&text, key).map_err(|e| bad(file, e.message()))
+    }
 }
 
 /// Parses a size: a number of bytes with an optional suffix `K`, `M`, `G`
@@ -466,6 +490,16 @@ impl Profile {
                 .map(|t| t.value("hook-timeout", file, &mut warnings))
                 .transpose()?
                 .unwrap_or(DEFAULT_HOOK_TIMEOUT),
+            limits: Limits {
+                upload: raw
+                    .limit_upload
+                    .map(|r| r.value("limit-upload", file))
+                    .transpose()?,
+                download: raw
+                    .limit_download
+                    .map(|r| r.value("limit-download", file))
+                    .transpose()?,
+            },
             warnings,
             file: file.to_path_buf(),
             dir,

@@ -11,6 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::throttle::Throttle;
 use super::{Backend, FileKind};
 use crate::error::{Error, Result};
 use crate::sync::lock;
@@ -23,6 +24,9 @@ pub struct LocalBackend {
     /// many blobs from the same few packs. Packs are immutable, so a handle
     /// and its size stay valid.
     open_packs: Mutex<Vec<(String, Arc<File>, u64)>>,
+    /// Upload and download limits: the bytes read from and written into
+    /// the repository count.
+    throttle: Throttle,
 }
 
 /// Packs kept open at most.
@@ -37,7 +41,15 @@ impl LocalBackend {
             root,
             tmp,
             open_packs: Mutex::new(Vec::new()),
+            throttle: Throttle::default(),
         }
+    }
+
+    /// This backend, moving bytes no faster than `throttle` allows.
+    #[must_use]
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     /// An open handle and the size of a file, from the cache for packs.
@@ -202,7 +214,10 @@ impl Backend for LocalBackend {
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         let path = self.path(kind, name)?;
-        fs::read(&path).map_err(|e| Error::io(&format!("cannot read {}", kind.noun()), &path, e))
+        let data = fs::read(&path)
+            .map_err(|e| Error::io(&format!("cannot read {}", kind.noun()), &path, e))?;
+        self.throttle.download_blocking(data.len());
+        Ok(data)
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
@@ -214,6 +229,7 @@ impl Backend for LocalBackend {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
             }
             let mut buf = vec![0u8; length as usize];
+            self.throttle.download_blocking(buf.len());
             file.read_exact_at(&mut buf, offset)?;
             Ok(buf)
         };
@@ -232,14 +248,23 @@ impl Backend for LocalBackend {
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(kind, name)?;
         ensure_parent(&path)?;
+        self.throttle.upload_blocking(data.len());
         write_atomic(&path, data)
     }
 
     fn write_file(&self, kind: FileKind, name: &str, path: &Path) -> Result<()> {
         let dest = self.path(kind, name)?;
         let dir = ensure_parent(&dest)?;
-        File::open(path)
-            .and_then(|f| f.sync_all())
+        // The pack was written into the repository's tmp folder: it counts
+        // as written now that it joins the repository.
+        let file = File::open(path).map_err(|e| Error::io("cannot sync", path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("cannot sync", path, e))?
+            .len();
+        self.throttle
+            .upload_blocking(usize::try_from(size).unwrap_or(usize::MAX));
+        file.sync_all()
             .map_err(|e| Error::io("cannot sync", path, e))?;
         fs::rename(path, &dest).map_err(|e| Error::io("cannot move a new pack into", &dest, e))?;
         sync_dir(dir)

@@ -6,6 +6,7 @@ pub mod faulty;
 pub mod local;
 pub mod private_cache;
 pub mod s3;
+pub mod throttle;
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ use crate::error::Result;
 pub use local::LocalBackend;
 pub use private_cache::PrivateCache;
 pub use s3::S3Backend;
+pub use throttle::Limits;
 
 /// Whether a repository location names object storage (`s3://...`)
 /// rather than a local folder.
@@ -24,14 +26,17 @@ pub fn is_remote(location: &Path) -> bool {
 /// The backend for a repository location, composed here and nowhere else:
 /// `s3://bucket/prefix` is S3-compatible object storage configured by the
 /// `AWS_*` and `SNAP_S3_*` variables ([`s3`]), anything else a local folder;
-/// either is wrapped in the fault injector when `SNAP_FAULTS` asks for
-/// faults ([`faulty`], for tests). The index cache goes where the backend
-/// says ([`Backend::cache_dir`]); an operation that must not share it wraps
-/// the result in a [`PrivateCache`].
-pub fn open(location: &Path) -> Result<Box<dyn Backend>> {
+/// either moves file contents no faster than `limits` ([`throttle`]: each
+/// counts the bytes where they move), and is
+/// wrapped in the fault injector when `SNAP_FAULTS` asks for faults
+/// ([`faulty`], for tests). The index cache goes where the backend says
+/// ([`Backend::cache_dir`]); an operation that must not share it wraps the
+/// result in a [`PrivateCache`].
+pub fn open(location: &Path, limits: Limits) -> Result<Box<dyn Backend>> {
+    let throttle = throttle::Throttle::new(limits);
     let storage: Box<dyn Backend> = match location.to_str() {
-        Some(url) if is_remote(location) => Box::new(S3Backend::new(url)?),
-        _ => Box::new(LocalBackend::new(location)),
+        Some(url) if is_remote(location) => Box::new(S3Backend::new(url)?.with_throttle(throttle)),
+        _ => Box::new(LocalBackend::new(location).with_throttle(throttle)),
     };
     faulty::Faulty::from_env(storage)
 }

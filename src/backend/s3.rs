@@ -18,6 +18,11 @@
 //! when N attempts were made. The raw exchange (HTTP status, headers,
 //! request id) is appended in brackets when `RUST_LOG` is set.
 //!
+//! Bandwidth limits ([`Throttle`]) count the bytes of request bodies: a
+//! download is read as a stream and paced as it arrives; a PUT, or each
+//! part of a multipart upload, waits until its bytes may go. Listings,
+//! HEAD and DELETE requests are not counted, nor are retries.
+//!
 //! The rest of snap is synchronous: a small private tokio runtime drives the
 //! requests, and any number of threads may call in at once (uploads and
 //! range reads overlap).
@@ -25,13 +30,16 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::IntoFuture;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use opendal::Operator;
 use opendal::layers::{RetryEvent, RetryInterceptor, RetryLayer, TimeoutLayer};
 
+use super::throttle::Throttle;
 use super::{Backend, FileKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::lock;
@@ -87,6 +95,8 @@ pub struct S3Backend {
     /// Whether errors carry the raw OpenDAL error (`RUST_LOG` is set).
     raw_errors: bool,
     tmp: PathBuf,
+    /// Upload and download limits.
+    throttle: Throttle,
     /// Recently read packs, least recently used first. One GET per small
     /// blob would make a restore pay a round trip per file; blobs that are
     /// read together sit together in packs, so a pack is fetched once, in
@@ -211,8 +221,40 @@ impl S3Backend {
             endpoint,
             raw_errors: vars("RUST_LOG").is_some_and(|v| !v.is_empty()),
             tmp,
+            throttle: Throttle::default(),
             packs: Mutex::new(VecDeque::new()),
         })
+    }
+
+    /// This backend, moving bytes no faster than `throttle` allows.
+    #[must_use]
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// Reads an object, or `range` of it, as a stream: each piece counts
+    /// against the download limit as it arrives, so a limited download
+    /// is paced on the wire (the server waits while snap does).
+    async fn get(&self, path: &str, range: Option<Range<u64>>) -> opendal::Result<Vec<u8>> {
+        let reader = self.op.reader(path).await?;
+        let mut stream = match range {
+            Some(range) => reader.into_stream(range).await?,
+            None => reader.into_stream(..).await?,
+        };
+        let mut data = Vec::new();
+        while let Some(piece) = stream.next().await {
+            let piece = piece?;
+            self.throttle.download(piece.len()).await;
+            data.extend_from_slice(&piece.to_bytes());
+        }
+        Ok(data)
+    }
+
+    /// Writes an object in one PUT, once the upload limit lets its bytes go.
+    async fn put(&self, key: &str, data: Vec<u8>) -> opendal::Result<()> {
+        self.throttle.upload(data.len()).await;
+        self.op.write(key, data).await.map(|_| ())
     }
 
     /// The object key of a file, relative to the prefix.
@@ -411,8 +453,7 @@ impl S3Backend {
                     return Ok(None);
                 }
                 Self::next_request();
-                let data = self.op.read(path).await?;
-                Ok(Some(data.to_vec()))
+                Ok(Some(self.get(path, None).await?))
             };
             let data = self.call(download).map_err(|e: (opendal::Error, usize)| {
                 let e = self.error("read", FileKind::Pack, path, &e);
@@ -459,11 +500,7 @@ impl S3Backend {
         let size = std::fs::metadata(path).map_err(UploadError::Local)?.len();
         if size <= SINGLE_PUT_MAX {
             let data = std::fs::read(path).map_err(UploadError::Local)?;
-            self.op
-                .write(key, data)
-                .await
-                .map_err(UploadError::Remote)?;
-            return Ok(());
+            return self.put(key, data).await.map_err(UploadError::Remote);
         }
         use std::io::Read;
         let mut file = std::fs::File::open(path).map_err(UploadError::Local)?;
@@ -490,6 +527,7 @@ impl S3Backend {
             }
             part.truncate(filled);
             Self::next_request();
+            self.throttle.upload(part.len()).await;
             if let Err(e) = writer.write(part).await {
                 let _ = writer.abort().await;
                 return Err(UploadError::Remote(e));
@@ -531,8 +569,8 @@ impl Backend for S3Backend {
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         let path = self.path(kind, name)?;
-        match self.call(self.op.read(&path)) {
-            Ok(buffer) => Ok(buffer.to_vec()),
+        match self.call(self.get(&path, None)) {
+            Ok(data) => Ok(data),
             Err(e) => {
                 if kind == FileKind::Config && e.0.kind() == opendal::ErrorKind::NotFound {
                     self.bucket_answers("read")?;
@@ -559,8 +597,8 @@ impl Backend for S3Backend {
                 .map_err(|e| Error::io("cannot read a downloaded pack in", &self.tmp, e))?;
             return Ok(buf);
         }
-        let data = match self.call(self.op.read_with(&path).range(offset..end).into_future()) {
-            Ok(buffer) => buffer.to_vec(),
+        let data = match self.call(self.get(&path, Some(offset..end))) {
+            Ok(data) => data,
             // The range starts past the end of the object.
             Err((e, _)) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => Vec::new(),
             Err(e) if e.0.kind() == opendal::ErrorKind::NotFound => {
@@ -584,8 +622,7 @@ impl Backend for S3Backend {
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(kind, name)?;
-        self.call(self.op.write(&path, data.to_vec()))
-            .map(|_| ())
+        self.call(self.put(&path, data.to_vec()))
             .map_err(|e| self.error("write", kind, &path, &e))
     }
 

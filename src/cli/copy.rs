@@ -70,7 +70,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         args.to_identity_files,
         "target repository",
     );
-    let target = copy::open_other(&args.to, &source, &credentials, &progress)?;
+    let target = copy::open_other(&args.to, global.limits, &source, &credentials, &progress)?;
     let selected = if args.snapshots.is_empty() {
         let mut all = source.snapshots()?;
         all.retain(|(_, s)| filter.matches(s));

@@ -167,8 +167,8 @@ fn examples(path: &str) -> Option<&'static str> {
         "copy" => {
             "  # Copy every snapshot into a second repository
   snap copy --to /media/usb/snap
-  # Copy the latest snapshot to object storage
-  snap copy --to s3://my-bucket/snap latest
+  # Copy the latest snapshot to object storage, sending at most 1 MiB/s
+  snap copy --to s3://my-bucket/snap --limit-upload 1024 latest
   # Copy the daily snapshots into an encrypted repository
   snap copy --to /media/usb/snap --to-password-file ~/.config/snap/usb-password --tag daily"
         }

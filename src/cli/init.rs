@@ -69,7 +69,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             args.from_identity_files,
             "source repository",
         );
-        let source = Repository::open_with(snap::backend::open(from)?, &credentials, &progress)?;
+        let source = Repository::open_with(
+            snap::backend::open(from, global.limits)?,
+            &credentials,
+            &progress,
+        )?;
         // Chunk sizes and the SQLite page-run size decide where chunks cut.
         // The gear seed of an unencrypted repository is in its config; an
         // encrypted one derives it (and its blob-id key) from its secret, so

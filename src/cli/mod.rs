@@ -136,6 +136,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "SNAP_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// Send at most KIB KiB/s to the repository (s3:// or a local folder).
+    #[arg(long, global = true, value_name = "KIB", allow_negative_numbers = true)]
+    limit_upload: Option<String>,
+
+    /// Read at most KIB KiB/s from the repository (s3:// or a local folder).
+    #[arg(long, global = true, value_name = "KIB", allow_negative_numbers = true)]
+    limit_download: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -200,6 +208,8 @@ pub struct Global {
     pub key_file: Option<PathBuf>,
     /// The profile (snap.toml), when one was given or found.
     pub profile: Option<Profile>,
+    /// Upload and download limits for the repositories the command opens.
+    pub limits: snap::backend::Limits,
 }
 
 impl Global {
@@ -233,7 +243,7 @@ impl Global {
     /// The storage of the repository: a local folder or `s3://bucket/prefix`
     /// (with the faults `SNAP_FAULTS` asks for, in tests).
     pub fn backend(&self) -> snap::Result<Box<dyn Backend>> {
-        snap::backend::open(&self.location())
+        snap::backend::open(&self.location(), self.limits)
     }
 
     /// Opens the repository.
@@ -296,6 +306,18 @@ fn run_main() -> ExitCode {
     for warning in profile.iter().flat_map(|p| &p.warnings) {
         eprintln!("snap: warning: {warning}");
     }
+    let limits = match limits(
+        cli.limit_upload.as_deref(),
+        cli.limit_download.as_deref(),
+        profile.as_ref(),
+    ) {
+        Ok(limits) => limits,
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            output::print_err(&format!("snap: {}", output::terminal_safe(&error_text(&e))));
+            return ExitCode::from(exit_code(&e));
+        }
+    };
     let global = with_profile(
         Global {
             repo: cli.repo,
@@ -309,6 +331,7 @@ fn run_main() -> ExitCode {
             identity_files: cli.identity_files,
             key_file: cli.key_file,
             profile: None,
+            limits,
         },
         profile,
     );
@@ -340,6 +363,26 @@ fn run_main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// `--limit-upload` and `--limit-download`, each else the profile's key.
+fn limits(
+    upload: Option<&str>,
+    download: Option<&str>,
+    profile: Option<&Profile>,
+) -> snap::Result<snap::backend::Limits> {
+    use snap::backend::throttle::parse_limit;
+    let from_profile = profile.map(|p| p.limits).unwrap_or_default();
+    Ok(snap::backend::Limits {
+        upload: match upload {
+            Some(text) => Some(parse_limit(text, "--limit-upload")?),
+            None => from_profile.upload,
+        },
+        download: match download {
+            Some(text) => Some(parse_limit(text, "--limit-download")?),
+            None => from_profile.download,
+        },
+    })
 }
 
 /// Fills in what the command line and environment left open from the

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::backend::{Backend, FileKind};
+use crate::backend::{Backend, FileKind, Limits};
 use crate::codec::Dictionary;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Feature};
@@ -74,17 +74,18 @@ pub fn same_ids(a: &Repository, b: &Repository) -> bool {
     a.codec().id(probe) == b.codec().id(probe)
 }
 
-/// Opens the repository at `location` as the other side of a copy from
-/// `first`. Refuses `first` itself, under whatever name it is given: its
+/// Opens the repository at `location` (moving bytes within `limits`) as
+/// the other side of a copy from `first`. Refuses `first` itself, under whatever name it is given: its
 /// index cache is held by `first` (opening it again would wait for
 /// ourselves), and copying a repository into itself means nothing.
 pub fn open_other(
     location: &Path,
+    limits: Limits,
     first: &Repository,
     credentials: &Credentials,
     progress: &dyn Progress,
 ) -> Result<Repository> {
-    let backend = crate::backend::open(location)?;
+    let backend = crate::backend::open(location, limits)?;
     if stored_id(backend.as_ref()) == Some(first.config().id) {
         return Err(Error::usage(format!(
             "{} is the same repository as {}",
@@ -314,7 +315,13 @@ mod tests {
             Repository::init(Box::new(backend), &InitOptions::default(), &NoProgress).unwrap();
         // The same repository under another name is still refused.
         let same = path.join("..").join("repo");
-        let Err(refused) = open_other(&same, &first, &Credentials::default(), &NoProgress) else {
+        let Err(refused) = open_other(
+            &same,
+            Limits::default(),
+            &first,
+            &Credentials::default(),
+            &NoProgress,
+        ) else {
             panic!("opened the first repository a second time");
         };
         assert_eq!(refused.kind(), ErrorKind::Usage);

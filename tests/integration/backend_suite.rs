@@ -1,13 +1,16 @@
 //! One suite for every storage backend: the local folder and S3 (a real
 //! S3 server on 127.0.0.1: s3s-fs in the test process, or moto with
-//! `SNAP_TEST_S3=moto`). Each backend must pass every check.
+//! `SNAP_TEST_S3=moto`), each also throttled. Each backend must pass
+//! every check.
 
 use crate::common;
 
+use std::num::NonZeroU32;
 use std::path::Path;
 
 use snap::ErrorKind;
-use snap::backend::{self, Backend, FileKind, S3Backend};
+use snap::backend::throttle::Throttle;
+use snap::backend::{self, Backend, FileKind, Limits, S3Backend};
 
 use common::s3;
 
@@ -157,8 +160,32 @@ fn suite(backend: &dyn Backend, scratch: &Path) {
 #[test]
 fn local_backend_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = backend::open(&dir.path().join("repo")).unwrap();
+    let backend = backend::open(&dir.path().join("repo"), Limits::default()).unwrap();
     suite(backend.as_ref(), dir.path());
+}
+
+/// Limits high enough never to wait: the suite checks that a throttled
+/// backend still keeps the contract (the waits are tested through the CLI).
+fn generous_limits() -> Limits {
+    Limits {
+        upload: NonZeroU32::new(1 << 20),
+        download: NonZeroU32::new(1 << 20),
+    }
+}
+
+#[test]
+fn throttled_local_backend_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend::open(&dir.path().join("repo"), generous_limits()).unwrap();
+    suite(backend.as_ref(), dir.path());
+}
+
+#[test]
+fn throttled_s3_backend_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = format!("s3://{}/throttled", s3::new_bucket());
+    let backend = open_s3(&location, dir.path()).with_throttle(Throttle::new(generous_limits()));
+    suite(&backend, dir.path());
 }
 
 /// An S3 backend on the test server, its temporary packs below `scratch`.
