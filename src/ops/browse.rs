@@ -50,19 +50,34 @@ pub fn find_node(repo: &Repository, root: TreeId, path: &str) -> Result<Node> {
     for component in components(path) {
         let Some(subtree) = node.subtree else {
             return Err(Error::not_found(format!(
-                "`{walked}` is not a directory, so `{path}` does not exist"
+                "`{}` is not in this snapshot: `{walked}` is a {}, not a folder",
+                printable(path),
+                node.kind.as_str()
             )));
         };
         let tree = repo.read_tree(&subtree)?;
         node = child(&tree, component).cloned().ok_or_else(|| {
+            let near = crate::ops::paths::Nearest {
+                sibling: crate::ops::paths::close_name(&tree, component).map(|name| {
+                    if walked.is_empty() {
+                        name
+                    } else {
+                        format!("{walked}/{name}")
+                    }
+                }),
+                depth: walked.split('/').filter(|c| !c.is_empty()).count(),
+                existing: walked.clone(),
+            };
             Error::not_found(format!(
-                "`{path}` is not in this snapshot (no `{component}` in `/{walked}`)"
+                "`{}` is not in this snapshot; {}",
+                printable(path),
+                near.hint()
             ))
         })?;
         if !walked.is_empty() {
             walked.push('/');
         }
-        walked.push_str(component);
+        walked.push_str(&escape_name(&node.name));
     }
     Ok(node)
 }

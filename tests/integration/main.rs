@@ -25,6 +25,7 @@ mod cli_help;
 mod cli_hostile_repo;
 mod cli_names_tags;
 mod cli_output;
+mod cli_paths;
 mod cli_postgres;
 mod cli_profile;
 mod cli_restore_safety;
