@@ -36,3 +36,4 @@ mod cli_sqlite;
 mod cli_trust_access;
 mod decode_fuzz;
 mod lib_faults;
+mod cli_messages;

@@ -621,10 +621,10 @@ impl Walker<'_> {
         };
         if content_stamp(before) != content_stamp(&after) {
             self.warn(format!(
-                "{}: changed while it was read (size {} -> {} bytes); stored as read, which may mix old and new content",
+                "{}: changed while it was read (size {} -> {}); stored as read, which may mix old and new content",
                 escape_path(path),
                 before.len(),
-                after.len()
+                crate::plural::count(after.len(), "byte", "bytes")
             ));
             lock(&self.changed_while_read).push(path.to_path_buf());
         }
