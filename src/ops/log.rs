@@ -121,13 +121,7 @@ pub fn log(
         current = Some(identity);
     }
     if !held && !snapshots.is_empty() {
-        let mut sources: Vec<&str> = snapshots
-            .iter()
-            .flat_map(|(_, s)| s.paths.iter().map(String::as_str))
-            .collect();
-        sources.sort_unstable();
-        sources.dedup();
-        return Err(path.outside_sources(&sources));
+        return Err(path.outside_sources(snapshots.iter().map(|(_, s)| s)));
     }
     versions.reverse();
     Ok(versions)

@@ -79,9 +79,16 @@ impl PathArg {
         )
     }
 
-    /// The error for a path of this machine that no source holds.
-    pub fn outside_sources(&self, sources: &[&str]) -> Error {
+    /// The error for a path of this machine that none of the sources of
+    /// `snapshots` holds, naming them (each once, the first few).
+    pub fn outside_sources<'s>(&self, snapshots: impl IntoIterator<Item = &'s Snapshot>) -> Error {
         const SHOWN: usize = 5;
+        let mut sources: Vec<&str> = snapshots
+            .into_iter()
+            .flat_map(|s| s.paths.iter().map(String::as_str))
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
         let mut list: Vec<String> = sources
             .iter()
             .take(SHOWN)
@@ -258,11 +265,5 @@ pub fn inside(snapshots: &[&Snapshot], path: Option<&str>) -> Result<String> {
     if let Some(found) = snapshots.iter().find_map(|s| arg.in_snapshot(s)) {
         return Ok(found);
     }
-    let mut sources: Vec<&str> = snapshots
-        .iter()
-        .flat_map(|s| s.paths.iter().map(String::as_str))
-        .collect();
-    sources.sort_unstable();
-    sources.dedup();
-    Err(arg.outside_sources(&sources))
+    Err(arg.outside_sources(snapshots.iter().copied()))
 }

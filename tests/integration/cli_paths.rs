@@ -216,3 +216,30 @@ fn a_missing_path_names_the_nearest_one_and_a_close_name() {
         stderr_text(&out)
     );
 }
+
+#[test]
+fn find_takes_a_glob_of_this_machine() {
+    let b = backed();
+    let inside = b.env.json(["find", "app/notes/*.md"]);
+    assert_eq!(inside.as_array().unwrap().len(), 2, "{inside}");
+    let host = b.env.json(["find", &format!("{}/notes/*.md", arg(&b.app))]);
+    assert_eq!(host, inside);
+    let relative =
+        common::run_json(
+            b.env
+                .cmd()
+                .current_dir(&b.app)
+                .args(["--json", "find", "./**/todo.md"]),
+        );
+    assert_eq!(
+        relative[0]["paths"],
+        serde_json::json!(["app/notes/todo.md"])
+    );
+    let out = b.env.run(["find", &arg(&b.env.path("elsewhere/*.md"))]);
+    assert_code(&out, 10);
+    assert!(
+        stderr_text(&out).contains("path of this machine"),
+        "{}",
+        stderr_text(&out)
+    );
+}

@@ -12,7 +12,6 @@ mod common;
 mod architecture;
 mod backend_suite;
 mod cli_backup_dry_run;
-mod cli_backup_excluded;
 mod cli_backup_restore;
 mod cli_backup_select;
 mod cli_backup_source;
