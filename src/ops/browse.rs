@@ -56,24 +56,16 @@ pub fn find_node(repo: &Repository, root: TreeId, path: &str) -> Result<Node> {
             )));
         };
         let tree = repo.read_tree(&subtree)?;
-        node = child(&tree, component).cloned().ok_or_else(|| {
-            let near = crate::ops::paths::Nearest {
-                sibling: crate::ops::paths::close_name(&tree, component).map(|name| {
-                    if walked.is_empty() {
-                        name
-                    } else {
-                        format!("{walked}/{name}")
-                    }
-                }),
-                depth: walked.split('/').filter(|c| !c.is_empty()).count(),
-                existing: walked.clone(),
-            };
-            Error::not_found(format!(
+        let Some(found) = child(&tree, component) else {
+            // Walked again (on this error path only) to name what is there.
+            let near = crate::ops::paths::nearest(repo, root, path)?;
+            return Err(Error::not_found(format!(
                 "`{}` is not in this snapshot; {}",
                 printable(path),
                 near.hint()
-            ))
-        })?;
+            )));
+        };
+        node = found.clone();
         if !walked.is_empty() {
             walked.push('/');
         }

@@ -239,7 +239,7 @@ pub fn nearest_in(
 /// The entry of `tree` whose name is closest to `wanted` (a component as
 /// typed): the same but for case, or similar enough (Jaro-Winkler, the
 /// measure clap uses for its suggestions, at least 0.8).
-pub fn close_name(tree: &Tree, wanted: &str) -> Option<String> {
+fn close_name(tree: &Tree, wanted: &str) -> Option<String> {
     let wanted = String::from_utf8_lossy(&unescape_name(wanted)).to_lowercase();
     tree.nodes
         .iter()
