@@ -49,22 +49,24 @@ const SELECTED: [&str; 5] = [
     "data/keep.txt",
 ];
 
+/// The four selection options that give [`SELECTED`]: they leave out
+/// `tagged`, `cache`, `BIG.bin` and `Notes.JPG`, four entries (a folder
+/// once, whatever it holds).
+const SELECTING: [&str; 7] = [
+    "--exclude-if-present",
+    ".nobackup",
+    "--exclude-caches",
+    "--exclude-larger-than",
+    "1K",
+    "--iexclude",
+    "*.jpg",
+];
+
 #[test]
 fn selection_flags_leave_out_what_they_name() {
     let env = Env::new();
     let root = tree(&env);
-    env.backup(
-        &[&root],
-        &[
-            "--exclude-if-present",
-            ".nobackup",
-            "--exclude-caches",
-            "--exclude-larger-than",
-            "1K",
-            "--iexclude",
-            "*.jpg",
-        ],
-    );
+    env.backup(&[&root], &SELECTING);
     assert_eq!(listing(&env), SELECTED);
     // Without the flags everything is there; a plain --exclude keeps case.
     env.backup(
@@ -176,18 +178,6 @@ fn profile_keys_select_like_the_flags() {
         stderr_text(&out)
     );
 }
-
-/// The flags of [`SELECTED`]: they leave out `tagged`, `cache`, `BIG.bin`
-/// and `Notes.JPG`, four entries (a folder once, whatever it holds).
-const SELECTING: [&str; 7] = [
-    "--exclude-if-present",
-    ".nobackup",
-    "--exclude-caches",
-    "--exclude-larger-than",
-    "1K",
-    "--iexclude",
-    "*.jpg",
-];
 
 fn text_backup(env: &Env, root: &Path, extra: &[&str]) -> String {
     let mut args = vec!["backup", root.to_str().unwrap()];
