@@ -15,12 +15,14 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use wait_timeout::ChildExt;
+
 use crate::error::{Error, ErrorKind, Result};
 
 /// How long a hook gets to exit after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
-/// How often a running hook is polled.
+/// How often the relays of a finished hook are polled.
 const POLL: Duration = Duration::from_millis(20);
 
 /// The variables snap reads a password from. They are removed from the
@@ -113,39 +115,30 @@ pub fn run(hook: &Hook<'_>) -> Result<()> {
     .into_iter()
     .flatten()
     .collect();
-    let started = Instant::now();
-    let status: ExitStatus = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() >= hook.timeout => {
-                signal_group(child.id(), nix::sys::signal::Signal::SIGTERM);
-                let term_sent = Instant::now();
-                while term_sent.elapsed() < TERM_GRACE {
-                    if matches!(child.try_wait(), Ok(Some(_))) {
-                        break;
-                    }
-                    thread::sleep(POLL);
-                }
-                signal_group(child.id(), nix::sys::signal::Signal::SIGKILL);
-                let _ = child.wait();
-                // The relays end when the last process holding the pipes is gone;
-                // they are not waited for, in case something escaped the group.
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    format!(
-                        "the {} hook did not finish within {}s and was stopped (hook-timeout in the profile)",
-                        hook.name,
-                        hook.timeout.as_secs()
-                    ),
-                ));
-            }
-            Ok(None) => thread::sleep(POLL),
-            Err(e) => {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    format!("cannot wait for the {} hook: {e}", hook.name),
-                ));
-            }
+    let status: ExitStatus = match child.wait_timeout(hook.timeout) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            signal_group(child.id(), nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait_timeout(TERM_GRACE);
+            // Whether or not the shell is gone, what it started may not be.
+            signal_group(child.id(), nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            // The relays end when the last process holding the pipes is gone;
+            // they are not waited for, in case something escaped the group.
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "the {} hook did not finish within {}s and was stopped (hook-timeout in the profile)",
+                    hook.name,
+                    hook.timeout.as_secs()
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("cannot wait for the {} hook: {e}", hook.name),
+            ));
         }
     };
     // The hook is done; processes it left running in the background may

@@ -45,6 +45,7 @@ pub mod keys;
 pub mod lock;
 pub mod ops;
 pub(crate) mod pack;
+pub(crate) mod plural;
 pub mod profile;
 pub mod progress;
 pub mod repo;

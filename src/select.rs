@@ -208,8 +208,8 @@ pub fn select<'a>(
                 .map(|i| matching[i])
                 .ok_or_else(|| {
                     Error::not_found(format!(
-                        "no snapshot `latest~{n}`: {} snapshot(s) match",
-                        matching.len()
+                        "no snapshot `latest~{n}`: {}",
+                        crate::plural::count(matching.len(), "snapshot matches", "snapshots match")
                     ))
                 })
         }

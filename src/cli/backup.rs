@@ -363,7 +363,7 @@ fn run_backup(
     progress.finish();
     let report = result?;
     let s = &report.snapshot.summary;
-    let tally = format!(
+    let mut tally = format!(
         "{} ({} new, {} changed, {} unchanged), {}, {}",
         output::count(s.files, "file", "files"),
         s.files_new,
@@ -372,6 +372,12 @@ fn run_backup(
         output::count(s.dirs, "dir", "dirs"),
         output::bytes(s.bytes)
     );
+    if report.excluded > 0 {
+        tally.push_str(&format!(
+            ", {} excluded",
+            output::count(report.excluded, "entry", "entries")
+        ));
+    }
     if global.json {
         let id = (!report.dry_run).then_some(report.id);
         output::print_json(&serde_json::json!({
@@ -390,6 +396,7 @@ fn run_backup(
             "bytes_added": s.bytes_added,
             "bytes_added_packed": s.bytes_added_packed,
             "duration_s": s.duration_s,
+            "excluded": report.excluded,
             "warnings": report.warnings,
             "plain_copies": report.plain_copies.iter().map(|p| snap::escape_path(p)).collect::<Vec<_>>(),
             "changed_while_read": report.changed_while_read.iter().map(|p| snap::escape_path(p)).collect::<Vec<_>>(),

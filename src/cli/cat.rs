@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use snap::ops::browse::{cat, find_node};
+use snap::ops::paths::inside;
 use snap::select::{Filter, parse_snap_path, resolve};
 
 use super::{Global, exit};
@@ -10,7 +11,8 @@ use super::{Global, exit};
 /// Write a file from a snapshot to standard output.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// SNAP:PATH, e.g. latest:lyra/identity.md.
+    /// SNAP:PATH, e.g. latest:lyra/identity.md (PATH may be a path of this
+    /// machine starting with /, ./ or ../).
     target: std::ffi::OsString,
 }
 
@@ -24,6 +26,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         );
     };
     let (_, snapshot) = resolve(&repo, &selector, &Filter::default())?;
+    let path = inside(&[&snapshot], Some(&path))?;
     let node = find_node(&repo, snapshot.tree, &path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use snap::ops::diff::{Change, ContentDiff, StatGroup, content_diff, diff};
+use snap::ops::paths::inside;
 use snap::select::{Filter, parse_selector, select};
 
 use super::output::{self, count};
@@ -14,7 +15,8 @@ pub struct Args {
     before: String,
     /// The newer snapshot.
     after: String,
-    /// Only this path inside the snapshots, and what is below it.
+    /// Only this path inside the snapshots, and what is below it (or a path
+    /// of this machine starting with /, ./ or ../).
     path: Option<std::ffi::OsString>,
     /// Print files and bytes added, removed and changed per top-level folder
     /// instead of one line per change.
@@ -33,7 +35,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let filter = Filter::default();
     let (_, before) = select(&snapshots, &parse_selector(&args.before)?, &filter)?;
     let (_, after) = select(&snapshots, &parse_selector(&args.after)?, &filter)?;
-    let path = args.path.as_deref().map(super::os_arg).unwrap_or_default();
+    let path = args.path.as_deref().map(super::os_arg);
+    let path = inside(&[after, before], path.as_deref())?;
     let found = diff(&repo, before.tree, after.tree, &path)?;
     let content = |change: &Change| -> snap::Result<Option<ContentDiff>> {
         match (&change.before, &change.after) {

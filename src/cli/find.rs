@@ -10,7 +10,8 @@ use super::{Global, exit};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Glob matched against each path as `snap ls` prints it and against its
-    /// last component, e.g. '*.md' or 'lyra/memories/**'.
+    /// last component, e.g. '*.md' or 'lyra/memories/**'; one starting with
+    /// /, ./ or ../ is a path of this machine, e.g. '/home/me/app/**/*.md'.
     pattern: String,
 }
 

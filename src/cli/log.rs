@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use snap::ops::log::log;
+use snap::ops::paths::{PathArg, nearest_in};
 
 use super::output;
 use super::{Global, exit};
@@ -9,7 +10,8 @@ use super::{Global, exit};
 /// List every distinct version of a path across all snapshots, newest first.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A path inside the snapshots as `snap ls` prints it, e.g. lyra/identity.md.
+    /// A path inside the snapshots as `snap ls` prints it, e.g. lyra/identity.md,
+    /// or a path of this machine starting with /, ./ or ../ (e.g. ./identity.md).
     path: std::ffi::OsString,
 }
 
@@ -23,7 +25,7 @@ pub fn mtime_text(mtime_ns: i64) -> String {
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = global.progress();
     let repo = global.open_reader(&progress)?;
-    let path = super::os_arg(&args.path);
+    let path = PathArg::parse(&super::os_arg(&args.path))?;
     let snapshots = repo.snapshots()?;
     let versions = log(&repo, &snapshots, &path)?;
     if global.json {
@@ -60,10 +62,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     if versions.is_empty() {
         if !global.json {
-            eprintln!(
-                "snap: `{}` is in no snapshot",
-                snap::ops::browse::printable(&path)
-            );
+            let hint = nearest_in(&repo, &snapshots, &path)?
+                .map(|near| format!("; {}", near.hint()))
+                .unwrap_or_default();
+            eprintln!("snap: `{}` is in no snapshot{hint}", path.printable());
         }
         return Ok(exit::NOT_FOUND);
     }

@@ -2,6 +2,7 @@
 
 use snap::NodeKind;
 use snap::ops::browse::{find_node, walk};
+use snap::ops::paths::inside;
 use snap::select::{Filter, parse_snap_path, resolve};
 
 use super::output;
@@ -10,7 +11,8 @@ use super::{Global, exit};
 /// List the entries of a snapshot or of a folder in it.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// SNAP[:PATH], e.g. latest:lyra/memories.
+    /// SNAP[:PATH], e.g. latest:lyra/memories (PATH may be a path of this
+    /// machine starting with /, ./ or ../).
     target: std::ffi::OsString,
     /// Everything below, not only the direct entries.
     #[arg(short = 'R', long)]
@@ -45,7 +47,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let repo = global.open_reader(&progress)?;
     let (selector, path) = parse_snap_path(&super::os_arg(&args.target))?;
     let (_, snapshot) = resolve(&repo, &selector, &Filter::default())?;
-    let path = path.unwrap_or_default();
+    let path = inside(&[&snapshot], path.as_deref())?;
     let node = find_node(&repo, snapshot.tree, &path)?;
     let prefix = snap::ops::browse::printable(&path);
     let mut rows = Vec::new();

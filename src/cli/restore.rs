@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use snap::ops::browse::{components, find_node, root_node};
+use snap::ops::paths::inside;
 use snap::ops::restore::{
     PRE_RESTORE_TAG, PlanAction, RestorePlan, check_source_names, prepare, refuse_conflicts,
     restore_plan,
@@ -27,7 +28,8 @@ enum OverwriteArg {
 /// Restore a snapshot, or one path of it, into a folder.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// SNAP[:PATH], e.g. latest, latest~3:lyra/notes/beach.md, @2026-02-01:lyra.
+    /// SNAP[:PATH], e.g. latest, latest~3:lyra/notes/beach.md, @2026-02-01:lyra
+    /// (PATH may be a path of this machine starting with /, ./ or ../).
     target_snapshot: std::ffi::OsString,
     /// Folder to restore into (created when missing).
     #[arg(long, short = 't')]
@@ -80,7 +82,7 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
     let repo = global.open_reader(&progress)?;
     let (selector, path) = parse_snap_path(&super::os_arg(&args.target_snapshot))?;
     let (id, snapshot) = resolve(&repo, &selector, &Filter::default())?;
-    let path = path.unwrap_or_default();
+    let path = inside(&[&snapshot], path.as_deref())?;
     let node = find_node(&repo, snapshot.tree, &path)?;
     let rel = components(&path).join("/");
     let options = RestoreOptions {

@@ -223,7 +223,9 @@ impl Node {
             return Err(Error::corrupt(
                 what(),
                 format!(
-                    "its {chunks} chunks hold {bytes} bytes, its size is {}",
+                    "its {} {}, its size is {}",
+                    crate::plural::count(chunks, "chunk holds", "chunks hold"),
+                    crate::plural::count(bytes, "byte", "bytes"),
                     self.size
                 ),
             ));

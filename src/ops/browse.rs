@@ -50,19 +50,26 @@ pub fn find_node(repo: &Repository, root: TreeId, path: &str) -> Result<Node> {
     for component in components(path) {
         let Some(subtree) = node.subtree else {
             return Err(Error::not_found(format!(
-                "`{walked}` is not a directory, so `{path}` does not exist"
+                "`{}` is not in this snapshot: `{walked}` is a {}, not a folder",
+                printable(path),
+                node.kind.as_str()
             )));
         };
         let tree = repo.read_tree(&subtree)?;
-        node = child(&tree, component).cloned().ok_or_else(|| {
-            Error::not_found(format!(
-                "`{path}` is not in this snapshot (no `{component}` in `/{walked}`)"
-            ))
-        })?;
+        let Some(found) = child(&tree, component) else {
+            // Walked again (on this error path only) to name what is there.
+            let near = crate::ops::paths::nearest(repo, root, path)?;
+            return Err(Error::not_found(format!(
+                "`{}` is not in this snapshot; {}",
+                printable(path),
+                near.hint()
+            )));
+        };
+        node = found.clone();
         if !walked.is_empty() {
             walked.push('/');
         }
-        walked.push_str(component);
+        walked.push_str(&escape_name(&node.name));
     }
     Ok(node)
 }

@@ -44,6 +44,7 @@ use crate::format::tree::{
 };
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack::read_trailer;
+use crate::plural;
 use crate::progress::{NoProgress, Progress};
 use crate::repo::Repository;
 use crate::sync::{into_inner, lock};
@@ -701,7 +702,10 @@ impl<'r> Checker<'r> {
                     self.pack_problem(
                         ProblemKind::PackMissing,
                         *id,
-                        format!("index delta {listed_by} lists it, but it is not in data/; the {} blobs in it are lost", pack.blobs.len()),
+                        format!(
+                            "index delta {listed_by} lists it, but it is not in data/; {} lost",
+                            plural::count(pack.blobs.len(), "blob in it is", "blobs in it are")
+                        ),
                     );
                 }
                 Some(&size) if size != pack.size => {
@@ -748,10 +752,10 @@ impl<'r> Checker<'r> {
                     ProblemKind::TrailerMismatch,
                     format!("pack {id}"),
                     format!(
-                        "its trailer lists {} blobs, the index {}; {} index entries are not in the trailer",
-                        trailer.blobs.len(),
+                        "its trailer lists {}, the index {}; {} not in the trailer",
+                        plural::count(trailer.blobs.len(), "blob", "blobs"),
                         pack.blobs.len(),
-                        wrong.len()
+                        plural::count(wrong.len(), "index entry is", "index entries are")
                     ),
                 );
                 for blob in wrong {
@@ -915,9 +919,10 @@ impl<'r> Checker<'r> {
             }
             if !bad.is_empty() {
                 details.push(format!(
-                    "{} of its {} blobs fail verification",
+                    "{} of its {} {} verification",
                     bad.len(),
-                    entries.len()
+                    plural::count(entries.len(), "blob", "blobs"),
+                    if bad.len() == 1 { "fails" } else { "fail" }
                 ));
             }
             let detail = details.join(", ");

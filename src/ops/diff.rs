@@ -206,8 +206,16 @@ pub fn diff(repo: &Repository, before: TreeId, after: TreeId, path: &str) -> Res
         let a = present(find_node(repo, before, &prefix))?;
         let b = present(find_node(repo, after, &prefix))?;
         if a.is_none() && b.is_none() {
+            let near_a = crate::ops::paths::nearest(repo, before, &prefix)?;
+            let near_b = crate::ops::paths::nearest(repo, after, &prefix)?;
+            let near = if near_a.depth > near_b.depth {
+                near_a
+            } else {
+                near_b
+            };
             return Err(Error::not_found(format!(
-                "`{prefix}` is in neither snapshot"
+                "`{prefix}` is in neither snapshot; {}",
+                near.hint()
             )));
         }
         count.refuse_too_many(

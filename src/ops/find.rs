@@ -18,6 +18,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{MAX_TREE_DEPTH, NodeKind};
 use crate::id::{SnapshotId, TreeId};
 use crate::ops::browse::PathCount;
+use crate::ops::paths::PathArg;
 use crate::repo::Repository;
 
 /// A snapshot with matching paths.
@@ -61,22 +62,40 @@ impl Matches {
 /// The snapshots among `snapshots` (oldest first) that hold a path matching
 /// `pattern`, oldest first. A path matches when the glob matches the whole
 /// path as `snap ls` prints it or its last component (`*.md`, `notes/**`).
+/// A pattern that starts with `/`, `./` or `../` is a path of this machine
+/// ([`PathArg`]), translated in each snapshot by that snapshot's sources
+/// (`/home/me/app/**/*.md` is `app/**/*.md` after `snap backup
+/// /home/me/app`); snapshots none of whose sources hold it are passed over,
+/// and when no snapshot's sources do, that is a not-found error.
 pub fn find(
     repo: &Repository,
     snapshots: &[(SnapshotId, Snapshot)],
     pattern: &str,
 ) -> Result<Vec<Hit>> {
-    let matcher = Glob::new(pattern)
-        .map_err(|e| Error::usage(format!("bad pattern `{pattern}`: {e}")))?
-        .compile_matcher();
-    let mut search = Search {
-        repo,
-        matcher,
-        memo: HashMap::new(),
-    };
+    let arg = PathArg::parse(pattern)?;
+    // One search per translated pattern, each with its own memo.
+    let mut searches: HashMap<String, Search<'_>> = HashMap::new();
+    let mut held = false;
     let mut hits = Vec::new();
     let mut count = PathCount::default();
     for (id, snapshot) in snapshots {
+        let Some(glob) = arg.in_snapshot(snapshot) else {
+            continue;
+        };
+        held = true;
+        let search = match searches.entry(glob) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                let matcher = Glob::new(new.key())
+                    .map_err(|e| Error::usage(format!("bad pattern `{pattern}`: {e}")))?
+                    .compile_matcher();
+                new.insert(Search {
+                    repo,
+                    matcher,
+                    memo: HashMap::new(),
+                })
+            }
+        };
         count.refuse_too_many(repo, &snapshot.tree)?;
         if let Some(found) = search.folder(snapshot.tree, "")? {
             let mut paths = Vec::new();
@@ -87,6 +106,9 @@ pub fn find(
                 paths,
             });
         }
+    }
+    if !held && !snapshots.is_empty() {
+        return Err(arg.outside_sources(snapshots.iter().map(|(_, s)| s)));
     }
     Ok(hits)
 }

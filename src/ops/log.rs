@@ -10,6 +10,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{SnapshotId, TreeId};
 use crate::ops::browse::{child, components};
+use crate::ops::paths::PathArg;
 use crate::repo::Repository;
 
 /// What identifies a version's content (see [`content_id`]).
@@ -69,27 +70,41 @@ pub struct Version {
 /// Every distinct version of `path` in `snapshots` (oldest first), newest
 /// first. Versions differ by kind or content; metadata alone does not make a
 /// version. A path that disappears and comes back gives a new version even
-/// with the old content.
+/// with the old content. A path of this machine is looked for in each
+/// snapshot where one of its sources holds it ([`PathArg::in_snapshot`]);
+/// when none does, that is a not-found error naming the sources.
 pub fn log(
     repo: &Repository,
     snapshots: &[(SnapshotId, Snapshot)],
-    path: &str,
+    path: &PathArg,
 ) -> Result<Vec<Version>> {
-    let parts = components(path);
-    if parts.is_empty() {
+    if let PathArg::Inside(inside) = path
+        && components(inside).is_empty()
+    {
         return Err(Error::usage(
             "`snap log` needs a path inside the snapshots, e.g. lyra/identity.md",
         ));
     }
-    let mut finder = PathFinder {
-        repo,
-        parts,
-        trail: Vec::new(),
-        found: None,
-    };
+    let mut finder: Option<PathFinder<'_>> = None;
+    let mut held = false;
     let mut versions = Vec::new();
     let mut current: Option<(NodeKind, ContentId)> = None;
     for (id, snapshot) in snapshots {
+        let Some(inside) = path.in_snapshot(snapshot) else {
+            current = None;
+            continue;
+        };
+        held = true;
+        let parts: Vec<String> = components(&inside).into_iter().map(String::from).collect();
+        let finder = match &mut finder {
+            Some(f) if f.parts == parts => f,
+            slot => slot.insert(PathFinder {
+                repo,
+                parts,
+                trail: Vec::new(),
+                found: None,
+            }),
+        };
         let Some(node) = finder.lookup(snapshot.tree)? else {
             current = None;
             continue;
@@ -105,22 +120,25 @@ pub fn log(
         }
         current = Some(identity);
     }
+    if !held && !snapshots.is_empty() {
+        return Err(path.outside_sources(snapshots.iter().map(|(_, s)| s)));
+    }
     versions.reverse();
     Ok(versions)
 }
 
 /// Finds one path in snapshot after snapshot, remembering the trees of the
 /// last walk so that an unchanged part of it is not read again.
-struct PathFinder<'r, 'p> {
+struct PathFinder<'r> {
     repo: &'r Repository,
-    parts: Vec<&'p str>,
+    parts: Vec<String>,
     /// Tree ids read by the last walk: the root, then one per folder on the path.
     trail: Vec<TreeId>,
     /// What the last walk found.
     found: Option<Node>,
 }
 
-impl PathFinder<'_, '_> {
+impl PathFinder<'_> {
     fn lookup(&mut self, root: TreeId) -> Result<Option<Node>> {
         let mut trail = Vec::with_capacity(self.parts.len());
         let mut tree_id = root;

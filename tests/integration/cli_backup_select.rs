@@ -49,22 +49,24 @@ const SELECTED: [&str; 5] = [
     "data/keep.txt",
 ];
 
+/// The four selection options that give [`SELECTED`]: they leave out
+/// `tagged`, `cache`, `BIG.bin` and `Notes.JPG`, four entries (a folder
+/// once, whatever it holds).
+const SELECTING: [&str; 7] = [
+    "--exclude-if-present",
+    ".nobackup",
+    "--exclude-caches",
+    "--exclude-larger-than",
+    "1K",
+    "--iexclude",
+    "*.jpg",
+];
+
 #[test]
 fn selection_flags_leave_out_what_they_name() {
     let env = Env::new();
     let root = tree(&env);
-    env.backup(
-        &[&root],
-        &[
-            "--exclude-if-present",
-            ".nobackup",
-            "--exclude-caches",
-            "--exclude-larger-than",
-            "1K",
-            "--iexclude",
-            "*.jpg",
-        ],
-    );
+    env.backup(&[&root], &SELECTING);
     assert_eq!(listing(&env), SELECTED);
     // Without the flags everything is there; a plain --exclude keeps case.
     env.backup(
@@ -175,4 +177,40 @@ fn profile_keys_select_like_the_flags() {
         "{}",
         stderr_text(&out)
     );
+}
+
+fn text_backup(env: &Env, root: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["backup", root.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    String::from_utf8(env.ok(&args)).unwrap()
+}
+
+#[test]
+fn excluded_entries_are_counted_in_text_and_json_real_and_dry_run() {
+    let env = Env::new();
+    let root = tree(&env);
+    let dry: Vec<&str> = SELECTING.iter().copied().chain(["--dry-run"]).collect();
+    let report = env.backup(&[&root], &dry);
+    assert_eq!(report["excluded"], 4, "{report}");
+    assert_eq!(report["files"], 3, "{report}");
+    let report = env.backup(&[&root], &SELECTING);
+    assert_eq!(report["excluded"], 4, "{report}");
+    assert_eq!(listing(&env), SELECTED);
+    let text = text_backup(&env, &root, &SELECTING);
+    assert!(text.contains(", 4 entries excluded\n"), "{text}");
+    let text = text_backup(&env, &root, &dry);
+    assert!(
+        text.starts_with("dry run, nothing written: ") && text.contains(", 4 entries excluded\n"),
+        "{text}"
+    );
+    // One entry, by --exclude: the singular.
+    let text = text_backup(&env, &root, &["--exclude", "*.txt"]);
+    assert!(text.contains(", 1 entry excluded\n"), "{text}");
+    // Nothing left out: 0 in JSON, nothing said in text.
+    assert_eq!(env.backup(&[&root], &[])["excluded"], 0);
+    let text = text_backup(&env, &root, &[]);
+    assert!(!text.contains("excluded"), "{text}");
+    // -q says nothing of it either.
+    let quiet: Vec<&str> = ["-q"].into_iter().chain(SELECTING).collect();
+    assert_eq!(text_backup(&env, &root, &quiet), "");
 }

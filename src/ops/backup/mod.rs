@@ -138,6 +138,11 @@ pub struct BackupReport {
     /// Files that changed while they were read: stored as read, which may
     /// mix old and new content (nothing of them was skipped).
     pub changed_while_read: Vec<PathBuf>,
+    /// Entries the selection left out (`excludes`, `iexcludes`,
+    /// `exclude_if_present`, `exclude_caches`, `exclude_larger_than`, a
+    /// source's own excludes): a folder left out counts once, whatever it
+    /// holds. They are not warnings.
+    pub excluded: u64,
 }
 
 /// What the walk counted, for the snapshot's summary.
@@ -150,6 +155,8 @@ struct Counters {
     files_changed: AtomicU64,
     files_unchanged: AtomicU64,
     bytes_read: AtomicU64,
+    /// Entries the selection options left out.
+    excluded: AtomicU64,
 }
 
 /// The latest snapshot with the same host and paths: the default parent.
@@ -273,6 +280,7 @@ fn backup_filtered(
     } else {
         repo.write_snapshot(&snapshot)?
     };
+    let excluded = walker.counters.excluded.load(Ordering::Relaxed);
     let warnings = into_inner(walker.warnings);
     let plain_copies = into_inner(walker.plain_copies);
     let changed_while_read = into_inner(walker.changed_while_read);
@@ -283,5 +291,6 @@ fn backup_filtered(
         warnings,
         plain_copies,
         changed_while_read,
+        excluded,
     })
 }

@@ -368,6 +368,7 @@ impl Walker<'_> {
                     return Ok(Some(node));
                 }
                 if self.tagged_to_skip(path) {
+                    self.counters.excluded.fetch_add(1, Ordering::Relaxed);
                     return Ok(None);
                 }
                 match self.backup_dir(path, parent, scope)? {
@@ -382,6 +383,7 @@ impl Walker<'_> {
                     .exclude_larger_than
                     .is_some_and(|limit| meta.len() > limit)
                 {
+                    self.counters.excluded.fetch_add(1, Ordering::Relaxed);
                     return Ok(None);
                 }
                 if !self.backup_file(path, &meta, &mut node, parent, log_beside)? {
@@ -437,12 +439,16 @@ impl Walker<'_> {
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         names.retain(|name| {
             let child = path.join(name);
-            !(self.excludes.is_match(name)
+            if self.excludes.is_match(name)
                 || self.excludes.is_match(&child)
                 || self.iexcludes.is_match(name)
                 || self.iexcludes.is_match(&child)
-                || scope.excludes(name, &child))
-                && self.selected.as_ref().is_none_or(|s| s.keeps(&child))
+                || scope.excludes(name, &child)
+            {
+                self.counters.excluded.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            self.selected.as_ref().is_none_or(|s| s.keeps(&child))
         });
         let logged = self.fold_sqlite_companions(path, &mut names);
         let parent_tree = match parent.and_then(|p| p.subtree) {
@@ -615,10 +621,10 @@ impl Walker<'_> {
         };
         if content_stamp(before) != content_stamp(&after) {
             self.warn(format!(
-                "{}: changed while it was read (size {} -> {} bytes); stored as read, which may mix old and new content",
+                "{}: changed while it was read (size {} -> {}); stored as read, which may mix old and new content",
                 escape_path(path),
                 before.len(),
-                after.len()
+                crate::plural::count(after.len(), "byte", "bytes")
             ));
             lock(&self.changed_while_read).push(path.to_path_buf());
         }
