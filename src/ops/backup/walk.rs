@@ -92,10 +92,10 @@ const MAX_PATH_LEN: usize = 4096;
 type KeyedMemo = ([u8; 32], FileMemo);
 
 /// Where a source's walk happens: its filesystem, its root, its excludes.
-struct Scope<'a> {
-    dev: u64,
-    root: &'a Path,
-    excludes: Option<&'a GlobSet>,
+pub(super) struct Scope<'a> {
+    pub(super) dev: u64,
+    pub(super) root: &'a Path,
+    pub(super) excludes: Option<&'a GlobSet>,
 }
 
 impl Scope<'_> {
@@ -377,11 +377,7 @@ impl Walker<'_> {
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::File => {
-                if self
-                    .options
-                    .exclude_larger_than
-                    .is_some_and(|limit| meta.len() > limit)
-                {
+                if self.too_large(&meta) {
                     return Ok(None);
                 }
                 if !self.backup_file(path, &meta, &mut node, parent, log_beside)? {
@@ -403,9 +399,28 @@ impl Walker<'_> {
         Ok(Some(node))
     }
 
+    /// Whether the entry `name` of the folder at `dir` is backed up: not
+    /// excluded, and selected (the walk and the scan share this rule).
+    pub(super) fn keeps(&self, dir: &Path, name: &OsStr, scope: &Scope<'_>) -> bool {
+        let child = dir.join(name);
+        !(self.excludes.is_match(name)
+            || self.excludes.is_match(&child)
+            || self.iexcludes.is_match(name)
+            || self.iexcludes.is_match(&child)
+            || scope.excludes(name, &child))
+            && self.selected.as_ref().is_none_or(|s| s.keeps(&child))
+    }
+
+    /// Whether a file of this size is left out (`exclude_larger_than`).
+    pub(super) fn too_large(&self, meta: &Metadata) -> bool {
+        self.options
+            .exclude_larger_than
+            .is_some_and(|limit| meta.len() > limit)
+    }
+
     /// Whether `dir` holds a file that asks to leave it out
     /// (`exclude_if_present`, or a valid `CACHEDIR.TAG` with `exclude_caches`).
-    fn tagged_to_skip(&self, dir: &Path) -> bool {
+    pub(super) fn tagged_to_skip(&self, dir: &Path) -> bool {
         let present = self
             .options
             .exclude_if_present
@@ -435,15 +450,7 @@ impl Walker<'_> {
             }
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        names.retain(|name| {
-            let child = path.join(name);
-            !(self.excludes.is_match(name)
-                || self.excludes.is_match(&child)
-                || self.iexcludes.is_match(name)
-                || self.iexcludes.is_match(&child)
-                || scope.excludes(name, &child))
-                && self.selected.as_ref().is_none_or(|s| s.keeps(&child))
-        });
+        names.retain(|name| self.keeps(path, name, scope));
         let logged = self.fold_sqlite_companions(path, &mut names);
         let parent_tree = match parent.and_then(|p| p.subtree) {
             Some(id) => match self.repo.read_tree(&id) {
@@ -533,6 +540,7 @@ impl Walker<'_> {
             self.progress.file(FileStatus::Unchanged, path);
             return Ok(true);
         }
+        self.progress.current(&escape_path(path));
         let mut ids = Vec::new();
         let capture = self.capture_database(path);
         let captured = capture.is_some();

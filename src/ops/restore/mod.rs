@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::{MAX_TREE_DEPTH, Node};
 use crate::glob::glob_set;
 use crate::id::SnapshotId;
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repo::Repository;
 use crate::sync::{into_inner, lock};
 
@@ -254,6 +254,16 @@ impl PreparedRestore<'_> {
         let (node, rel, options) = (self.node, self.rel, self.options);
         let target = &options.target;
         let restorer = Restorer::new(self.repo, options, progress)?;
+        progress.phase(Phase::Scanning);
+        let totals = match &self.plan {
+            Some(plan) => (plan.files_to_write, plan.bytes_to_write),
+            None => {
+                let plan = restorer.plan(node, rel, false)?;
+                (plan.files_to_write, plan.bytes_to_write)
+            }
+        };
+        progress.found(totals.0, totals.1);
+        progress.phase(Phase::Working);
         fs::create_dir_all(target)
             .map_err(|e| Error::io("cannot create restore target", target, e))?;
         if node.name.is_empty() {
