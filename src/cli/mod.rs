@@ -19,6 +19,7 @@ mod ls;
 mod man;
 mod output;
 mod password;
+mod progress;
 mod prune;
 mod repair;
 mod restore;
@@ -136,6 +137,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "SNAP_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// How to show progress: a bar on a terminal (auto), a bar, JSON status lines on stderr, or none.
+    #[arg(long, global = true, value_enum, default_value_t = progress::ProgressMode::Auto, value_name = "MODE")]
+    progress: progress::ProgressMode,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -200,6 +205,8 @@ pub struct Global {
     pub key_file: Option<PathBuf>,
     /// The profile (snap.toml), when one was given or found.
     pub profile: Option<Profile>,
+    /// How progress is shown (`--progress`).
+    pub progress: progress::ProgressMode,
 }
 
 impl Global {
@@ -217,7 +224,7 @@ impl Global {
 
     /// Progress reporting suited to the terminal and flags.
     pub fn progress(&self) -> CliProgress {
-        CliProgress::new(self.quiet)
+        CliProgress::new(self.quiet, self.progress)
     }
 
     /// How to unlock an encrypted repository; the password is asked for lazily.
@@ -309,6 +316,7 @@ fn run_main() -> ExitCode {
             identity_files: cli.identity_files,
             key_file: cli.key_file,
             profile: None,
+            progress: cli.progress,
         },
         profile,
     );
