@@ -293,25 +293,37 @@ impl CliProgress {
         let current = self.counters.clone();
         ProgressStyle::with_template(template)
             .expect("valid template")
-            .with_key("found", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let files = found.files_found.load(Ordering::Relaxed);
-                let bytes = found.bytes_found.load(Ordering::Relaxed);
-                let _ = write!(w, "{} files, {}", files, HumanBytes(bytes));
-            })
-            .with_key("done", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let files = done.files_done.load(Ordering::Relaxed);
-                let bytes = done.bytes_done.load(Ordering::Relaxed);
-                let _ = write!(w, "{} files, {}", files, HumanBytes(bytes));
-            })
-            .with_key("files", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let done = files.files_done.load(Ordering::Relaxed);
-                let _ = write!(w, "{done}/{} files", files.total_files());
-            })
-            .with_key("current", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                if let Some(name) = current.newest_current() {
-                    let _ = write!(w, "{}", terminal_safe(&tail(&name, CURRENT_WIDTH)));
-                }
-            })
+            .with_key(
+                "found",
+                move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let files = found.files_found.load(Ordering::Relaxed);
+                    let bytes = found.bytes_found.load(Ordering::Relaxed);
+                    let _ = write!(w, "{} files, {}", files, HumanBytes(bytes));
+                },
+            )
+            .with_key(
+                "done",
+                move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let files = done.files_done.load(Ordering::Relaxed);
+                    let bytes = done.bytes_done.load(Ordering::Relaxed);
+                    let _ = write!(w, "{} files, {}", files, HumanBytes(bytes));
+                },
+            )
+            .with_key(
+                "files",
+                move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let done = files.files_done.load(Ordering::Relaxed);
+                    let _ = write!(w, "{done}/{} files", files.total_files());
+                },
+            )
+            .with_key(
+                "current",
+                move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    if let Some(name) = current.newest_current() {
+                        let _ = write!(w, "{}", terminal_safe(&tail(&name, CURRENT_WIDTH)));
+                    }
+                },
+            )
     }
 
     /// Grows the bar's length to the bytes to do, never shrinking it.
@@ -383,8 +395,12 @@ impl Progress for CliProgress {
     }
 
     fn found(&self, files: u64, bytes: u64) {
-        self.counters.files_found.fetch_add(files, Ordering::Relaxed);
-        self.counters.bytes_found.fetch_add(bytes, Ordering::Relaxed);
+        self.counters
+            .files_found
+            .fetch_add(files, Ordering::Relaxed);
+        self.counters
+            .bytes_found
+            .fetch_add(bytes, Ordering::Relaxed);
         if !self.counters.scanning.load(Ordering::Relaxed) {
             self.grow_length();
         }
