@@ -229,6 +229,21 @@ fn no_progress_output_unless_asked_for() {
         assert!(out.status.success(), "{}", stderr_text(&out));
         assert_eq!(stderr_text(&out), "", "{mode:?}");
     }
+    // A bar asked for by name is drawn on a pipe too, but not with -q.
+    let bar = |quiet: &[&str]| {
+        let out = env
+            .cmd()
+            .args(quiet)
+            .args(["--progress", "bar", "backup"])
+            .arg(&src)
+            .args(SELECTION)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_text(&out));
+        stderr_text(&out)
+    };
+    assert!(bar(&[]).contains("backup [00:00:"), "{}", bar(&[]));
+    assert_eq!(bar(&["-q"]), "");
     // JSON lines asked for by name are written even with -q.
     let out = env
         .cmd()

@@ -255,14 +255,18 @@ impl PreparedRestore<'_> {
         let target = &options.target;
         let restorer = Restorer::new(self.repo, options, progress)?;
         progress.phase(Phase::Scanning);
-        let totals = match &self.plan {
-            Some(plan) => (plan.files_to_write, plan.bytes_to_write),
-            None => {
-                let plan = restorer.plan(node, rel, false)?;
-                (plan.files_to_write, plan.bytes_to_write)
-            }
+        // The totals are for progress only: a snapshot the plan cannot walk
+        // fails (or warns) in the restore itself, the same way as before.
+        let planned = match &self.plan {
+            Some(plan) => Some((plan.files_to_write, plan.bytes_to_write)),
+            None => restorer
+                .plan(node, rel, false)
+                .ok()
+                .map(|plan| (plan.files_to_write, plan.bytes_to_write)),
         };
-        progress.found(totals.0, totals.1);
+        if let Some((files, bytes)) = planned {
+            progress.found(files, bytes);
+        }
         progress.phase(Phase::Working);
         fs::create_dir_all(target)
             .map_err(|e| Error::io("cannot create restore target", target, e))?;
