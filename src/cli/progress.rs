@@ -287,28 +287,15 @@ impl CliProgress {
                 "{prefix} [{elapsed_precise}] {wide_bar} {percent:>3}% ETA {eta}\n  {bytes}/{total_bytes}, {files}, {binary_bytes_per_sec}  {current}"
             }
         };
-        let found = self.counters.clone();
-        let done = self.counters.clone();
         let files = self.counters.clone();
         let current = self.counters.clone();
         ProgressStyle::with_template(template)
             .expect("valid template")
             .with_key(
                 "found",
-                move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let files = found.files_found.load(Ordering::Relaxed);
-                    let bytes = found.bytes_found.load(Ordering::Relaxed);
-                    let _ = write!(w, "{} files, {}", files, HumanBytes(bytes));
-                },
+                self.counts_key(|c| (&c.files_found, &c.bytes_found)),
             )
-            .with_key(
-                "done",
-                move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let files = done.files_done.load(Ordering::Relaxed);
-                    let bytes = done.bytes_done.load(Ordering::Relaxed);
-                    let _ = write!(w, "{} files, {}", files, HumanBytes(bytes));
-                },
-            )
+            .with_key("done", self.counts_key(|c| (&c.files_done, &c.bytes_done)))
             .with_key(
                 "files",
                 move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
@@ -324,6 +311,21 @@ impl CliProgress {
                     }
                 },
             )
+    }
+
+    /// A template key writing `N files, SIZE` from the pair of counters
+    /// `pick` chooses.
+    fn counts_key(
+        &self,
+        pick: fn(&Counters) -> (&AtomicU64, &AtomicU64),
+    ) -> impl Fn(&ProgressState, &mut dyn std::fmt::Write) + Clone + Send + Sync + 'static {
+        let counters = self.counters.clone();
+        move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let (files, bytes) = pick(&counters);
+            let files = files.load(Ordering::Relaxed);
+            let bytes = bytes.load(Ordering::Relaxed);
+            let _ = write!(w, "{files} files, {}", HumanBytes(bytes));
+        }
     }
 
     /// Grows the bar's length to the bytes to do, never shrinking it.

@@ -7,7 +7,7 @@
 use crate::common;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{Env, pseudo_random, stderr_text};
 
@@ -25,7 +25,30 @@ fn make_tree(root: &Path, files: usize, size: usize) {
     fs::write(root.join("huge"), pseudo_random(3 << 20, 99)).unwrap();
 }
 
+/// A new repository and a [`make_tree`] tree at `src` beside it.
+fn env_with_tree(files: usize, size: usize) -> (Env, PathBuf) {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src, files, size);
+    (env, src)
+}
+
 const SELECTION: [&str; 4] = ["--exclude", ".cache", "--exclude-larger-than", "2M"];
+
+/// Runs `snap FLAGS... backup SRC` with [`SELECTION`], which must succeed.
+#[track_caller]
+fn backup(env: &Env, flags: &[&str], src: &Path) -> std::process::Output {
+    let out = env
+        .cmd()
+        .args(flags)
+        .arg("backup")
+        .arg(src)
+        .args(SELECTION)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    out
+}
 
 /// The JSON status lines of a command's stderr, in order; every other
 /// stderr line must not look like JSON.
@@ -82,19 +105,21 @@ fn check_lines(lines: &[serde_json::Value]) -> serde_json::Value {
     last
 }
 
+/// Runs `cmd` (with `--progress json` among its arguments), which must
+/// succeed; returns its stdout and its last status line, after
+/// [`check_lines`].
+#[track_caller]
+fn run_with_status(cmd: &mut assert_cmd::Command) -> (Vec<u8>, serde_json::Value) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    let last = check_lines(&status_lines(&stderr_text(&out)));
+    (out.stdout, last)
+}
+
 #[test]
 fn backup_json_status_lines_count_what_the_backup_stores() {
-    let env = Env::new();
-    let src = env.path("src");
-    make_tree(&src, 60, 40_000);
-    let out = env
-        .cmd()
-        .args(["--json", "--progress", "json", "backup"])
-        .arg(&src)
-        .args(SELECTION)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_text(&out));
+    let (env, src) = env_with_tree(60, 40_000);
+    let out = backup(&env, &["--json", "--progress", "json"], &src);
     // Standard output is still the one report document.
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let last = check_lines(&status_lines(&stderr_text(&out)));
@@ -107,14 +132,7 @@ fn backup_json_status_lines_count_what_the_backup_stores() {
     assert_eq!(last["total_bytes"], report["bytes"], "{last}");
 
     // Unchanged files count as done too (their content is reused).
-    let out = env
-        .cmd()
-        .args(["--progress", "json", "backup"])
-        .arg(&src)
-        .args(SELECTION)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_text(&out));
+    let out = backup(&env, &["--progress", "json"], &src);
     let last = check_lines(&status_lines(&stderr_text(&out)));
     assert_eq!(last["files_done"], 60, "{last}");
     assert_eq!(last["total_files"], 60, "{last}");
@@ -122,41 +140,26 @@ fn backup_json_status_lines_count_what_the_backup_stores() {
 
 #[test]
 fn restore_check_and_copy_json_totals_match_their_work() {
-    let env = Env::new();
-    let src = env.path("src");
-    make_tree(&src, 30, 20_000);
+    let (env, src) = env_with_tree(30, 20_000);
     let report = env.backup(&[&src], &SELECTION);
 
     // Restore: the totals are those of the plan, --include applied.
-    let out = env
-        .cmd()
-        .args([
-            "--progress",
-            "json",
-            "restore",
-            "latest",
-            "--include",
-            "src/d1/*",
-        ])
-        .arg("--target")
-        .arg(env.path("out"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_text(&out));
-    let last = check_lines(&status_lines(&stderr_text(&out)));
+    let (_, last) = run_with_status(
+        env.cmd()
+            .args(["--progress", "json", "restore", "latest"])
+            .args(["--include", "src/d1/*", "--target"])
+            .arg(env.path("out")),
+    );
     let restored = fs::read_dir(env.path("out/src/d1")).unwrap().count() as u64;
     assert!(restored > 0);
     assert_eq!(last["files_done"], restored, "{last}");
     assert_eq!(last["total_files"], restored, "{last}");
 
     // check --read-data counts packs, and reads every byte of them.
-    let out = env
-        .cmd()
-        .args(["--progress", "json", "check", "--read-data"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_text(&out));
-    let last = check_lines(&status_lines(&stderr_text(&out)));
+    let (_, last) = run_with_status(
+        env.cmd()
+            .args(["--progress", "json", "check", "--read-data"]),
+    );
     let packs = fs::read_dir(env.repo.join("data"))
         .unwrap()
         .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
@@ -166,14 +169,11 @@ fn restore_check_and_copy_json_totals_match_their_work() {
 
     // copy takes its totals from the snapshot summaries.
     let other = Env::new();
-    let out = env
-        .cmd()
-        .args(["--progress", "json", "copy", "--to"])
-        .arg(&other.repo)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_text(&out));
-    let last = check_lines(&status_lines(&stderr_text(&out)));
+    let (_, last) = run_with_status(
+        env.cmd()
+            .args(["--progress", "json", "copy", "--to"])
+            .arg(&other.repo),
+    );
     assert_eq!(last["total_files"], report["files"], "{last}");
     assert_eq!(last["files_done"], report["files"], "{last}");
     assert_eq!(last["bytes_done"], report["bytes"], "{last}");
@@ -181,9 +181,7 @@ fn restore_check_and_copy_json_totals_match_their_work() {
 
 #[test]
 fn prune_json_status_lines_cover_the_repacking() {
-    let env = Env::new();
-    let src = env.path("src");
-    make_tree(&src, 20, 30_000);
+    let (env, src) = env_with_tree(20, 30_000);
     env.backup(&[&src], &SELECTION);
     // Half the files gone from the next snapshot, the first forgotten: the
     // packs holding both keep and drop data, so prune repacks.
@@ -192,67 +190,35 @@ fn prune_json_status_lines_cover_the_repacking() {
     }
     env.backup(&[&src], &SELECTION);
     env.ok(["forget", "latest~1"]);
-    let out = env
-        .cmd()
-        .args([
-            "--json",
-            "--progress",
-            "json",
-            "prune",
-            "--max-unused",
-            "0%",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let last = check_lines(&status_lines(&stderr_text(&out)));
+    let (stdout, last) = run_with_status(env.cmd().args(["--json", "--progress", "json"]).args([
+        "prune",
+        "--max-unused",
+        "0%",
+    ]));
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     assert!(last["total_files"].as_u64().unwrap() > 0, "{last} {report}");
     assert_eq!(last["files_done"], last["total_files"], "{last}");
 }
 
 #[test]
 fn no_progress_output_unless_asked_for() {
-    let env = Env::new();
-    let src = env.path("src");
-    make_tree(&src, 5, 1_000);
+    let (env, src) = env_with_tree(5, 1_000);
     // Not a terminal: auto shows nothing, and neither does none.
-    for mode in [&["--progress", "auto"][..], &["--progress", "none"], &[]] {
-        let out = env
-            .cmd()
-            .args(mode)
-            .args(["-q", "backup"])
-            .arg(&src)
-            .args(SELECTION)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr_text(&out));
+    for mode in [
+        &["-q", "--progress", "auto"][..],
+        &["-q", "--progress", "none"],
+        &["-q"],
+    ] {
+        let out = backup(&env, mode, &src);
         assert_eq!(stderr_text(&out), "", "{mode:?}");
     }
     // A bar asked for by name is drawn on a pipe too, but not with -q.
-    let bar = |quiet: &[&str]| {
-        let out = env
-            .cmd()
-            .args(quiet)
-            .args(["--progress", "bar", "backup"])
-            .arg(&src)
-            .args(SELECTION)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr_text(&out));
-        stderr_text(&out)
-    };
-    assert!(bar(&[]).contains("backup [00:00:"), "{}", bar(&[]));
-    assert_eq!(bar(&["-q"]), "");
+    let bar = stderr_text(&backup(&env, &["--progress", "bar"], &src));
+    assert!(bar.contains("backup [00:00:"), "{bar}");
+    let quiet = backup(&env, &["-q", "--progress", "bar"], &src);
+    assert_eq!(stderr_text(&quiet), "");
     // JSON lines asked for by name are written even with -q.
-    let out = env
-        .cmd()
-        .args(["-q", "--progress", "json", "backup"])
-        .arg(&src)
-        .args(SELECTION)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_text(&out));
+    let out = backup(&env, &["-q", "--progress", "json"], &src);
     check_lines(&status_lines(&stderr_text(&out)));
     // A mode that does not exist is a usage error naming the four.
     let out = env.run(["--progress", "fancy", "snapshots"]);
