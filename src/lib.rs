@@ -64,7 +64,7 @@ pub use ops::backup::{BackupOptions, BackupReport, NamedSource, SourceInput, bac
 pub use ops::check::{CheckOptions, CheckReport, ReadData, check};
 pub use ops::diff::{Change, ChangeKind, Diff, diff};
 pub use ops::restore::{Overwrite, RestoreOptions, RestoreReport, restore};
-pub use progress::{FileStatus, NoProgress, Progress};
+pub use progress::{FileStatus, NoProgress, Phase, Progress};
 pub use repo::{InitOptions, Repository};
 
 /// Unstable access to the private layers (byte formats, codecs, packs, the

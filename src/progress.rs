@@ -1,5 +1,12 @@
 //! Long operations report here; the command line decides whether that becomes
-//! a progress bar, nothing, or something else. The library never prints.
+//! a progress bar, JSON status lines, or nothing. The library never prints.
+//!
+//! Everything is a counter or a name, never text to parse back: an
+//! operation first reports what it finds to do ([`Progress::found`], while
+//! in [`Phase::Scanning`] the totals still grow), then [`Phase::Working`]
+//! once the totals are complete, and what it has done
+//! ([`Progress::add_files`], [`Progress::add_bytes`]) as it goes. All counts
+//! only ever grow.
 
 /// Receives progress and notices from long operations.
 pub trait Progress: Send + Sync {
@@ -7,12 +14,32 @@ pub trait Progress: Send + Sync {
     fn message(&self, _text: &str) {}
     /// A warning: something was skipped, the operation goes on.
     fn warn(&self, _text: &str) {}
+    /// The operation moved to `phase`. An operation that knows its totals
+    /// before it starts reports them with [`Progress::found`] and goes
+    /// straight to [`Phase::Working`].
+    fn phase(&self, _phase: Phase) {}
+    /// `files` more files (or packs) holding `bytes` more bytes were found
+    /// to process.
+    fn found(&self, _files: u64, _bytes: u64) {}
     /// `bytes` more content bytes were processed.
     fn add_bytes(&self, _bytes: u64) {}
-    /// `files` more files were processed.
+    /// `files` more files (or packs) were processed.
     fn add_files(&self, _files: u64) {}
+    /// Work started on the item `name`: a path as snap prints it, or a
+    /// pack's id.
+    fn current(&self, _name: &str) {}
     /// A backup finished with the file at `path` (as read from disk).
     fn file(&self, _status: FileStatus, _path: &std::path::Path) {}
+}
+
+/// Where a long operation is, as [`Progress::phase`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Still finding what there is to do: the totals reported by
+    /// [`Progress::found`] may grow, while work may already go on.
+    Scanning,
+    /// The totals are complete.
+    Working,
 }
 
 /// What a backup did with a file, as [`Progress::file`] reports it.

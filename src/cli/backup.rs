@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use snap::profile::ProfileInput;
 use snap::select::{Filter, parse_selector, parse_time, resolve};
 use snap::{
-    BackupOptions, FileStatus, InitOptions, LocalBackend, NamedSource, Progress, Repository,
+    BackupOptions, FileStatus, InitOptions, LocalBackend, NamedSource, Phase, Progress, Repository,
     SourceInput,
 };
 
@@ -116,6 +116,18 @@ impl Progress for Listing<'_> {
 
     fn add_files(&self, files: u64) {
         self.inner.add_files(files);
+    }
+
+    fn phase(&self, phase: Phase) {
+        self.inner.phase(phase);
+    }
+
+    fn found(&self, files: u64, bytes: u64) {
+        self.inner.found(files, bytes);
+    }
+
+    fn current(&self, name: &str) {
+        self.inner.current(name);
     }
 
     fn file(&self, status: FileStatus, path: &std::path::Path) {
@@ -236,27 +248,6 @@ fn open_or_create(global: &Global, progress: &CliProgress) -> snap::Result<Repos
     global.open(progress)
 }
 
-/// Counts the bytes below `paths` in the background, so the bar has a total.
-fn scan_totals(paths: Vec<PathBuf>, bar: indicatif::ProgressBar) {
-    std::thread::spawn(move || {
-        let mut total = 0u64;
-        let mut stack = paths;
-        while let Some(path) = stack.pop() {
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                if let Ok(entries) = std::fs::read_dir(&path) {
-                    stack.extend(entries.flatten().map(|e| e.path()));
-                }
-            } else if meta.is_file() {
-                total += meta.len();
-            }
-        }
-        bar.set_length(total);
-    });
-}
-
 /// The paths listed by --files-from and --files-from-verbatim (and the
 /// profile's `files-from` keys when no path was given).
 fn listed_paths(global: &Global, args: &Args) -> snap::Result<Vec<PathBuf>> {
@@ -346,21 +337,13 @@ fn run_backup(
         sources,
         dry_run: args.dry_run,
     };
-    progress.start_bar("backup");
-    if let Some(bar) = progress.bar() {
-        let mut scanned = args.paths;
-        scanned.extend(options.sources.iter().filter_map(|s| match &s.input {
-            SourceInput::Path(path) => Some(path.clone()),
-            _ => None,
-        }));
-        scan_totals(scanned, bar);
-    }
+    progress.start("backup");
     let listing = Listing {
         inner: &progress,
         level: args.verbose,
     };
     let result = snap::backup(&repo, &options, &listing);
-    progress.finish();
+    progress.finish(result.is_ok());
     let report = result?;
     let s = &report.snapshot.summary;
     let mut tally = format!(

@@ -121,14 +121,13 @@ pub fn run_check(
 ) -> snap::Result<CheckReport> {
     let read_packs = select_packs(repo, read_data)?;
     if !read_packs.is_empty() {
-        progress.start_bar("read data");
-        progress.set_total(read_packs.iter().map(|(_, size)| size).sum());
+        progress.start("read data");
     }
     let options = CheckOptions {
         read_packs: read_packs.into_iter().map(|(id, _)| id).collect(),
     };
     let result = check(repo, &options, progress);
-    progress.finish();
+    progress.finish(result.is_ok());
     result
 }
 

@@ -60,7 +60,7 @@ pub fn other_credentials(
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let filter = args.filter.filter()?;
-    let progress = global.progress();
+    let mut progress = global.progress();
     let source = global.open_reader(&progress)?;
     let credentials = other_credentials(
         args.to_password_file,
@@ -86,8 +86,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         selected.sort_by_key(|(id, s): &(snap::id::SnapshotId, _)| (s.timestamp(), *id));
         selected
     };
-    let report = copy::copy(&source, &target, &selected, &progress)?;
-    progress.finish();
+    progress.start("copy");
+    let report = copy::copy(&source, &target, &selected, &progress);
+    progress.finish(report.is_ok());
+    let report = report?;
     if global.json {
         output::print_json(&serde_json::json!({
             "target": target.backend().location(),

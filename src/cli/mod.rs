@@ -19,6 +19,7 @@ mod ls;
 mod man;
 mod output;
 mod password;
+mod progress;
 mod prune;
 mod repair;
 mod restore;
@@ -144,6 +145,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "KIB", allow_negative_numbers = true)]
     limit_download: Option<String>,
 
+    /// How to show progress: a bar on a terminal (auto), a bar, JSON status lines on stderr, or none.
+    #[arg(long, global = true, value_enum, default_value_t = progress::ProgressMode::Auto, value_name = "MODE")]
+    progress: progress::ProgressMode,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -210,6 +215,8 @@ pub struct Global {
     pub profile: Option<Profile>,
     /// Upload and download limits for the repositories the command opens.
     pub limits: snap::backend::Limits,
+    /// How progress is shown (`--progress`).
+    pub progress: progress::ProgressMode,
 }
 
 impl Global {
@@ -227,7 +234,7 @@ impl Global {
 
     /// Progress reporting suited to the terminal and flags.
     pub fn progress(&self) -> CliProgress {
-        CliProgress::new(self.quiet)
+        CliProgress::new(self.quiet, self.progress)
     }
 
     /// How to unlock an encrypted repository; the password is asked for lazily.
@@ -332,6 +339,7 @@ fn run_main() -> ExitCode {
             key_file: cli.key_file,
             profile: None,
             limits,
+            progress: cli.progress,
         },
         profile,
     );

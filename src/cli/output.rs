@@ -1,10 +1,7 @@
-//! Output helpers: progress bars on a terminal, byte and time formatting, JSON.
+//! Output helpers: byte and time formatting, tables, JSON (progress lives
+//! in `progress.rs`).
 
-use std::io::IsTerminal;
-use std::time::Duration;
-
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use snap::Progress;
+pub use super::progress::CliProgress;
 
 /// Writes a line to stderr, ignoring failure: after SIGHUP the terminal may
 /// be gone, and `eprintln!` would panic mid-backup instead of letting it stop
@@ -12,96 +9,6 @@ use snap::Progress;
 pub fn print_err(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// Progress for the command line: a bar on a terminal, messages on stderr.
-pub struct CliProgress {
-    bar: Option<ProgressBar>,
-    quiet: bool,
-}
-
-impl CliProgress {
-    /// Shows bars only when stderr is a terminal and not `quiet`.
-    pub fn new(quiet: bool) -> Self {
-        Self { bar: None, quiet }
-    }
-
-    /// Starts a byte-counting bar (with ETA once `set_total` was called).
-    pub fn start_bar(&mut self, what: &str) {
-        if self.quiet || !std::io::stderr().is_terminal() {
-            return;
-        }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar.set_prefix(what.to_string());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        self.bar = Some(bar);
-    }
-
-    /// Sets the expected total bytes.
-    pub fn set_total(&self, bytes: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(bytes);
-        }
-    }
-
-    /// A handle to the bar for a background scanner.
-    pub fn bar(&self) -> Option<ProgressBar> {
-        self.bar.clone()
-    }
-
-    /// Removes the bar.
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-
-    /// Writes a line to stderr above the bar (made terminal-safe).
-    pub fn print(&self, line: &str) {
-        let line = terminal_safe(line);
-        match &self.bar {
-            Some(bar) => bar.suspend(|| print_err(&line)),
-            None => print_err(&line),
-        }
-    }
-}
-
-impl Progress for CliProgress {
-    fn message(&self, text: &str) {
-        if !self.quiet {
-            self.print(&format!("snap: {text}"));
-        }
-    }
-
-    fn warn(&self, text: &str) {
-        self.print(&format!("warning: {text}"));
-    }
-
-    fn add_bytes(&self, bytes: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(bytes);
-        }
-    }
-
-    fn add_files(&self, files: u64) {
-        if let Some(bar) = &self.bar
-            && files > 0
-        {
-            let done: u64 = bar
-                .message()
-                .split(' ')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            bar.set_message(format!("{} files", done + files));
-        }
-    }
 }
 
 /// A count with its noun in the right number: `1 file`, `2 files`,

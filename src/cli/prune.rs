@@ -118,7 +118,12 @@ pub fn execute(
         report: None,
     };
     if !options.dry_run {
-        outcome.report = Some(prune(&repo, plan, progress)?);
+        // The bar covers the repacking only, not the planning before it.
+        let mut repacking = global.progress();
+        repacking.start("prune");
+        let report = prune(&repo, plan, &repacking);
+        repacking.finish(report.is_ok());
+        outcome.report = Some(report?);
     }
     Ok(outcome)
 }

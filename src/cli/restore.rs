@@ -126,14 +126,9 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
             undo_command(global, &safety.short(), &args.target)
         );
     }
-    progress.start_bar("restore");
-    if node.kind == snap::NodeKind::File {
-        progress.set_total(node.size);
-    } else if path.is_empty() {
-        progress.set_total(snapshot.summary.bytes);
-    }
+    progress.start("restore");
     let result = prepared.run(&progress);
-    progress.finish();
+    progress.finish(result.is_ok());
     let report = result?;
     if global.json {
         output::print_json(&serde_json::json!({

@@ -45,7 +45,7 @@ use crate::format::tree::{
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack::read_trailer;
 use crate::plural;
-use crate::progress::{NoProgress, Progress};
+use crate::progress::{NoProgress, Phase, Progress};
 use crate::repo::Repository;
 use crate::sync::{into_inner, lock};
 
@@ -823,6 +823,11 @@ impl<'r> Checker<'r> {
             .filter(|id| on_disk.contains_key(id))
             .copied()
             .collect();
+        self.progress.found(
+            wanted.len() as u64,
+            wanted.iter().map(|id| on_disk[id]).sum(),
+        );
+        self.progress.phase(Phase::Working);
         std::thread::scope(|scope| {
             // One pack queued while one is verified and one is being read.
             let (tx, rx) = crossbeam_channel::bounded(1);
@@ -837,7 +842,9 @@ impl<'r> Checker<'r> {
             });
             // Leaving early drops `rx`, which stops the reader.
             for (id, bytes) in rx {
+                self.progress.current(&id.to_hex());
                 self.verify_pack(id, bytes, view)?;
+                self.progress.add_files(1);
             }
             Ok(())
         })

@@ -38,11 +38,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Feature};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{ListCut, Node, Tree};
+use crate::format::tree::{ListCut, Node, NodeKind, Tree, escape_name};
 use crate::id::{BlobId, RepoId, SnapshotId, TreeId};
 use crate::keys::Credentials;
 use crate::pack::BlobSaver;
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repo::Repository;
 use crate::sync::lock;
 
@@ -136,6 +136,13 @@ pub fn copy(
     // (only needed when ids differ).
     let mapped = Mutex::new(HashMap::new());
     let blobs_read = AtomicU64::new(0);
+    // The snapshots' summaries hold their totals: no scan is needed.
+    for (id, snapshot) in snapshots {
+        if !present.contains(&origin(id, snapshot)) {
+            progress.found(snapshot.summary.files, snapshot.summary.bytes);
+        }
+    }
+    progress.phase(Phase::Working);
     for (id, snapshot) in snapshots {
         let original = origin(id, snapshot);
         if present.contains(&original) {
@@ -216,13 +223,11 @@ impl Copier<'_> {
             let location = self.source.locate(id)?;
             let frame = self.source.read_frame(&location)?;
             self.source.decode_blob(id, &frame, location.raw_length)?;
-            self.progress.add_bytes(u64::from(location.raw_length));
             self.saver
                 .save_frame(kind, *id, &frame, location.raw_length)?;
             return Ok(*id);
         }
         let plain = self.source.read_blob(id)?;
-        self.progress.add_bytes(plain.len() as u64);
         let new = self.saver.save_with(kind, &plain, dictionary)?;
         self.remember(*id, new);
         Ok(new)
@@ -258,6 +263,9 @@ impl Copier<'_> {
 
     fn node(&self, node: &Node) -> Result<Node> {
         let mut node = node.clone();
+        if node.kind == NodeKind::File {
+            self.progress.current(&escape_name(&node.name));
+        }
         if let Some(subtree) = node.subtree {
             node.subtree = Some(self.tree(&subtree)?);
         }
@@ -292,7 +300,10 @@ impl Copier<'_> {
             let (content, depth) = self.saver.save_content_cut(ids, cut)?;
             node.content = content;
             node.content_depth = depth;
+        }
+        if node.kind == NodeKind::File {
             self.progress.add_files(1);
+            self.progress.add_bytes(node.size);
         }
         Ok(node)
     }

@@ -30,6 +30,7 @@ mod cli_output;
 mod cli_paths;
 mod cli_postgres;
 mod cli_profile;
+mod cli_progress;
 mod cli_restore_safety;
 mod cli_s3_copy;
 mod cli_s3_errors;

@@ -16,6 +16,7 @@
 //! `sqlite.rs` stores live SQLite databases through consistent captures.
 
 mod metadata;
+mod scan;
 mod sources;
 mod sqlite;
 mod walk;
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use crate::error::{ErrorKind, Result};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::id::SnapshotId;
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repo::Repository;
 use crate::sync::into_inner;
 
@@ -238,7 +239,16 @@ fn backup_filtered(
         _ => None,
     };
     let walker = Walker::new(repo, options, progress, selected)?;
-    let result = walker.backup_sources(&sources, parent_root.as_ref());
+    // The scan runs beside the walk: work starts at once, and the totals
+    // grow until the scan reports them complete.
+    progress.phase(Phase::Scanning);
+    let walked = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| walker.scan_sources(&sources, &walked));
+        let result = walker.backup_sources(&sources, parent_root.as_ref());
+        walked.store(true, Ordering::Relaxed);
+        result
+    });
     // Whatever happened, make what was stored durable and indexed, so the
     // next backup reuses it instead of uploading it again.
     let flushed = walker.saver.flush();

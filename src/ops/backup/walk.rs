@@ -92,10 +92,10 @@ const MAX_PATH_LEN: usize = 4096;
 type KeyedMemo = ([u8; 32], FileMemo);
 
 /// Where a source's walk happens: its filesystem, its root, its excludes.
-struct Scope<'a> {
-    dev: u64,
-    root: &'a Path,
-    excludes: Option<&'a GlobSet>,
+pub(super) struct Scope<'a> {
+    pub(super) dev: u64,
+    pub(super) root: &'a Path,
+    pub(super) excludes: Option<&'a GlobSet>,
 }
 
 impl Scope<'_> {
@@ -378,11 +378,7 @@ impl Walker<'_> {
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::File => {
-                if self
-                    .options
-                    .exclude_larger_than
-                    .is_some_and(|limit| meta.len() > limit)
-                {
+                if self.too_large(&meta) {
                     self.counters.excluded.fetch_add(1, Ordering::Relaxed);
                     return Ok(None);
                 }
@@ -405,9 +401,40 @@ impl Walker<'_> {
         Ok(Some(node))
     }
 
+    /// Whether the entry `name` of the folder at `dir` is backed up: not
+    /// excluded, and selected (the walk and the scan share this rule).
+    pub(super) fn keeps(&self, dir: &Path, name: &OsStr, scope: &Scope<'_>) -> bool {
+        !self.excluded(dir, name, scope) && self.selected(dir, name)
+    }
+
+    /// Whether an exclude pattern (`--exclude`, `--iexclude`, the source's
+    /// own excludes) leaves `dir/name` out; such entries are counted.
+    fn excluded(&self, dir: &Path, name: &OsStr, scope: &Scope<'_>) -> bool {
+        let child = dir.join(name);
+        self.excludes.is_match(name)
+            || self.excludes.is_match(&child)
+            || self.iexcludes.is_match(name)
+            || self.iexcludes.is_match(&child)
+            || scope.excludes(name, &child)
+    }
+
+    /// Whether `--files-from` (when given) selects `dir/name`.
+    fn selected(&self, dir: &Path, name: &OsStr) -> bool {
+        self.selected
+            .as_ref()
+            .is_none_or(|s| s.keeps(&dir.join(name)))
+    }
+
+    /// Whether a file of this size is left out (`exclude_larger_than`).
+    pub(super) fn too_large(&self, meta: &Metadata) -> bool {
+        self.options
+            .exclude_larger_than
+            .is_some_and(|limit| meta.len() > limit)
+    }
+
     /// Whether `dir` holds a file that asks to leave it out
     /// (`exclude_if_present`, or a valid `CACHEDIR.TAG` with `exclude_caches`).
-    fn tagged_to_skip(&self, dir: &Path) -> bool {
+    pub(super) fn tagged_to_skip(&self, dir: &Path) -> bool {
         let present = self
             .options
             .exclude_if_present
@@ -438,17 +465,11 @@ impl Walker<'_> {
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         names.retain(|name| {
-            let child = path.join(name);
-            if self.excludes.is_match(name)
-                || self.excludes.is_match(&child)
-                || self.iexcludes.is_match(name)
-                || self.iexcludes.is_match(&child)
-                || scope.excludes(name, &child)
-            {
+            if self.excluded(path, name, scope) {
                 self.counters.excluded.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
-            self.selected.as_ref().is_none_or(|s| s.keeps(&child))
+            self.selected(path, name)
         });
         let logged = self.fold_sqlite_companions(path, &mut names);
         let parent_tree = match parent.and_then(|p| p.subtree) {
@@ -539,6 +560,7 @@ impl Walker<'_> {
             self.progress.file(FileStatus::Unchanged, path);
             return Ok(true);
         }
+        self.progress.current(&escape_path(path));
         let mut ids = Vec::new();
         let capture = self.capture_database(path);
         let captured = capture.is_some();

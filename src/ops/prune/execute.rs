@@ -14,7 +14,7 @@ use crate::error::{ErrorKind, Result};
 use crate::format::index::{MarkedDelta, PackIndex};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack::{BlobSaver, read_trailer};
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repo::Repository;
 
 /// New packs per index delta while copying; the marks of the packs copied
@@ -58,8 +58,16 @@ fn copy_all(
     let marked_at = crate::lock::now_s();
     let mut copied = 0;
     let mut marks = Vec::new();
-    for pack in plan.packs.iter().filter(|p| p.fate.copy) {
+    let copying = || plan.packs.iter().filter(|p| p.fate.copy);
+    progress.found(
+        copying().count() as u64,
+        copying().map(|p| p.usage.live_bytes).sum(),
+    );
+    progress.phase(Phase::Working);
+    for pack in copying() {
+        progress.current(&pack.usage.id.to_hex());
         copied += copy_live(repo, saver, &plan.live, &pack.usage, progress)?;
+        progress.add_files(1);
         // Marked again when rescued: the mark must come with the copies (its
         // time stays the earliest of its marks).
         marks.push(pack.usage.id);
@@ -103,8 +111,9 @@ fn copy_live(
         repo.decode_blob(id, &frame, location.raw_length)?;
         if saver.save_frame(location.kind, *id, &frame, location.raw_length)? {
             copied += 1;
-            progress.add_bytes(u64::from(location.length));
         }
+        // Counted when already saved too: the total is every live blob.
+        progress.add_bytes(u64::from(location.length));
     }
     Ok(copied)
 }

@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::{MAX_TREE_DEPTH, Node};
 use crate::glob::glob_set;
 use crate::id::SnapshotId;
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repo::Repository;
 use crate::sync::{into_inner, lock};
 
@@ -254,6 +254,20 @@ impl PreparedRestore<'_> {
         let (node, rel, options) = (self.node, self.rel, self.options);
         let target = &options.target;
         let restorer = Restorer::new(self.repo, options, progress)?;
+        progress.phase(Phase::Scanning);
+        // The totals are for progress only: a snapshot the plan cannot walk
+        // fails (or warns) in the restore itself, the same way as before.
+        let planned = match &self.plan {
+            Some(plan) => Some((plan.files_to_write, plan.bytes_to_write)),
+            None => restorer
+                .plan(node, rel, false)
+                .ok()
+                .map(|plan| (plan.files_to_write, plan.bytes_to_write)),
+        };
+        if let Some((files, bytes)) = planned {
+            progress.found(files, bytes);
+        }
+        progress.phase(Phase::Working);
         fs::create_dir_all(target)
             .map_err(|e| Error::io("cannot create restore target", target, e))?;
         if node.name.is_empty() {

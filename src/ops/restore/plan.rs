@@ -80,6 +80,8 @@ pub struct RestorePlan {
     pub keep: u64,
     /// Existing entries to remove.
     pub delete: u64,
+    /// Files to write (created or replaced).
+    pub files_to_write: u64,
     /// Content bytes to write.
     pub bytes_to_write: u64,
     /// Content bytes of unchanged files.
@@ -112,6 +114,9 @@ impl RestorePlan {
 
     fn add(&mut self, path: &Path, action: PlanAction, kind: NodeKind, size: u64) {
         let size = if kind == NodeKind::File { size } else { 0 };
+        if kind == NodeKind::File && matches!(action, PlanAction::Create | PlanAction::Overwrite) {
+            self.files_to_write += 1;
+        }
         match action {
             PlanAction::Create => {
                 self.create += 1;

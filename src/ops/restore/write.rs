@@ -159,6 +159,7 @@ impl Restorer<'_> {
         if self.defer_hard_link(node, dest, rel) {
             return Ok(());
         }
+        self.progress.current(rel);
         if fs::symlink_metadata(dest).is_err() {
             // Nothing there: create the file in place (O_EXCL: a symlink
             // appearing meanwhile is not followed).
