@@ -132,8 +132,11 @@ impl Progress for Listing<'_> {
 
     fn file(&self, status: FileStatus, path: &std::path::Path) {
         if self.level >= 2 || (self.level == 1 && status != FileStatus::Unchanged) {
-            self.inner
-                .print(&format!("{}  {}", status.as_str(), snap::escape_path(path)));
+            self.inner.print(&format!(
+                "{:<9}  {}",
+                status.as_str(),
+                snap::escape_path(path)
+            ));
         }
     }
 }
