@@ -233,6 +233,15 @@ fn examples(path: &str) -> Option<&'static str> {
   # Read one without installing
   snap man /tmp && man -l /tmp/snap-backup.1"
         }
+        "mount" => {
+            "  # Browse every snapshot as folders (Ctrl-C unmounts)
+  mkdir -p ~/snap-mnt && snap mount ~/snap-mnt
+  # In another shell: copy a file back as it was, or query an old database
+  cp ~/snap-mnt/latest/home/me/notes.md ~
+  sqlite3 ~/snap-mnt/latest/home/me/app.db 'select count(*) from items'
+  # Unmount from elsewhere
+  fusermount3 -u ~/snap-mnt"
+        }
         _ => return None,
     })
 }
