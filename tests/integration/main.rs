@@ -23,6 +23,7 @@ mod cli_forget_prune;
 mod cli_format;
 mod cli_help;
 mod cli_hostile_repo;
+mod cli_mount;
 mod cli_names_tags;
 mod cli_output;
 mod cli_postgres;
