@@ -97,16 +97,22 @@ fn present_sqlite_header(first_chunk: &[u8], offset: u64, out: &mut [u8]) {
 
 /// Verified chunks recently read, bounded by their total size, so reading a
 /// file sequentially in the kernel's small requests decodes each chunk once
-/// and memory stays flat whatever the file's size.
+/// and memory stays flat whatever the file's size. The kernel sends several
+/// reads of one chunk at once (readahead): the first reads it, the others
+/// wait for it on its slot instead of decoding it again.
 pub struct ChunkCache {
     limit: usize,
     held: Mutex<Held>,
 }
 
+/// A chunk being read or read (`None` until then, or after a failed read).
+type Slot = Arc<Mutex<Option<Arc<Vec<u8>>>>>;
+
 #[derive(Default)]
 struct Held {
-    chunks: HashMap<BlobId, Arc<Vec<u8>>>,
-    order: VecDeque<BlobId>,
+    slots: HashMap<BlobId, Slot>,
+    /// Filled chunks, oldest first, with their sizes.
+    order: VecDeque<(BlobId, usize)>,
     bytes: usize,
 }
 
@@ -121,23 +127,24 @@ impl ChunkCache {
 
     /// The plaintext of a chunk, from the cache or read and verified.
     pub fn get(&self, repo: &Repository, id: &BlobId, location: &Location) -> Result<Arc<Vec<u8>>> {
-        if let Some(found) = lock(&self.held).chunks.get(id) {
-            return Ok(found.clone());
+        let slot = lock(&self.held).slots.entry(*id).or_default().clone();
+        let mut filled = lock(&slot);
+        if let Some(data) = filled.as_ref() {
+            return Ok(data.clone());
         }
-        // Read outside the lock: other requests go on meanwhile.
+        // Only this chunk's readers wait while it is read; other chunks go on.
         let data = Arc::new(repo.read_blob_at(id, location)?);
+        *filled = Some(data.clone());
+        drop(filled);
         let mut held = lock(&self.held);
-        if held.chunks.insert(*id, data.clone()).is_none() {
-            held.order.push_back(*id);
-            held.bytes += data.len();
-        }
+        held.order.push_back((*id, data.len()));
+        held.bytes += data.len();
         while held.bytes > self.limit && held.order.len() > 1 {
-            let Some(oldest) = held.order.pop_front() else {
+            let Some((oldest, len)) = held.order.pop_front() else {
                 break;
             };
-            if let Some(gone) = held.chunks.remove(&oldest) {
-                held.bytes -= gone.len();
-            }
+            held.slots.remove(&oldest);
+            held.bytes -= len;
         }
         Ok(data)
     }
