@@ -265,7 +265,7 @@ fn mount_shows_every_snapshot_as_it_was_stored() {
         link_target(&point.join("latest")),
         format!("snapshots/{name}")
     );
-    assert_eq!(names(&point.join("ids")), [id.clone()]);
+    assert_eq!(names(&point.join("ids")), std::slice::from_ref(&id));
     assert_eq!(names(&point.join("tags")), ["daily"]);
     assert_eq!(names(&point.join("tags/daily")), [name.as_str(), "latest"]);
     let host = listed[0]["host"].as_str().unwrap();
