@@ -93,29 +93,51 @@ stop_mount() {
   mounted_pid=""
 }
 
-# (1) and (2) for snap: a fresh mount per run.
-latest_times=(); ls_times=(); read_times=(); restore_times=()
-for run in $(seq "$RUNS"); do
-  start_mount "$MNT/latest" "$SNAP" mount "$MNT" || exit 1
-  t0=$(now); ls -l "$MNT/latest/" > /dev/null; t1=$(now)
-  latest_times+=("$(secs "$t0" "$t1")")
-  t0=$(now); ls -l "$MNT/latest/data/docs" > /dev/null; t1=$(now)
-  ls_times+=("$(secs "$t0" "$t1")")
-  t0=$(now); cat "$MNT/latest/data/f100" > /dev/null; t1=$(now)
-  read_times+=("$(secs "$t0" "$t1")")
-  stop_mount
-  rm -rf "$WORK/restored"
-  t0=$(now); "$SNAP" -q restore latest:data/f100 --target "$WORK/restored" > /dev/null; t1=$(now)
-  restore_times+=("$(secs "$t0" "$t1")")
-  cmp "$WORK/restored/f100" "$DATA/f100"
-done
-snap_latest=$(printf '%s\n' "${latest_times[@]}" | median)
-snap_ls=$(printf '%s\n' "${ls_times[@]}" | median)
-snap_read=$(printf '%s\n' "${read_times[@]}" | median)
-snap_restore=$(printf '%s\n' "${restore_times[@]}" | median)
+# time_into FILE CMD...: runs CMD, its output discarded, and appends the
+# seconds it took to FILE.
+time_into() {
+  local file=$1 t0 t1
+  shift
+  t0=$(now); "$@" > /dev/null 2>&1; t1=$(now)
+  printf '%s\n' "$(secs "$t0" "$t1")" >> "$file"
+}
+mount_snap() { start_mount "$MNT/latest" "$SNAP" mount "$MNT"; }
+restore_snap() {
+  "$SNAP" -q restore latest:data/f100 --target "$WORK/restored" && cmp "$WORK/restored/f100" "$DATA/f100"
+}
+mount_restic() { start_mount "$MNT/snapshots/latest" restic mount "$MNT"; }
+restore_restic() { restic restore -q latest --include "$DATA/f100" --target "$WORK/restored"; }
+
+# measure TOOL LATEST DATA_PATH: RUNS fresh mounts (so no page cache), each
+# timing the first ls of LATEST/, of its data folder of small files, and a
+# read of the 100 MB file; then a restore of that file.
+measure() {
+  local tool=$1 latest=$2 data=$3
+  for _ in $(seq "$RUNS"); do
+    "mount_$tool" || return 1
+    time_into "$LOGS/$tool.latest" ls -l "$latest/"
+    time_into "$LOGS/$tool.ls" ls -l "$latest$data/docs"
+    time_into "$LOGS/$tool.read" cat "$latest$data/f100"
+    stop_mount
+    rm -rf "$WORK/restored"
+    time_into "$LOGS/$tool.restore" "restore_$tool"
+  done
+}
+# row TOOL LABEL: the table row of the medians.
+row() {
+  local cells="" what
+  for what in latest ls read restore; do
+    cells+=" $(median < "$LOGS/$1.$what") |"
+  done
+  echo "| $2 |$cells"
+}
+
+measure snap "$MNT/latest" /data || exit 1
+snap_read=$(median < "$LOGS/snap.read")
+snap_restore=$(median < "$LOGS/snap.restore")
 
 # (3) peak RSS of the mount while reading the big file.
-start_mount "$MNT/latest" "$SNAP" mount "$MNT" || exit 1
+mount_snap || exit 1
 t0=$(now); cat "$MNT/latest/data/big" > /dev/null; t1=$(now)
 big_read=$(secs "$t0" "$t1")
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$mounted_pid/status")
@@ -126,22 +148,10 @@ if command -v restic >/dev/null; then
   say "restic init + backup of the same data"
   restic init > "$LOGS/restic-init.log" 2>&1
   restic backup -q "$DATA" > "$LOGS/restic-backup.log" 2>&1
-  rlatest=(); rls=(); rread=(); rrestore=()
-  for run in $(seq "$RUNS"); do
-    if ! start_mount "$MNT/snapshots/latest" restic mount "$MNT"; then break; fi
-    t0=$(now); ls -l "$MNT/snapshots/latest/" > /dev/null; t1=$(now)
-    rlatest+=("$(secs "$t0" "$t1")")
-    t0=$(now); ls -l "$MNT/snapshots/latest$DATA/docs" > /dev/null; t1=$(now)
-    rls+=("$(secs "$t0" "$t1")")
-    t0=$(now); cat "$MNT/snapshots/latest$DATA/f100" > /dev/null; t1=$(now)
-    rread+=("$(secs "$t0" "$t1")")
-    stop_mount
-    rm -rf "$WORK/restic-restored"
-    t0=$(now); restic restore -q latest --include "$DATA/f100" --target "$WORK/restic-restored" > /dev/null 2>&1; t1=$(now)
-    rrestore+=("$(secs "$t0" "$t1")")
-  done
-  if [ ${#rread[@]} -gt 0 ]; then
-    restic_row="| restic 0.14 mount | $(printf '%s\n' "${rlatest[@]}" | median) | $(printf '%s\n' "${rls[@]}" | median) | $(printf '%s\n' "${rread[@]}" | median) | $(printf '%s\n' "${rrestore[@]}" | median) |"
+  if measure restic "$MNT/snapshots/latest" "$DATA"; then
+    restic_row=$(row restic "restic $(restic version | cut -d' ' -f2) mount")
+  else
+    say "restic mount did not work here; left out"
   fi
 fi
 
@@ -152,7 +162,7 @@ out="$WORK/mount-results-$(date +%Y%m%d-%H%M%S).md"
   echo
   echo "| tool | first ls -l of latest/ (s) | first ls -l of a folder of $files files (s) | read 100 MB through the mount (s) | restore of that file (s) |"
   echo "|------|------|------|------|------|"
-  echo "| snap mount | $snap_latest | $snap_ls | $snap_read | $snap_restore |"
+  row snap "snap mount"
   [ -n "$restic_row" ] && echo "$restic_row"
   echo
   echo "snap: mount read $(mbps "$snap_read") MB/s, restore $(mbps "$snap_restore") MB/s:" \
