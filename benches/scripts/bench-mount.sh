@@ -67,6 +67,7 @@ say "data: a 100 MB and a $BIG_MB MB file of random bytes, and a folder of small
 head -c $((100 << 20)) /dev/urandom > "$DATA/f100"
 head -c $((BIG_MB << 20)) /dev/urandom > "$DATA/big"
 cp -r /usr/share/doc/. "$DATA/docs/" 2>/dev/null || true
+entries=$(ls -A "$DATA/docs" | wc -l)
 files=$(find "$DATA/docs" -type f | wc -l)
 
 say "snap init + backup"
@@ -138,6 +139,7 @@ snap_restore=$(median < "$LOGS/snap.restore")
 
 # (3) peak RSS of the mount while reading the big file.
 mount_snap || exit 1
+idle_kb=$(awk '/VmHWM/ {print $2}' "/proc/$mounted_pid/status")
 t0=$(now); cat "$MNT/latest/data/big" > /dev/null; t1=$(now)
 big_read=$(secs "$t0" "$t1")
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$mounted_pid/status")
@@ -160,7 +162,7 @@ out="$WORK/mount-results-$(date +%Y%m%d-%H%M%S).md"
 {
   echo "## snap mount ($(nproc) cores, $RUNS runs, medians; data: 100 MB random file, $files small files, ${BIG_MB} MB random file)"
   echo
-  echo "| tool | first ls -l of latest/ (s) | first ls -l of a folder of $files files (s) | read 100 MB through the mount (s) | restore of that file (s) |"
+  echo "| tool | first ls -l of latest/ (s) | first ls -l of a folder of $entries entries (s) | read 100 MB through the mount (s) | restore of that file (s) |"
   echo "|------|------|------|------|------|"
   row snap "snap mount"
   [ -n "$restic_row" ] && echo "$restic_row"
@@ -168,5 +170,5 @@ out="$WORK/mount-results-$(date +%Y%m%d-%H%M%S).md"
   echo "snap: mount read $(mbps "$snap_read") MB/s, restore $(mbps "$snap_restore") MB/s:" \
     "the mount reads at $(awk -v a="$snap_read" -v b="$snap_restore" 'BEGIN {printf "%.0f", 100 * b / a}')% of restore's throughput."
   echo
-  echo "Reading the ${BIG_MB} MB file through the mount: ${big_read} s; peak RSS of snap mount: $((hwm_kb / 1024)) MiB."
+  echo "Reading the ${BIG_MB} MB file through the mount: ${big_read} s; peak RSS of snap mount: $((hwm_kb / 1024)) MiB (after mounting, before the read: $((idle_kb / 1024)) MiB)."
 } | tee "$out"
