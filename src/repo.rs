@@ -94,6 +94,9 @@ enum CacheUse {
     /// Take the shared cache if it is free, else build a private one at
     /// once (commands that only read).
     SharedOrPrivate,
+    /// Always a private cache: a reader that stays open for hours (a
+    /// mount) must never make a backup wait for the shared one.
+    Private,
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -205,6 +208,17 @@ impl Repository {
         Self::open_as(backend, credentials, CacheUse::SharedOrPrivate, progress)
     }
 
+    /// Opens the repository for a reader that stays open (`snap mount`):
+    /// like [`Repository::open_reader`], but always with a private cache,
+    /// so that the backups it is meant to show never wait behind it.
+    pub fn open_long_reader(
+        backend: Box<dyn Backend>,
+        credentials: &Credentials,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        Self::open_as(backend, credentials, CacheUse::Private, progress)
+    }
+
     fn open_as(
         backend: Box<dyn Backend>,
         credentials: &Credentials,
@@ -271,10 +285,15 @@ impl Repository {
                     cache_path.display()
                 ));
             })?,
-            CacheUse::SharedOrPrivate => {
-                if let Some(cache) = IndexCache::open_if_free(&cache_path)? {
+            CacheUse::SharedOrPrivate | CacheUse::Private => {
+                let shared = match cache_use {
+                    CacheUse::Private => None,
+                    _ => IndexCache::open_if_free(&cache_path)?,
+                };
+                if let Some(cache) = shared {
                     cache
                 } else {
+                    crate::backend::local::create_private_dir(&cache_dir)?;
                     crate::lock::clean_dead_temp(&cache_dir, &[READER_CACHE_PREFIX]);
                     let dir = tempfile::Builder::new()
                         .prefix(&format!("{READER_CACHE_PREFIX}{}-", std::process::id()))

@@ -233,6 +233,15 @@ fn examples(path: &str) -> Option<&'static str> {
   # Read one without installing
   snap man /tmp && man -l /tmp/snap-backup.1"
         }
+        "mount" => {
+            "  # Browse every snapshot as folders until Ctrl-C (the folder must exist)
+  snap mount ~/snap-mnt
+  # A repository on S3, in the background; then query an old database
+  snap -r s3://bucket/laptop mount ~/snap-mnt &
+  sqlite3 ~/snap-mnt/latest/home/me/app.db 'select count(*) from items'
+  # Unmount from another shell
+  fusermount3 -u ~/snap-mnt"
+        }
         _ => return None,
     })
 }

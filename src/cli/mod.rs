@@ -17,6 +17,7 @@ mod key;
 mod log;
 mod ls;
 mod man;
+mod mount;
 mod output;
 mod password;
 mod progress;
@@ -195,6 +196,8 @@ enum Command {
     Completions(completions::Args),
     /// Write a man page for snap and for each of its commands into a folder.
     Man(man::Args),
+    /// Show the snapshots as a read-only folder tree (FUSE), until Ctrl-C or `fusermount3 -u`.
+    Mount(mount::Args),
 }
 
 /// Options every command shares.
@@ -363,6 +366,7 @@ fn run_main() -> ExitCode {
         Command::Tag(args) => tag::run(&global, args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(&global, args),
+        Command::Mount(args) => mount::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod find;
 pub mod forget;
 pub mod log;
+pub mod mount;
 pub mod paths;
 pub mod prune;
 pub mod repair;

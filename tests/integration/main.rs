@@ -25,6 +25,7 @@ mod cli_help;
 mod cli_hostile_repo;
 mod cli_limits;
 mod cli_messages;
+mod cli_mount;
 mod cli_names_tags;
 mod cli_output;
 mod cli_paths;
