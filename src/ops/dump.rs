@@ -236,7 +236,11 @@ fn write_entries(
     };
     let result = if node.kind == NodeKind::Dir {
         let top_is_root = components(path).is_empty();
-        let top = if top_is_root { Ok(()) } else { visit(&shown, node) };
+        let top = if top_is_root {
+            Ok(())
+        } else {
+            visit(&shown, node)
+        };
         top.and_then(|()| walk(repo, node, &shown, true, &mut visit))
     } else {
         visit(&shown, node)
@@ -268,7 +272,9 @@ fn add_entry(
     }
     let linked = node.links > 1 && node.inode != 0 && archive.keeps_hard_links();
     if linked && let Some(first) = first_names.get(&(node.dev, node.inode)) {
-        return archive.add(name, node, Entry::HardLink(first)).map_err(written);
+        return archive
+            .add(name, node, Entry::HardLink(first))
+            .map_err(written);
     }
     let mut content = FileReader::new(repo, node)?;
     let skipped = archive
@@ -435,7 +441,8 @@ impl ArchiveWriter for Tar<'_, '_> {
         match (node.kind, entry) {
             (NodeKind::File, Entry::HardLink(first)) => {
                 header.set_entry_type(EntryType::Link);
-                self.builder.append_link(&mut header, path, os_path(first))?;
+                self.builder
+                    .append_link(&mut header, path, os_path(first))?;
             }
             (NodeKind::File, Entry::File(content)) => {
                 header.set_entry_type(EntryType::Regular);
