@@ -365,6 +365,9 @@ fn os_path(bytes: &[u8]) -> &Path {
     Path::new(OsStr::from_bytes(bytes))
 }
 
+/// PAX records: keyword and value.
+type PaxRecords = Vec<(String, Vec<u8>)>;
+
 struct Tar<'w, 'o> {
     builder: tar::Builder<&'w mut Gate<'o>>,
     names: OwnerNames,
@@ -381,17 +384,19 @@ impl<'w, 'o> Tar<'w, 'o> {
     /// The header of `node` without its type, size or path, and the PAX
     /// records that go before it: the mtime to the nanosecond and the
     /// extended attributes, as GNU tar writes them with `--xattrs`.
-    fn header(&mut self, node: &Node) -> io::Result<(tar::Header, Vec<(String, Vec<u8>)>)> {
+    fn header(&mut self, node: &Node) -> io::Result<(tar::Header, PaxRecords)> {
         let mut header = tar::Header::new_gnu();
         header.set_mode(node.mode & 0o7777);
         header.set_uid(node.uid.into());
         header.set_gid(node.gid.into());
         let (secs, _) = split_ns(node.mtime_ns);
         header.set_mtime(u64::try_from(secs).unwrap_or(0));
-        if let Some(name) = self.names.user(node.uid) {
+        // The header holds names of up to 32 bytes; a longer one is left
+        // out (the numbers are always there).
+        if let Some(name) = self.names.user(node.uid).filter(|n| n.len() <= 32) {
             header.set_username(name)?;
         }
-        if let Some(name) = self.names.group(node.gid) {
+        if let Some(name) = self.names.group(node.gid).filter(|n| n.len() <= 32) {
             header.set_groupname(name)?;
         }
         let magnitude = node.mtime_ns.unsigned_abs();
