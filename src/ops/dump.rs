@@ -325,33 +325,29 @@ impl OwnerNames {
     }
 
     fn user(&mut self, uid: u32) -> Option<&str> {
-        if !self.enabled {
-            return None;
-        }
-        self.users
-            .entry(uid)
-            .or_insert_with(|| {
-                nix::unistd::User::from_uid(uid.into())
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name)
-            })
-            .as_deref()
+        let look_up = |id: u32| nix::unistd::User::from_uid(id.into()).ok().flatten();
+        Self::cached(self.enabled, &mut self.users, uid, |id| {
+            look_up(id).map(|u| u.name)
+        })
     }
 
     fn group(&mut self, gid: u32) -> Option<&str> {
-        if !self.enabled {
+        let look_up = |id: u32| nix::unistd::Group::from_gid(id.into()).ok().flatten();
+        Self::cached(self.enabled, &mut self.groups, gid, |id| {
+            look_up(id).map(|g| g.name)
+        })
+    }
+
+    fn cached(
+        enabled: bool,
+        known: &mut HashMap<u32, Option<String>>,
+        id: u32,
+        look_up: impl FnOnce(u32) -> Option<String>,
+    ) -> Option<&str> {
+        if !enabled {
             return None;
         }
-        self.groups
-            .entry(gid)
-            .or_insert_with(|| {
-                nix::unistd::Group::from_gid(gid.into())
-                    .ok()
-                    .flatten()
-                    .map(|g| g.name)
-            })
-            .as_deref()
+        known.entry(id).or_insert_with(|| look_up(id)).as_deref()
     }
 }
 

@@ -53,6 +53,18 @@ fn untar(archive: &Path, into: &Path) {
     );
 }
 
+/// `snap dump --archive ARCHIVE TARGET --output DEST`.
+fn dump_into(env: &Env, archive: &str, target: &str, dest: &Path) -> Output {
+    env.run([
+        "dump".as_ref(),
+        "--archive".as_ref(),
+        archive.as_ref(),
+        target.as_ref(),
+        "--output".as_ref(),
+        dest.as_os_str(),
+    ])
+}
+
 #[test]
 fn folder_as_tar_on_stdout_extracts_to_the_source_tree() {
     if !require_program("tar", "apt-get install tar") {
@@ -109,14 +121,7 @@ fn folder_as_zip_unzips_to_the_source_tree() {
     env.backup(&[&tree.root], &[]);
 
     let zip_file = env.path("data.zip");
-    let out = env.run([
-        "dump".as_ref(),
-        "--archive".as_ref(),
-        "zip".as_ref(),
-        "latest:data".as_ref(),
-        "--output".as_ref(),
-        zip_file.as_os_str(),
-    ]);
+    let out = dump_into(&env, "zip", "latest:data", &zip_file);
     // zip has no fifos: left out with a warning naming it, exit 3.
     assert_code(&out, 3);
     let stderr = stderr_text(&out);
@@ -334,14 +339,7 @@ fn damaged_data_fails_naming_the_path_and_keeps_the_old_output() {
     fs::create_dir_all(env.path("out")).unwrap();
     fs::write(&dest, b"yesterday's archive").unwrap();
     for archive in ["tar", "zip"] {
-        let out = env.run([
-            "dump".as_ref(),
-            "--archive".as_ref(),
-            archive.as_ref(),
-            "latest:data".as_ref(),
-            "--output".as_ref(),
-            dest.as_os_str(),
-        ]);
+        let out = dump_into(&env, archive, "latest:data", &dest);
         assert_code(&out, 4);
         let stderr = stderr_text(&out);
         assert!(
