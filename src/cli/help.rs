@@ -90,6 +90,14 @@ fn examples(path: &str) -> Option<&'static str> {
   # Save a file as it was at a given time
   snap cat @2026-01-31:Documents/notes.txt > notes-january.txt"
         }
+        "dump" => {
+            "  # A folder of the latest snapshot as a tar archive
+  snap dump latest:Documents > documents.tar
+  # The whole snapshot as a zip file, written atomically
+  snap dump --archive zip --output snapshot.zip latest
+  # Unpack a folder somewhere else without a restore target
+  snap dump latest:Documents | tar -x -C /tmp/old-documents"
+        }
         "diff" => {
             "  # What changed between the last two snapshots
   snap diff latest~1 latest

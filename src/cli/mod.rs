@@ -7,6 +7,7 @@ mod check;
 mod completions;
 mod copy;
 mod diff;
+mod dump;
 mod filter;
 mod find;
 mod forget;
@@ -166,6 +167,8 @@ enum Command {
     Ls(ls::Args),
     /// Write a file from a snapshot to standard output.
     Cat(cat::Args),
+    /// Write a file as it is, or a folder as a tar or zip archive, to standard output or a file.
+    Dump(dump::Args),
     /// Show what changed between two snapshots (optionally below a path).
     Diff(diff::Args),
     /// List every distinct version of a path across all snapshots, newest first.
@@ -352,6 +355,7 @@ fn run_main() -> ExitCode {
         Command::Snapshots(args) => snapshots::run(&global, args),
         Command::Ls(args) => ls::run(&global, args),
         Command::Cat(args) => cat::run(&global, args),
+        Command::Dump(args) => dump::run(&global, args),
         Command::Diff(args) => diff::run(&global, args),
         Command::Log(args) => log::run(&global, args),
         Command::Find(args) => find::run(&global, args),

@@ -2,13 +2,14 @@
 //! Only the trees along the path (and a file's own chunks) are read.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{
     MAX_TREE_DEPTH, MAX_WALK_PATHS, Node, NodeKind, Tree, escape_name, unescape_name,
 };
-use crate::id::TreeId;
+use crate::id::{BlobId, TreeId};
+use crate::index::Location;
 use crate::repo::Repository;
 
 /// A node standing for a snapshot's root directory.
@@ -179,25 +180,77 @@ impl PathCount {
 
 /// Writes a file node's content to `out`, verifying every chunk. Returns bytes written.
 pub fn cat(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
-    if node.kind != NodeKind::File {
-        return Err(Error::new(
-            ErrorKind::Usage,
-            format!(
-                "`{}` is a {}, not a file",
-                node.display_name(),
-                node.kind.as_str()
-            ),
-        ));
+    let mut content = FileReader::new(repo, node)?;
+    std::io::copy(&mut content, out).map_err(|e| copy_error(e, "cannot write output"))
+}
+
+/// A file node's content as a reader, one verified chunk in memory at a
+/// time, whatever the file's size. The whole layout is judged when it is
+/// made ([`Repository::file_layout`]): a file whose chunks do not add up is
+/// refused before the first byte goes out, never given as a short file.
+pub struct FileReader<'r> {
+    repo: &'r Repository,
+    layout: std::vec::IntoIter<(BlobId, Location)>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl<'r> FileReader<'r> {
+    /// The reader of a file node; anything but a file is a usage error.
+    pub fn new(repo: &'r Repository, node: &Node) -> Result<Self> {
+        if node.kind == NodeKind::Dir {
+            return Err(Error::usage(format!(
+                "`{}` is a folder, not a file; `snap dump` writes a folder as a tar or zip archive",
+                node.display_name()
+            )));
+        }
+        if node.kind != NodeKind::File {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "`{}` is a {}, not a file",
+                    node.display_name(),
+                    node.kind.as_str()
+                ),
+            ));
+        }
+        Ok(Self {
+            repo,
+            layout: repo.file_layout(node)?.into_iter(),
+            chunk: Vec::new(),
+            at: 0,
+        })
     }
-    let mut written = 0u64;
-    // The whole layout is judged before the first byte goes out: a file
-    // whose chunks do not add up is an error, never a short file.
-    for (id, location) in repo.file_layout(node)? {
-        let data = repo.read_blob_at(&id, &location)?;
-        out.write_all(&data).map_err(|e| {
-            Error::new(ErrorKind::Io, format!("cannot write output: {e}")).with_source(e)
-        })?;
-        written += data.len() as u64;
+}
+
+impl Read for FileReader<'_> {
+    /// A chunk that cannot be read or verified fails the read with an
+    /// `io::Error` wrapping the library's [`Error`] ([`copy_error`] gets it
+    /// back).
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            let Some((id, location)) = self.layout.next() else {
+                return Ok(0);
+            };
+            self.chunk = self
+                .repo
+                .read_blob_at(&id, &location)
+                .map_err(std::io::Error::other)?;
+            self.at = 0;
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
-    Ok(written)
+}
+
+/// The error of copying a [`FileReader`] somewhere: the library's error
+/// when reading the repository failed, else a write error, `what` naming
+/// the destination.
+pub fn copy_error(e: std::io::Error, what: &str) -> Error {
+    match e.downcast::<Error>() {
+        Ok(error) => error,
+        Err(e) => Error::new(ErrorKind::Io, format!("{what}: {e}")).with_source(e),
+    }
 }

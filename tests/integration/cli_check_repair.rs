@@ -14,8 +14,8 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::{
-    Env, SourceTree, assert_code, assert_same_tree, build_tree, compare_trees, exit_code,
-    flip_byte, pseudo_random, snap_bin,
+    Env, SourceTree, assert_code, assert_same_tree, build_tree, chunk_location, compare_trees,
+    exit_code, flip_byte, pseudo_random, snap_bin,
 };
 use serde_json::Value;
 use snap::{NoProgress, Repository};
@@ -442,19 +442,6 @@ fn repair_index_rebuilds_a_lost_index_from_the_packs() {
                 == *delta.file_name().unwrap().to_string_lossy()
     );
     assert_eq!(check(&env, &["--read-data"]).0, 0);
-}
-
-/// Where the first chunk of `path` (in the latest snapshot) is stored: pack file and offset.
-fn chunk_location(repo: &Path, path: &str, tree_blob: bool) -> (PathBuf, u64) {
-    let repo_handle = Repository::open(common::local_backend(repo), &NoProgress).unwrap();
-    let (_, snapshot) = repo_handle.snapshots().unwrap().pop().unwrap();
-    let node = snap::ops::browse::find_node(&repo_handle, snapshot.tree, path).unwrap();
-    let id = if tree_blob {
-        node.subtree.unwrap()
-    } else {
-        repo_handle.file_chunks(&node).unwrap()[0]
-    };
-    common::blob_middle(repo, &repo_handle, &id)
 }
 
 #[test]

@@ -175,6 +175,19 @@ pub fn blob_middle(dir: &Path, repo: &snap::Repository, id: &snap::BlobId) -> (P
     )
 }
 
+/// Where the first chunk of `path` (in the latest snapshot) is stored: pack file and offset.
+pub fn chunk_location(repo: &Path, path: &str, tree_blob: bool) -> (PathBuf, u64) {
+    let repo_handle = snap::Repository::open(local_backend(repo), &snap::NoProgress).unwrap();
+    let (_, snapshot) = repo_handle.snapshots().unwrap().pop().unwrap();
+    let node = snap::ops::browse::find_node(&repo_handle, snapshot.tree, path).unwrap();
+    let id = if tree_blob {
+        node.subtree.unwrap()
+    } else {
+        repo_handle.file_chunks(&node).unwrap()[0]
+    };
+    blob_middle(repo, &repo_handle, &id)
+}
+
 /// Runs `cmd` with `input` on its stdin, written from a thread because
 /// the program's output must be drained meanwhile (a large input would
 /// otherwise deadlock on full pipes). The caller chooses where stdout and
