@@ -51,6 +51,8 @@ pub enum FileKind {
     Snapshot,
     /// `locks/<id>`
     Lock,
+    /// `drills/<id>`
+    Drill,
 }
 
 impl FileKind {
@@ -63,6 +65,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
+            FileKind::Drill => "drills",
         }
     }
 
@@ -75,6 +78,7 @@ impl FileKind {
             FileKind::Index => "index delta",
             FileKind::Snapshot => "snapshot",
             FileKind::Lock => "lock",
+            FileKind::Drill => "drill record",
         }
     }
 }
