@@ -62,6 +62,8 @@ pub struct Profile {
     pub hooks: Hooks,
     /// Longest time a hook may run.
     pub hook_timeout: Duration,
+    /// `snap check` warns when no drill passed within this many days.
+    pub drill_max_age: Option<u32>,
     /// Warnings about what was read (a duration with a bare `m`), one line each.
     pub warnings: Vec<String>,
 }
@@ -111,6 +113,8 @@ pub struct Hooks {
     pub after_restore: Option<String>,
     /// When a hooked command fails.
     pub on_failure: Option<String>,
+    /// During `snap drill`, against the restored copy (`SNAP_DRILL_DIR`).
+    pub drill: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +141,7 @@ struct RawProfile {
     #[serde(default)]
     files_from_verbatim: Vec<String>,
     hook_timeout: Option<DurationValue>,
+    drill_max_age: Option<u32>,
     #[serde(default)]
     source: Vec<RawSource>,
     retention: Option<RawRetention>,
@@ -466,6 +471,7 @@ impl Profile {
                 .map(|t| t.value("hook-timeout", file, &mut warnings))
                 .transpose()?
                 .unwrap_or(DEFAULT_HOOK_TIMEOUT),
+            drill_max_age: raw.drill_max_age,
             warnings,
             file: file.to_path_buf(),
             dir,

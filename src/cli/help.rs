@@ -233,6 +233,14 @@ fn examples(path: &str) -> Option<&'static str> {
   # Read one without installing
   snap man /tmp && man -l /tmp/snap-backup.1"
         }
+        "drill" => {
+            "  # Rehearse restoring the latest snapshot and record how it went
+  snap drill
+  # A quick drill of a tenth of the files, in a folder with room for them
+  snap drill --sample 10% --scratch /var/tmp
+  # Repeat a sampled drill of an older snapshot with the seed it printed
+  snap drill latest~1 --sample 10% --seed 1234"
+        }
         _ => return None,
     })
 }

@@ -7,6 +7,7 @@ mod check;
 mod completions;
 mod copy;
 mod diff;
+mod drill;
 mod filter;
 mod find;
 mod forget;
@@ -182,6 +183,8 @@ enum Command {
     Completions(completions::Args),
     /// Write a man page for snap and for each of its commands into a folder.
     Man(man::Args),
+    /// Rehearse a restore: restore into a scratch folder, verify every byte, record the result.
+    Drill(drill::Args),
 }
 
 /// Options every command shares.
@@ -332,6 +335,7 @@ fn run_main() -> ExitCode {
         Command::Tag(args) => tag::run(&global, args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(&global, args),
+        Command::Drill(args) => drill::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -11,7 +11,7 @@
 //! adds the second half of the rehearsal: that what landed on disk is the
 //! snapshot, read back from the disk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::format::drill::{DrillRecord, MAX_PATHS};
+use crate::format::config::Feature;
+use crate::format::drill::MAX_PATHS;
+pub use crate::format::drill::DrillRecord;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, escape_name};
 use crate::hooks::{self, Hook};
@@ -582,24 +584,40 @@ fn remove_scratch(scratch: tempfile::TempDir) -> Result<()> {
         .map_err(|e| Error::io("cannot remove the scratch folder", &path, e))
 }
 
-/// The newest drill record of each snapshot, by its tree and time.
-pub fn last_drills(
-    records: &[NamedDrillRecord],
-) -> std::collections::HashMap<(TreeId, String), &DrillRecord> {
-    let mut last = std::collections::HashMap::new();
-    // Oldest first: later records replace earlier ones.
-    for (_, record) in records {
-        last.insert((record.tree, record.snapshot_time.clone()), record);
+/// The newest drill record of each snapshot, by its tree and time (so a
+/// snapshot `snap tag` gave a new id keeps its drills).
+#[derive(Debug, Default)]
+pub struct LastDrills(HashMap<(TreeId, String), DrillRecord>);
+
+impl LastDrills {
+    /// The newest drill record of `snapshot`.
+    pub fn of(&self, snapshot: &Snapshot) -> Option<&DrillRecord> {
+        self.0.get(&(snapshot.tree, snapshot.time.clone()))
     }
-    last
+
+    /// Whether no snapshot was ever drilled.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-/// The drill record of `snapshot` in `last` (see [`last_drills`]).
-pub fn last_drill_of<'a>(
-    last: &std::collections::HashMap<(TreeId, String), &'a DrillRecord>,
-    snapshot: &Snapshot,
-) -> Option<&'a DrillRecord> {
-    last.get(&(snapshot.tree, snapshot.time.clone())).copied()
+/// Every readable drill record, oldest first; none (and no listing) in a
+/// repository that never had one.
+fn records(repo: &Repository) -> Result<Vec<NamedDrillRecord>> {
+    if !repo.has_feature(Feature::DrillRecords) {
+        return Ok(Vec::new());
+    }
+    Ok(repo.drill_records()?.0)
+}
+
+/// The newest drill record of each snapshot.
+pub fn last_drills(repo: &Repository) -> Result<LastDrills> {
+    let mut last = HashMap::new();
+    // Oldest first: later records replace earlier ones.
+    for (_, record) in records(repo)? {
+        last.insert((record.tree, record.snapshot_time.clone()), record);
+    }
+    Ok(LastDrills(last))
 }
 
 /// What `snap check` says of drills: the newest record, and a warning
@@ -620,7 +638,7 @@ pub fn drill_status(
     max_age_days: Option<u32>,
     now: jiff::Timestamp,
 ) -> Result<DrillStatus> {
-    let (records, _) = repo.drill_records()?;
+    let records = records(repo)?;
     let last = records.last().map(|(_, r)| r.clone());
     let last_passed = records.iter().rev().find(|(_, r)| r.ok).map(|(_, r)| r.clone());
     let warning = max_age_days.and_then(|days| {
@@ -648,8 +666,16 @@ pub fn drill_status(
 /// Removes the drill records of snapshots that no longer exist (no
 /// snapshot with the record's tree and time): `forget` calls it after
 /// removing snapshots. Returns how many went.
-pub fn forget_records(repo: &Repository, snapshots: &[(SnapshotId, Snapshot)]) -> Result<usize> {
-    let (records, _) = repo.drill_records()?;
+pub fn forget_records(repo: &Repository) -> Result<usize> {
+    let records = records(repo)?;
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let (snapshots, damaged) = repo.snapshots_and_damage()?;
+    if !damaged.is_empty() {
+        // A record of a snapshot that cannot be read is not an orphan.
+        return Ok(0);
+    }
     let alive: HashSet<(TreeId, &str)> = snapshots
         .iter()
         .map(|(_, s)| (s.tree, s.time.as_str()))

@@ -31,7 +31,6 @@ use rayon::prelude::*;
 
 use crate::backend::FileKind;
 use crate::error::{Error, Result};
-use crate::format::config::Feature;
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::progress::Progress;
@@ -307,11 +306,7 @@ pub fn forget(
         .try_for_each(|id| repo.backend().remove(FileKind::Snapshot, &id.to_hex()))?;
     // Snapshots first, then their records: a crash in between leaves
     // records of missing snapshots, which the next forget removes.
-    let drill_records_removed = if repo.has_feature(Feature::DrillRecords) {
-        crate::ops::drill::forget_records(repo, &repo.snapshots()?)?
-    } else {
-        0
-    };
+    let drill_records_removed = crate::ops::drill::forget_records(repo)?;
     Ok(ForgetReport {
         removed,
         drill_records_removed,
