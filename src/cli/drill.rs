@@ -45,11 +45,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     if let Some(dir) = &args.scratch
         && !dir.is_dir()
     {
-        return Err(snap::Error::usage(format!(
-            "--scratch {} is not a folder",
-            dir.display()
-        ))
-        .into());
+        return Err(
+            snap::Error::usage(format!("--scratch {} is not a folder", dir.display())).into(),
+        );
     }
     let mut progress = global.progress();
     // A drill writes its record: it opens the repository as writers do.
@@ -99,17 +97,15 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             shown(&failed)
         ));
     }
-    Ok(
-        if !failed.is_empty() {
-            exit::DAMAGED
-        } else if report.hook.as_ref().is_some_and(|h| !h.ok) {
-            exit::ERROR
-        } else if report.warnings.is_empty() {
-            exit::OK
-        } else {
-            exit::WARNINGS
-        },
-    )
+    Ok(if !failed.is_empty() {
+        exit::DAMAGED
+    } else if report.hook.as_ref().is_some_and(|h| !h.ok) {
+        exit::ERROR
+    } else if report.warnings.is_empty() {
+        exit::OK
+    } else {
+        exit::WARNINGS
+    })
 }
 
 fn print_json(report: &DrillReport) -> anyhow::Result<()> {

@@ -25,8 +25,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::config::Feature;
-use crate::format::drill::MAX_PATHS;
 pub use crate::format::drill::DrillRecord;
+use crate::format::drill::MAX_PATHS;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, escape_name};
 use crate::hooks::{self, Hook};
@@ -213,7 +213,9 @@ pub fn drill(
     let drill = Drill {
         repo,
         progress,
-        sample: options.sample_percent.map(|percent| Sample { percent, seed }),
+        sample: options
+            .sample_percent
+            .map(|percent| Sample { percent, seed }),
         root: scratch.path(),
         damaged: Mutex::new(Vec::new()),
         warnings: Mutex::new(Vec::new()),
@@ -640,7 +642,11 @@ pub fn drill_status(
 ) -> Result<DrillStatus> {
     let records = records(repo)?;
     let last = records.last().map(|(_, r)| r.clone());
-    let last_passed = records.iter().rev().find(|(_, r)| r.ok).map(|(_, r)| r.clone());
+    let last_passed = records
+        .iter()
+        .rev()
+        .find(|(_, r)| r.ok)
+        .map(|(_, r)| r.clone());
     let warning = max_age_days.and_then(|days| {
         let limit = now
             .checked_sub(jiff::SignedDuration::from_hours(24 * i64::from(days)))
@@ -689,4 +695,110 @@ pub fn forget_records(repo: &Repository) -> Result<usize> {
         .par_iter()
         .try_for_each(|name| repo.remove_drill_record(name))?;
     Ok(orphans.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{PrivateCache, local::LocalBackend};
+    use crate::ops::backup::{BackupOptions, backup};
+    use crate::progress::NoProgress;
+    use crate::repo::InitOptions;
+
+    /// What restore wrote is read back, not trusted: bytes changed on disk
+    /// under the same size and time, and a mode changed, are differences
+    /// naming their paths; what is intact is not.
+    #[test]
+    fn verify_names_what_differs_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("data");
+        fs::create_dir(&src).unwrap();
+        for (name, text) in [("a.txt", "hello"), ("b.txt", "world"), ("c.txt", "intact")] {
+            fs::write(src.join(name), text).unwrap();
+            fs::set_permissions(src.join(name), fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let backend = PrivateCache::new(Box::new(LocalBackend::new(dir.path().join("repo"))));
+        let repo = Repository::init(
+            Box::new(backend.unwrap()),
+            &InitOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        let id = backup(&repo, &BackupOptions::new(vec![src]), &NoProgress)
+            .unwrap()
+            .id;
+        let tree = repo.read_snapshot(&id).unwrap().tree;
+        let scratch = dir.path().join("scratch");
+        fs::create_dir(&scratch).unwrap();
+        let drill = Drill {
+            repo: &repo,
+            progress: &NoProgress,
+            sample: None,
+            root: &scratch,
+            damaged: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
+            differences: Mutex::new(Vec::new()),
+            databases: Mutex::new(Vec::new()),
+            files: AtomicU64::new(0),
+            dirs: AtomicU64::new(0),
+            others: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
+        let root = root_node(tree);
+        drill.restore(&root, &scratch, "").unwrap();
+        let a = scratch.join("data/a.txt");
+        let mtime = filetime::FileTime::from_last_modification_time(&fs::metadata(&a).unwrap());
+        fs::write(&a, "jello").unwrap();
+        filetime::set_file_mtime(&a, mtime).unwrap();
+        fs::set_permissions(
+            scratch.join("data/b.txt"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        drill
+            .walk(&root, &scratch, "", &|node, path, rel| {
+                drill.verify(node, path, rel, &[])
+            })
+            .unwrap();
+        let mut differences = into_inner(drill.differences);
+        differences.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(
+            differences,
+            [
+                Difference {
+                    path: "data/a.txt".into(),
+                    what: "the bytes at offset 0 differ".into(),
+                },
+                Difference {
+                    path: "data/b.txt".into(),
+                    what: "mode 600, the snapshot has 644".into(),
+                },
+            ]
+        );
+        assert_eq!(drill.files.into_inner(), 3);
+    }
+
+    #[test]
+    fn a_sample_depends_on_the_seed_and_the_percentage() {
+        let paths: Vec<String> = (0..1000).map(|i| format!("dir/f{i}")).collect();
+        let picked = |percent, seed| {
+            let sample = Sample { percent, seed };
+            paths.iter().filter(|p| sample.picks(p)).count()
+        };
+        assert_eq!(picked(100.0, 7), 1000);
+        assert!((50..=150).contains(&picked(10.0, 7)));
+        assert_eq!(picked(10.0, 7), picked(10.0, 7));
+        let chosen = |seed| {
+            let sample = Sample {
+                percent: 10.0,
+                seed,
+            };
+            paths
+                .iter()
+                .filter(|p| sample.picks(p))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_ne!(chosen(7), chosen(8));
+    }
 }
