@@ -42,6 +42,15 @@ fn check(env: &Env, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// A repository with one snapshot of `data/f.txt` holding `content`.
+fn one_file_backup(content: &[u8]) -> Env {
+    let env = Env::new();
+    fs::create_dir(env.path("data")).unwrap();
+    fs::write(env.path("data/f.txt"), content).unwrap();
+    env.backup(&[&env.path("data")], &[]);
+    env
+}
+
 #[test]
 fn a_clean_drill_passes_and_is_recorded() {
     let env = Env::new();
@@ -110,10 +119,7 @@ fn a_clean_drill_passes_and_is_recorded() {
 
 #[test]
 fn check_warns_only_with_a_max_age_when_no_drill_passed() {
-    let env = Env::new();
-    fs::create_dir(env.path("data")).unwrap();
-    fs::write(env.path("data/f.txt"), b"content").unwrap();
-    env.backup(&[&env.path("data")], &[]);
+    let env = one_file_backup(b"content");
     let (code, text) = check(&env, &[]);
     assert_eq!(code, 0, "no max age, no warning: {text}");
     assert!(
@@ -189,10 +195,7 @@ fn a_flipped_byte_fails_the_drill_naming_the_damaged_file() {
 
 #[test]
 fn the_drill_hook_gets_the_restored_copy() {
-    let env = Env::new();
-    fs::create_dir(env.path("data")).unwrap();
-    fs::write(env.path("data/f.txt"), b"the content\n").unwrap();
-    env.backup(&[&env.path("data")], &[]);
+    let env = one_file_backup(b"the content\n");
     let id = env.snapshots()[0]["id"].as_str().unwrap().to_owned();
     let profile = env.path("snap.toml");
     fs::write(
@@ -283,10 +286,7 @@ fn a_sample_is_chosen_by_its_seed() {
 
 #[test]
 fn records_follow_snapshots_through_tag_forget_and_copy() {
-    let env = Env::new();
-    fs::create_dir(env.path("data")).unwrap();
-    fs::write(env.path("data/f.txt"), b"one").unwrap();
-    env.backup(&[&env.path("data")], &[]);
+    let env = one_file_backup(b"one");
     fs::write(env.path("data/f.txt"), b"two").unwrap();
     env.backup(&[&env.path("data")], &[]);
     env.ok(["drill", "latest~1"]);
@@ -311,4 +311,29 @@ fn records_follow_snapshots_through_tag_forget_and_copy() {
     env.ok(["forget", &old]);
     assert_eq!(records(&env.repo).len(), 1);
     assert_eq!(env.snapshots()[0]["last_drill"]["ok"], true);
+}
+
+#[test]
+fn a_drill_record_is_sealed_in_an_encrypted_repository() {
+    let env = Env::uninitialized();
+    let run = |args: &[&std::ffi::OsStr]| {
+        env.cmd()
+            .env("SNAP_PASSWORD", "drill password")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_code(&run(&["init".as_ref(), "--encrypt".as_ref()]), 0);
+    let data = env.path("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("secret-name.txt"), b"secret content").unwrap();
+    assert_code(&run(&["backup".as_ref(), data.as_os_str()]), 0);
+    assert_code(&run(&["drill".as_ref()]), 0);
+    let record = fs::read(&records(&env.repo)[0]).unwrap();
+    assert!(record.starts_with(b"SNAPDRIL\x01age-encryption.org/v1"));
+    assert!(!record.windows(11).any(|w| w == b"secret-name"));
+    let out = run(&["--json".as_ref(), "snapshots".as_ref()]);
+    assert_code(&out, 0);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["last_drill"]["ok"], true, "{rows:#}");
 }
