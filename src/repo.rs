@@ -804,6 +804,9 @@ impl Repository {
 /// A drill record file's name and what it says.
 pub type NamedDrillRecord = (String, DrillRecord);
 
+/// Readable drill records (oldest first) and the damaged ones by name.
+pub type DrillRecordsAndDamage = (Vec<NamedDrillRecord>, Vec<(String, Error)>);
+
 impl Repository {
     /// Writes a drill record, turning the optional `drill-records` feature
     /// on first (FORMAT.md, "Drill records"); returns its file name.
@@ -815,7 +818,7 @@ impl Repository {
 
     /// Every readable drill record, oldest first, and the names of those
     /// that could not be read (damaged records never hide the others).
-    pub fn drill_records(&self) -> Result<(Vec<NamedDrillRecord>, Vec<(String, Error)>)> {
+    pub fn drill_records(&self) -> Result<DrillRecordsAndDamage> {
         let names: Vec<String> = self
             .backend
             .list(FileKind::Drill)?
