@@ -567,23 +567,27 @@ impl Drill<'_> {
 }
 
 /// Removes the scratch folder, making restored read-only folders writable
-/// first (as their owner may); symlinks are never followed.
+/// first (as their owner may); symlinks are never followed. Folders are
+/// emptied in parallel: removing tens of thousands of restored files one
+/// by one waits on the filesystem for each, and took as long as the
+/// restore itself on the peer dataset.
 fn remove_scratch(scratch: tempfile::TempDir) -> Result<()> {
-    fn make_writable(dir: &Path) {
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-        if let Ok(entries) = fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    make_writable(&entry.path());
-                }
-            }
+    fn remove_tree(dir: &Path) -> std::io::Result<()> {
+        if fs::symlink_metadata(dir)?.permissions().mode() & 0o700 != 0o700 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         }
+        let entries: Vec<fs::DirEntry> = fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+        entries.par_iter().try_for_each(|entry| {
+            if entry.file_type()?.is_dir() {
+                remove_tree(&entry.path())
+            } else {
+                fs::remove_file(entry.path())
+            }
+        })?;
+        fs::remove_dir(dir)
     }
-    make_writable(scratch.path());
-    let path = scratch.path().to_path_buf();
-    scratch
-        .close()
-        .map_err(|e| Error::io("cannot remove the scratch folder", &path, e))
+    let path = scratch.keep();
+    remove_tree(&path).map_err(|e| Error::io("cannot remove the scratch folder", &path, e))
 }
 
 /// The newest drill record of each snapshot, by its tree and time (so a
