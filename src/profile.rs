@@ -66,6 +66,8 @@ pub struct Profile {
     pub hook_timeout: Duration,
     /// Upload and download limits for the repository (KiB/s).
     pub limits: Limits,
+    /// `snap check` warns when no drill passed within this many days.
+    pub drill_max_age: Option<u32>,
     /// Warnings about what was read (a duration with a bare `m`), one line each.
     pub warnings: Vec<String>,
 }
@@ -115,6 +117,8 @@ pub struct Hooks {
     pub after_restore: Option<String>,
     /// When a hooked command fails.
     pub on_failure: Option<String>,
+    /// During `snap drill`, against the restored copy (`SNAP_DRILL_DIR`).
+    pub drill: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +147,7 @@ struct RawProfile {
     hook_timeout: Option<DurationValue>,
     limit_upload: Option<RateValue>,
     limit_download: Option<RateValue>,
+    drill_max_age: Option<u32>,
     #[serde(default)]
     source: Vec<RawSource>,
     retention: Option<RawRetention>,
@@ -500,6 +505,7 @@ impl Profile {
                     .map(|r| r.value("limit-download", file))
                     .transpose()?,
             },
+            drill_max_age: raw.drill_max_age,
             warnings,
             file: file.to_path_buf(),
             dir,

@@ -18,6 +18,7 @@ use crate::backend::{Backend, FileKind};
 use crate::codec::{BlobCodec, ChunkerParams, Dictionary, FileClass, compress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Encryption, Feature};
+use crate::format::drill::{self, DrillRecord};
 use crate::format::index::{self, IndexDelta};
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size};
@@ -814,6 +815,75 @@ impl Repository {
         good.sort_by_key(|(id, s)| (s.timestamp(), *id));
         damaged.sort_by_key(|(id, _)| *id);
         Ok((good, damaged))
+    }
+}
+
+// ---- drill records ----
+
+/// A drill record file's name and what it says.
+pub type NamedDrillRecord = (String, DrillRecord);
+
+/// Readable drill records (oldest first) and the damaged ones by name.
+pub type DrillRecordsAndDamage = (Vec<NamedDrillRecord>, Vec<(String, Error)>);
+
+impl Repository {
+    /// Writes a drill record, turning the optional `drill-records` feature
+    /// on first (FORMAT.md, "Drill records"); returns its file name.
+    pub fn write_drill_record(&self, record: &DrillRecord) -> Result<String> {
+        self.require_feature(Feature::DrillRecords)?;
+        self.write_object(FileKind::Drill, drill::MAGIC, record)
+            .map(hex::encode)
+    }
+
+    /// Every readable drill record, oldest first, and the names of those
+    /// that could not be read (damaged records never hide the others).
+    pub fn drill_records(&self) -> Result<DrillRecordsAndDamage> {
+        let names: Vec<String> = self
+            .backend
+            .list(FileKind::Drill)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let read: Vec<_> = names
+            .par_iter()
+            .map(|name| {
+                let record = hex::decode(name)
+                    .ok()
+                    .and_then(|id| <[u8; 32]>::try_from(id).ok())
+                    .ok_or_else(|| {
+                        Error::corrupt(format!("drill record {name}"), "its name is not an id")
+                    })
+                    .and_then(|id| {
+                        self.read_object::<DrillRecord>(
+                            FileKind::Drill,
+                            drill::MAGIC,
+                            &id,
+                            drill::MAX_LEN,
+                        )
+                    });
+                (name.clone(), record)
+            })
+            .collect();
+        let mut good = Vec::new();
+        let mut damaged = Vec::new();
+        for (name, record) in read {
+            match record {
+                Ok(record) => good.push((name, record)),
+                // Removed since the listing (a concurrent forget).
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if e.kind() == ErrorKind::Corrupt => damaged.push((name, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        good.sort_by(|(a_name, a), (b_name, b)| {
+            (a.timestamp(), a_name).cmp(&(b.timestamp(), b_name))
+        });
+        Ok((good, damaged))
+    }
+
+    /// Removes the drill record file `name` (absent is no error).
+    pub fn remove_drill_record(&self, name: &str) -> Result<()> {
+        self.backend.remove(FileKind::Drill, name)
     }
 }
 

@@ -24,6 +24,7 @@
 #   SNAP_BIN         snap binary (default: target/release/snap, built with cargo build --release)
 #   BENCH_NO_BUILD   set to 1 to skip cargo build --release
 #   RESTIC_PASSWORD  password for the restic repository (default "snap-bench")
+#   BENCH_GENERATE_ONLY  set to 1 to only generate $BENCH_DIR/pristine and stop
 #
 # What is measured, per tool: wall seconds and peak RSS (/usr/bin/time's
 # "Maximum resident set size", %M) of
@@ -486,6 +487,8 @@ main() {
   install_missing
   build_snap
   generate_pristine
+  # Other benchmarks (bench-drill.sh) reuse the same data.
+  [[ ${BENCH_GENERATE_ONLY:-0} == 1 ]] && return 0
   rm -rf "$DATA" "$REPOS" "$RESTORES" "$LOGS" "$RES"
   mkdir -p "$DATA" "$REPOS" "$RESTORES" "$LOGS" "$RES" "$CACHES"
   say "copying the data to $DATA"

@@ -92,9 +92,10 @@ impl Fault {
             "index" => Some(FileKind::Index),
             "snapshot" => Some(FileKind::Snapshot),
             "lock" => Some(FileKind::Lock),
+            "drill" => Some(FileKind::Drill),
             _ => {
                 return Err(bad(
-                    "KIND is config, key, pack, index, snapshot, lock or any",
+                    "KIND is config, key, pack, index, snapshot, lock, drill or any",
                 ));
             }
         };

@@ -56,6 +56,8 @@ pub enum FileKind {
     Snapshot,
     /// `locks/<id>`
     Lock,
+    /// `drills/<id>`
+    Drill,
 }
 
 impl FileKind {
@@ -68,6 +70,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
+            FileKind::Drill => "drills",
         }
     }
 
@@ -80,6 +83,7 @@ impl FileKind {
             FileKind::Index => "index delta",
             FileKind::Snapshot => "snapshot",
             FileKind::Lock => "lock",
+            FileKind::Drill => "drill record",
         }
     }
 }

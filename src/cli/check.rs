@@ -4,6 +4,8 @@ use snap::ops::check::{
     CheckOptions, CheckReport, ReadData, check, critical_source_warnings, select_packs,
 };
 
+use snap::ops::drill::{DrillRecord, DrillStatus, drill_status};
+
 use super::output::{self, CliProgress};
 use super::{Global, exit};
 
@@ -24,6 +26,10 @@ pub struct Args {
     /// (default: the latest), each restored to a temporary file.
     #[arg(long, value_name = "SNAP", num_args = 0..=1, default_missing_value = "latest")]
     sqlite: Option<String>,
+    /// Warn (exit 3) when no restore drill passed within this many days
+    /// (default: the profile's `drill-max-age`; without either, never).
+    #[arg(long, value_name = "DAYS")]
+    drill_max_age: Option<u32>,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
@@ -41,7 +47,12 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         .flat_map(|p| p.critical_sources())
         .collect();
     // A repository too damaged to list its snapshots is reported by the check itself.
-    let warnings = critical_source_warnings(&repo, &critical).unwrap_or_default();
+    let mut warnings = critical_source_warnings(&repo, &critical).unwrap_or_default();
+    let max_age = args
+        .drill_max_age
+        .or_else(|| global.profile.as_ref().and_then(|p| p.drill_max_age));
+    let drills = drill_status(&repo, max_age, jiff::Timestamp::now())?;
+    warnings.extend(drills.warning.clone());
     let databases = match &args.sqlite {
         Some(selector) => Some(check_databases(&repo, selector, &progress)?),
         None => None,
@@ -53,9 +64,17 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         if let Some(databases) = &databases {
             value["sqlite"] = serde_json::to_value(databases)?;
         }
+        value["drill"] = serde_json::json!({
+            "last": drills.last.as_ref().map(drill_json),
+            "last_passed": drills.last_passed.as_ref().map(drill_json),
+            "max_age_days": max_age,
+        });
         output::print_json(&value)?;
     } else {
         print_report(&report, global.quiet);
+        if !global.quiet {
+            print_drills(&drills);
+        }
         for warning in &warnings {
             println!("warning: {warning}");
         }
@@ -196,5 +215,52 @@ fn print_report(report: &CheckReport, quiet: bool) {
             output::noun(report.damaged.len(), "loses", "lose"),
             output::count(lost, "path", "paths")
         );
+    }
+}
+
+fn drill_json(record: &DrillRecord) -> serde_json::Value {
+    serde_json::json!({
+        "time": record.time,
+        "ok": record.ok,
+        "snapshot": record.snapshot.to_hex(),
+        "tree": record.tree.to_hex(),
+        "snapshot_time": record.snapshot_time,
+        "sample_percent": record.sample_percent,
+        "files": record.files,
+        "bytes": record.bytes,
+        "databases": record.databases,
+        "databases_failed": record.databases_failed,
+        "hook_ok": record.hook_ok,
+        "duration_s": record.duration_s,
+        "failed_paths": record.failed_paths,
+    })
+}
+
+/// One line on the last restore drill (none when there never was one),
+/// and one on the last that passed when that is another.
+fn print_drills(drills: &DrillStatus) {
+    let describe = |d: &DrillRecord| {
+        format!(
+            "{} of snapshot {}, {}{}",
+            output::local_time(&d.time),
+            &d.snapshot.to_hex()[..8],
+            output::count(d.files, "file", "files"),
+            d.sample_percent
+                .map(|p| format!(" (sample {p}%)"))
+                .unwrap_or_default()
+        )
+    };
+    let Some(last) = &drills.last else {
+        return;
+    };
+    println!(
+        "last restore drill: {} {}",
+        if last.ok { "passed" } else { "FAILED" },
+        describe(last)
+    );
+    if !last.ok
+        && let Some(passed) = &drills.last_passed
+    {
+        println!("last passed restore drill: {}", describe(passed));
     }
 }

@@ -250,6 +250,14 @@ fn examples(path: &str) -> Option<&'static str> {
   # Unmount from another shell
   fusermount3 -u ~/snap-mnt"
         }
+        "drill" => {
+            "  # Rehearse restoring the latest snapshot and record how it went
+  snap drill
+  # A quick drill of a tenth of the files, in a folder with room for them
+  snap drill --sample 10% --scratch /var/tmp
+  # Repeat a sampled drill of an older snapshot with the seed it printed
+  snap drill latest~1 --sample 10% --seed 1234"
+        }
         _ => return None,
     })
 }

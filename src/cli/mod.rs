@@ -7,6 +7,7 @@ mod check;
 mod completions;
 mod copy;
 mod diff;
+mod drill;
 mod dump;
 mod filter;
 mod find;
@@ -201,6 +202,8 @@ enum Command {
     Man(man::Args),
     /// Show the snapshots as a read-only folder tree (FUSE), until Ctrl-C or `fusermount3 -u`.
     Mount(mount::Args),
+    /// Rehearse a restore: restore into a scratch folder, verify every byte, record the result.
+    Drill(drill::Args),
 }
 
 /// Options every command shares.
@@ -371,6 +374,7 @@ fn run_main() -> ExitCode {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(&global, args),
         Command::Mount(args) => mount::run(&global, args),
+        Command::Drill(args) => drill::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -25,6 +25,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         .into_iter()
         .filter(|(_, s)| filter.matches(s))
         .collect();
+    let drills = snap::ops::drill::last_drills(&repo)?;
     if global.json {
         let rows: Vec<_> = snapshots
             .iter()
@@ -42,6 +43,15 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
                     "dirs": s.summary.dirs,
                     "bytes": s.summary.bytes,
                     "bytes_added": s.summary.bytes_added,
+                    "last_drill": drills.of(s).map(|d| serde_json::json!({
+                        "time": d.time,
+                        "ok": d.ok,
+                        "sample_percent": d.sample_percent,
+                        "files": d.files,
+                        "bytes": d.bytes,
+                        "duration_s": d.duration_s,
+                        "failed_paths": d.failed_paths,
+                    })),
                 })
             })
             .collect();
@@ -75,10 +85,32 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     }
     // The header's id lines up with the ids, after the marker column.
     rows[0][0] = " id".to_string();
-    for line in output::table(
-        &rows,
-        &[false, false, false, false, true, true, true, false],
-    ) {
+    // The drill column only once a snapshot was drilled: listings of
+    // repositories that never were stay as they were.
+    let lines = if drills.is_empty() {
+        output::table(
+            &rows,
+            &[false, false, false, false, true, true, true, false],
+        )
+    } else {
+        let with_drill: Vec<[String; 9]> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let drill = match i.checked_sub(1).map(|i| &snapshots[i].1) {
+                    None => "drill".to_string(),
+                    Some(s) => drill_cell(drills.of(s)),
+                };
+                let [id, time, host, tags, files, size, added, paths] = row.clone();
+                [id, time, host, tags, files, size, added, drill, paths]
+            })
+            .collect();
+        output::table(
+            &with_drill,
+            &[false, false, false, false, true, true, true, false, false],
+        )
+    };
+    for line in lines {
         println!("{line}");
     }
     println!(
@@ -91,4 +123,22 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         }
     );
     Ok(exit::OK)
+}
+
+/// The last drill of a snapshot as the listing shows it: its local date
+/// and time and whether it passed (`-` when never drilled).
+fn drill_cell(record: Option<&snap::ops::drill::DrillRecord>) -> String {
+    match record {
+        None => "-".to_string(),
+        Some(d) => format!(
+            "{} {}{}",
+            if d.ok { "ok" } else { "FAILED" },
+            output::local_time(&d.time),
+            if d.sample_percent.is_some() {
+                " (sample)"
+            } else {
+                ""
+            }
+        ),
+    }
 }

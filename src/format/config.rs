@@ -30,16 +30,20 @@ pub enum Feature {
     /// "Dictionary-compressed blobs"): builds without dictionaries would read
     /// them as damage, so it is required.
     SqliteDictionary,
+    /// Records of restore drills under `drills/` (FORMAT.md, "Drill
+    /// records"): builds without them never look there, so it is optional.
+    DrillRecords,
 }
 
 /// Every feature this build knows, for lookups by name.
-const KNOWN: [Feature; 1] = [Feature::SqliteDictionary];
+const KNOWN: [Feature; 2] = [Feature::SqliteDictionary, Feature::DrillRecords];
 
 impl Feature {
     /// The feature's name in the config.
     pub fn name(self) -> &'static str {
         match self {
             Feature::SqliteDictionary => "sqlite-dictionary",
+            Feature::DrillRecords => "drill-records",
         }
     }
 
@@ -47,6 +51,7 @@ impl Feature {
     pub fn required(self) -> bool {
         match self {
             Feature::SqliteDictionary => true,
+            Feature::DrillRecords => false,
         }
     }
 
@@ -283,6 +288,17 @@ mod tests {
                 "this repository uses time-travel; upgrade snap"
             );
         }
+    }
+
+    #[test]
+    fn the_drill_records_feature_is_optional_and_keeps_version_1() {
+        let config = sample().with_feature(Feature::DrillRecords);
+        let bytes = config.to_bytes();
+        assert_eq!(bytes[8], VERSION_PLAIN);
+        let read = Config::from_bytes(&bytes).unwrap();
+        assert_eq!(read.known_features(), [Feature::DrillRecords]);
+        let both = read.with_feature(Feature::SqliteDictionary);
+        assert_eq!(both.to_bytes()[8], VERSION_FEATURES);
     }
 
     #[test]

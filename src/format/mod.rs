@@ -8,6 +8,7 @@
 //! line to its "Version changes" log.
 
 pub mod config;
+pub mod drill;
 pub mod index;
 pub mod lock;
 pub mod pack;

@@ -288,6 +288,8 @@ pub fn forget_plan(
 pub struct ForgetReport {
     /// The snapshots removed.
     pub removed: Vec<SnapshotId>,
+    /// Drill records removed with them (records of snapshots that are gone).
+    pub drill_records_removed: usize,
 }
 
 /// Removes the snapshots `plan` does not keep. Their data stays until
@@ -302,7 +304,13 @@ pub fn forget(
     removed
         .par_iter()
         .try_for_each(|id| repo.backend().remove(FileKind::Snapshot, &id.to_hex()))?;
-    Ok(ForgetReport { removed })
+    // Snapshots first, then their records: a crash in between leaves
+    // records of missing snapshots, which the next forget removes.
+    let drill_records_removed = crate::ops::drill::forget_records(repo)?;
+    Ok(ForgetReport {
+        removed,
+        drill_records_removed,
+    })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod cli_backup_select;
 mod cli_backup_source;
 mod cli_check_repair;
 mod cli_diff_log_find;
+mod cli_drill;
 mod cli_dump;
 mod cli_encryption;
 mod cli_faults;
