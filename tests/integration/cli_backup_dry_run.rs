@@ -94,7 +94,7 @@ fn verbose_lists_new_and_changed_files() {
     for name in ["a", "b", "c"] {
         fs::write(src.join(name), name).unwrap();
     }
-    let line = |status: &str, name: &str| format!("{status}  {}", src.join(name).display());
+    let line = |status: &str, name: &str| format!("{status:<9}  {}", src.join(name).display());
     let first = env.run(["backup".as_ref(), src.as_os_str(), "-v".as_ref()]);
     assert!(first.status.success(), "{}", stderr_text(&first));
     let want: BTreeSet<String> = ["a", "b", "c"].iter().map(|n| line("new", n)).collect();
