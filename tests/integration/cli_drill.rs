@@ -337,3 +337,34 @@ fn a_drill_record_is_sealed_in_an_encrypted_repository() {
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows[0]["last_drill"]["ok"], true, "{rows:#}");
 }
+
+/// A damaged folder listing fails the drill naming the folder, and the
+/// failed drill is recorded (a drill of all files and of a sample).
+#[test]
+fn a_damaged_folder_listing_fails_the_drill_naming_the_folder() {
+    let env = Env::new();
+    let tree = build_tree(&env.path("src"), "data");
+    env.backup(&[&tree.root], &[]);
+    let (pack, at) = common::chunk_location(&env.repo, "data/dir/sub", true);
+    flip_byte(&pack, at);
+    for args in [&["--json", "drill"][..], &["--json", "drill", "--sample", "100%"]] {
+        let before = records(&env.repo).len();
+        let out = env.run(args);
+        assert_code(&out, 4);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr_text(&out)));
+        assert_eq!(report["ok"], false);
+        assert_eq!(report["damaged"], serde_json::json!(["data/dir/sub"]), "{report:#}");
+        assert_eq!(records(&env.repo).len(), before + 1, "no drill record");
+        let snapshots = env.snapshots();
+        assert_eq!(snapshots[0]["last_drill"]["ok"], false);
+        assert_eq!(
+            snapshots[0]["last_drill"]["failed_paths"],
+            serde_json::json!(["data/dir/sub"])
+        );
+    }
+    let out = env.run(["drill"]);
+    assert_code(&out, 4);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("damaged: data/dir/sub"), "{stdout}");
+}

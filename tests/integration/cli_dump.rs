@@ -521,3 +521,29 @@ fn sigterm_stops_a_tar_dump_to_a_file_and_leaves_no_temporary_file() {
         143,
     );
 }
+
+/// A damaged folder listing (tree blob) is named by the folder's path,
+/// not by the object it is stored in; the old output stays.
+#[test]
+fn a_damaged_folder_listing_is_named_by_its_path() {
+    let env = Env::new();
+    let tree = build_tree(&env.path("src"), "data");
+    env.backup(&[&tree.root], &[]);
+    let (pack, offset) = chunk_location(&env.repo, "data/dir/sub", true);
+    flip_byte(&pack, offset);
+
+    let dest = env.path("data.tar");
+    fs::write(&dest, b"yesterday's archive").unwrap();
+    for archive in ["tar", "zip"] {
+        let out = dump_into(&env, archive, "latest:data", &dest);
+        assert_code(&out, 4);
+        let stderr = stderr_text(&out);
+        assert!(stderr.contains("`data/dir/sub`"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert_eq!(fs::read(&dest).unwrap(), b"yesterday's archive");
+    }
+    // Reached as the folder asked for, too.
+    let out = dump_into(&env, "tar", "latest:data/dir/sub", &dest);
+    assert_code(&out, 4);
+    assert!(stderr_text(&out).contains("`data/dir/sub`"), "{}", stderr_text(&out));
+}
