@@ -306,11 +306,28 @@ fn records_follow_snapshots_through_tag_forget_and_copy() {
     assert!(records(&target.repo).is_empty());
     assert!(target.snapshots().iter().all(|s| s["last_drill"].is_null()));
 
-    // Forgetting a snapshot removes its record, and only its.
+    // Forgetting a snapshot removes its record, and only its, and says so.
     let old = snapshots[0]["id"].as_str().unwrap().to_owned();
-    env.ok(["forget", &old]);
+    let out = String::from_utf8(env.ok(["forget", &old])).unwrap();
+    assert!(
+        out.ends_with("kept 0, removed 1 snapshot and 1 drill record\n"),
+        "{out}"
+    );
     assert_eq!(records(&env.repo).len(), 1);
     assert_eq!(env.snapshots()[0]["last_drill"]["ok"], true);
+
+    // --json counts them too; a forget that removes none says nothing of them.
+    env.ok(["drill"]);
+    env.backup(&[&env.path("data")], &[]);
+    let report = env.json(["forget", "--keep-last", "1", "--dry-run"]);
+    assert_eq!(report["drill_records_removed"], 0, "{report:#}");
+    assert_eq!(records(&env.repo).len(), 2, "a dry run removed a record");
+    let report = env.json(["forget", "--keep-last", "1"]);
+    assert_eq!(report["remove"].as_array().unwrap().len(), 1, "{report:#}");
+    assert_eq!(report["drill_records_removed"], 2, "{report:#}");
+    assert!(records(&env.repo).is_empty());
+    let out = String::from_utf8(env.ok(["forget", "--keep-last", "1"])).unwrap();
+    assert!(out.ends_with("kept 1, removed 0 snapshots\n"), "{out}");
 }
 
 #[test]
