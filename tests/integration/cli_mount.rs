@@ -498,3 +498,60 @@ fn a_damaged_chunk_fails_that_read_and_nothing_else() {
     );
     mount.unmount();
 }
+
+/// Browsing stays right after the kernel forgets what it looked up (the
+/// mount then drops those inode numbers, and hands out new ones when they
+/// are looked up again): the tree, the shared number of hard links and
+/// file contents are read again as before. Dropping the
+/// kernel's caches needs root; without it the test only browses twice.
+#[test]
+fn browsing_after_the_kernel_forgets_inodes_gives_the_same_tree() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::local(dir.path());
+    let source = build_tree(dir.path(), "tree");
+    repo.ok(["init"]);
+    repo.ok([OsStr::new("backup"), source.root.as_os_str()]);
+    let point = dir.path().join("mnt");
+    let mount = Mounted::start(&repo, &point);
+    let tree = point.join("latest/tree");
+    let hard_links = || {
+        let stat = |rel: &str| {
+            String::from_utf8(output_of(
+                Command::new("stat")
+                    .args(["-c", "%i %h"])
+                    .arg(tree.join(rel)),
+            ))
+            .unwrap()
+        };
+        let (a, b) = (stat("hard_a"), stat("dir/hard_b"));
+        assert_eq!(a, b, "two names of one file have one inode number");
+        a
+    };
+    let before = hard_links();
+    let mut renumbered = false;
+    for round in 0..3 {
+        if common::is_root() {
+            // 2: free dentries and inodes, which makes the kernel send
+            // FUSE forgets for everything below the mount point.
+            std::fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+        }
+        let diffs = compare_trees(&source.root, &tree);
+        assert!(diffs.is_empty(), "round {round}: the mount differs: {diffs:#?}");
+        assert_eq!(find_listing(&tree), find_listing(&source.root));
+        let after = hard_links();
+        if !common::is_root() {
+            assert_eq!(after, before, "nothing was forgotten, nothing renumbered");
+        }
+        renumbered |= after != before;
+    }
+    // A forgotten entry is dropped and gets a new number when looked up
+    // again (numbers are never reused): the mount did forget.
+    assert!(
+        renumbered || !common::is_root(),
+        "the inode numbers never changed: the forgets were not acted on"
+    );
+    mount.unmount();
+}
