@@ -364,14 +364,21 @@ fn a_damaged_folder_listing_fails_the_drill_naming_the_folder() {
     env.backup(&[&tree.root], &[]);
     let (pack, at) = common::chunk_location(&env.repo, "data/dir/sub", true);
     flip_byte(&pack, at);
-    for args in [&["--json", "drill"][..], &["--json", "drill", "--sample", "100%"]] {
+    for args in [
+        &["--json", "drill"][..],
+        &["--json", "drill", "--sample", "100%"],
+    ] {
         let before = records(&env.repo).len();
         let out = env.run(args);
         assert_code(&out, 4);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", stderr_text(&out)));
         assert_eq!(report["ok"], false);
-        assert_eq!(report["damaged"], serde_json::json!(["data/dir/sub"]), "{report:#}");
+        assert_eq!(
+            report["damaged"],
+            serde_json::json!(["data/dir/sub"]),
+            "{report:#}"
+        );
         assert_eq!(records(&env.repo).len(), before + 1, "no drill record");
         let snapshots = env.snapshots();
         assert_eq!(snapshots[0]["last_drill"]["ok"], false);

@@ -545,5 +545,9 @@ fn a_damaged_folder_listing_is_named_by_its_path() {
     // Reached as the folder asked for, too.
     let out = dump_into(&env, "tar", "latest:data/dir/sub", &dest);
     assert_code(&out, 4);
-    assert!(stderr_text(&out).contains("`data/dir/sub`"), "{}", stderr_text(&out));
+    assert!(
+        stderr_text(&out).contains("`data/dir/sub`"),
+        "{}",
+        stderr_text(&out)
+    );
 }

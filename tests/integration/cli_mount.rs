@@ -539,7 +539,10 @@ fn browsing_after_the_kernel_forgets_inodes_gives_the_same_tree() {
             std::fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
         }
         let diffs = compare_trees(&source.root, &tree);
-        assert!(diffs.is_empty(), "round {round}: the mount differs: {diffs:#?}");
+        assert!(
+            diffs.is_empty(),
+            "round {round}: the mount differs: {diffs:#?}"
+        );
         assert_eq!(find_listing(&tree), find_listing(&source.root));
         let after = hard_links();
         if !common::is_root() {
