@@ -344,16 +344,22 @@ fn mount_shows_every_snapshot_as_it_was_stored() {
     assert!(names(&point).is_empty(), "the mount point is left empty");
 }
 
+/// A repository in `dir` holding one backup of `build_tree`'s tree.
+fn one_backup_of_a_tree(dir: &Path) -> (Repo, common::SourceTree) {
+    let repo = Repo::local(dir);
+    let source = build_tree(dir, "tree");
+    repo.ok(["init"]);
+    repo.ok([OsStr::new("backup"), source.root.as_os_str()]);
+    (repo, source)
+}
+
 #[test]
 fn ctrl_c_unmounts_and_a_killed_mount_is_named_next_time() {
     if !fuse_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::local(dir.path());
-    let source = build_tree(dir.path(), "tree");
-    repo.ok(["init"]);
-    repo.ok([OsStr::new("backup"), source.root.as_os_str()]);
+    let (repo, _) = one_backup_of_a_tree(dir.path());
     let point = dir.path().join("mnt");
 
     let mount = Mounted::start(&repo, &point);
@@ -503,17 +509,14 @@ fn a_damaged_chunk_fails_that_read_and_nothing_else() {
 /// mount then drops those inode numbers, and hands out new ones when they
 /// are looked up again): the tree, the shared number of hard links and
 /// file contents are read again as before. Dropping the
-/// kernel's caches needs root; without it the test only browses twice.
+/// kernel's caches needs root; without it the test only browses again.
 #[test]
 fn browsing_after_the_kernel_forgets_inodes_gives_the_same_tree() {
     if !fuse_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::local(dir.path());
-    let source = build_tree(dir.path(), "tree");
-    repo.ok(["init"]);
-    repo.ok([OsStr::new("backup"), source.root.as_os_str()]);
+    let (repo, source) = one_backup_of_a_tree(dir.path());
     let point = dir.path().join("mnt");
     let mount = Mounted::start(&repo, &point);
     let tree = point.join("latest/tree");
