@@ -42,7 +42,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         ArchiveArg::Tar => Archive::Tar,
         ArchiveArg::Zip => Archive::Zip,
     });
-    let options = DumpOptions::for_snapshot(archive, &snapshot);
+    let mut options = DumpOptions::for_snapshot(archive, &snapshot);
+    // First Ctrl-C, SIGTERM or SIGHUP: stop at the next write, leaving
+    // --output as it was. Second: exit now.
+    options.cancel = Some(super::stop_on_signals());
     let report = match &args.output {
         Some(dest) => dump_to_file(&repo, &node, &path, &options, dest)?,
         None => {

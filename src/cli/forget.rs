@@ -146,9 +146,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         &jiff::tz::TimeZone::system(),
         jiff::Timestamp::now(),
     )?;
-    if !args.dry_run {
-        forget(&repo, &plan, &progress)?;
-    }
+    let drill_records_removed = if args.dry_run {
+        0
+    } else {
+        forget(&repo, &plan, &progress)?.drill_records_removed
+    };
     // The prune opens the repository with a cache of its own.
     drop(repo);
     let pruned = prune_options
@@ -157,6 +159,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let by_id: HashMap<SnapshotId, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
     if global.json {
         let mut value = plan_json(&plan, &by_id, args.dry_run);
+        value["drill_records_removed"] = drill_records_removed.into();
         if let Some(pruned) = &pruned {
             value["prune"] = pruned.json();
         }
@@ -164,7 +167,13 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     } else {
         // With -q only a dry run prints: its plan is what was asked for.
         if args.dry_run || !global.quiet {
-            print_plan(&plan, &by_id, args.dry_run, !ids.is_empty());
+            print_plan(
+                &plan,
+                &by_id,
+                args.dry_run,
+                !ids.is_empty(),
+                drill_records_removed,
+            );
         }
         if let Some(pruned) = &pruned {
             pruned.print(&progress, global.quiet);
@@ -227,6 +236,7 @@ fn print_plan(
     by_id: &HashMap<SnapshotId, &Snapshot>,
     dry_run: bool,
     explicit: bool,
+    drill_records_removed: usize,
 ) {
     let (mut kept, mut removed) = (0, 0);
     for group in &plan.groups {
@@ -269,8 +279,18 @@ fn print_plan(
             output::count(removed, "snapshot", "snapshots")
         );
     } else {
+        // Records of snapshots gone (by this forget or an earlier one
+        // that stopped before removing them).
+        let records = if drill_records_removed > 0 {
+            format!(
+                " and {}",
+                output::count(drill_records_removed, "drill record", "drill records")
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "kept {kept}, removed {}",
+            "kept {kept}, removed {}{records}",
             output::count(removed, "snapshot", "snapshots")
         );
     }

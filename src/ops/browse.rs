@@ -56,7 +56,9 @@ pub fn find_node(repo: &Repository, root: TreeId, path: &str) -> Result<Node> {
                 node.kind.as_str()
             )));
         };
-        let tree = repo.read_tree(&subtree)?;
+        let tree = repo
+            .read_tree(&subtree)
+            .map_err(|e| unreadable_listing(e, &walked))?;
         let Some(found) = child(&tree, component) else {
             // Walked again (on this error path only) to name what is there.
             let near = crate::ops::paths::nearest(repo, root, path)?;
@@ -108,7 +110,9 @@ fn walk_below(
             format!("nested deeper than {MAX_TREE_DEPTH} levels"),
         ));
     }
-    let tree = repo.read_tree(&subtree)?;
+    let tree = repo
+        .read_tree(&subtree)
+        .map_err(|e| unreadable_listing(e, prefix))?;
     for node in &tree.nodes {
         let path = if prefix.is_empty() {
             node.display_name()
@@ -121,6 +125,22 @@ fn walk_below(
         }
     }
     Ok(())
+}
+
+/// Names the folder whose listing (tree) could not be read, as the user
+/// knows it, instead of the object it is stored in: damage (or a missing
+/// tree) becomes damage of that folder, exit code 4.
+pub fn unreadable_listing(e: Error, folder: &str) -> Error {
+    if !e.is_damage() {
+        return e;
+    }
+    let folder = if folder.is_empty() {
+        "the snapshot's root folder".to_string()
+    } else {
+        format!("folder `{folder}`")
+    };
+    let message = format!("the listing of {folder} cannot be read: {}", e.message());
+    Error::new(ErrorKind::Corrupt, message).with_source(e)
 }
 
 /// The number of paths below trees, counted over the distinct trees (each

@@ -376,7 +376,17 @@ impl Drill<'_> {
         let Some(subtree) = dir.subtree else {
             return Ok(());
         };
-        let tree = self.repo.read_tree(&subtree)?;
+        let tree = match self.repo.read_tree(&subtree) {
+            Ok(tree) => tree,
+            // A damaged listing fails the drill, which goes on with the
+            // rest: restore reported the folder already, a sampled drill
+            // meets it here first.
+            Err(e) if e.is_damage() => {
+                self.damaged_folder(rel, &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         tree.nodes.par_iter().try_for_each(|node| {
             let child_rel = if rel.is_empty() {
                 escape_name(&node.name)
@@ -396,6 +406,17 @@ impl Drill<'_> {
             }
             Ok(())
         })
+    }
+
+    /// Records the folder at `rel` whose listing could not be read, once
+    /// (named as restore names it: the root is `/`).
+    fn damaged_folder(&self, rel: &str, e: &Error) {
+        let path = if rel.is_empty() { "/" } else { rel };
+        let mut damaged = lock(&self.damaged);
+        if !damaged.iter().any(|d| d == path) {
+            self.progress.warn(&format!("cannot drill {path}: {e}"));
+            damaged.push(path.to_string());
+        }
     }
 
     fn differs(&self, rel: &str, what: impl Into<String>) {

@@ -8,7 +8,9 @@
 //! A damaged file stops the dump (an archive is complete or not made):
 //! written to a file, nothing is left behind; written to a stream, the
 //! stream ends without the archive's end marker, so `tar` and `unzip`
-//! report it cut short instead of taking it for a whole archive.
+//! report it cut short instead of taking it for a whole archive. A
+//! cancelled dump ([`DumpOptions::cancel`], set by Ctrl-C) stops the same
+//! way, with an `Interrupted` error.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -17,6 +19,8 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
@@ -45,6 +49,8 @@ pub struct DumpOptions {
     /// up on this machine, so they are right only for a snapshot taken on
     /// it: [`DumpOptions::for_snapshot`] writes them only then.
     pub owner_names: bool,
+    /// Set (by a signal handler) to stop the dump at its next write.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl DumpOptions {
@@ -55,6 +61,7 @@ impl DumpOptions {
         Self {
             archive,
             owner_names: snapshot.host == crate::host::hostname(),
+            cancel: None,
         }
     }
 
@@ -87,10 +94,16 @@ pub fn dump(
     options: &DumpOptions,
     out: &mut dyn Write,
 ) -> Result<DumpReport> {
+    let open = Cell::new(true);
+    let mut gate = Gate {
+        out,
+        open: &open,
+        cancel: options.cancel.as_deref(),
+    };
     let Some(archive) = options.archive_for(node) else {
         let shown = printable(path);
         let mut content = FileReader::new(repo, node).map_err(|e| at_path(e, &shown))?;
-        let bytes = io::copy(&mut content, out)
+        let bytes = io::copy(&mut content, &mut gate)
             .map_err(|e| at_path(copy_error(e, "cannot write output"), &shown))?;
         return Ok(DumpReport {
             entries: 1,
@@ -98,8 +111,6 @@ pub fn dump(
             skipped: Vec::new(),
         });
     };
-    let open = Cell::new(true);
-    let mut gate = Gate { out, open: &open };
     let names = OwnerNames::new(options.owner_names);
     match archive {
         Archive::Tar => write_entries(repo, node, path, &open, &mut Tar::new(&mut gate, names)),
@@ -135,7 +146,16 @@ pub fn dump_to_file(
     let temp_path = temp.path().to_path_buf();
     let report = {
         let mut out = io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-        let report = dump(repo, node, path, options, &mut out)?;
+        let report = dump(repo, node, path, options, &mut out).map_err(|e| {
+            if e.kind() == ErrorKind::Interrupted {
+                Error::new(
+                    ErrorKind::Interrupted,
+                    format!("dump interrupted; {} was left as it was", dest.display()),
+                )
+            } else {
+                e
+            }
+        })?;
         out.flush()
             .map_err(|e| Error::io("cannot write", &temp_path, e))?;
         report
@@ -154,14 +174,23 @@ pub fn dump_to_file(
 /// Passes writes on while `open`, and drops them once a dump failed: what
 /// the archive writers write when dropped (tar's end marker, zip's central
 /// directory) must not reach the output and make a cut-off archive look
-/// whole.
+/// whole. Once `cancel` is set, every write fails with an `Interrupted`
+/// error (inside the `io::Error`, where [`copy_error`] finds it), which
+/// stops the dump wherever it is writing.
 struct Gate<'a> {
     out: &'a mut dyn Write,
     open: &'a Cell<bool>,
+    cancel: Option<&'a AtomicBool>,
 }
 
 impl Write for Gate<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(io::Error::other(Error::new(
+                ErrorKind::Interrupted,
+                "dump interrupted; the output stops short (an archive without its end)",
+            )));
+        }
         if self.open.get() {
             self.out.write(buf)
         } else {

@@ -306,11 +306,28 @@ fn records_follow_snapshots_through_tag_forget_and_copy() {
     assert!(records(&target.repo).is_empty());
     assert!(target.snapshots().iter().all(|s| s["last_drill"].is_null()));
 
-    // Forgetting a snapshot removes its record, and only its.
+    // Forgetting a snapshot removes its record, and only its, and says so.
     let old = snapshots[0]["id"].as_str().unwrap().to_owned();
-    env.ok(["forget", &old]);
+    let out = String::from_utf8(env.ok(["forget", &old])).unwrap();
+    assert!(
+        out.ends_with("kept 0, removed 1 snapshot and 1 drill record\n"),
+        "{out}"
+    );
     assert_eq!(records(&env.repo).len(), 1);
     assert_eq!(env.snapshots()[0]["last_drill"]["ok"], true);
+
+    // --json counts them too; a forget that removes none says nothing of them.
+    env.ok(["drill"]);
+    env.backup(&[&env.path("data")], &[]);
+    let report = env.json(["forget", "--keep-last", "1", "--dry-run"]);
+    assert_eq!(report["drill_records_removed"], 0, "{report:#}");
+    assert_eq!(records(&env.repo).len(), 2, "a dry run removed a record");
+    let report = env.json(["forget", "--keep-last", "1"]);
+    assert_eq!(report["remove"].as_array().unwrap().len(), 1, "{report:#}");
+    assert_eq!(report["drill_records_removed"], 2, "{report:#}");
+    assert!(records(&env.repo).is_empty());
+    let out = String::from_utf8(env.ok(["forget", "--keep-last", "1"])).unwrap();
+    assert!(out.ends_with("kept 1, removed 0 snapshots\n"), "{out}");
 }
 
 #[test]
@@ -336,4 +353,42 @@ fn a_drill_record_is_sealed_in_an_encrypted_repository() {
     assert_code(&out, 0);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows[0]["last_drill"]["ok"], true, "{rows:#}");
+}
+
+/// A damaged folder listing fails the drill naming the folder, and the
+/// failed drill is recorded (a drill of all files and of a sample).
+#[test]
+fn a_damaged_folder_listing_fails_the_drill_naming_the_folder() {
+    let env = Env::new();
+    let tree = build_tree(&env.path("src"), "data");
+    env.backup(&[&tree.root], &[]);
+    let (pack, at) = common::chunk_location(&env.repo, "data/dir/sub", true);
+    flip_byte(&pack, at);
+    for args in [
+        &["--json", "drill"][..],
+        &["--json", "drill", "--sample", "100%"],
+    ] {
+        let before = records(&env.repo).len();
+        let out = env.run(args);
+        assert_code(&out, 4);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr_text(&out)));
+        assert_eq!(report["ok"], false);
+        assert_eq!(
+            report["damaged"],
+            serde_json::json!(["data/dir/sub"]),
+            "{report:#}"
+        );
+        assert_eq!(records(&env.repo).len(), before + 1, "no drill record");
+        let snapshots = env.snapshots();
+        assert_eq!(snapshots[0]["last_drill"]["ok"], false);
+        assert_eq!(
+            snapshots[0]["last_drill"]["failed_paths"],
+            serde_json::json!(["data/dir/sub"])
+        );
+    }
+    let out = env.run(["drill"]);
+    assert_code(&out, 4);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("damaged: data/dir/sub"), "{stdout}");
 }

@@ -451,3 +451,103 @@ fn cat_of_a_folder_points_to_dump_and_archives_never_go_to_a_terminal() {
         "{shown}"
     );
 }
+
+/// Sends `signal` to a `snap dump ARGS --output big.out` slowed by
+/// `--limit-download` once its temporary file exists; the old `big.out`
+/// stays, no `.snap-dump-*` file is left, and snap exits with `code`.
+fn interrupt_dump_to_file(args: &[&str], signal: nix::sys::signal::Signal, code: i32) {
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), common::pseudo_random(16 << 20, 19)).unwrap();
+    env.backup(&[&src], &[]);
+    let out_dir = env.path("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let dest = out_dir.join("big.out");
+    fs::write(&dest, b"the dump of yesterday").unwrap();
+
+    // 16 MiB at 2 MiB/s: about 8 seconds, far longer than the wait below.
+    let mut child = env
+        .spawnable()
+        .args(["--limit-download", "2048", "dump"])
+        .args(args)
+        .arg("--output")
+        .arg(&dest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temp_exists = || common::dir_names(&out_dir).len() > 1;
+    let started = Instant::now();
+    while !temp_exists() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(temp_exists(), "the dump made no temporary file");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains("dump interrupted"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(fs::read(&dest).unwrap(), b"the dump of yesterday");
+    assert_eq!(
+        common::dir_names(&out_dir),
+        ["big.out"],
+        "a temporary file was left"
+    );
+    assert!(!env.holds_lock(), "a lock was left behind");
+}
+
+/// Ctrl-C during `dump --output` stops it (exit 130 as a backup's) and
+/// removes the half-written temporary file; the old output stays.
+#[test]
+fn sigint_stops_a_dump_to_a_file_and_leaves_no_temporary_file() {
+    interrupt_dump_to_file(
+        &["latest:src/big.bin"],
+        nix::sys::signal::Signal::SIGINT,
+        130,
+    );
+}
+
+/// SIGTERM stops an archive the same way (exit 143).
+#[test]
+fn sigterm_stops_a_tar_dump_to_a_file_and_leaves_no_temporary_file() {
+    interrupt_dump_to_file(
+        &["--archive", "tar", "latest:src"],
+        nix::sys::signal::Signal::SIGTERM,
+        143,
+    );
+}
+
+/// A damaged folder listing (tree blob) is named by the folder's path,
+/// not by the object it is stored in; the old output stays.
+#[test]
+fn a_damaged_folder_listing_is_named_by_its_path() {
+    let env = Env::new();
+    let tree = build_tree(&env.path("src"), "data");
+    env.backup(&[&tree.root], &[]);
+    let (pack, offset) = chunk_location(&env.repo, "data/dir/sub", true);
+    flip_byte(&pack, offset);
+
+    let dest = env.path("data.tar");
+    fs::write(&dest, b"yesterday's archive").unwrap();
+    for archive in ["tar", "zip"] {
+        let out = dump_into(&env, archive, "latest:data", &dest);
+        assert_code(&out, 4);
+        let stderr = stderr_text(&out);
+        assert!(stderr.contains("`data/dir/sub`"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert_eq!(fs::read(&dest).unwrap(), b"yesterday's archive");
+    }
+    // Reached as the folder asked for, too.
+    let out = dump_into(&env, "tar", "latest:data/dir/sub", &dest);
+    assert_code(&out, 4);
+    assert!(
+        stderr_text(&out).contains("`data/dir/sub`"),
+        "{}",
+        stderr_text(&out)
+    );
+}

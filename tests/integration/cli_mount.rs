@@ -344,16 +344,22 @@ fn mount_shows_every_snapshot_as_it_was_stored() {
     assert!(names(&point).is_empty(), "the mount point is left empty");
 }
 
+/// A repository in `dir` holding one backup of `build_tree`'s tree.
+fn one_backup_of_a_tree(dir: &Path) -> (Repo, common::SourceTree) {
+    let repo = Repo::local(dir);
+    let source = build_tree(dir, "tree");
+    repo.ok(["init"]);
+    repo.ok([OsStr::new("backup"), source.root.as_os_str()]);
+    (repo, source)
+}
+
 #[test]
 fn ctrl_c_unmounts_and_a_killed_mount_is_named_next_time() {
     if !fuse_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::local(dir.path());
-    let source = build_tree(dir.path(), "tree");
-    repo.ok(["init"]);
-    repo.ok([OsStr::new("backup"), source.root.as_os_str()]);
+    let (repo, _) = one_backup_of_a_tree(dir.path());
     let point = dir.path().join("mnt");
 
     let mount = Mounted::start(&repo, &point);
@@ -495,6 +501,63 @@ fn a_damaged_chunk_fails_that_read_and_nothing_else() {
     assert_eq!(
         std::fs::read(point.join("latest/src/good.txt")).unwrap(),
         b"still fine\n"
+    );
+    mount.unmount();
+}
+
+/// Browsing stays right after the kernel forgets what it looked up (the
+/// mount then drops those inode numbers, and hands out new ones when they
+/// are looked up again): the tree, the shared number of hard links and
+/// file contents are read again as before. Dropping the
+/// kernel's caches needs root; without it the test only browses again.
+#[test]
+fn browsing_after_the_kernel_forgets_inodes_gives_the_same_tree() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, source) = one_backup_of_a_tree(dir.path());
+    let point = dir.path().join("mnt");
+    let mount = Mounted::start(&repo, &point);
+    let tree = point.join("latest/tree");
+    let hard_links = || {
+        let stat = |rel: &str| {
+            String::from_utf8(output_of(
+                Command::new("stat")
+                    .args(["-c", "%i %h"])
+                    .arg(tree.join(rel)),
+            ))
+            .unwrap()
+        };
+        let (a, b) = (stat("hard_a"), stat("dir/hard_b"));
+        assert_eq!(a, b, "two names of one file have one inode number");
+        a
+    };
+    let before = hard_links();
+    let mut renumbered = false;
+    for round in 0..3 {
+        if common::is_root() {
+            // 2: free dentries and inodes, which makes the kernel send
+            // FUSE forgets for everything below the mount point.
+            std::fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+        }
+        let diffs = compare_trees(&source.root, &tree);
+        assert!(
+            diffs.is_empty(),
+            "round {round}: the mount differs: {diffs:#?}"
+        );
+        assert_eq!(find_listing(&tree), find_listing(&source.root));
+        let after = hard_links();
+        if !common::is_root() {
+            assert_eq!(after, before, "nothing was forgotten, nothing renumbered");
+        }
+        renumbered |= after != before;
+    }
+    // A forgotten entry is dropped and gets a new number when looked up
+    // again (numbers are never reused): the mount did forget.
+    assert!(
+        renumbered || !common::is_root(),
+        "the inode numbers never changed: the forgets were not acted on"
     );
     mount.unmount();
 }

@@ -1,7 +1,7 @@
 //! The FUSE file system: inode numbers for what the kernel has looked up,
 //! and the requests it sends, answered from the repository.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,68 +46,183 @@ enum Entry {
     },
 }
 
-/// Inode numbers handed to the kernel: the same path always gets the same
-/// number, and the hard links of one file within one snapshot share one.
-#[derive(Default)]
+/// Inode numbers handed to the kernel: the same path gets the same number
+/// for as long as the kernel knows it, and the hard links of one file
+/// within one snapshot share one.
+///
+/// The table holds what the kernel may still ask about, not everything
+/// ever browsed: each `lookup` reply counts one reference, the kernel's
+/// `forget` gives them back, and an entry with none left goes. Entries a
+/// `readdir` made (the kernel keeps no reference to them) go with their
+/// folder when that is forgotten: the kernel forgets a folder only after
+/// everything it looked up in it. Numbers are never reused, so a number
+/// the kernel no longer has cannot be taken for a new entry.
 struct Inodes {
-    /// `entries[i]` is inode `i + 1`.
-    entries: Vec<Entry>,
-    by_name: HashMap<(u64, Vec<u8>), u64>,
+    slots: HashMap<u64, Slot>,
+    /// The next number to hand out.
+    next: u64,
+    /// (parent inode, name) of every entry; ordered, so a folder's
+    /// entries are one range.
+    by_name: BTreeMap<(u64, Vec<u8>), u64>,
     /// (snapshot root inode, device, inode) of files with several links.
     hard_links: HashMap<(u64, u64, u64), u64>,
 }
 
+/// One inode number's entry.
+struct Slot {
+    entry: Entry,
+    /// `lookup` replies the kernel has not forgotten yet.
+    lookups: u64,
+    /// Its names (parent inode, name): several for a hard-linked file.
+    names: Vec<(u64, Vec<u8>)>,
+}
+
 impl Inodes {
-    fn get(&self, ino: u64) -> Option<Entry> {
-        let index = usize::try_from(ino.checked_sub(1)?).ok()?;
-        self.entries.get(index).cloned()
+    /// The table with the mount's root as inode 1, which is never forgotten.
+    fn new() -> Self {
+        let mut slots = HashMap::new();
+        slots.insert(
+            ROOT_INODE,
+            Slot {
+                entry: Entry::Folder(Folder::Root),
+                lookups: 0,
+                names: Vec::new(),
+            },
+        );
+        Self {
+            slots,
+            next: ROOT_INODE + 1,
+            by_name: BTreeMap::new(),
+            hard_links: HashMap::new(),
+        }
     }
 
-    fn push(&mut self, entry: Entry) -> u64 {
-        self.entries.push(entry);
-        self.entries.len() as u64
+    fn get(&self, ino: u64) -> Option<Entry> {
+        self.slots.get(&ino).map(|slot| slot.entry.clone())
+    }
+
+    /// Entries in the table.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn push(&mut self, entry: Entry, name: (u64, Vec<u8>)) -> u64 {
+        let ino = self.next;
+        self.next += 1;
+        self.by_name.insert(name.clone(), ino);
+        self.slots.insert(
+            ino,
+            Slot {
+                entry,
+                lookups: 0,
+                names: vec![name],
+            },
+        );
+        ino
     }
 
     /// The inode of `name` in `parent`; a virtual entry is replaced each
     /// time (a link's target moves as snapshots come), a snapshot's never.
     fn child(&mut self, parent: u64, name: &[u8], entry: Entry) -> u64 {
-        if let Some(&ino) = self.by_name.get(&(parent, name.to_vec())) {
-            if !matches!(entry, Entry::Node { .. }) {
-                self.entries[(ino - 1) as usize] = entry;
+        let key = (parent, name.to_vec());
+        if let Some(&ino) = self.by_name.get(&key) {
+            if !matches!(entry, Entry::Node { .. })
+                && let Some(slot) = self.slots.get_mut(&ino)
+            {
+                slot.entry = entry;
             }
             return ino;
         }
-        let ino = match &entry {
+        match &entry {
             Entry::Node { node, view } if node.kind == NodeKind::File && node.links > 1 => {
-                let key = (*view, node.dev, node.inode);
-                if let Some(&shared) = self.hard_links.get(&key) {
-                    shared
-                } else {
-                    let ino = self.push(entry);
-                    self.hard_links.insert(key, ino);
-                    ino
+                let link = (*view, node.dev, node.inode);
+                if let Some(&shared) = self.hard_links.get(&link)
+                    && let Some(slot) = self.slots.get_mut(&shared)
+                {
+                    slot.names.push(key.clone());
+                    self.by_name.insert(key, shared);
+                    return shared;
                 }
+                let ino = self.push(entry, key);
+                self.hard_links.insert(link, ino);
+                ino
             }
-            _ => self.push(entry),
-        };
-        self.by_name.insert((parent, name.to_vec()), ino);
-        ino
+            _ => self.push(entry, key),
+        }
     }
 
     /// The inode of snapshot root `node` in `parent`: its own view.
     fn snapshot_root(&mut self, parent: u64, name: &[u8], node: Node) -> u64 {
-        if let Some(&ino) = self.by_name.get(&(parent, name.to_vec())) {
+        let key = (parent, name.to_vec());
+        if let Some(&ino) = self.by_name.get(&key) {
             return ino;
         }
-        let ino = self.entries.len() as u64 + 1;
-        self.push(Entry::Node {
-            node: Arc::new(node),
-            view: ino,
-        });
-        self.by_name.insert((parent, name.to_vec()), ino);
-        ino
+        let view = self.next;
+        self.push(
+            Entry::Node {
+                node: Arc::new(node),
+                view,
+            },
+            key,
+        )
+    }
+
+    /// Counts a `lookup` reply for `ino`.
+    fn looked_up(&mut self, ino: u64) {
+        if let Some(slot) = self.slots.get_mut(&ino) {
+            slot.lookups += 1;
+        }
+    }
+
+    /// The kernel gives back `count` references to `ino`: with none left
+    /// the entry goes, and so do the entries of its folder the kernel
+    /// never looked up.
+    fn forget(&mut self, ino: u64, count: u64) {
+        if ino == ROOT_INODE {
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(&ino) else {
+            return;
+        };
+        slot.lookups = slot.lookups.saturating_sub(count);
+        if slot.lookups > 0 {
+            return;
+        }
+        self.remove(ino);
+        let listed: Vec<u64> = self
+            .by_name
+            .range((ino, Vec::new())..(ino + 1, Vec::new()))
+            .map(|(_, &child)| child)
+            .collect();
+        for child in listed {
+            if self.slots.get(&child).is_some_and(|slot| slot.lookups == 0) {
+                self.remove(child);
+            }
+        }
+    }
+
+    fn remove(&mut self, ino: u64) {
+        let Some(slot) = self.slots.remove(&ino) else {
+            return;
+        };
+        for name in &slot.names {
+            self.by_name.remove(name);
+        }
+        if let Entry::Node { node, view } = &slot.entry
+            && node.kind == NodeKind::File
+            && node.links > 1
+        {
+            let link = (*view, node.dev, node.inode);
+            if self.hard_links.get(&link) == Some(&ino) {
+                self.hard_links.remove(&link);
+            }
+        }
     }
 }
+
+/// The inode number of the mount's root folder.
+const ROOT_INODE: u64 = 1;
 
 /// The snapshot list and when it was read.
 struct Snapshots {
@@ -132,8 +247,7 @@ pub struct SnapFs {
 impl SnapFs {
     /// A file system over `repo` keeping at most `cache_bytes` of chunks.
     pub fn new(repo: Repository, progress: Arc<dyn Progress>, cache_bytes: usize) -> Self {
-        let mut inodes = Inodes::default();
-        inodes.push(Entry::Folder(Folder::Root));
+        let inodes = Inodes::new();
         Self {
             repo,
             progress,
@@ -185,8 +299,21 @@ impl SnapFs {
         lock(&self.inodes).get(ino.0).ok_or(Errno::ENOENT)
     }
 
-    /// The children of a folder with their inode numbers, in listing order.
-    fn children(&self, ino: u64, entry: &Entry) -> Result<Vec<(u64, Vec<u8>, Entry)>> {
+    /// The children of a folder with their inode numbers, in listing
+    /// order. The child named `looked_up` gets a kernel reference counted
+    /// under the same lock that registers it, so a `forget` cannot remove
+    /// it in between.
+    fn children(
+        &self,
+        ino: u64,
+        entry: &Entry,
+        looked_up: Option<&OsStr>,
+    ) -> Result<Vec<(u64, Vec<u8>, Entry)>> {
+        let count = |inodes: &mut Inodes, child: u64, name: &[u8]| {
+            if looked_up.is_some_and(|wanted| wanted.as_bytes() == name) {
+                inodes.looked_up(child);
+            }
+        };
         match entry {
             Entry::Folder(folder) => {
                 let listing = self.listing()?;
@@ -216,6 +343,7 @@ impl SnapFs {
                                 (child, inodes.get(child).expect("just added"))
                             }
                         };
+                        count(&mut inodes, child, &name);
                         (child, name, entry)
                     })
                     .collect())
@@ -235,6 +363,7 @@ impl SnapFs {
                             view: *view,
                         };
                         let child_ino = inodes.child(ino, &child.name, entry.clone());
+                        count(&mut inodes, child_ino, &child.name);
                         (child_ino, child.name.clone(), entry)
                     })
                     .collect())
@@ -372,14 +501,15 @@ impl Filesystem for SnapFs {
                             node: Arc::new(child.clone()),
                             view: *view,
                         };
-                        let ino =
-                            lock(&self.inodes).child(parent.0, name.as_bytes(), entry.clone());
+                        let mut inodes = lock(&self.inodes);
+                        let ino = inodes.child(parent.0, name.as_bytes(), entry.clone());
+                        inodes.looked_up(ino);
                         (ino, entry)
                     }),
                     Err(e) => return reply.error(self.failed("cannot read a folder", &e)),
                 }
             }
-            Entry::Folder(_) => match self.children(parent.0, &parent_entry) {
+            Entry::Folder(_) => match self.children(parent.0, &parent_entry, Some(name)) {
                 Ok(children) => children
                     .into_iter()
                     .find(|(_, child, _)| child.as_slice() == name.as_bytes())
@@ -394,6 +524,13 @@ impl Filesystem for SnapFs {
             }
             None => reply.error(Errno::ENOENT),
         }
+    }
+
+    /// The kernel gives back references. (`batch_forget` is fuser's
+    /// default, which calls this for each inode: fuser 0.18 keeps the
+    /// batch's element type private.)
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        lock(&self.inodes).forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -478,7 +615,7 @@ impl Filesystem for SnapFs {
             Ok(entry) => entry,
             Err(e) => return reply.error(e),
         };
-        let children = match self.children(ino.0, &entry) {
+        let children = match self.children(ino.0, &entry, None) {
             Ok(children) => children,
             Err(e) => return reply.error(self.failed("cannot list a folder", &e)),
         };
@@ -539,5 +676,98 @@ fn reply_sized(reply: ReplyXattr, size: u32, value: &[u8]) {
         reply.data(value);
     } else {
         reply.error(Errno::ERANGE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_entry(name: &[u8], kind: NodeKind, view: u64) -> Entry {
+        Entry::Node {
+            node: Arc::new(Node::new(name.to_vec(), kind, 0o644)),
+            view,
+        }
+    }
+
+    fn hard_linked(name: &[u8], view: u64) -> Entry {
+        let mut node = Node::new(name.to_vec(), NodeKind::File, 0o644);
+        (node.links, node.dev, node.inode) = (2, 7, 42);
+        Entry::Node {
+            node: Arc::new(node),
+            view,
+        }
+    }
+
+    /// A snapshot root below the mount's root and three files in it, the
+    /// first looked up once (as `lookup` registers it), the others only
+    /// listed (as `readdir` does).
+    fn browsed() -> (Inodes, u64, Vec<u64>) {
+        let mut inodes = Inodes::new();
+        let view = inodes.snapshot_root(ROOT_INODE, b"snap", root_node(crate::id::BlobId([7; 32])));
+        inodes.looked_up(view);
+        let files: Vec<u64> = [&b"a"[..], b"b", b"c"]
+            .iter()
+            .map(|name| inodes.child(view, name, node_entry(name, NodeKind::File, view)))
+            .collect();
+        inodes.looked_up(files[0]);
+        (inodes, view, files)
+    }
+
+    #[test]
+    fn an_entry_goes_when_the_kernel_forgets_its_last_lookup() {
+        let (mut inodes, view, files) = browsed();
+        assert_eq!(inodes.len(), 5);
+        inodes.looked_up(files[0]);
+        inodes.forget(files[0], 1);
+        assert!(inodes.get(files[0]).is_some(), "one lookup is left");
+        inodes.forget(files[0], 1);
+        assert!(inodes.get(files[0]).is_none());
+        assert_eq!(inodes.len(), 4);
+        // Listed again, it gets a new number: the old one is never reused.
+        let again = inodes.child(view, b"a", node_entry(b"a", NodeKind::File, view));
+        assert!(again > files[2]);
+    }
+
+    #[test]
+    fn a_forgotten_folder_takes_the_entries_only_listed_in_it() {
+        let (mut inodes, view, files) = browsed();
+        inodes.forget(view, 1);
+        // `a` is still looked up: it stays until the kernel forgets it.
+        assert!(inodes.get(view).is_none());
+        assert!(inodes.get(files[0]).is_some());
+        assert!(inodes.get(files[1]).is_none() && inodes.get(files[2]).is_none());
+        inodes.forget(files[0], 1);
+        assert_eq!(inodes.len(), 1, "only the root is left");
+        assert!(inodes.by_name.is_empty());
+        // The root is never forgotten.
+        inodes.forget(ROOT_INODE, 1);
+        assert!(inodes.get(ROOT_INODE).is_some());
+    }
+
+    #[test]
+    fn hard_links_share_a_number_until_both_names_are_forgotten() {
+        let mut inodes = Inodes::new();
+        let view = inodes.snapshot_root(ROOT_INODE, b"snap", root_node(crate::id::BlobId([7; 32])));
+        let first = inodes.child(view, b"x", hard_linked(b"x", view));
+        let second = inodes.child(view, b"y", hard_linked(b"y", view));
+        assert_eq!(first, second);
+        inodes.looked_up(first);
+        inodes.looked_up(second);
+        inodes.forget(first, 2);
+        assert!(inodes.get(first).is_none());
+        assert!(inodes.hard_links.is_empty() && inodes.by_name.len() == 1);
+        let relisted = inodes.child(view, b"y", hard_linked(b"y", view));
+        assert_ne!(relisted, first);
+        assert_eq!(inodes.child(view, b"x", hard_linked(b"x", view)), relisted);
+    }
+
+    /// A forget for a number the table does not hold (already gone) is
+    /// no error.
+    #[test]
+    fn forgetting_an_unknown_number_changes_nothing() {
+        let (mut inodes, _, _) = browsed();
+        inodes.forget(9999, 3);
+        assert_eq!(inodes.len(), 5);
     }
 }
