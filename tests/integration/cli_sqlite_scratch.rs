@@ -51,7 +51,7 @@ fn locked_database(env: &Env) -> (PathBuf, Connection) {
 /// Starts `snap backup SRC` with `TMPDIR=tmp` and a long lock timeout, and
 /// waits (a minute at most) until its capture has created a scratch file.
 fn backup_waiting_in_capture(env: &Env, src: &Path, tmp: &Path) -> (Child, PathBuf) {
-    let child = env
+    let mut child = env
         .spawnable()
         .env("TMPDIR", tmp)
         .args(["backup", "--sqlite-lock-timeout", "120"])
@@ -61,17 +61,31 @@ fn backup_waiting_in_capture(env: &Env, src: &Path, tmp: &Path) -> (Child, PathB
         .spawn()
         .unwrap();
     let started = Instant::now();
-    loop {
+    let scratch = loop {
         if let [one] = scratch_files(tmp).as_slice() {
-            return (child, one.clone());
+            break Some(one.clone());
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no capture scratch file appeared in {}",
-            tmp.display()
-        );
+        if started.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
         std::thread::sleep(Duration::from_millis(5));
-    }
+    };
+    let Some(scratch) = scratch else {
+        child.kill().ok();
+        child.wait().ok();
+        panic!("no capture scratch file appeared in {}", tmp.display());
+    };
+    (child, scratch)
+}
+
+/// A repository, an empty temporary folder `tmp` for snap, and a
+/// [`locked_database`] in `src`.
+fn setup() -> (Env, PathBuf, PathBuf, Connection) {
+    let env = Env::new();
+    let tmp = env.path("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let (src, writer) = locked_database(&env);
+    (env, tmp, src, writer)
 }
 
 fn signal(child: &Child, signal: Signal) {
@@ -84,10 +98,7 @@ fn signal(child: &Child, signal: Signal) {
 /// leaves no scratch file.
 #[test]
 fn sigterm_mid_capture_leaves_no_scratch_file() {
-    let env = Env::new();
-    let tmp = env.path("tmp");
-    fs::create_dir(&tmp).unwrap();
-    let (src, _writer) = locked_database(&env);
+    let (env, tmp, src, _writer) = setup();
     let (child, scratch) = backup_waiting_in_capture(&env, &src, &tmp);
     let name = scratch.file_name().unwrap().to_str().unwrap().to_string();
     assert!(
@@ -109,10 +120,7 @@ fn sigterm_mid_capture_leaves_no_scratch_file() {
 /// database as committed.
 #[test]
 fn the_next_backup_removes_a_killed_captures_scratch_file() {
-    let env = Env::new();
-    let tmp = env.path("tmp");
-    fs::create_dir(&tmp).unwrap();
-    let (src, writer) = locked_database(&env);
+    let (env, tmp, src, writer) = setup();
     let (mut child, scratch) = backup_waiting_in_capture(&env, &src, &tmp);
     signal(&child, Signal::SIGKILL);
     child.wait().unwrap();
