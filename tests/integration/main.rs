@@ -38,6 +38,7 @@ mod cli_restore_safety;
 mod cli_s3_copy;
 mod cli_s3_errors;
 mod cli_sqlite;
+mod cli_sqlite_scratch;
 mod cli_trust_access;
 mod decode_fuzz;
 mod lib_faults;

@@ -65,8 +65,11 @@ impl Walker<'_> {
             return None;
         }
         let timeout = self.options.sqlite_lock_timeout.unwrap_or(LOCK_TIMEOUT);
-        match capture(path, timeout) {
+        let cancel = self.options.cancel.as_deref();
+        match capture(path, timeout, cancel) {
             Ok(capture) => Some(capture),
+            // Stopped: the walk ends at its next cancel check, unwarned.
+            Err(_) if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) => None,
             Err(reason) => {
                 self.warn(format!(
                     "{}: not captured as a SQLite database ({reason}); stored as a plain file copy",
@@ -89,10 +92,7 @@ impl Walker<'_> {
         ids: &mut Vec<BlobId>,
     ) -> Result<(u64, Option<Dictionary>), ReadError> {
         let size = self.repo.config().sqlite_chunk.div_ceil(capture.page_size) * capture.page_size;
-        let image = capture
-            .file
-            .reopen()
-            .map_err(|e| ReadError::Repo(Error::io("cannot read the capture of", path, e)))?;
+        let image = capture.file;
         let dictionary = self
             .sqlite_dictionary(path, &image, capture.page_size, parent)
             .map_err(ReadError::Repo)?;

@@ -4,8 +4,16 @@
 //! (and misses what still sits in the `-wal` file), snap opens it read-only
 //! and copies it with SQLite's online backup API in a single step, inside
 //! one read transaction: the copy is exactly one committed state, with the
-//! write-ahead log folded in. The copy goes to a temporary file, which the
-//! backup then chunks.
+//! write-ahead log folded in. Pages are read with `read()` through SQLite's
+//! page cache (no memory map: mapped pages count in the process's RSS), so
+//! memory stays bounded whatever the database's size.
+//!
+//! The copy goes to a scratch file in the temporary folder (`$TMPDIR`),
+//! named `snap-sqlite-<pid>-<random>` and write-locked while it is written;
+//! its name is removed as soon as the copy is done (the backup chunks it
+//! through the open descriptor), so a backup stopped at any later point
+//! leaves nothing behind. The scratch files of processes killed mid-copy
+//! are removed by the next capture ([`sweep_scratch`]).
 //!
 //! When a database cannot be captured (encrypted with SQLCipher, damaged,
 //! locked past the timeout) the caller falls back to a plain file copy and
@@ -14,6 +22,7 @@
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::backup::{Backup, StepResult};
@@ -25,24 +34,30 @@ use super::has_companions;
 /// unless told otherwise (`snap backup --sqlite-lock-timeout`).
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A captured database image in a temporary file.
+/// A captured database image in an unnamed temporary file.
 pub struct Capture {
-    /// The image: a complete, consistent database file.
-    pub file: tempfile::NamedTempFile,
+    /// The image: a complete, consistent database file, open at offset 0.
+    /// Its name is already removed: dropping it frees the space.
+    pub file: File,
     /// Its page size.
     pub page_size: u32,
 }
 
 /// Captures one committed state of the database at `path` into a temporary
-/// file, waiting up to `timeout` for a writer that holds it exclusively.
-/// Errors are reasons for falling back to a plain copy.
+/// file, waiting up to `timeout` for a writer that holds it exclusively
+/// (and no longer once `cancel` is set). Errors are reasons for falling back
+/// to a plain copy.
 ///
 /// A database no connection has open (no `-wal`, `-shm` or `-journal`
 /// beside it) is read without SQLite's locking, under a shared lock of
 /// snap's own, so that reading it creates no file beside it (see
 /// [`capture_idle`]); any other is opened read-only as an app's reader
 /// would be.
-pub fn capture(path: &Path, timeout: Duration) -> Result<Capture, String> {
+pub fn capture(
+    path: &Path,
+    timeout: Duration,
+    cancel: Option<&AtomicBool>,
+) -> Result<Capture, String> {
     if let Some(capture) = capture_idle(path)? {
         return Ok(capture);
     }
@@ -51,7 +66,7 @@ pub fn capture(path: &Path, timeout: Duration) -> Result<Capture, String> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| format!("cannot open it read-only: {e}"))?;
-    copy_image(&source, timeout)
+    copy_image(&source, timeout, cancel)
 }
 
 /// Where SQLite's unix locks live in a database file (`os_unix.c`): the
@@ -138,7 +153,7 @@ fn capture_idle(path: &Path) -> Result<Option<Capture>, String> {
         return Ok(None);
     }
     let source = open_immutable(path).map_err(|e| format!("cannot open it read-only: {e}"))?;
-    let capture = copy_image(&source, LOCK_TIMEOUT)?;
+    let capture = copy_image(&source, LOCK_TIMEOUT, None)?;
     if has_companions(path) || lock.stamp() != before {
         return Ok(None);
     }
@@ -174,20 +189,25 @@ fn immutable_uri(path: &Path) -> String {
     uri
 }
 
-/// Copies the database `source` is connected to into a temporary file with
+/// Copies the database `source` is connected to into a scratch file with
 /// the online backup API, in one step: one committed state.
-fn copy_image(source: &Connection, timeout: Duration) -> Result<Capture, String> {
-    source.busy_timeout(timeout).map_err(|e| e.to_string())?;
-    // The first 256 MiB are read through a memory map: no read() call per
-    // page (0.042 s instead of 0.054-0.070 s for 50 MB). Mapped pages are
-    // page cache, but count in the process's RSS: the cap bounds that.
+fn copy_image(
+    source: &Connection,
+    timeout: Duration,
+    cancel: Option<&AtomicBool>,
+) -> Result<Capture, String> {
+    // SQLite waits for a writer in slices, so that a stop request is seen
+    // between them; the loop below keeps the total to `timeout`.
     source
-        .execute_batch("PRAGMA mmap_size = 268435456;")
+        .busy_timeout(timeout.min(BUSY_SLICE))
         .map_err(|e| e.to_string())?;
-    let file = tempfile::Builder::new()
-        .prefix("snap-sqlite-")
-        .tempfile()
-        .map_err(|e| format!("cannot create a temporary file: {e}"))?;
+    // Every page is read with read() into SQLite's page cache (2 MiB by
+    // default; clean pages are recycled), never through a memory map: a
+    // mapped database counted in full in the process's RSS.
+    source
+        .execute_batch("PRAGMA mmap_size = 0;")
+        .map_err(|e| e.to_string())?;
+    let file = scratch_file()?;
     let mut image = Connection::open(file.path()).map_err(|e| e.to_string())?;
     // The image is a scratch copy: no journal, no fsync.
     image
@@ -206,6 +226,11 @@ fn copy_image(source: &Connection, timeout: Duration) -> Result<Capture, String>
                 .map_err(|e| format!("cannot read it: {e}"))?
             {
                 StepResult::Done => break,
+                StepResult::Busy | StepResult::Locked
+                    if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) =>
+                {
+                    return Err("stopped while waiting for a writer".to_string());
+                }
                 StepResult::Busy | StepResult::Locked if started.elapsed() < timeout => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -227,7 +252,119 @@ fn copy_image(source: &Connection, timeout: Duration) -> Result<Capture, String>
     image
         .close()
         .map_err(|(_, e)| format!("cannot finish the copy: {e}"))?;
-    Ok(Capture { file, page_size })
+    // Nothing opens it by name any more: the name goes now, the descriptor
+    // keeps the content until the capture is dropped.
+    Ok(Capture {
+        file: file.into_file(),
+        page_size,
+    })
+}
+
+/// How long SQLite waits for a writer before the capture loop looks at the
+/// stop request and the total timeout again.
+const BUSY_SLICE: Duration = Duration::from_millis(100);
+
+/// The start of every capture scratch file's name; the pid of the process
+/// that writes it follows, then `-` and random characters.
+const SCRATCH_PREFIX: &str = "snap-sqlite-";
+
+/// Scratch files of a version that put no pid in their names
+/// (`snap-sqlite-<random>`) are removed once they are this old and unlocked.
+const UNNAMED_SCRATCH_AGE: Duration = Duration::from_secs(3600);
+
+/// Creates a capture's scratch file in the temporary folder, named after
+/// this process and write-locked (an open file description lock on its
+/// first byte, which SQLite never locks) while it is open. Before the first
+/// one, removes what killed processes left behind.
+fn scratch_file() -> Result<tempfile::NamedTempFile, String> {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| sweep_scratch(&std::env::temp_dir()));
+    let file = tempfile::Builder::new()
+        .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
+        .tempfile()
+        .map_err(|e| format!("cannot create a temporary file: {e}"))?;
+    // Without such locks (some network filesystems) the pid in the name
+    // still keeps a live process's file from being swept.
+    let _ = nix::fcntl::fcntl(
+        file.as_file(),
+        nix::fcntl::FcntlArg::F_OFD_SETLK(&first_byte(libc::F_WRLCK)),
+    );
+    Ok(file)
+}
+
+/// A lock request of `kind` on a file's first byte.
+fn first_byte(kind: libc::c_int) -> libc::flock {
+    libc::flock {
+        l_type: i16::try_from(kind).expect("lock types fit in a short"),
+        l_whence: i16::try_from(libc::SEEK_SET).expect("SEEK_SET fits in a short"),
+        l_start: 0,
+        l_len: 1,
+        l_pid: 0,
+    }
+}
+
+/// Removes from `dir` the capture scratch files that processes killed
+/// mid-copy left behind (each as large as its database): regular files of
+/// this user named `snap-sqlite-<pid>-...` whose process is gone and whose
+/// lock nobody holds; and unlocked `snap-sqlite-<random>` files of older
+/// versions, once an hour old. Best effort: what cannot be read is left.
+pub(super) fn sweep_scratch(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else {
+            continue;
+        };
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.file_type().is_file() || meta.uid() != uid {
+            continue;
+        }
+        let abandoned = match rest.split_once('-') {
+            Some((pid, _)) => pid.parse::<i32>().is_ok_and(|pid| !process_alive(pid)),
+            None => meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > UNNAMED_SCRATCH_AGE),
+        };
+        let path = entry.path();
+        if abandoned && !write_locked(&path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Whether a process `pid` exists (one of another user counts).
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 || u32::try_from(pid).is_ok_and(|p| p == std::process::id()) {
+        return true;
+    }
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// Whether some open file holds the scratch lock of the file at `path`:
+/// `true` when it cannot be opened, `false` on a filesystem without such
+/// locks (the pid in the name decides alone).
+fn write_locked(path: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    else {
+        return true;
+    };
+    let mut probe = first_byte(libc::F_RDLCK);
+    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut probe)) {
+        Ok(_) => i32::from(probe.l_type) != libc::F_UNLCK,
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -250,9 +387,10 @@ mod tests {
         }
         assert!(has_header(&path));
         assert!(has_pending_log(&path));
-        let capture = capture(&path, LOCK_TIMEOUT).unwrap();
-        integrity_check(capture.file.path()).unwrap();
-        let copy = Connection::open(capture.file.path()).unwrap();
+        let capture = capture(&path, LOCK_TIMEOUT, None).unwrap();
+        let image = saved(&capture, dir.path());
+        integrity_check(&image).unwrap();
+        let copy = Connection::open(&image).unwrap();
         let n: i64 = copy
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
@@ -271,16 +409,16 @@ mod tests {
         let mut times: Vec<f64> = (0..5)
             .map(|_| {
                 let started = Instant::now();
-                capture(Path::new(&path), LOCK_TIMEOUT).unwrap();
+                capture(Path::new(&path), LOCK_TIMEOUT, None).unwrap();
                 started.elapsed().as_secs_f64()
             })
             .collect();
         times.sort_by(f64::total_cmp);
         println!("capture_s={:.3}", times[2]);
-        let image = capture(Path::new(&path), LOCK_TIMEOUT).unwrap();
-        let len = image.file.as_file().metadata().unwrap().len();
+        let image = capture(Path::new(&path), LOCK_TIMEOUT, None).unwrap();
+        let len = image.file.metadata().unwrap().len();
         let started = Instant::now();
-        let dictionary = train_dictionary(image.file.as_file(), len, image.page_size).unwrap();
+        let dictionary = train_dictionary(&image.file, len, image.page_size).unwrap();
         println!(
             "train_s={:.3} dictionary_bytes={}",
             started.elapsed().as_secs_f64(),
@@ -305,7 +443,7 @@ mod tests {
         assert!(!has_companions(&path));
         let capture = capture_idle(&path).unwrap().expect("an idle database");
         assert!(!has_companions(&path), "the capture left a log beside it");
-        let copy = Connection::open(capture.file.path()).unwrap();
+        let copy = Connection::open(saved(&capture, dir.path())).unwrap();
         let x: i64 = copy.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(x, 7);
     }
@@ -318,6 +456,66 @@ mod tests {
         bytes.extend(std::iter::repeat_n(0xAB, 8192));
         std::fs::write(&path, bytes).unwrap();
         assert!(has_header(&path));
-        assert!(capture(&path, LOCK_TIMEOUT).is_err());
+        assert!(capture(&path, LOCK_TIMEOUT, None).is_err());
+    }
+
+    /// Writes a capture's image to `dir/image.db`, to open it by name.
+    fn saved(capture: &Capture, dir: &Path) -> std::path::PathBuf {
+        use std::os::unix::fs::FileExt;
+        let path = dir.join("image.db");
+        let len = capture.file.metadata().unwrap().len();
+        let mut bytes = vec![0; usize::try_from(len).unwrap()];
+        capture.file.read_exact_at(&mut bytes, 0).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn sweep_keeps_live_and_locked_scratch_files_and_removes_abandoned_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pid above the kernel's maximum (4194304) belongs to no process.
+        let dead = dir.path().join("snap-sqlite-2000000000-abcdef");
+        let live = dir.path().join(format!(
+            "snap-sqlite-{}-abcdef",
+            std::os::unix::process::parent_id()
+        ));
+        let old_unnamed = dir.path().join("snap-sqlite-Xy12Zq");
+        let other = dir.path().join("snap-sqlitefoo");
+        for path in [&dead, &live, &old_unnamed, &other] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        let locked = dir.path().join("snap-sqlite-2000000001-abcdef");
+        let holder = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&locked)
+            .unwrap();
+        nix::fcntl::fcntl(
+            &holder,
+            nix::fcntl::FcntlArg::F_OFD_SETLK(&first_byte(libc::F_WRLCK)),
+        )
+        .unwrap();
+        let hour_ago = std::time::SystemTime::now() - UNNAMED_SCRATCH_AGE * 2;
+        std::fs::File::options()
+            .write(true)
+            .open(&old_unnamed)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let young_unnamed = dir.path().join("snap-sqlite-Ab34Cd");
+        std::fs::write(&young_unnamed, b"x").unwrap();
+
+        sweep_scratch(dir.path());
+        assert!(!dead.exists(), "a dead process's scratch file stays");
+        assert!(!old_unnamed.exists(), "an old unnamed scratch file stays");
+        assert!(live.exists() && locked.exists() && young_unnamed.exists() && other.exists());
+        drop(holder);
+        sweep_scratch(dir.path());
+        assert!(
+            !locked.exists(),
+            "a released scratch file of a dead pid stays"
+        );
     }
 }
