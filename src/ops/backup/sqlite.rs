@@ -64,6 +64,13 @@ impl Walker<'_> {
         if !self.is_database(path) {
             return None;
         }
+        self.capture_checked(path)
+    }
+
+    /// A consistent capture of the file at `path`, known to be a database;
+    /// `None` when it cannot be captured (it is stored as a plain copy, with
+    /// a warning).
+    pub(super) fn capture_checked(&self, path: &Path) -> Option<Capture> {
         let timeout = self.options.sqlite_lock_timeout.unwrap_or(LOCK_TIMEOUT);
         match capture(path, timeout) {
             Ok(capture) => Some(capture),
