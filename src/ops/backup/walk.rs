@@ -3,9 +3,9 @@
 //! write-only key, from the local file memos) when its metadata says it is
 //! unchanged, else read, chunked and stored.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
-use std::cell::Cell;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
