@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::walk::{ReadError, Walker};
+use super::walk::{ReadError, Stored, Walker};
 use crate::codec::{Dictionary, chunker};
 use crate::error::{Error, Result};
 use crate::format::config::Feature;
@@ -87,14 +87,15 @@ impl Walker<'_> {
 
     /// Stores a captured image in page-aligned fixed-size chunks (SQLite
     /// rewrites pages in place), compressed with the database's dictionary,
-    /// appending the chunks' ids; returns the length read and the dictionary.
+    /// appending the chunks' ids; returns the length read, the dictionary
+    /// and that it was captured.
     pub(super) fn store_capture(
         &self,
         path: &Path,
         capture: Capture,
         parent: Option<&Node>,
         ids: &mut Vec<BlobId>,
-    ) -> Result<(u64, Option<Dictionary>), ReadError> {
+    ) -> Result<Stored, ReadError> {
         let size = self.repo.config().sqlite_chunk.div_ceil(capture.page_size) * capture.page_size;
         let image = capture
             .file
@@ -106,7 +107,7 @@ impl Walker<'_> {
         let read = chunker::fixed_batches(image, size as usize, |chunks: &[&[u8]]| {
             self.store_chunks(chunks, dictionary.as_ref(), ids)
         })?;
-        Ok((read, dictionary))
+        Ok((read, dictionary, true))
     }
 
     /// The dictionary to compress a database image's pages with: the one of

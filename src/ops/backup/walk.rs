@@ -101,7 +101,7 @@ thread_local! {
 
 /// What storing a file's content gave: the length read, the dictionary its
 /// chunks were compressed with, and whether it was captured as a database.
-type Stored = (u64, Option<Dictionary>, bool);
+pub(super) type Stored = (u64, Option<Dictionary>, bool);
 
 /// Reads a file expected to hold `expected` bytes into `buf` (grown as
 /// needed), asking for one byte more, so that one read takes in a file of
@@ -664,9 +664,7 @@ impl Walker<'_> {
         ids: &mut Vec<BlobId>,
     ) -> Result<Stored, ReadError> {
         match self.capture_database(path) {
-            Some(capture) => self
-                .store_capture(path, capture, parent, ids)
-                .map(|(read, dictionary)| (read, dictionary, true)),
+            Some(capture) => self.store_capture(path, capture, parent, ids),
             None => self
                 .store_plain(path, meta, ids)
                 .map(|read| (read, None, false)),
@@ -709,9 +707,7 @@ impl Walker<'_> {
         if data.starts_with(HEADER)
             && let Some(capture) = self.capture_checked(path)
         {
-            return self
-                .store_capture(path, capture, parent, ids)
-                .map(|(read, dictionary)| (read, dictionary, true));
+            return self.store_capture(path, capture, parent, ids);
         }
         let read = if filled > expected {
             // Grown since its metadata was read: go on reading in steps.
