@@ -617,7 +617,14 @@ impl Walker<'_> {
         let stored = if meta.len() <= SMALL_FILE && !self.sqlite_globs.is_match(path) {
             self.store_small(path, meta, parent, &mut ids)
         } else {
-            self.store_large(path, meta, parent, &mut ids)
+            // Read in steps: captured when it is a database, else chunked
+            // as it is read.
+            match self.capture_database(path) {
+                Some(capture) => self.store_capture(path, capture, parent, &mut ids),
+                None => self
+                    .store_plain(path, meta, &mut ids)
+                    .map(|read| (read, None, false)),
+            }
         };
         let (read, dictionary, captured) = match stored {
             Ok(stored) => stored,
@@ -652,23 +659,6 @@ impl Walker<'_> {
         self.counters.bytes.fetch_add(read, Ordering::Relaxed);
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
         self.progress.add_files(1);
-    }
-
-    /// Stores a file read in steps: captured when it is a database, else
-    /// chunked as it is read.
-    fn store_large(
-        &self,
-        path: &Path,
-        meta: &Metadata,
-        parent: Option<&Node>,
-        ids: &mut Vec<BlobId>,
-    ) -> Result<Stored, ReadError> {
-        match self.capture_database(path) {
-            Some(capture) => self.store_capture(path, capture, parent, ids),
-            None => self
-                .store_plain(path, meta, ids)
-                .map(|read| (read, None, false)),
-        }
     }
 
     /// Stores a file of at most `SMALL_FILE` bytes with one open and one
