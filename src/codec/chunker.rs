@@ -87,6 +87,17 @@ impl Chunker {
         len.max(1).min(data.len())
     }
 
+    /// Splits `data`, a whole input held in memory, into chunks, appending
+    /// them to `out`: the same cuts `chunk_batches` makes reading it.
+    pub fn chunk_slice<'d>(&self, data: &'d [u8], out: &mut Vec<&'d [u8]>) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(self.cut(rest));
+            out.push(chunk);
+            rest = tail;
+        }
+    }
+
     /// Splits everything `reader` yields into chunks and hands them to `batch`
     /// a buffer at a time, so the caller can process a batch in parallel.
     /// Memory stays at one buffer of `max_size` + 1 MiB (less for small
@@ -231,6 +242,29 @@ mod tests {
                 prop_assert!(c.len() <= 4096);
             }
         }
+    }
+
+    fn slice_chunks_of(chunker: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        chunker.chunk_slice(data, &mut out);
+        out.iter().map(|c| c.to_vec()).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn slice_cuts_as_the_reader_does(len in 0usize..40_000, seed in any::<u64>()) {
+            let data = pseudo_random(len, seed);
+            let chunker = Chunker::new(small());
+            prop_assert_eq!(slice_chunks_of(&chunker, &data), chunks_of(&chunker, &data));
+        }
+    }
+
+    #[test]
+    fn slice_cuts_as_the_reader_does_across_refills() {
+        // Longer than the reader's buffer, so it refills between cuts.
+        let data = pseudo_random(3 << 20, 11);
+        let chunker = Chunker::new(small());
+        assert_eq!(slice_chunks_of(&chunker, &data), chunks_of(&chunker, &data));
     }
 
     #[test]

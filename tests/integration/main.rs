@@ -37,6 +37,7 @@ mod cli_progress;
 mod cli_restore_safety;
 mod cli_s3_copy;
 mod cli_s3_errors;
+mod cli_small_files;
 mod cli_sqlite;
 mod cli_sqlite_scratch;
 mod cli_trust_access;

@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::walk::{ReadError, Walker};
+use super::walk::{ReadError, Stored, Walker};
 use crate::codec::{Dictionary, chunker};
 use crate::error::{Error, Result};
 use crate::format::config::Feature;
@@ -64,6 +64,13 @@ impl Walker<'_> {
         if !self.is_database(path) {
             return None;
         }
+        self.capture_checked(path)
+    }
+
+    /// A consistent capture of the file at `path`, known to be a database;
+    /// `None` when it cannot be captured (it is stored as a plain copy, with
+    /// a warning).
+    pub(super) fn capture_checked(&self, path: &Path) -> Option<Capture> {
         let timeout = self.options.sqlite_lock_timeout.unwrap_or(LOCK_TIMEOUT);
         let cancel = self.options.cancel.as_deref();
         match capture(path, timeout, cancel) {
@@ -83,14 +90,15 @@ impl Walker<'_> {
 
     /// Stores a captured image in page-aligned fixed-size chunks (SQLite
     /// rewrites pages in place), compressed with the database's dictionary,
-    /// appending the chunks' ids; returns the length read and the dictionary.
+    /// appending the chunks' ids; returns the length read, the dictionary
+    /// and that it was captured.
     pub(super) fn store_capture(
         &self,
         path: &Path,
         capture: Capture,
         parent: Option<&Node>,
         ids: &mut Vec<BlobId>,
-    ) -> Result<(u64, Option<Dictionary>), ReadError> {
+    ) -> Result<Stored, ReadError> {
         let size = self.repo.config().sqlite_chunk.div_ceil(capture.page_size) * capture.page_size;
         let image = capture.file;
         let dictionary = self
@@ -99,7 +107,7 @@ impl Walker<'_> {
         let read = chunker::fixed_batches(image, size as usize, |chunks: &[&[u8]]| {
             self.store_chunks(chunks, dictionary.as_ref(), ids)
         })?;
-        Ok((read, dictionary))
+        Ok((read, dictionary, true))
     }
 
     /// The dictionary to compress a database image's pages with: the one of

@@ -3,10 +3,11 @@
 //! write-only key, from the local file memos) when its metadata says it is
 //! unchanged, else read, chunked and stored.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use crate::format::tree::{ListCut, Node, NodeKind, Tree, escape_path};
 use crate::glob::{glob_set, glob_set_case};
 use crate::id::{BlobId, TreeId};
 use crate::index::FileMemo;
-use crate::ops::sqlite::has_pending_log;
+use crate::ops::sqlite::{HEADER, has_pending_log};
 use crate::pack::BlobSaver;
 use crate::progress::{FileStatus, Progress};
 use crate::repo::Repository;
@@ -88,6 +89,48 @@ impl<'a> Walker<'a> {
 /// skipped with a warning, which also bounds the walk's recursion.
 const MAX_PATH_LEN: usize = 4096;
 
+/// Files up to this size are read whole with one read into a buffer each
+/// worker reuses (see `Walker::store_small`); larger ones are read in steps.
+const SMALL_FILE: u64 = 256 * 1024;
+
+thread_local! {
+    /// The worker's buffer for small files: it grows to the largest small
+    /// file the worker has read and is zeroed only as it grows.
+    static SMALL_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// What storing a file's content gave: the length read, the dictionary its
+/// chunks were compressed with, and whether it was captured as a database.
+pub(super) type Stored = (u64, Option<Dictionary>, bool);
+
+/// Reads a file expected to hold `expected` bytes into `buf` (grown as
+/// needed), asking for one byte more, so that one read takes in a file of
+/// the expected length and a file that grew shows it; returns the bytes
+/// read, `expected + 1` when the file holds more. A read that ends exactly
+/// at the expected length is taken as the end of the file: the check after
+/// reading compares the file's size and times with those the walk saw.
+fn read_small(mut file: &File, expected: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let want = expected.saturating_add(1);
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
+    let mut filled = 0;
+    while filled < want {
+        match file.read(&mut buf[filled..want]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == expected {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// A file memo and the keyed hash of its path.
 type KeyedMemo = ([u8; 32], FileMemo);
 
@@ -115,7 +158,6 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 /// Whether `dir` holds a `CACHEDIR.TAG` file starting with the signature.
 fn has_cachedir_tag(dir: &Path) -> bool {
-    use std::io::Read;
     let path = dir.join("CACHEDIR.TAG");
     if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
         return false;
@@ -318,6 +360,16 @@ impl Walker<'_> {
         ids: &mut Vec<BlobId>,
     ) -> Result<(), ReadError> {
         self.check_cancel().map_err(ReadError::Repo)?;
+        if let [chunk] = chunks {
+            // One chunk (every small file): no parallel batch to set up.
+            let id = self
+                .saver
+                .save_with(BlobKind::Data, chunk, dictionary)
+                .map_err(ReadError::Repo)?;
+            ids.push(id);
+            self.progress.add_bytes(chunk.len() as u64);
+            return Ok(());
+        }
         let batch: Vec<_> = chunks
             .par_iter()
             .map(|chunk| self.saver.save_with(BlobKind::Data, chunk, dictionary))
@@ -562,15 +614,19 @@ impl Walker<'_> {
         }
         self.progress.current(&escape_path(path));
         let mut ids = Vec::new();
-        let capture = self.capture_database(path);
-        let captured = capture.is_some();
-        let stored = match capture {
-            Some(capture) => self.store_capture(path, capture, parent, &mut ids),
-            None => self
-                .store_plain(path, meta, &mut ids)
-                .map(|read| (read, None)),
+        let stored = if meta.len() <= SMALL_FILE && !self.sqlite_globs.is_match(path) {
+            self.store_small(path, meta, parent, &mut ids)
+        } else {
+            // Read in steps: captured when it is a database, else chunked
+            // as it is read.
+            match self.capture_database(path) {
+                Some(capture) => self.store_capture(path, capture, parent, &mut ids),
+                None => self
+                    .store_plain(path, meta, &mut ids)
+                    .map(|read| (read, None, false)),
+            }
         };
-        let (read, dictionary) = match stored {
+        let (read, dictionary, captured) = match stored {
             Ok(stored) => stored,
             Err(ReadError::Source(e)) => {
                 self.counters.files.fetch_sub(1, Ordering::Relaxed);
@@ -603,6 +659,67 @@ impl Walker<'_> {
         self.counters.bytes.fetch_add(read, Ordering::Relaxed);
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
         self.progress.add_files(1);
+    }
+
+    /// Stores a file of at most `SMALL_FILE` bytes with one open and one
+    /// read into this worker's buffer, which is reused from file to file
+    /// and never zeroed again; the SQLite header check looks at those bytes
+    /// instead of opening the file a second time.
+    fn store_small(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        parent: Option<&Node>,
+        ids: &mut Vec<BlobId>,
+    ) -> Result<Stored, ReadError> {
+        let file = open_source(path)?;
+        // Taken out rather than borrowed: storing may run another file's job
+        // on this thread (rayon steals work while it waits), which then
+        // starts with a buffer of its own.
+        let mut buf = SMALL_BUFFER.take();
+        let stored = self.store_small_from(path, meta, parent, &file, &mut buf, ids);
+        SMALL_BUFFER.set(buf);
+        stored
+    }
+
+    fn store_small_from(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        parent: Option<&Node>,
+        file: &File,
+        buf: &mut Vec<u8>,
+        ids: &mut Vec<BlobId>,
+    ) -> Result<Stored, ReadError> {
+        let expected = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        let filled = read_small(file, expected, buf)?;
+        let data = &buf[..filled];
+        if data.starts_with(HEADER)
+            && let Some(capture) = self.capture_checked(path)
+        {
+            return self.store_capture(path, capture, parent, ids);
+        }
+        let read = if filled > expected {
+            // Grown since its metadata was read: go on reading in steps.
+            let size_hint = (filled as u64).saturating_add(1 << 20);
+            self.chunker
+                .chunk_batches(data.chain(file), size_hint, |chunks: &[&[u8]]| {
+                    self.store_chunks(chunks, None, ids)
+                })?
+        } else if filled == 0 {
+            // An empty file has no chunks.
+            0
+        } else if filled <= self.chunker.params().min_size as usize {
+            self.store_chunks(std::slice::from_ref(&data), None, ids)?;
+            filled as u64
+        } else {
+            let mut chunks = Vec::new();
+            self.chunker.chunk_slice(data, &mut chunks);
+            self.store_chunks(&chunks, None, ids)?;
+            filled as u64
+        };
+        self.warn_if_changed(path, meta, file);
+        Ok((read, None, false))
     }
 
     /// Reads, chunks and stores a file that is not captured as a database,
