@@ -111,8 +111,8 @@ fn small_files(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let dir = tempfile::tempdir().expect("temporary folder");
-                let cache = IndexCache::open(&dir.path().join("index.redb"), &|| {})
-                    .expect("cache opens");
+                let cache =
+                    IndexCache::open(&dir.path().join("index.redb"), &|| {}).expect("cache opens");
                 (dir, cache, delta.clone())
             },
             |(dir, cache, delta)| {
@@ -139,7 +139,10 @@ fn small_files(c: &mut Criterion) {
             },
             |(dir, repo)| {
                 let report = snap::backup(&repo, &options, &NoProgress).expect("backup succeeds");
-                assert_eq!(report.snapshot.summary.files_new, count as u64, "every file stored");
+                assert_eq!(
+                    report.snapshot.summary.files_new, count as u64,
+                    "every file stored"
+                );
                 (dir, repo)
             },
             BatchSize::PerIteration,
