@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use snap::internals::codec::compress::{compress, decompress};
 use snap::internals::codec::{BlobCodec, Chunker, ChunkerParams, Hasher};
 use snap::internals::format::pack::BlobKind;
@@ -215,23 +215,10 @@ fn end_to_end(c: &mut Criterion) {
     let mut group = c.benchmark_group("backup");
     group.sampling_mode(SamplingMode::Flat);
     group.throughput(bytes(total));
-    // Each iteration backs up into a fresh repository (created untimed), so
-    // every byte is chunked, hashed, compressed and packed.
     group.bench_function("first_32MiB_tree", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("temporary folder");
-                let repo = init_repository(dir.path());
-                (dir, repo)
-            },
-            |(dir, repo)| {
-                let report = snap::backup(&repo, &options, &NoProgress).expect("backup succeeds");
-                black_box(report.id);
-                // Returned so the repository is deleted outside the timing.
-                (dir, repo)
-            },
-            BatchSize::PerIteration,
-        );
+        common::first_backup(b, &options, |report| {
+            black_box(report.id);
+        });
     });
     // Nothing changed since the parent snapshot: only metadata is compared.
     // The parent is named, because finding it reads every snapshot and each

@@ -26,10 +26,10 @@ use snap::internals::codec::{Chunker, ChunkerParams, Hasher};
 use snap::internals::format::index::{IndexDelta, PackIndex};
 use snap::internals::format::pack::{BlobEntry, BlobKind};
 use snap::internals::index::IndexCache;
-use snap::{BackupOptions, InitOptions, NoProgress};
+use snap::{BackupOptions, InitOptions};
 
 mod common;
-use common::{XorShift, init_repository, text};
+use common::{XorShift, text};
 
 const DEFAULT_FILES: usize = 6_000;
 const FILES_PER_FOLDER: usize = 100;
@@ -128,25 +128,13 @@ fn small_files(c: &mut Criterion) {
 
     let options = BackupOptions::new(vec![root.clone()]);
     group.sampling_mode(SamplingMode::Flat);
-    // Each iteration backs up into a fresh repository (created untimed), so
-    // every file is read, hashed, compressed, packed and indexed.
     group.bench_function("first_backup", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("temporary folder");
-                let repo = init_repository(dir.path());
-                (dir, repo)
-            },
-            |(dir, repo)| {
-                let report = snap::backup(&repo, &options, &NoProgress).expect("backup succeeds");
-                assert_eq!(
-                    report.snapshot.summary.files_new, count as u64,
-                    "every file stored"
-                );
-                (dir, repo)
-            },
-            BatchSize::PerIteration,
-        );
+        common::first_backup(b, &options, |report| {
+            assert_eq!(
+                report.snapshot.summary.files_new, count as u64,
+                "every file stored"
+            );
+        });
     });
     group.finish();
 }
@@ -185,16 +173,13 @@ fn index_delta(files: &[(PathBuf, Vec<u8>)]) -> IndexDelta {
     }
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-}
-
+// Short windows: the whole run stays under a minute on two cores.
 criterion_group! {
     name = benches;
-    config = config();
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
     targets = small_files
 }
 criterion_main!(benches);

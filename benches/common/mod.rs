@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use snap::{InitOptions, LocalBackend, NoProgress, Repository};
+use criterion::{BatchSize, Bencher};
+use snap::{BackupOptions, BackupReport, InitOptions, LocalBackend, NoProgress, Repository};
 
 pub const WORDS: &[&str] = &[
     "the",
@@ -117,4 +118,24 @@ pub fn init_repository(dir: &Path) -> Repository {
         .expect("a private cache folder");
     Repository::init(Box::new(backend), &InitOptions::default(), &NoProgress)
         .expect("repository created")
+}
+
+/// Times `snap::backup` of `options` into a fresh repository per iteration
+/// (created and deleted outside the timing), so every byte is chunked,
+/// hashed, compressed and packed; `check` sees each report.
+pub fn first_backup(b: &mut Bencher<'_>, options: &BackupOptions, check: impl Fn(&BackupReport)) {
+    b.iter_batched(
+        || {
+            let dir = tempfile::tempdir().expect("temporary folder");
+            let repo = init_repository(dir.path());
+            (dir, repo)
+        },
+        |(dir, repo)| {
+            let report = snap::backup(&repo, options, &NoProgress).expect("backup succeeds");
+            check(&report);
+            // Returned so the repository is deleted outside the timing.
+            (dir, repo)
+        },
+        BatchSize::PerIteration,
+    );
 }
