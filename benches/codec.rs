@@ -1,7 +1,7 @@
 //! Throughput of the backup pipeline's stages and of a whole backup.
 //!
 //! `cargo bench --bench codec` (a few minutes on two cores). One stage:
-//! `cargo bench --bench codec -- compress`. The input is generated here:
+//! `cargo bench --bench codec -- compress`. The input is generated (benches/common):
 //! text-like bytes (words drawn by xorshift from a small vocabulary) that
 //! compress about as well as prose or source code, so chunking, hashing and
 //! zstd see realistic work.
@@ -11,12 +11,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use snap::internals::codec::compress::{compress, decompress};
 use snap::internals::codec::{BlobCodec, Chunker, ChunkerParams, Hasher};
 use snap::internals::format::pack::BlobKind;
 use snap::internals::pack::PackWriter;
-use snap::{BackupOptions, InitOptions, LocalBackend, NoProgress, Repository};
+use snap::{BackupOptions, InitOptions, NoProgress};
+
+mod common;
+use common::{XorShift, init_repository, text};
 
 /// Size of the in-memory input for the stage benchmarks.
 const INPUT_LEN: usize = 32 << 20;
@@ -26,109 +29,6 @@ const TREE_LEN: usize = 32 << 20;
 
 /// Blob size for hashing and compression: the chunker's average.
 const BLOB_LEN: usize = ChunkerParams::FILES.avg_size as usize;
-
-const WORDS: &[&str] = &[
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "a",
-    "is",
-    "that",
-    "for",
-    "it",
-    "as",
-    "was",
-    "with",
-    "be",
-    "by",
-    "on",
-    "not",
-    "he",
-    "this",
-    "are",
-    "or",
-    "his",
-    "from",
-    "at",
-    "which",
-    "but",
-    "have",
-    "an",
-    "had",
-    "they",
-    "you",
-    "were",
-    "memory",
-    "snapshot",
-    "repository",
-    "chunk",
-    "session",
-    "remember",
-    "garden",
-    "morning",
-    "letter",
-    "quiet",
-    "because",
-    "between",
-    "through",
-    "something",
-    "together",
-    "conversation",
-    "yesterday",
-    "tomorrow",
-    "{\"id\":",
-    "\"text\":",
-    "fn",
-    "let",
-    "return",
-    "=>",
-    "0x3f",
-    "1970-01-01T00:00:00Z",
-    "##",
-    "-",
-    "*",
-];
-
-/// A xorshift64 generator: fast, deterministic, good enough for test data.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// `len` bytes of text-like data: words, punctuation, line breaks and the odd
-/// random number, so zstd level 3 gets roughly 3:1 and no two runs repeat.
-fn text(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = XorShift(seed | 1);
-    let mut out = Vec::with_capacity(len + 64);
-    while out.len() < len {
-        let roll = rng.next();
-        match roll % 16 {
-            0 => out.extend_from_slice(b".\n"),
-            1 => out.extend_from_slice(b", "),
-            2 => out.extend_from_slice(format!("{} ", rng.next() % 100_000).as_bytes()),
-            _ => {
-                out.extend_from_slice(WORDS[rng.below(WORDS.len())].as_bytes());
-                out.push(b' ');
-            }
-        }
-    }
-    out.truncate(len);
-    out
-}
 
 fn bytes(len: usize) -> Throughput {
     Throughput::Bytes(len as u64)
@@ -305,14 +205,6 @@ fn write_tree(root: &Path) -> usize {
     total
 }
 
-fn init_repository(dir: &Path) -> Repository {
-    // A private cache, removed with the repository, not one in ~/.cache.
-    let backend = snap::backend::PrivateCache::new(Box::new(LocalBackend::new(dir.join("repo"))))
-        .expect("a private cache folder");
-    Repository::init(Box::new(backend), &InitOptions::default(), &NoProgress)
-        .expect("repository created")
-}
-
 fn end_to_end(c: &mut Criterion) {
     let source = tempfile::tempdir().expect("temporary folder");
     let root = source.path().join("entity");
@@ -323,23 +215,10 @@ fn end_to_end(c: &mut Criterion) {
     let mut group = c.benchmark_group("backup");
     group.sampling_mode(SamplingMode::Flat);
     group.throughput(bytes(total));
-    // Each iteration backs up into a fresh repository (created untimed), so
-    // every byte is chunked, hashed, compressed and packed.
     group.bench_function("first_32MiB_tree", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("temporary folder");
-                let repo = init_repository(dir.path());
-                (dir, repo)
-            },
-            |(dir, repo)| {
-                let report = snap::backup(&repo, &options, &NoProgress).expect("backup succeeds");
-                black_box(report.id);
-                // Returned so the repository is deleted outside the timing.
-                (dir, repo)
-            },
-            BatchSize::PerIteration,
-        );
+        common::first_backup(b, &options, |report| {
+            black_box(report.id);
+        });
     });
     // Nothing changed since the parent snapshot: only metadata is compared.
     // The parent is named, because finding it reads every snapshot and each
