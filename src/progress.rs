@@ -30,6 +30,11 @@ pub trait Progress: Send + Sync {
     fn current(&self, _name: &str) {}
     /// A backup finished with the file at `path` (as read from disk).
     fn file(&self, _status: FileStatus, _path: &std::path::Path) {}
+    /// Whether the totals are shown to anyone. When they are not, work done
+    /// only to find them (a backup's scan of its sources) is skipped.
+    fn shows_totals(&self) -> bool {
+        false
+    }
 }
 
 /// Where a long operation is, as [`Progress::phase`] reports it.

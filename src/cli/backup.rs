@@ -130,6 +130,10 @@ impl Progress for Listing<'_> {
         self.inner.current(name);
     }
 
+    fn shows_totals(&self) -> bool {
+        self.inner.shows_totals()
+    }
+
     fn file(&self, status: FileStatus, path: &std::path::Path) {
         if self.level >= 2 || (self.level == 1 && status != FileStatus::Unchanged) {
             self.inner.print(&format!(

@@ -374,6 +374,10 @@ fn tail(name: &str, width: usize) -> String {
 }
 
 impl Progress for CliProgress {
+    fn shows_totals(&self) -> bool {
+        self.mode != ProgressMode::None
+    }
+
     fn message(&self, text: &str) {
         if !self.quiet {
             self.print(&format!("snap: {text}"));

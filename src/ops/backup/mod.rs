@@ -240,11 +240,15 @@ fn backup_filtered(
     };
     let walker = Walker::new(repo, options, progress, selected)?;
     // The scan runs beside the walk: work starts at once, and the totals
-    // grow until the scan reports them complete.
-    progress.phase(Phase::Scanning);
+    // grow until the scan reports them complete. Nobody looking (a cron
+    // job, `--progress none`): no scan, no second walk of the sources.
+    let scan = progress.shows_totals();
+    progress.phase(if scan { Phase::Scanning } else { Phase::Working });
     let walked = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
-        scope.spawn(|| walker.scan_sources(&sources, &walked));
+        if scan {
+            scope.spawn(|| walker.scan_sources(&sources, &walked));
+        }
         let result = walker.backup_sources(&sources, parent_root.as_ref());
         walked.store(true, Ordering::Relaxed);
         result
