@@ -243,7 +243,11 @@ fn backup_filtered(
     // grow until the scan reports them complete. Nobody looking (a cron
     // job, `--progress none`): no scan, no second walk of the sources.
     let scan = progress.shows_totals();
-    progress.phase(if scan { Phase::Scanning } else { Phase::Working });
+    progress.phase(if scan {
+        Phase::Scanning
+    } else {
+        Phase::Working
+    });
     let walked = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         if scan {
