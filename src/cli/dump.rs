@@ -32,7 +32,7 @@ enum ArchiveArg {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
-    let progress = global.progress();
+    let mut progress = global.progress();
     let repo = global.open_reader(&progress)?;
     let (selector, path) = parse_snap_path(&super::os_arg(&args.target))?;
     let path = path.unwrap_or_default();
@@ -46,8 +46,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     // First Ctrl-C, SIGTERM or SIGHUP: stop at the next write, leaving
     // --output as it was. Second: exit now.
     options.cancel = Some(super::stop_on_signals());
-    let report = match &args.output {
-        Some(dest) => dump_to_file(&repo, &node, &path, &options, dest)?,
+    progress.start("dump");
+    let result = match &args.output {
+        Some(dest) => dump_to_file(&repo, &node, &path, &options, dest, &progress),
         None => {
             let stdout = std::io::stdout();
             if let Some(format) = options.archive_for(&node)
@@ -61,11 +62,16 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
                 .into());
             }
             let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            let report = dump(&repo, &node, &path, &options, &mut out)?;
-            out.flush()?;
-            report
+            dump(&repo, &node, &path, &options, &mut out, &progress).and_then(|report| {
+                out.flush().map_err(|e| {
+                    snap::Error::io("cannot write", std::path::Path::new("standard output"), e)
+                })?;
+                Ok(report)
+            })
         }
     };
+    progress.finish(result.is_ok());
+    let report = result?;
     for skipped in &report.skipped {
         output::print_err(&format!(
             "snap: warning: left out {}",

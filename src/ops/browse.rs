@@ -10,6 +10,7 @@ use crate::format::tree::{
 };
 use crate::id::{BlobId, TreeId};
 use crate::index::Location;
+use crate::progress::Progress;
 use crate::repo::Repository;
 
 /// A node standing for a snapshot's root directory.
@@ -213,6 +214,7 @@ pub struct FileReader<'r> {
     layout: std::vec::IntoIter<(BlobId, Location)>,
     chunk: Vec<u8>,
     at: usize,
+    progress: Option<&'r dyn Progress>,
 }
 
 impl<'r> FileReader<'r> {
@@ -239,7 +241,14 @@ impl<'r> FileReader<'r> {
             layout: repo.file_layout(node)?.into_iter(),
             chunk: Vec::new(),
             at: 0,
+            progress: None,
         })
+    }
+
+    /// Reports every byte read to `progress` ([`Progress::add_bytes`]).
+    pub fn counted(mut self, progress: &'r dyn Progress) -> Self {
+        self.progress = Some(progress);
+        self
     }
 }
 
@@ -261,6 +270,9 @@ impl Read for FileReader<'_> {
         let n = buf.len().min(self.chunk.len() - self.at);
         buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
         self.at += n;
+        if let Some(progress) = self.progress {
+            progress.add_bytes(n as u64);
+        }
         Ok(n)
     }
 }

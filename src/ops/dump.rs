@@ -26,6 +26,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, unescape_name};
 use crate::ops::browse::{FileReader, components, copy_error, printable, walk};
+use crate::progress::{Phase, Progress};
 use crate::repo::Repository;
 
 /// The archive formats `snap dump` writes.
@@ -93,7 +94,9 @@ pub fn dump(
     path: &str,
     options: &DumpOptions,
     out: &mut dyn Write,
+    progress: &dyn Progress,
 ) -> Result<DumpReport> {
+    report_totals(repo, node, progress)?;
     let open = Cell::new(true);
     let mut gate = Gate {
         out,
@@ -102,9 +105,13 @@ pub fn dump(
     };
     let Some(archive) = options.archive_for(node) else {
         let shown = printable(path);
-        let mut content = FileReader::new(repo, node).map_err(|e| at_path(e, &shown))?;
+        let mut content = FileReader::new(repo, node)
+            .map_err(|e| at_path(e, &shown))?
+            .counted(progress);
+        progress.current(&shown);
         let bytes = io::copy(&mut content, &mut gate)
             .map_err(|e| at_path(copy_error(e, "cannot write output"), &shown))?;
+        progress.add_files(1);
         return Ok(DumpReport {
             entries: 1,
             bytes,
@@ -113,8 +120,15 @@ pub fn dump(
     };
     let names = OwnerNames::new(options.owner_names);
     match archive {
-        Archive::Tar => write_entries(repo, node, path, &open, &mut Tar::new(&mut gate, names)),
-        Archive::Zip => write_entries(repo, node, path, &open, &mut Zip::new(&mut gate)),
+        Archive::Tar => write_entries(
+            repo,
+            node,
+            path,
+            &open,
+            &mut Tar::new(&mut gate, names),
+            progress,
+        ),
+        Archive::Zip => write_entries(repo, node, path, &open, &mut Zip::new(&mut gate), progress),
     }
 }
 
@@ -127,6 +141,7 @@ pub fn dump_to_file(
     path: &str,
     options: &DumpOptions,
     dest: &Path,
+    progress: &dyn Progress,
 ) -> Result<DumpReport> {
     if dest.is_dir() {
         return Err(Error::usage(format!(
@@ -146,7 +161,7 @@ pub fn dump_to_file(
     let temp_path = temp.path().to_path_buf();
     let report = {
         let mut out = io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-        let report = dump(repo, node, path, options, &mut out).map_err(|e| {
+        let report = dump(repo, node, path, options, &mut out, progress).map_err(|e| {
             if e.kind() == ErrorKind::Interrupted {
                 Error::new(
                     ErrorKind::Interrupted,
@@ -246,6 +261,7 @@ fn write_entries(
     path: &str,
     open: &Cell<bool>,
     archive: &mut dyn ArchiveWriter,
+    progress: &dyn Progress,
 ) -> Result<DumpReport> {
     let shown = printable(path);
     // What precedes the archive names in the snapshot paths the walk gives.
@@ -254,8 +270,19 @@ fn write_entries(
     let mut first_names: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut visit = |shown_path: &str, node: &Node| -> Result<()> {
         let name = archive_path(&shown_path[parent_len..]);
-        let skipped = add_entry(repo, archive, &name, node, &mut first_names, &mut report)
-            .map_err(|e| at_path(e, shown_path))?;
+        if node.kind == NodeKind::File {
+            progress.current(shown_path);
+        }
+        let skipped = add_entry(
+            repo,
+            archive,
+            &name,
+            node,
+            &mut first_names,
+            &mut report,
+            progress,
+        )
+        .map_err(|e| at_path(e, shown_path))?;
         if let Some(why) = skipped {
             report.skipped.push(format!("{shown_path}: {why}"));
         } else {
@@ -294,6 +321,7 @@ fn add_entry(
     node: &Node,
     first_names: &mut HashMap<(u64, u64), Vec<u8>>,
     report: &mut DumpReport,
+    progress: &dyn Progress,
 ) -> Result<Option<&'static str>> {
     let written = |e| copy_error(e, "cannot write output");
     if node.kind != NodeKind::File {
@@ -305,15 +333,41 @@ fn add_entry(
             .add(name, node, Entry::HardLink(first))
             .map_err(written);
     }
-    let mut content = FileReader::new(repo, node)?;
+    let mut content = FileReader::new(repo, node)?.counted(progress);
     let skipped = archive
         .add(name, node, Entry::File(&mut content))
         .map_err(written)?;
+    progress.add_files(1);
     report.bytes += node.size;
     if linked {
         first_names.insert((node.dev, node.inode), name.to_vec());
     }
     Ok(skipped)
+}
+
+/// Tells `progress` the files and content bytes a dump of `node` writes
+/// (a walk of its folder listings, only when someone looks at the totals).
+fn report_totals(repo: &Repository, node: &Node, progress: &dyn Progress) -> Result<()> {
+    if !progress.shows_totals() {
+        return Ok(());
+    }
+    progress.phase(Phase::Scanning);
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut count = |_: &str, node: &Node| {
+        if node.kind == NodeKind::File {
+            files += 1;
+            bytes += node.size;
+        }
+        Ok(())
+    };
+    if node.kind == NodeKind::Dir {
+        walk(repo, node, "", true, &mut count)?;
+    } else {
+        count("", node)?;
+    }
+    progress.found(files, bytes);
+    progress.phase(Phase::Working);
+    Ok(())
 }
 
 /// The raw bytes of a path printed by the walk (components escaped the

@@ -177,6 +177,15 @@ fn restore_check_and_copy_json_totals_match_their_work() {
     assert_eq!(last["total_files"], report["files"], "{last}");
     assert_eq!(last["files_done"], report["files"], "{last}");
     assert_eq!(last["bytes_done"], report["bytes"], "{last}");
+
+    // dump counts the files and content bytes it writes; stdout is the
+    // archive alone.
+    let (tar, last) = run_with_status(env.cmd().args(["--progress", "json", "dump", "latest"]));
+    assert!(tar.len() as u64 > report["bytes"].as_u64().unwrap());
+    assert_eq!(last["total_files"], report["files"], "{last}");
+    assert_eq!(last["files_done"], report["files"], "{last}");
+    assert_eq!(last["total_bytes"], report["bytes"], "{last}");
+    assert_eq!(last["bytes_done"], report["bytes"], "{last}");
 }
 
 #[test]
