@@ -30,6 +30,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=bench-lib.sh
+source "$ROOT/benches/scripts/bench-lib.sh"
 WORK=${BENCH_DIR:-/tmp/snap-bench-check}
 SCALE=${BENCH_SCALE:-full}
 case $SCALE in
@@ -47,8 +49,6 @@ REPOS=$WORK/repos
 LOGS=$WORK/logs
 RESTIC_CACHE=$WORK/restic-cache
 
-say() { printf '==> %s\n' "$*" >&2; }
-
 command -v restic >/dev/null || {
   say "restic is missing; installing it (apt-get install -y restic)"
   apt-get install -y restic >/dev/null
@@ -61,22 +61,6 @@ fi
 mkdir -p "$WORK" "$LOGS"
 printf '%s\n' "$RESTIC_PASSWORD" > "$PASSWORD_FILE"
 
-# Wall seconds of a command, median of RUNS runs; the command's exit code
-# must be 0. Peak RSS (KiB) of the slowest run goes to $LOGS/$1.rss.
-timed() {
-  local name=$1; shift
-  local times=()
-  for ((i = 0; i < RUNS; i++)); do
-    /usr/bin/time -f '%e %M' -o "$LOGS/$name.time" "$@" > "$LOGS/$name.out" 2> "$LOGS/$name.err" || {
-      say "$name failed: $*"; cat "$LOGS/$name.err" >&2; exit 1
-    }
-    times+=("$(cut -d' ' -f1 "$LOGS/$name.time")")
-    cut -d' ' -f2 "$LOGS/$name.time" >> "$LOGS/$name.rss"
-  done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
-
-peak_rss_mib() { sort -n "$LOGS/$1.rss" | tail -1 | awk '{printf "%.0f", $1/1024}'; }
 
 # --- (1) read-data against restic -----------------------------------------
 

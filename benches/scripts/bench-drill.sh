@@ -28,6 +28,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=bench-lib.sh
+source "$ROOT/benches/scripts/bench-lib.sh"
 WORK=${BENCH_DIR:-/tmp/snap-bench}
 SCALE=${BENCH_SCALE:-full}
 RUNS=${RUNS:-3}
@@ -38,8 +40,6 @@ REPO=$DRILL/repo
 LOGS=$DRILL/logs
 SCRATCH=$DRILL/scratch
 export XDG_CACHE_HOME=$DRILL/cache
-
-say() { printf '==> %s\n' "$*" >&2; }
 
 [[ -x /usr/bin/time ]] || { say "installing time"; apt-get install -y -qq time >/dev/null; }
 if [[ -z ${SNAP_BIN:-} && ${BENCH_NO_BUILD:-0} != 1 ]]; then
@@ -55,24 +55,6 @@ fi
 rm -rf "$DRILL"
 mkdir -p "$LOGS" "$SCRATCH"
 
-# Wall seconds of a command, median of RUNS runs (exit code 0 required);
-# peak RSS (KiB) of every run goes to $LOGS/$1.rss. `before` runs untimed
-# before each run.
-timed() {
-  local name=$1 before=$2; shift 2
-  local times=()
-  for ((i = 0; i < RUNS; i++)); do
-    eval "$before"
-    sync
-    /usr/bin/time -f '%e %M' -o "$LOGS/$name.time" "$@" > "$LOGS/$name.out" 2> "$LOGS/$name.err" || {
-      say "$name failed: $*"; cat "$LOGS/$name.err" >&2; exit 1
-    }
-    times+=("$(cut -d' ' -f1 "$LOGS/$name.time")")
-    cut -d' ' -f2 "$LOGS/$name.time" >> "$LOGS/$name.rss"
-  done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
-rss_mib() { sort -n "$LOGS/$1.rss" | tail -1 | awk '{printf "%.0f", $1/1024}'; }
 
 say "backing up the peer dataset"
 "$SNAP" -q -r "$REPO" init
@@ -80,13 +62,13 @@ say "backing up the peer dataset"
 tar -cf - -C "$REPO" . | cat >/dev/null
 
 say "snap drill, ${RUNS}x"
-drill=$(timed drill "" "$SNAP" -q -r "$REPO" drill --scratch "$SCRATCH")
+drill=$(timed drill "$SNAP" -q -r "$REPO" drill --scratch "$SCRATCH")
 say "snap drill --sample 10%, ${RUNS}x"
-sample=$(timed sample "" "$SNAP" -q -r "$REPO" drill --sample 10% --scratch "$SCRATCH")
+sample=$(timed sample "$SNAP" -q -r "$REPO" drill --sample 10% --scratch "$SCRATCH")
 say "snap restore, ${RUNS}x"
-restore=$(timed restore 'rm -rf "$SCRATCH/restore"' "$SNAP" -q -r "$REPO" restore latest --target "$SCRATCH/restore")
+restore=$(TIMED_BEFORE='rm -rf "$SCRATCH/restore"' timed restore "$SNAP" -q -r "$REPO" restore latest --target "$SCRATCH/restore")
 say "snap check --read-data, ${RUNS}x"
-check=$(timed check "" "$SNAP" -q -r "$REPO" check --read-data)
+check=$(timed check "$SNAP" -q -r "$REPO" check --read-data)
 rm -rf "$SCRATCH/restore"
 
 data_mib=$(du -sb "$PRISTINE/system" "$PRISTINE/entity" | awk '{s += $1} END {printf "%.0f", s/1048576}')
@@ -101,10 +83,10 @@ out=$WORK/drill-results-$(date -u +%Y%m%dT%H%M%SZ).md
   echo
   echo "| step | wall s | peak RSS MiB |"
   echo "|------|-------:|-------------:|"
-  echo "| snap drill | $drill | $(rss_mib drill) |"
-  echo "| snap drill --sample 10% | $sample | $(rss_mib sample) |"
-  echo "| snap restore | $restore | $(rss_mib restore) |"
-  echo "| snap check --read-data | $check | $(rss_mib check) |"
+  echo "| snap drill | $drill | $(peak_rss_mib drill) |"
+  echo "| snap drill --sample 10% | $sample | $(peak_rss_mib sample) |"
+  echo "| snap restore | $restore | $(peak_rss_mib restore) |"
+  echo "| snap check --read-data | $check | $(peak_rss_mib check) |"
   echo "| restore + check, back to back | $pair | - |"
   echo
   echo "drill / (restore + check) = $ratio"

@@ -72,3 +72,24 @@ snap_version() {
 }
 
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
+
+# Wall seconds of `timed NAME CMD...`, median of $RUNS runs (each must exit
+# 0); the peak RSS (KiB) of every run goes to $LOGS/NAME.rss, its output to
+# $LOGS/NAME.{out,err}. $TIMED_BEFORE, when set, runs untimed before each run.
+timed() {
+  local name=$1; shift
+  local times=()
+  for ((i = 0; i < RUNS; i++)); do
+    if [[ -n ${TIMED_BEFORE:-} ]]; then eval "$TIMED_BEFORE"; fi
+    sync
+    /usr/bin/time -f '%e %M' -o "$LOGS/$name.time" "$@" > "$LOGS/$name.out" 2> "$LOGS/$name.err" || {
+      say "$name failed: $*"; cat "$LOGS/$name.err" >&2; exit 1
+    }
+    times+=("$(cut -d' ' -f1 "$LOGS/$name.time")")
+    cut -d' ' -f2 "$LOGS/$name.time" >> "$LOGS/$name.rss"
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+# The largest peak RSS recorded for NAME by `timed`, in MiB.
+peak_rss_mib() { sort -n "$LOGS/$1.rss" | tail -1 | awk '{printf "%.0f", $1/1024}'; }
