@@ -129,6 +129,35 @@ fn fixture_chunk_lists() {
 }
 
 #[test]
+fn fixture_drill_records() {
+    let env = restore_fixture("drill-records", &["--password-file", "password"]);
+    assert_eq!(config_version(&env.repo), 1, "drill-records is optional");
+    // The sealed record still names the snapshot, for snapshots and check.
+    let password = env.path("password");
+    let listed = common::run_json(
+        env.cmd()
+            .arg("--password-file")
+            .arg(&password)
+            .args(["snapshots", "--json"]),
+    );
+    let drill = &listed[0]["last_drill"];
+    assert_eq!(drill["ok"], true, "{listed}");
+    let out = env
+        .cmd()
+        .arg("--password-file")
+        .arg(&password)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("drill"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
 fn fixture_write_only() {
     let env = restore_fixture("write-only", &["--password-file", "password"]);
     // The snapshot was written with the write-only key, which cannot read it.
