@@ -99,8 +99,7 @@ fn run(root: &Path, levels: &[i32]) -> snap::Result<()> {
                 BlobKind::Tree => "trees",
                 BlobKind::List => "chunk lists",
             };
-            let frame =
-                &bytes[blob.offset as usize..blob.offset as usize + blob.length as usize];
+            let frame = &bytes[blob.offset as usize..blob.offset as usize + blob.length as usize];
             let class = classes.entry(key).or_default();
             class.count += 1;
             class.raw += u64::from(blob.raw_length);
@@ -182,7 +181,9 @@ fn folder_bytes(dir: &Path) -> snap::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).map_err(|e| snap::Error::io("read", dir, e))? {
         let entry = entry.map_err(|e| snap::Error::io("read", dir, e))?;
-        let meta = entry.metadata().map_err(|e| snap::Error::io("read", dir, e))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| snap::Error::io("read", dir, e))?;
         if meta.is_dir() {
             total += folder_bytes(&entry.path())?;
         } else {

@@ -127,11 +127,9 @@ impl Session {
     fn new(recipient: &x25519::Recipient) -> Result<Self> {
         let mut file_key = Zeroizing::new([0u8; 16]);
         getrandom::fill(&mut *file_key).map_err(|e| failed(&e))?;
-        let (stanzas, _) = age::Recipient::wrap_file_key(
-            recipient,
-            &FileKey::new(Box::new(*file_key)),
-        )
-        .map_err(|e| failed(&e))?;
+        let (stanzas, _) =
+            age::Recipient::wrap_file_key(recipient, &FileKey::new(Box::new(*file_key)))
+                .map_err(|e| failed(&e))?;
         Ok(Self {
             header: Arc::new(header(&stanzas, &file_key)),
             file_key,
@@ -171,8 +169,7 @@ fn header(stanzas: &[Stanza], file_key: &[u8; 16]) -> Vec<u8> {
     }
     out.extend_from_slice(b"---");
     let key = age_core::primitives::hkdf(&[], b"header", file_key);
-    let mut mac =
-        <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).expect("any key length");
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).expect("any key length");
     mac.update(&out);
     out.push(b' ');
     out.extend_from_slice(b64.encode(mac.finalize().into_bytes()).as_bytes());
