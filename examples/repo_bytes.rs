@@ -54,10 +54,13 @@ fn recompress(class: &mut Class, plain: &[u8], levels: &[i32]) -> snap::Result<(
         let frame = COMPRESSORS
             .with(|c| {
                 let mut map = c.borrow_mut();
-                if !map.contains_key(&level) {
-                    map.insert(level, zstd::bulk::Compressor::new(level)?);
-                }
-                map.get_mut(&level).expect("just inserted").compress(plain)
+                let compressor = match map.entry(level) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(zstd::bulk::Compressor::new(level)?)
+                    }
+                };
+                compressor.compress(plain)
             })
             .map_err(|e| snap::Error::io("compress", Path::new("-"), e))?;
         *class.seconds.entry(level).or_default() += start.elapsed().as_secs_f64();
