@@ -141,9 +141,9 @@ impl Session {
 /// The age v1 header of `stanzas` for `file_key`, with its MAC
 /// (age-encryption.org/v1: HMAC-SHA256 under `HKDF(empty, "header", file
 /// key)` of the header up to and including `---`). The age crate writes
-/// the same header plus a random "grease" stanza of up to about 200
+/// the same header plus a random "grease" stanza of up to about 190
 /// bytes, which every frame of the session would repeat; a header without
-/// it is just as standard (the reference `age` writes none).
+/// it is just as standard (the format does not ask for one).
 fn header(stanzas: &[Stanza], file_key: &[u8; 16]) -> Vec<u8> {
     use base64::Engine;
     use hmac::Mac;
