@@ -16,7 +16,7 @@
 //! reading many frames of one session costs one unwrap.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +28,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sync::{into_inner, lock};
+use crate::sync::lock;
 
 /// Frames sealed under one wrapped file key before a new one is made.
 pub const SESSION_USES: u32 = 4096;
@@ -71,22 +71,6 @@ struct Session {
     header: Arc<Vec<u8>>,
     file_key: Zeroizing<[u8; 16]>,
     uses: u32,
-}
-
-/// A recipient that wraps like `inner` and keeps the file key it was given.
-struct Capturing<'a> {
-    inner: &'a x25519::Recipient,
-    file_key: Mutex<Option<Zeroizing<[u8; 16]>>>,
-}
-
-impl age::Recipient for Capturing<'_> {
-    fn wrap_file_key(
-        &self,
-        file_key: &FileKey,
-    ) -> std::result::Result<(Vec<Stanza>, HashSet<String>), age::EncryptError> {
-        *lock(&self.file_key) = Some(Zeroizing::new(*file_key.expose_secret()));
-        self.inner.wrap_file_key(file_key)
-    }
 }
 
 /// An identity that unwraps like `inner`, remembering what it unwrapped.
@@ -138,36 +122,59 @@ impl AgeState {
 }
 
 impl Session {
-    /// Wraps a new file key: age encrypts an empty payload to `recipient`,
-    /// and the header of that file is kept.
+    /// Wraps a new file key to `recipient` and writes the age header that
+    /// carries it.
     fn new(recipient: &x25519::Recipient) -> Result<Self> {
-        let capturing = Capturing {
-            inner: recipient,
-            file_key: Mutex::new(None),
-        };
-        let encryptor =
-            age::Encryptor::with_recipients(std::iter::once(&capturing as &dyn age::Recipient))
+        let mut file_key = Zeroizing::new([0u8; 16]);
+        getrandom::fill(&mut *file_key).map_err(|e| failed(&e))?;
+        let (stanzas, _) =
+            age::Recipient::wrap_file_key(recipient, &FileKey::new(Box::new(*file_key)))
                 .map_err(|e| failed(&e))?;
-        let mut out = Vec::with_capacity(256);
-        let writer = encryptor.wrap_output(&mut out).map_err(|e| failed(&e))?;
-        writer.finish().map_err(|e| failed(&e))?;
-        // header, nonce (16 bytes), one empty final chunk (its 16-byte tag).
-        let header_len = out
-            .len()
-            .checked_sub(32)
-            .filter(|n| {
-                out[..*n].ends_with(b"\n") && out[..*n].starts_with(b"age-encryption.org/v1\n")
-            })
-            .ok_or_else(|| failed(&"unexpected age output"))?;
-        out.truncate(header_len);
-        let file_key =
-            into_inner(capturing.file_key).ok_or_else(|| failed(&"no file key was wrapped"))?;
         Ok(Self {
-            header: Arc::new(out),
+            header: Arc::new(header(&stanzas, &file_key)),
             file_key,
             uses: 0,
         })
     }
+}
+
+/// The age v1 header of `stanzas` for `file_key`, with its MAC
+/// (age-encryption.org/v1: HMAC-SHA256 under `HKDF(empty, "header", file
+/// key)` of the header up to and including `---`). The age crate writes
+/// the same header plus a random "grease" stanza of up to about 190
+/// bytes, which every frame of the session would repeat; a header without
+/// it is just as standard (the format does not ask for one).
+fn header(stanzas: &[Stanza], file_key: &[u8; 16]) -> Vec<u8> {
+    use base64::Engine;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let mut out = b"age-encryption.org/v1\n".to_vec();
+    for stanza in stanzas {
+        out.extend_from_slice(b"-> ");
+        out.extend_from_slice(stanza.tag.as_bytes());
+        for arg in &stanza.args {
+            out.push(b' ');
+            out.extend_from_slice(arg.as_bytes());
+        }
+        out.push(b'\n');
+        let body = b64.encode(&stanza.body);
+        for line in body.as_bytes().chunks(64) {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        // The body's last line is shorter than 64 characters, maybe empty.
+        if body.len() % 64 == 0 {
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(b"---");
+    let key = age_core::primitives::hkdf(&[], b"header", file_key);
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).expect("any key length");
+    mac.update(&out);
+    out.push(b' ');
+    out.extend_from_slice(b64.encode(mac.finalize().into_bytes()).as_bytes());
+    out.push(b'\n');
+    out
 }
 
 fn failed(e: &dyn std::fmt::Display) -> Error {
@@ -287,6 +294,8 @@ mod tests {
             sealed.push(s);
         }
         let header_len = sealed[0].len() - 32;
+        // The version line, one X25519 stanza and the MAC line: no grease.
+        assert_eq!(header_len, 168);
         assert!(
             sealed
                 .iter()
@@ -314,7 +323,6 @@ mod tests {
             crypto.seal(vec![2]).unwrap();
         }
         let next = crypto.seal(vec![3]).unwrap();
-        // (age adds a random grease stanza at times: lengths may differ.)
         assert_ne!(first[..first.len() - 33], next[..next.len() - 33]);
         assert_eq!(age::decrypt(&identity, &next).unwrap(), vec![3]);
     }

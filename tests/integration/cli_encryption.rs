@@ -458,3 +458,38 @@ fn blobs_decrypt_with_age_and_zstd_cli() {
         "the big file's chunks were not all recovered"
     );
 }
+
+/// Every age header snap writes is the version line, the one X25519
+/// stanza and the MAC: 168 bytes, no "grease" stanza (which every frame of
+/// a session would repeat), and every frame still opens.
+#[test]
+fn age_headers_hold_only_the_x25519_stanza() {
+    let f = Fixture::backed_up();
+    let mut files = Vec::new();
+    all_files(&f.repo().join("data"), &mut files);
+    all_files(&f.repo().join("index"), &mut files);
+    all_files(&f.repo().join("snapshots"), &mut files);
+    let start = b"age-encryption.org/v1\n";
+    let mut headers = 0;
+    for file in &files {
+        let bytes = fs::read(file).unwrap();
+        let mut at = 0;
+        while let Some(i) = bytes[at..].windows(start.len()).position(|w| w == start) {
+            let header = &bytes[at + i..];
+            let end = header.windows(4).position(|w| w == b"--- ").unwrap() + 4 + 43 + 1;
+            let text = String::from_utf8_lossy(&header[..end]);
+            assert_eq!(end, 168, "{}: {text}", file.display());
+            assert_eq!(text.matches("\n-> ").count(), 1, "{text}");
+            assert!(text.contains("\n-> X25519 "), "{text}");
+            headers += 1;
+            at += i + end;
+        }
+    }
+    // A data pack, a metadata pack and their trailers, an index delta, a snapshot.
+    assert!(headers >= 6, "{headers} headers");
+    // Every frame still opens and matches its id.
+    f.snap(Some("pw"))
+        .args(["check", "--read-data"])
+        .assert()
+        .success();
+}
