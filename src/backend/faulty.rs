@@ -93,6 +93,7 @@ impl Fault {
             "snapshot" => Some(FileKind::Snapshot),
             "lock" => Some(FileKind::Lock),
             "drill" => Some(FileKind::Drill),
+            "parity" => Some(FileKind::Parity),
             _ => {
                 return Err(bad(
                     "KIND is config, key, pack, index, snapshot, lock, drill or any",
