@@ -350,3 +350,37 @@ fn an_encrypted_s3_repository_rebuilds_a_lost_pack() {
     assert!(backend.list(FileKind::Pack).unwrap().contains(largest));
     common::run_ok(cmd().args(["check", "--read-data"]));
 }
+
+#[test]
+fn a_prune_stopped_at_each_step_of_reforming_a_group_leaves_no_orphan_parity() {
+    // The steps in order: the new parity object is written, the old one
+    // removed, then the packs deleted. A failure at each leaves groups
+    // that name only packs that exist, and the next prune finishes.
+    for fault in ["write:parity:1:eio", "remove:parity:1:eio", "remove:pack:1+:eio"] {
+        let env = parity_env(10);
+        let root = source(&env, 3, 6);
+        env.backup(&[&root], &[]);
+        fs::remove_file(root.join("file0")).unwrap();
+        env.backup(&[&root], &[]);
+        env.ok(["forget", "--keep-last", "1"]);
+        let out = env
+            .cmd()
+            .env("SNAP_FAULTS", fault)
+            .args(["prune", "--instant-delete"])
+            .output()
+            .unwrap();
+        assert_code(&out, 1);
+        let (code, report) = check_json(&env, &[]);
+        assert_eq!(code, 0, "{fault}: {report}");
+        let status = env.json(["parity", "status"]);
+        assert_eq!(status["orphans"], serde_json::json!([]), "{fault}: {status}");
+        env.ok(["prune", "--instant-delete"]);
+        // Packs whose group was never written (the parity write failed)
+        // are unprotected until `repair packs` groups them.
+        env.ok(["repair", "packs"]);
+        let status = env.json(["parity", "status"]);
+        assert_eq!(status["protected_packs"], status["packs"], "{fault}: {status}");
+        env.ok(["check", "--read-data"]);
+        restores_whole(&env, &root, "out");
+    }
+}
