@@ -90,6 +90,9 @@ pub struct Repository {
     rebuilt: Mutex<Vec<(PackId, Arc<Vec<u8>>)>>,
     /// Every pack rebuilt from parity by this process.
     rebuilt_ids: Mutex<Vec<PackId>>,
+    /// Packs whose group could not rebuild them, with why: tried once per
+    /// process, not once per blob.
+    unrebuildable: Mutex<HashMap<PackId, String>>,
 }
 
 /// Rebuilt packs kept in memory, so reading many blobs of one lost pack
@@ -352,6 +355,7 @@ impl Repository {
             parity_groups: Mutex::new(None),
             rebuilt: Mutex::new(Vec::new()),
             rebuilt_ids: Mutex::new(Vec::new()),
+            unrebuildable: Mutex::new(HashMap::new()),
         };
         repo.sync_cache(progress)?;
         // redb's copy-on-write leaves free pages behind bulk loads; rewrite
@@ -1062,6 +1066,9 @@ impl Repository {
         if let Some((_, bytes)) = lock(&self.rebuilt).iter().find(|(p, _)| p == id) {
             return Ok(Some(Arc::clone(bytes)));
         }
+        if let Some(why) = lock(&self.unrebuildable).get(id) {
+            return Err(Error::new(ErrorKind::Corrupt, why.clone()));
+        }
         let groups = self.parity_groups()?;
         let Some(candidates) = groups.get(id) else {
             return Ok(None);
@@ -1086,7 +1093,9 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
-        Err(failure.expect("at least one group was tried"))
+        let failure = failure.expect("at least one group was tried");
+        lock(&self.unrebuildable).insert(*id, failure.message().to_string());
+        Err(failure)
     }
 
     /// Packs this process rebuilt from parity, in the order it did.
