@@ -20,15 +20,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Encryption, Feature};
 use crate::format::drill::{self, DrillRecord};
 use crate::format::index::{self, IndexDelta};
+use crate::format::parity::ParityLevel;
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size};
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
-use crate::format::parity::ParityLevel;
 use crate::id::{BlobId, IndexId, PackId, RepoId, SnapshotId};
 use crate::index::{IndexCache, Location};
 use crate::keys::{Access, Credentials, NewLock, RepoKeys};
 use crate::pack::BlobSaver;
-use crate::parity::Group;
+use crate::parity::{Group, GroupsByMember};
 use crate::progress::Progress;
 use crate::sync::lock;
 
@@ -85,7 +85,7 @@ pub struct Repository {
     /// Parity for new packs (the config's, or turned on since opening).
     parity_level: Mutex<Option<ParityLevel>>,
     /// Parity groups by member, read when a pack first needs rebuilding.
-    parity_groups: Mutex<Option<Arc<HashMap<PackId, Vec<Group>>>>>,
+    parity_groups: Mutex<Option<GroupsByMember>>,
     /// Packs rebuilt from parity by this process, the last few kept.
     rebuilt: Mutex<Vec<(PackId, Arc<Vec<u8>>)>>,
     /// Every pack rebuilt from parity by this process.
@@ -959,44 +959,6 @@ impl Repository {
     }
 }
 
-#[cfg(test)]
-mod feature_tests {
-    use std::os::unix::fs::MetadataExt;
-
-    use super::*;
-    use crate::backend::{PrivateCache, local::LocalBackend};
-    use crate::progress::NoProgress;
-
-    fn backend(path: &std::path::Path) -> Box<dyn Backend> {
-        Box::new(PrivateCache::new(Box::new(LocalBackend::new(path))).unwrap())
-    }
-
-    /// The first call rewrites the config as version 2; later calls, in
-    /// this process or after reopening, write nothing.
-    #[test]
-    fn require_feature_rewrites_the_config_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("repo");
-        let repo = Repository::init(backend(&path), &InitOptions::default(), &NoProgress).unwrap();
-        let config = path.join("config");
-        assert_eq!(std::fs::read(&config).unwrap()[8], 1);
-        assert!(!repo.has_feature(Feature::SqliteDictionary));
-        repo.require_feature(Feature::SqliteDictionary).unwrap();
-        assert!(repo.has_feature(Feature::SqliteDictionary));
-        let bytes = std::fs::read(&config).unwrap();
-        assert_eq!(bytes[8], 2);
-        let inode = std::fs::metadata(&config).unwrap().ino();
-        repo.require_feature(Feature::SqliteDictionary).unwrap();
-        drop(repo);
-        let repo = Repository::open(backend(&path), &NoProgress).unwrap();
-        assert!(repo.has_feature(Feature::SqliteDictionary));
-        assert!(repo.config().has_feature(Feature::SqliteDictionary));
-        repo.require_feature(Feature::SqliteDictionary).unwrap();
-        assert_eq!(std::fs::metadata(&config).unwrap().ino(), inode);
-        assert_eq!(std::fs::read(&config).unwrap(), bytes);
-    }
-}
-
 // ---- parity ----
 
 impl Repository {
@@ -1037,7 +999,7 @@ impl Repository {
 
     /// The parity groups, by member pack (read once per process, again
     /// after [`Repository::forget_parity_groups`]).
-    pub fn parity_groups(&self) -> Result<Arc<HashMap<PackId, Vec<Group>>>> {
+    pub fn parity_groups(&self) -> Result<GroupsByMember> {
         if let Some(groups) = lock(&self.parity_groups).as_ref() {
             return Ok(Arc::clone(groups));
         }
@@ -1101,5 +1063,43 @@ impl Repository {
     /// Packs this process rebuilt from parity, in the order it did.
     pub fn rebuilt_packs(&self) -> Vec<PackId> {
         lock(&self.rebuilt_ids).clone()
+    }
+}
+
+#[cfg(test)]
+mod feature_tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::backend::{PrivateCache, local::LocalBackend};
+    use crate::progress::NoProgress;
+
+    fn backend(path: &std::path::Path) -> Box<dyn Backend> {
+        Box::new(PrivateCache::new(Box::new(LocalBackend::new(path))).unwrap())
+    }
+
+    /// The first call rewrites the config as version 2; later calls, in
+    /// this process or after reopening, write nothing.
+    #[test]
+    fn require_feature_rewrites_the_config_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        let repo = Repository::init(backend(&path), &InitOptions::default(), &NoProgress).unwrap();
+        let config = path.join("config");
+        assert_eq!(std::fs::read(&config).unwrap()[8], 1);
+        assert!(!repo.has_feature(Feature::SqliteDictionary));
+        repo.require_feature(Feature::SqliteDictionary).unwrap();
+        assert!(repo.has_feature(Feature::SqliteDictionary));
+        let bytes = std::fs::read(&config).unwrap();
+        assert_eq!(bytes[8], 2);
+        let inode = std::fs::metadata(&config).unwrap().ino();
+        repo.require_feature(Feature::SqliteDictionary).unwrap();
+        drop(repo);
+        let repo = Repository::open(backend(&path), &NoProgress).unwrap();
+        assert!(repo.has_feature(Feature::SqliteDictionary));
+        assert!(repo.config().has_feature(Feature::SqliteDictionary));
+        repo.require_feature(Feature::SqliteDictionary).unwrap();
+        assert_eq!(std::fs::metadata(&config).unwrap().ino(), inode);
+        assert_eq!(std::fs::read(&config).unwrap(), bytes);
     }
 }

@@ -67,7 +67,7 @@ impl ParityHeader {
         if self.parity == 0 || self.parity > MAX_PARITY {
             return Err(format!("{} parity shards", self.parity));
         }
-        if self.stripe == 0 || self.stripe % 64 != 0 {
+        if self.stripe == 0 || !self.stripe.is_multiple_of(64) {
             return Err(format!("stripe width {}", self.stripe));
         }
         let largest = self.members.iter().map(|m| m.size).max().unwrap_or(0);
@@ -108,7 +108,7 @@ impl ParityLevel {
     /// The level of `percent`: a multiple of 10 from 10 to 100, one parity
     /// shard per 10% for groups of 10 packs.
     pub fn from_percent(percent: u32) -> Option<Self> {
-        (percent % 10 == 0 && (10..=100).contains(&percent)).then(|| Self {
+        (percent.is_multiple_of(10) && (10..=100).contains(&percent)).then(|| Self {
             data: Self::GROUP,
             parity: u8::try_from(percent / 10).expect("at most 10"),
         })

@@ -43,9 +43,9 @@ use crate::format::tree::{
     ChunkList, MAX_CONTENT_DEPTH, MAX_TREE_DEPTH, MAX_WALK_PATHS, Node, NodeKind, check_tree_size,
 };
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
+use crate::ops::parity::ParityStatus;
 use crate::pack::read_trailer;
 use crate::plural;
-use crate::ops::parity::ParityStatus;
 use crate::progress::{NoProgress, Phase, Progress};
 use crate::repo::Repository;
 use crate::sync::{into_inner, lock};
@@ -642,7 +642,10 @@ impl<'r> Checker<'r> {
     }
 
     fn rebuilt_pack(&mut self, id: PackId, what: &str) -> Result<Option<Arc<Vec<u8>>>> {
-        if !self.repo.has_feature(crate::format::config::Feature::Parity) {
+        if !self
+            .repo
+            .has_feature(crate::format::config::Feature::Parity)
+        {
             return Ok(None);
         }
         match self.repo.rebuilt_pack(&id) {
@@ -675,7 +678,10 @@ impl<'r> Checker<'r> {
     /// object that names a pack that is gone or cannot be read; with data
     /// read, the parity objects of the packs read are verified too.
     fn check_parity(&mut self, read: &[PackId]) -> Result<Option<ParityStatus>> {
-        if !self.repo.has_feature(crate::format::config::Feature::Parity) {
+        if !self
+            .repo
+            .has_feature(crate::format::config::Feature::Parity)
+        {
             return Ok(None);
         }
         let status = crate::ops::parity::status(self.repo)?;

@@ -172,7 +172,11 @@ pub struct PackRepair {
 /// and damaged parity objects; and, with parity on, groups indexed packs no
 /// group holds (packs of an interrupted backup, or older than `snap parity
 /// enable`). Reads every pack of every group.
-pub fn repair_packs(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<PackRepair> {
+pub fn repair_packs(
+    repo: &Repository,
+    dry_run: bool,
+    progress: &dyn Progress,
+) -> Result<PackRepair> {
     if !dry_run {
         repo.require_full_access("repair packs")?;
     }

@@ -65,14 +65,15 @@ pub fn write_group(backend: &dyn Backend, members: &[Member], parity: u8) -> Res
         parity,
     };
     let body = to_msgpack(&header);
-    let header_len = u32::try_from(body.len()).map_err(|_| Error::usage("parity header too long"))?;
+    let header_len =
+        u32::try_from(body.len()).map_err(|_| Error::usage("parity header too long"))?;
     let group_shell = Group {
         name: String::new(),
         header,
         header_len,
     };
-    let total = usize::try_from(group_shell.size())
-        .map_err(|_| Error::usage("parity object too large"))?;
+    let total =
+        usize::try_from(group_shell.size()).map_err(|_| Error::usage("parity object too large"))?;
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
@@ -92,9 +93,8 @@ pub fn write_group(backend: &dyn Backend, members: &[Member], parity: u8) -> Res
         for ((hasher, member), stripe) in hashers.iter_mut().zip(members).zip(&originals) {
             hasher.update(&stripe[..member_len_in(member, offset, width)]);
         }
-        let recovery =
-            reed_solomon_simd::encode(members.len(), usize::from(parity), &originals)
-                .map_err(|e| Error::usage(format!("cannot compute parity: {e}")))?;
+        let recovery = reed_solomon_simd::encode(members.len(), usize::from(parity), &originals)
+            .map_err(|e| Error::usage(format!("cannot compute parity: {e}")))?;
         for (shard, bytes) in recovery.iter().enumerate() {
             let at = usize::try_from(group_shell.shard_offset(shard, offset)).expect("in memory");
             out[at..at + width].copy_from_slice(bytes);
@@ -179,9 +179,16 @@ pub fn read_group(backend: &dyn Backend, name: &str) -> Result<Group> {
     })
 }
 
+/// Readable groups, and the names of parity objects whose header cannot
+/// be read with why.
+pub type Groups = (Vec<Group>, Vec<(String, Error)>);
+
+/// The groups that hold each pack.
+pub type GroupsByMember = std::sync::Arc<std::collections::HashMap<PackId, Vec<Group>>>;
+
 /// Every parity object's group; objects whose header cannot be read are
 /// listed apart with their errors.
-pub fn groups(backend: &dyn Backend) -> Result<(Vec<Group>, Vec<(String, Error)>)> {
+pub fn groups(backend: &dyn Backend) -> Result<Groups> {
     let names: Vec<String> = backend
         .list(FileKind::Parity)?
         .into_iter()
@@ -231,7 +238,12 @@ pub fn rebuild(backend: &dyn Backend, group: &Group, target: &PackId) -> Result<
         .members
         .iter()
         .position(|m| m.id == *target)
-        .ok_or_else(|| Error::usage(format!("pack {target} is not in parity group {}", group.name)))?;
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "pack {target} is not in parity group {}",
+                group.name
+            ))
+        })?;
     let mut lost = BTreeSet::from([index]);
     loop {
         if lost.len() > usize::from(header.parity) {
@@ -290,7 +302,12 @@ fn rebuild_pass(backend: &dyn Backend, group: &Group, lost: &BTreeSet<usize>) ->
         .collect();
     let mut rebuilt: BTreeMap<usize, Vec<u8>> = lost
         .iter()
-        .map(|&i| (i, Vec::with_capacity(usize::try_from(members[i].size).unwrap_or(0))))
+        .map(|&i| {
+            (
+                i,
+                Vec::with_capacity(usize::try_from(members[i].size).unwrap_or(0)),
+            )
+        })
         .collect();
     for offset in stripes(header) {
         let width = stripe_width(header, offset);
@@ -404,7 +421,9 @@ mod tests {
         backend
             .write(FileKind::Pack, &members[1].id.to_hex(), &damaged)
             .unwrap();
-        backend.remove(FileKind::Pack, &members[0].id.to_hex()).unwrap();
+        backend
+            .remove(FileKind::Pack, &members[0].id.to_hex())
+            .unwrap();
         let Err(e) = rebuild(&backend, &group, &members[0].id) else {
             panic!("two lost packs with one parity shard were rebuilt");
         };

@@ -156,7 +156,10 @@ fn fixture_parity() {
         assert_code(&out, 0);
         let recorded = fs::read_to_string(fixture("parity").join("manifest.txt")).unwrap();
         let restored = common::manifest::manifest(&target.join("tree")).unwrap();
-        assert_eq!(restored, recorded, "pack {i} rebuilt from the committed parity");
+        assert_eq!(
+            restored, recorded,
+            "pack {i} rebuilt from the committed parity"
+        );
         fs::write(pack, bytes).unwrap();
     }
 }

@@ -35,7 +35,11 @@ fn source(env: &Env, megabytes: usize, seed: u64) -> PathBuf {
     let root = env.path("src");
     fs::create_dir_all(root.join("sub")).unwrap();
     for i in 0..megabytes {
-        let folder = if i % 2 == 0 { root.clone() } else { root.join("sub") };
+        let folder = if i % 2 == 0 {
+            root.clone()
+        } else {
+            root.join("sub")
+        };
         let bytes = pseudo_random(1 << 20, seed + i as u64);
         fs::write(folder.join(format!("file{i}")), bytes).unwrap();
     }
@@ -67,7 +71,13 @@ fn name(path: &Path) -> String {
 
 /// `snap --json check ARGS` with its exit code and report, whatever the code.
 fn check_json(env: &Env, args: &[&str]) -> (i32, serde_json::Value) {
-    let out = env.cmd().arg("--json").arg("check").args(args).output().unwrap();
+    let out = env
+        .cmd()
+        .arg("--json")
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap();
     let report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("check --json: {e}: {}", stderr_text(&out)));
     (common::exit_code(&out), report)
@@ -134,7 +144,10 @@ fn every_pack_lost_or_flipped_is_rebuilt_by_restore_reported_by_check_and_writte
                 "{report}"
             );
             assert!(
-                report["errors"][0]["affected"].as_array().unwrap().is_empty(),
+                report["errors"][0]["affected"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty(),
                 "nothing is lost: {report}"
             );
             let repaired = env.json(["repair", "packs"]);
@@ -168,8 +181,14 @@ fn two_lost_packs_in_one_group_are_named_with_what_is_lost() {
     assert_code(&out, 4);
     let err = stderr_text(&out);
     assert!(err.contains("cannot be rebuilt"), "{err}");
-    assert!(err.contains(&name(&by_size[0])) && err.contains(&name(&by_size[1])), "{err}");
-    assert!(err.contains("lost 2 packs") && err.contains("1 parity shard"), "{err}");
+    assert!(
+        err.contains(&name(&by_size[0])) && err.contains(&name(&by_size[1])),
+        "{err}"
+    );
+    assert!(
+        err.contains("lost 2 packs") && err.contains("1 parity shard"),
+        "{err}"
+    );
     let (code, report) = check_json(&env, &["--read-data"]);
     assert_eq!(code, 4);
     let text = report.to_string();
@@ -196,10 +215,17 @@ fn parity_turned_on_later_protects_new_packs_and_repair_groups_the_old_ones() {
     let before = packs(&env.repo).len();
     let out = env.run(["parity", "enable", "15%"]);
     assert_code(&out, 2);
-    assert!(stderr_text(&out).contains("multiple of 10%"), "{}", stderr_text(&out));
+    assert!(
+        stderr_text(&out).contains("multiple of 10%"),
+        "{}",
+        stderr_text(&out)
+    );
     env.ok(["parity", "enable", "20%"]);
     let config = fs::read(env.repo.join("config")).unwrap();
-    assert!(config.windows(6).any(|w| w == b"parity"), "the feature is in the config");
+    assert!(
+        config.windows(6).any(|w| w == b"parity"),
+        "the feature is in the config"
+    );
     assert_eq!(config[8], 2, "a required feature: config version 2");
     fs::write(root.join("new"), pseudo_random(3 << 20, 9)).unwrap();
     env.backup(&[&root], &[]);
@@ -226,7 +252,9 @@ fn prune_reforms_groups_and_copy_computes_parity_in_the_target() {
     fs::remove_file(root.join("file0")).unwrap();
     fs::remove_file(root.join("sub/file1")).unwrap();
     env.backup(&[&root], &[]);
-    let pruned = String::from_utf8(env.ok(["forget", "--keep-last", "1", "--prune", "--instant-delete"])).unwrap();
+    let pruned =
+        String::from_utf8(env.ok(["forget", "--keep-last", "1", "--prune", "--instant-delete"]))
+            .unwrap();
     assert!(pruned.contains("deleted"), "{pruned}");
     let status = env.json(["parity", "status"]);
     assert_eq!(status["orphans"], serde_json::json!([]), "{status}");
@@ -238,22 +266,26 @@ fn prune_reforms_groups_and_copy_computes_parity_in_the_target() {
         env.ok(["repair", "packs"]);
     }
     let target = env.path("target");
-    common::run_ok(snap_command()
-        .env("XDG_CACHE_HOME", env.cache_home())
-        .arg("-r")
-        .arg(&target)
-        .args(["init", "--parity", "10%"]));
+    common::run_ok(
+        snap_command()
+            .env("XDG_CACHE_HOME", env.cache_home())
+            .arg("-r")
+            .arg(&target)
+            .args(["init", "--parity", "10%"]),
+    );
     env.ok([
         std::ffi::OsStr::new("copy"),
         std::ffi::OsStr::new("--to"),
         target.as_os_str(),
     ]);
-    let status = common::run_json(snap_command()
-        .env("XDG_CACHE_HOME", env.cache_home())
-        .arg("--json")
-        .arg("-r")
-        .arg(&target)
-        .args(["parity", "status"]));
+    let status = common::run_json(
+        snap_command()
+            .env("XDG_CACHE_HOME", env.cache_home())
+            .arg("--json")
+            .arg("-r")
+            .arg(&target)
+            .args(["parity", "status"]),
+    );
     assert!(status["packs"].as_u64().unwrap() > 0);
     assert_eq!(status["protected_packs"], status["packs"], "{status}");
 }
@@ -272,8 +304,11 @@ fn sigkill_during_backup_or_prune_leaves_check_clean_and_no_orphan_parity() {
     let root = source(&env, 12, 5);
     env.backup(&[&root], &[]);
     for (round, ms) in [30u64, 120, 300, 700].into_iter().enumerate() {
-        fs::write(root.join(format!("more{round}")), pseudo_random(4 << 20, 50 + round as u64))
-            .unwrap();
+        fs::write(
+            root.join(format!("more{round}")),
+            pseudo_random(4 << 20, 50 + round as u64),
+        )
+        .unwrap();
         kill_after(
             &env,
             &["backup", root.to_str().unwrap()],
@@ -326,7 +361,11 @@ fn an_encrypted_s3_repository_rebuilds_a_lost_pack() {
     let root = dir.path().join("src");
     fs::create_dir_all(&root).unwrap();
     for i in 0..10 {
-        fs::write(root.join(format!("f{i}")), pseudo_random(20_000 * (i + 1), i as u64)).unwrap();
+        fs::write(
+            root.join(format!("f{i}")),
+            pseudo_random(20_000 * (i + 1), i as u64),
+        )
+        .unwrap();
     }
     common::run_ok(cmd().arg("backup").arg(&root));
     let vars: std::collections::HashMap<_, _> = s3::aws_env(port).into_iter().collect();
@@ -356,7 +395,11 @@ fn a_prune_stopped_at_each_step_of_reforming_a_group_leaves_no_orphan_parity() {
     // The steps in order: the new parity object is written, the old one
     // removed, then the packs deleted. A failure at each leaves groups
     // that name only packs that exist, and the next prune finishes.
-    for fault in ["write:parity:1:eio", "remove:parity:1:eio", "remove:pack:1+:eio"] {
+    for fault in [
+        "write:parity:1:eio",
+        "remove:parity:1:eio",
+        "remove:pack:1+:eio",
+    ] {
         let env = parity_env(10);
         let root = source(&env, 3, 6);
         env.backup(&[&root], &[]);
@@ -373,13 +416,20 @@ fn a_prune_stopped_at_each_step_of_reforming_a_group_leaves_no_orphan_parity() {
         let (code, report) = check_json(&env, &[]);
         assert_eq!(code, 0, "{fault}: {report}");
         let status = env.json(["parity", "status"]);
-        assert_eq!(status["orphans"], serde_json::json!([]), "{fault}: {status}");
+        assert_eq!(
+            status["orphans"],
+            serde_json::json!([]),
+            "{fault}: {status}"
+        );
         env.ok(["prune", "--instant-delete"]);
         // Packs whose group was never written (the parity write failed)
         // are unprotected until `repair packs` groups them.
         env.ok(["repair", "packs"]);
         let status = env.json(["parity", "status"]);
-        assert_eq!(status["protected_packs"], status["packs"], "{fault}: {status}");
+        assert_eq!(
+            status["protected_packs"], status["packs"],
+            "{fault}: {status}"
+        );
         env.ok(["check", "--read-data"]);
         restores_whole(&env, &root, "out");
     }
