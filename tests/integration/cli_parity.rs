@@ -71,13 +71,9 @@ fn name(path: &Path) -> String {
 
 /// `snap --json check ARGS` with its exit code and report, whatever the code.
 fn check_json(env: &Env, args: &[&str]) -> (i32, serde_json::Value) {
-    let out = env
-        .cmd()
-        .arg("--json")
-        .arg("check")
-        .args(args)
-        .output()
-        .unwrap();
+    let mut all = vec!["--json", "check"];
+    all.extend(args);
+    let out = env.run(all);
     let report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("check --json: {e}: {}", stderr_text(&out)));
     (common::exit_code(&out), report)
@@ -97,16 +93,20 @@ fn problem_kinds(report: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `snap restore latest --target TARGET`, whatever its exit code.
+fn restore_latest(env: &Env, target: &Path) -> Output {
+    env.cmd()
+        .args(["restore", "latest", "--target"])
+        .arg(target)
+        .output()
+        .unwrap()
+}
+
 /// Restores the latest snapshot into a new folder, which must match `root`.
 #[track_caller]
 fn restores_whole(env: &Env, root: &Path, target: &str) -> Output {
     let target = env.path(target);
-    let out = env
-        .cmd()
-        .args(["restore", "latest", "--target"])
-        .arg(&target)
-        .output()
-        .unwrap();
+    let out = restore_latest(env, &target);
     assert_code(&out, 0);
     assert_same_tree(root, &target.join("src"));
     out
@@ -171,13 +171,7 @@ fn two_lost_packs_in_one_group_are_named_with_what_is_lost() {
     by_size.sort_by_key(|p| std::cmp::Reverse(fs::metadata(p).unwrap().len()));
     fs::remove_file(&by_size[0]).unwrap();
     flip_byte(&by_size[1], 1000);
-    let target = env.path("out");
-    let out = env
-        .cmd()
-        .args(["restore", "latest", "--target"])
-        .arg(&target)
-        .output()
-        .unwrap();
+    let out = restore_latest(&env, &env.path("out"));
     assert_code(&out, 4);
     let err = stderr_text(&out);
     assert!(err.contains("cannot be rebuilt"), "{err}");
