@@ -93,6 +93,8 @@ pub struct Repository {
     /// Packs whose group could not rebuild them, with why: tried once per
     /// process, not once per blob.
     unrebuildable: Mutex<HashMap<PackId, String>>,
+    /// Held while a pack is rebuilt.
+    rebuilding: Mutex<()>,
 }
 
 /// Rebuilt packs kept in memory, so reading many blobs of one lost pack
@@ -356,6 +358,7 @@ impl Repository {
             rebuilt: Mutex::new(Vec::new()),
             rebuilt_ids: Mutex::new(Vec::new()),
             unrebuildable: Mutex::new(HashMap::new()),
+            rebuilding: Mutex::new(()),
         };
         repo.sync_cache(progress)?;
         // redb's copy-on-write leaves free pages behind bulk loads; rewrite
@@ -1025,16 +1028,21 @@ impl Repository {
     /// its id), `None` when no group holds it. A group that cannot rebuild
     /// it (too many of its packs lost) is damage naming the lost packs.
     pub fn rebuilt_pack(&self, id: &PackId) -> Result<Option<Arc<Vec<u8>>>> {
+        let groups = self.parity_groups()?;
+        let Some(candidates) = groups.get(id) else {
+            return Ok(None);
+        };
+        // One rebuild at a time: the many threads of a restore that meet
+        // the same lost pack wait for the first to rebuild it (the rebuild
+        // uses threads of its own, never the rayon pool the waiting
+        // threads belong to).
+        let _rebuilding = lock(&self.rebuilding);
         if let Some((_, bytes)) = lock(&self.rebuilt).iter().find(|(p, _)| p == id) {
             return Ok(Some(Arc::clone(bytes)));
         }
         if let Some(why) = lock(&self.unrebuildable).get(id) {
             return Err(Error::new(ErrorKind::Corrupt, why.clone()));
         }
-        let groups = self.parity_groups()?;
-        let Some(candidates) = groups.get(id) else {
-            return Ok(None);
-        };
         let mut failure = None;
         for group in candidates {
             match crate::parity::rebuild(self.backend.as_ref(), group, id) {

@@ -232,6 +232,10 @@ pub fn verify(backend: &dyn Backend, group: &Group) -> Result<()> {
 /// Rebuilds member `target` of `group` from the other members and the
 /// parity shards. Members that turn out missing or damaged on the way count
 /// as lost too; more lost members than parity shards is damage naming them.
+///
+/// The other members are not hashed on the first pass: a damaged one makes
+/// the rebuilt pack fail its hash, and only then is every member verified
+/// to find which (a second pass), so the common case reads each once.
 pub fn rebuild(backend: &dyn Backend, group: &Group, target: &PackId) -> Result<Vec<u8>> {
     let header = &group.header;
     let index = header
@@ -245,22 +249,10 @@ pub fn rebuild(backend: &dyn Backend, group: &Group, target: &PackId) -> Result<
             ))
         })?;
     let mut lost = BTreeSet::from([index]);
+    let mut verified = false;
     loop {
         if lost.len() > usize::from(header.parity) {
-            let names: Vec<String> = lost
-                .iter()
-                .map(|&i| header.members[i].id.to_hex())
-                .collect();
-            return Err(Error::corrupt(
-                format!("pack {target}"),
-                format!(
-                    "it cannot be rebuilt: its parity group {} lost {} ({}) and has {}",
-                    short(&group.name),
-                    plural::count(lost.len(), "pack", "packs"),
-                    names.join(", "),
-                    plural::count(usize::from(header.parity), "parity shard", "parity shards"),
-                ),
-            ));
+            return Err(too_many_lost(group, target, &lost));
         }
         match rebuild_pass(backend, group, &lost)? {
             Pass::AlsoLost(i) => {
@@ -268,16 +260,72 @@ pub fn rebuild(backend: &dyn Backend, group: &Group, target: &PackId) -> Result<
             }
             Pass::Rebuilt(mut rebuilt) => {
                 let bytes = rebuilt.remove(&index).expect("the target was rebuilt");
-                if blake3::hash(&bytes).as_bytes() != target.as_bytes() {
+                if blake3::hash(&bytes).as_bytes() == target.as_bytes() {
+                    return Ok(bytes);
+                }
+                let damaged = if verified {
+                    Vec::new()
+                } else {
+                    damaged_members(backend, header, &lost)?
+                };
+                verified = true;
+                if damaged.is_empty() {
                     return Err(Error::corrupt(
                         format!("parity object {}", group.name),
                         format!("it does not rebuild pack {target}: the parity object is damaged"),
                     ));
                 }
-                return Ok(bytes);
+                lost.extend(damaged);
             }
         }
     }
+}
+
+fn too_many_lost(group: &Group, target: &PackId, lost: &BTreeSet<usize>) -> Error {
+    let header = &group.header;
+    let names: Vec<String> = lost
+        .iter()
+        .map(|&i| header.members[i].id.to_hex())
+        .collect();
+    Error::corrupt(
+        format!("pack {target}"),
+        format!(
+            "it cannot be rebuilt: its parity group {} lost {} ({}) and has {}",
+            short(&group.name),
+            plural::count(lost.len(), "pack", "packs"),
+            names.join(", "),
+            plural::count(usize::from(header.parity), "parity shard", "parity shards"),
+        ),
+    )
+}
+
+/// Members not in `lost` that are missing or whose bytes do not hash to
+/// their name.
+fn damaged_members(
+    backend: &dyn Backend,
+    header: &ParityHeader,
+    lost: &BTreeSet<usize>,
+) -> Result<Vec<usize>> {
+    // Sequential, for the reason `rebuild_pass` gives (this is the rare path).
+    let checked: Vec<(usize, Result<bool>)> = (0..header.members.len())
+        .filter(|i| !lost.contains(i))
+        .map(|i| {
+            let member = &header.members[i];
+            let sound = match backend.read(FileKind::Pack, &member.id.to_hex()) {
+                Ok(bytes) => Ok(blake3::hash(&bytes).as_bytes() == member.id.as_bytes()),
+                Err(e) if e.is_damage() => Ok(false),
+                Err(e) => Err(e),
+            };
+            (i, sound)
+        })
+        .collect();
+    let mut damaged = Vec::new();
+    for (i, sound) in checked {
+        if !sound? {
+            damaged.push(i);
+        }
+    }
+    Ok(damaged)
 }
 
 fn short(name: &str) -> &str {
@@ -287,49 +335,30 @@ fn short(name: &str) -> &str {
 enum Pass {
     /// The lost members' bytes, by member index.
     Rebuilt(BTreeMap<usize, Vec<u8>>),
-    /// Another member turned out missing or damaged.
+    /// Another member turned out missing or too short.
     AlsoLost(usize),
 }
 
-/// One pass over the stripes, rebuilding the `lost` members and verifying
-/// the others as they are read.
+/// The restored slices of the lost members in one stripe, or the first
+/// member found missing.
+enum StripeOut {
+    Restored(BTreeMap<usize, Vec<u8>>),
+    AlsoLost(usize),
+}
+
+/// One pass over the stripes (in parallel), rebuilding the `lost` members.
 fn rebuild_pass(backend: &dyn Backend, group: &Group, lost: &BTreeSet<usize>) -> Result<Pass> {
     let header = &group.header;
     let members = &header.members;
-    let mut hashers: BTreeMap<usize, blake3::Hasher> = (0..members.len())
-        .filter(|i| !lost.contains(i))
-        .map(|i| (i, blake3::Hasher::new()))
-        .collect();
-    let mut rebuilt: BTreeMap<usize, Vec<u8>> = lost
-        .iter()
-        .map(|&i| {
-            (
-                i,
-                Vec::with_capacity(usize::try_from(members[i].size).unwrap_or(0)),
-            )
-        })
-        .collect();
-    for offset in stripes(header) {
+    let present: Vec<usize> = (0..members.len()).filter(|i| !lost.contains(i)).collect();
+    let offsets: Vec<u64> = stripes(header).collect();
+    let stripe = |offset: u64| -> Result<StripeOut> {
         let width = stripe_width(header, offset);
-        let read: Vec<(usize, Result<Vec<u8>>)> = hashers
-            .keys()
-            .copied()
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|i| (i, read_member_stripe(backend, &members[i], offset, width)))
-            .collect();
-        let mut originals = Vec::with_capacity(read.len());
-        for (i, stripe) in read {
-            match stripe {
-                Ok(stripe) => {
-                    let len = member_len_in(&members[i], offset, width);
-                    hashers
-                        .get_mut(&i)
-                        .expect("a hashed member")
-                        .update(&stripe[..len]);
-                    originals.push((i, stripe));
-                }
-                Err(e) if e.is_damage() => return Ok(Pass::AlsoLost(i)),
+        let mut originals = Vec::with_capacity(present.len());
+        for &i in &present {
+            match read_member_stripe(backend, &members[i], offset, width) {
+                Ok(stripe) => originals.push((i, stripe)),
+                Err(e) if e.is_damage() => return Ok(StripeOut::AlsoLost(i)),
                 Err(e) => return Err(e),
             }
         }
@@ -357,15 +386,69 @@ fn rebuild_pass(backend: &dyn Backend, group: &Group, lost: &BTreeSet<usize>) ->
                 format!("its shards do not decode: {e}"),
             )
         })?;
-        for (i, shard) in restored {
-            if let Some(out) = rebuilt.get_mut(&i) {
-                out.extend_from_slice(&shard[..member_len_in(&members[i], offset, width)]);
+        Ok(StripeOut::Restored(
+            restored
+                .into_iter()
+                .filter(|(i, _)| lost.contains(i))
+                .map(|(i, mut shard)| {
+                    shard.truncate(member_len_in(&members[i], offset, width));
+                    (i, shard)
+                })
+                .collect(),
+        ))
+    };
+    // Plain threads, not the rayon pool: a reader may rebuild while holding
+    // the repository's rebuild lock, and a rayon worker waiting for its
+    // jobs could steal a job that wants the same lock.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, offsets.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<StripeOut>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&offset) = offsets.get(k) else {
+                            return out;
+                        };
+                        out.push((k, stripe(offset)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a stripe worker does not panic"))
+            .collect()
+    });
+    done.sort_by_key(|(k, _)| *k);
+    let stripes: Vec<StripeOut> = done
+        .into_iter()
+        .map(|(_, out)| out)
+        .collect::<Result<_>>()?;
+    let mut rebuilt: BTreeMap<usize, Vec<u8>> = lost
+        .iter()
+        .map(|&i| {
+            (
+                i,
+                Vec::with_capacity(usize::try_from(members[i].size).unwrap_or(0)),
+            )
+        })
+        .collect();
+    for stripe in stripes {
+        match stripe {
+            StripeOut::AlsoLost(i) => return Ok(Pass::AlsoLost(i)),
+            StripeOut::Restored(slices) => {
+                for (i, slice) in slices {
+                    rebuilt
+                        .get_mut(&i)
+                        .expect("a lost member")
+                        .extend_from_slice(&slice);
+                }
             }
-        }
-    }
-    for (i, hasher) in hashers {
-        if hasher.finalize().as_bytes() != members[i].id.as_bytes() {
-            return Ok(Pass::AlsoLost(i));
         }
     }
     Ok(Pass::Rebuilt(rebuilt))
