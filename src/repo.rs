@@ -20,13 +20,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Encryption, Feature};
 use crate::format::drill::{self, DrillRecord};
 use crate::format::index::{self, IndexDelta};
+use crate::format::parity::ParityLevel;
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size};
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
-use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
+use crate::id::{BlobId, IndexId, PackId, RepoId, SnapshotId};
 use crate::index::{IndexCache, Location};
 use crate::keys::{Access, Credentials, NewLock, RepoKeys};
 use crate::pack::BlobSaver;
+use crate::parity::{Group, GroupsByMember};
 use crate::progress::Progress;
 use crate::sync::lock;
 
@@ -46,6 +48,8 @@ pub struct InitOptions {
     /// repository chunks and names blobs exactly as the one they come from
     /// (`snap init --copy-chunker-params-from`). They must be full keys.
     pub shared_keys: Option<RepoKeys>,
+    /// Reed-Solomon parity for every pack (`snap init --parity 10%`).
+    pub parity: Option<ParityLevel>,
 }
 
 impl Default for InitOptions {
@@ -57,6 +61,7 @@ impl Default for InitOptions {
             sqlite_chunk: crate::format::config::SQLITE_CHUNK,
             encryption: None,
             shared_keys: None,
+            parity: None,
         }
     }
 }
@@ -77,7 +82,24 @@ pub struct Repository {
     /// The known features on in the config, including those this process
     /// turned on after opening (`config` keeps the config as opened).
     features: Mutex<Vec<Feature>>,
+    /// Parity for new packs (the config's, or turned on since opening).
+    parity_level: Mutex<Option<ParityLevel>>,
+    /// Parity groups by member, read when a pack first needs rebuilding.
+    parity_groups: Mutex<Option<GroupsByMember>>,
+    /// Packs rebuilt from parity by this process, the last few kept.
+    rebuilt: Mutex<Vec<(PackId, Arc<Vec<u8>>)>>,
+    /// Every pack rebuilt from parity by this process.
+    rebuilt_ids: Mutex<Vec<PackId>>,
+    /// Packs whose group could not rebuild them, with why: tried once per
+    /// process, not once per blob.
+    unrebuildable: Mutex<HashMap<PackId, String>>,
+    /// Held while a pack is rebuilt.
+    rebuilding: Mutex<()>,
 }
+
+/// Rebuilt packs kept in memory, so reading many blobs of one lost pack
+/// rebuilds it once.
+const REBUILT_KEPT: usize = 4;
 
 /// Dictionaries kept loaded at most; more are dropped and reloaded.
 const LOADED_DICTIONARIES: usize = 64;
@@ -165,7 +187,12 @@ impl Repository {
             } else {
                 Encryption::None
             },
-            features: Vec::new(),
+            features: options
+                .parity
+                .map(|_| Feature::Parity.entry())
+                .into_iter()
+                .collect(),
+            parity: options.parity,
         };
         backend.create()?;
         let mut key_id = None;
@@ -315,6 +342,7 @@ impl Repository {
             }
         };
         let features = Mutex::new(config.known_features());
+        let parity_level = Mutex::new(config.parity);
         let mut repo = Self {
             backend: Arc::from(backend),
             config,
@@ -325,6 +353,12 @@ impl Repository {
             key_id,
             dictionaries: Mutex::new(HashMap::new()),
             features,
+            parity_level,
+            parity_groups: Mutex::new(None),
+            rebuilt: Mutex::new(Vec::new()),
+            rebuilt_ids: Mutex::new(Vec::new()),
+            unrebuildable: Mutex::new(HashMap::new()),
+            rebuilding: Mutex::new(()),
         };
         repo.sync_cache(progress)?;
         // redb's copy-on-write leaves free pages behind bulk loads; rewrite
@@ -597,10 +631,49 @@ impl Repository {
         })
     }
 
-    /// Reads and verifies a blob whose location is already known.
+    /// Reads and verifies a blob whose location is already known; a pack
+    /// that is missing or damaged is rebuilt from its parity group when the
+    /// repository has one.
     pub fn read_blob_at(&self, id: &BlobId, location: &Location) -> Result<Vec<u8>> {
-        let frame = self.read_frame(location)?;
-        self.decode_blob(id, &frame, location.raw_length)
+        self.with_frame(location, &|frame| {
+            self.decode_blob(id, frame, location.raw_length)
+        })
+    }
+
+    /// The stored frame of a blob once it decodes to its id (a copy or a
+    /// repack stores it as it is), rebuilt from parity like
+    /// [`Repository::read_blob_at`].
+    pub fn read_verified_frame(&self, id: &BlobId, location: &Location) -> Result<Vec<u8>> {
+        self.with_frame(location, &|frame| {
+            self.decode_blob(id, frame, location.raw_length)
+                .map(|_| frame.to_vec())
+        })
+    }
+
+    /// Reads the frame at `location` and hands it to `decode`; when either
+    /// fails with damage (a missing pack, bytes that do not verify), the
+    /// pack is rebuilt from its parity group and `decode` runs on the frame
+    /// from there.
+    fn with_frame<T>(&self, location: &Location, decode: &dyn Fn(&[u8]) -> Result<T>) -> Result<T> {
+        let first = self.read_frame(location).and_then(|frame| decode(&frame));
+        match first {
+            Err(e) if e.is_damage() && self.may_have_parity() => {
+                let Some(pack) = self.rebuilt_pack(&location.pack)? else {
+                    return Err(e);
+                };
+                let start = location.offset as usize;
+                let frame = pack
+                    .get(start..start + location.length as usize)
+                    .ok_or_else(|| {
+                        Error::corrupt(
+                            format!("pack {}", location.pack),
+                            "the index places a blob past its end",
+                        )
+                    })?;
+                decode(frame)
+            }
+            result => result,
+        }
     }
 
     /// The stored frame of a blob, as it is in its pack (not yet verified).
@@ -632,9 +705,11 @@ impl Repository {
                 format!("{} bytes, more than a dictionary has", location.raw_length),
             ));
         }
-        let frame = self.read_frame(&location)?;
         // A dictionary is itself compressed without one.
-        let dictionary = Dictionary::new(*id, self.codec.decode(id, &frame, location.raw_length)?);
+        let plain = self.with_frame(&location, &|frame| {
+            self.codec.decode(id, frame, location.raw_length)
+        })?;
+        let dictionary = Dictionary::new(*id, plain);
         let mut loaded = lock(&self.dictionaries);
         if loaded.len() >= LOADED_DICTIONARIES {
             loaded.clear();
@@ -884,6 +959,118 @@ impl Repository {
     /// Removes the drill record file `name` (absent is no error).
     pub fn remove_drill_record(&self, name: &str) -> Result<()> {
         self.backend.remove(FileKind::Drill, name)
+    }
+}
+
+// ---- parity ----
+
+impl Repository {
+    /// Parity for new packs, if the repository has it on.
+    pub fn parity_level(&self) -> Option<ParityLevel> {
+        *lock(&self.parity_level)
+    }
+
+    /// Turns parity on (or changes its level) for packs written from now
+    /// on: the config gets the required `parity` feature and the level, in
+    /// one atomic write.
+    pub fn enable_parity(&self, level: ParityLevel) -> Result<()> {
+        self.require_full_access("turn parity on")?;
+        let stored = Config::from_bytes(&self.backend.read(FileKind::Config, "config")?)?;
+        if stored.id != self.config.id {
+            return Err(Error::corrupt(
+                "repository config",
+                "its id changed while the repository was open",
+            ));
+        }
+        let mut updated = stored.with_feature(Feature::Parity);
+        updated.parity = Some(level);
+        self.backend
+            .write(FileKind::Config, "config", &updated.to_bytes())?;
+        let mut on = lock(&self.features);
+        if !on.contains(&Feature::Parity) {
+            on.push(Feature::Parity);
+        }
+        *lock(&self.parity_level) = Some(level);
+        Ok(())
+    }
+
+    /// Whether parity objects may exist: the feature is on (parity may be
+    /// off for new packs while older groups remain).
+    fn may_have_parity(&self) -> bool {
+        self.has_feature(Feature::Parity)
+    }
+
+    /// The parity groups, by member pack (read once per process, again
+    /// after [`Repository::forget_parity_groups`]).
+    pub fn parity_groups(&self) -> Result<GroupsByMember> {
+        if let Some(groups) = lock(&self.parity_groups).as_ref() {
+            return Ok(Arc::clone(groups));
+        }
+        let (groups, _damaged) = crate::parity::groups(self.backend.as_ref())?;
+        let mut by_member: HashMap<PackId, Vec<Group>> = HashMap::new();
+        for group in groups {
+            for id in group.member_ids() {
+                by_member.entry(id).or_default().push(group.clone());
+            }
+        }
+        let by_member = Arc::new(by_member);
+        *lock(&self.parity_groups) = Some(Arc::clone(&by_member));
+        Ok(by_member)
+    }
+
+    /// Drops the groups read by [`Repository::parity_groups`] (after they
+    /// changed).
+    pub fn forget_parity_groups(&self) {
+        *lock(&self.parity_groups) = None;
+    }
+
+    /// Pack `id` rebuilt from a parity group (its bytes verified against
+    /// its id), `None` when no group holds it. A group that cannot rebuild
+    /// it (too many of its packs lost) is damage naming the lost packs.
+    pub fn rebuilt_pack(&self, id: &PackId) -> Result<Option<Arc<Vec<u8>>>> {
+        let groups = self.parity_groups()?;
+        let Some(candidates) = groups.get(id) else {
+            return Ok(None);
+        };
+        // One rebuild at a time: the many threads of a restore that meet
+        // the same lost pack wait for the first to rebuild it (the rebuild
+        // uses threads of its own, never the rayon pool the waiting
+        // threads belong to).
+        let _rebuilding = lock(&self.rebuilding);
+        if let Some((_, bytes)) = lock(&self.rebuilt).iter().find(|(p, _)| p == id) {
+            return Ok(Some(Arc::clone(bytes)));
+        }
+        if let Some(why) = lock(&self.unrebuildable).get(id) {
+            return Err(Error::new(ErrorKind::Corrupt, why.clone()));
+        }
+        let mut failure = None;
+        for group in candidates {
+            match crate::parity::rebuild(self.backend.as_ref(), group, id) {
+                Ok(bytes) => {
+                    let bytes = Arc::new(bytes);
+                    let mut kept = lock(&self.rebuilt);
+                    if kept.len() >= REBUILT_KEPT {
+                        kept.remove(0);
+                    }
+                    kept.push((*id, Arc::clone(&bytes)));
+                    let mut ids = lock(&self.rebuilt_ids);
+                    if !ids.contains(id) {
+                        ids.push(*id);
+                    }
+                    return Ok(Some(bytes));
+                }
+                Err(e) if e.is_damage() => failure = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        let failure = failure.expect("at least one group was tried");
+        lock(&self.unrebuildable).insert(*id, failure.message().to_string());
+        Err(failure)
+    }
+
+    /// Packs this process rebuilt from parity, in the order it did.
+    pub fn rebuilt_packs(&self) -> Vec<PackId> {
+        lock(&self.rebuilt_ids).clone()
     }
 }
 

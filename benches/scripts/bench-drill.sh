@@ -30,27 +30,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=bench-lib.sh
 source "$ROOT/benches/scripts/bench-lib.sh"
-WORK=${BENCH_DIR:-/tmp/snap-bench}
-SCALE=${BENCH_SCALE:-full}
-RUNS=${RUNS:-3}
-SNAP=${SNAP_BIN:-$ROOT/target/release/snap}
-PRISTINE=$WORK/pristine
+prepare_peer_dataset
 DRILL=$WORK/drill
 REPO=$DRILL/repo
 LOGS=$DRILL/logs
 SCRATCH=$DRILL/scratch
 export XDG_CACHE_HOME=$DRILL/cache
-
-[[ -x /usr/bin/time ]] || { say "installing time"; apt-get install -y -qq time >/dev/null; }
-if [[ -z ${SNAP_BIN:-} && ${BENCH_NO_BUILD:-0} != 1 ]]; then
-  say "building snap (release)"
-  (cd "$ROOT" && cargo build --release --quiet)
-fi
-if ! compgen -G "$PRISTINE/.generated-*" >/dev/null; then
-  say "generating the peer dataset with bench-peers.sh"
-  BENCH_DIR=$WORK BENCH_SCALE=$SCALE BENCH_GENERATE_ONLY=1 TOOLS=snap BENCH_NO_BUILD=1 \
-    SNAP_BIN=$SNAP "$ROOT/benches/scripts/bench-peers.sh"
-fi
 
 rm -rf "$DRILL"
 mkdir -p "$LOGS" "$SCRATCH"

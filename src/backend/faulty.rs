@@ -8,7 +8,8 @@
 //!
 //! - `OP`: `read` (also range reads), `write` (also moved-in files),
 //!   `remove` or `list`;
-//! - `KIND`: `config`, `key`, `pack`, `index`, `snapshot`, `lock` or `any`;
+//! - `KIND`: `config`, `key`, `pack`, `index`, `snapshot`, `lock`, `drill`,
+//!   `parity` or `any`;
 //! - `N`: the N-th such call (counting from 1) fails, and with `N+` every
 //!   call from the N-th on;
 //! - `ERROR`: `enospc` (no space left, nothing written), `eio` (I/O error,
@@ -93,6 +94,7 @@ impl Fault {
             "snapshot" => Some(FileKind::Snapshot),
             "lock" => Some(FileKind::Lock),
             "drill" => Some(FileKind::Drill),
+            "parity" => Some(FileKind::Parity),
             _ => {
                 return Err(bad(
                     "KIND is config, key, pack, index, snapshot, lock, drill or any",

@@ -247,6 +247,11 @@ impl Backend for LocalBackend {
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(kind, name)?;
+        if kind == FileKind::Pack {
+            // A pack written back (`snap repair packs`) replaces a damaged
+            // file that a kept handle would still read.
+            lock(&self.open_packs).retain(|(n, _, _)| n != name);
+        }
         ensure_parent(&path)?;
         self.throttle.upload_blocking(data.len());
         write_atomic(&path, data)

@@ -58,6 +58,8 @@ pub enum FileKind {
     Lock,
     /// `drills/<id>`
     Drill,
+    /// `parity/<id>`
+    Parity,
 }
 
 impl FileKind {
@@ -71,6 +73,7 @@ impl FileKind {
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
             FileKind::Drill => "drills",
+            FileKind::Parity => "parity",
         }
     }
 
@@ -84,6 +87,7 @@ impl FileKind {
             FileKind::Snapshot => "snapshot",
             FileKind::Lock => "lock",
             FileKind::Drill => "drill record",
+            FileKind::Parity => "parity object",
         }
     }
 }

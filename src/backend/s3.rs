@@ -622,6 +622,10 @@ impl Backend for S3Backend {
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(kind, name)?;
+        if kind == FileKind::Pack {
+            // A pack written back replaces a damaged one this cache may hold.
+            lock(&self.packs).retain(|(n, _)| n != name);
+        }
         self.call(self.put(&path, data.to_vec()))
             .map_err(|e| self.error("write", kind, &path, &e))
     }

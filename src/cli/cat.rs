@@ -30,7 +30,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let node = find_node(&repo, snapshot.tree, &path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    cat(&repo, &node, &mut out)?;
+    let written = cat(&repo, &node, &mut out);
+    super::parity::note_rebuilt(&repo);
+    written?;
     out.flush()?;
     Ok(exit::OK)
 }

@@ -203,6 +203,9 @@ fn print_report(report: &CheckReport, quiet: bool) {
         output::count(report.packs, "pack", "packs"),
         output::count(report.index_files, "index file", "index files"),
     );
+    if let Some(parity) = &report.parity {
+        super::parity::print_protection(parity);
+    }
     if report.ok {
         println!("no errors were found");
     } else {

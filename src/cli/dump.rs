@@ -71,6 +71,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         }
     };
     progress.finish(result.is_ok());
+    super::parity::note_rebuilt(&repo);
     let report = result?;
     for skipped in &report.skipped {
         output::print_err(&format!(

@@ -56,7 +56,9 @@ fn examples(path: &str) -> Option<&'static str> {
   # An encrypted repository on a USB disk (the passphrase is asked for)
   snap -r /media/usb/snap init --encrypt
   # Encrypted to an SSH public key instead of a passphrase
-  snap -r /srv/backup/snap init --recipient \"$(cat ~/.ssh/id_ed25519.pub)\""
+  snap -r /srv/backup/snap init --recipient \"$(cat ~/.ssh/id_ed25519.pub)\"
+  # With Reed-Solomon parity: any one lost pack of 10 is rebuilt
+  snap init --parity 10%"
         }
         "backup" => {
             "  # Back up two folders into one snapshot, tagged
@@ -144,7 +146,9 @@ fn examples(path: &str) -> Option<&'static str> {
             "  # Rebuild the index from the packs
   snap repair index
   # Write snapshots without the files that cannot be restored
-  snap repair snapshots --dry-run"
+  snap repair snapshots --dry-run
+  # Rebuild lost or damaged packs from their parity groups
+  snap repair packs"
         }
         "repair index" => {
             "  # See what a rebuilt index would change
@@ -257,6 +261,30 @@ fn examples(path: &str) -> Option<&'static str> {
   snap drill --sample 10% --scratch /var/tmp
   # Repeat a sampled drill of an older snapshot with the seed it printed
   snap drill latest~1 --sample 10% --seed 1234"
+        }
+        "parity" => {
+            "  # Protect new packs with one parity shard per 10 packs
+  snap parity enable 10%
+  # How much of the repository parity protects
+  snap parity status"
+        }
+        "parity enable" => {
+            "  # One parity shard per group of 10 packs (any one lost pack is rebuilt)
+  snap parity enable 10%
+  # Two, for any two lost packs of a group
+  snap parity enable 20%"
+        }
+        "parity status" => {
+            "  # Packs and bytes in parity groups
+  snap parity status
+  # As JSON, for scripts
+  snap parity status --json"
+        }
+        "repair packs" => {
+            "  # Which packs parity would rebuild
+  snap repair packs --dry-run
+  # Rebuild them and write them back
+  snap repair packs"
         }
         _ => return None,
     })

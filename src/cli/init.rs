@@ -13,6 +13,10 @@ pub struct Args {
     /// Fixed chunk size for SQLite database images, in bytes (advanced; see docs/SQLITE.md).
     #[arg(long, default_value_t = snap::SQLITE_CHUNK)]
     sqlite_chunk_size: u32,
+    /// Reed-Solomon parity for every pack: 10% (one parity shard per group of
+    /// 10 packs) rebuilds any one lost pack of a group, 20% any two.
+    #[arg(long, value_name = "PERCENT")]
+    parity: Option<snap::ParityLevel>,
     /// Encrypt with a passphrase (asked for, or from the password options).
     #[arg(long)]
     encrypt: bool,
@@ -58,6 +62,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         compression: args.compression,
         sqlite_chunk: args.sqlite_chunk_size,
         encryption,
+        parity: args.parity,
         ..InitOptions::default()
     };
     if let Some(from) = &args.copy_chunker_params_from {

@@ -21,6 +21,7 @@ mod ls;
 mod man;
 mod mount;
 mod output;
+mod parity;
 mod password;
 mod progress;
 mod prune;
@@ -204,6 +205,9 @@ enum Command {
     Mount(mount::Args),
     /// Rehearse a restore: restore into a scratch folder, verify every byte, record the result.
     Drill(drill::Args),
+    /// Turn Reed-Solomon parity on for new packs, or show what it protects.
+    #[command(subcommand)]
+    Parity(parity::Command),
 }
 
 /// Options every command shares.
@@ -375,6 +379,7 @@ fn run_main() -> ExitCode {
         Command::Man(args) => man::run(&global, args),
         Command::Mount(args) => mount::run(&global, args),
         Command::Drill(args) => drill::run(&global, args),
+        Command::Parity(command) => parity::run(&global, command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -26,6 +26,12 @@ pub enum Command {
         #[arg(long)]
         no_read_data: bool,
     },
+    /// Rebuild missing or damaged packs from their parity groups and write them back.
+    Packs {
+        /// Only show which packs would be rebuilt and which groups re-formed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
@@ -35,7 +41,60 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<u8> {
             dry_run,
             no_read_data,
         } => snapshots(global, dry_run, no_read_data),
+        Command::Packs { dry_run } => packs(global, dry_run),
     }
+}
+
+fn packs(global: &Global, dry_run: bool) -> anyhow::Result<u8> {
+    let progress = global.progress();
+    let repo = global.open(&progress)?;
+    let report = snap::ops::parity::repair_packs(&repo, dry_run, &progress)?;
+    if global.json {
+        output::print_json(&serde_json::json!({
+            "dry_run": dry_run,
+            "rebuilt": report.rebuilt.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+            "lost": report.lost.iter().map(|(id, why)| serde_json::json!({"pack": id.to_hex(), "reason": why})).collect::<Vec<_>>(),
+            "reformed": report.reformed,
+            "new_groups": report.new_groups,
+            "newly_protected": report.newly_protected,
+        }))?;
+    } else {
+        for (id, why) in &report.lost {
+            println!("pack {id} is lost: {why}");
+        }
+        if !global.quiet {
+            let verb = if dry_run { "would rebuild" } else { "rebuilt" };
+            for id in &report.rebuilt {
+                println!("{verb} pack {id} from its parity group");
+            }
+            for name in &report.reformed {
+                println!(
+                    "{} parity object {name} (it named packs that are gone, or is damaged)",
+                    if dry_run { "would replace" } else { "replaced" }
+                );
+            }
+            if report.new_groups > 0 {
+                println!(
+                    "{} {} over {} that had none",
+                    if dry_run { "would write" } else { "wrote" },
+                    output::count(report.new_groups as usize, "parity group", "parity groups"),
+                    output::count(report.newly_protected as usize, "pack", "packs")
+                );
+            }
+            if report.rebuilt.is_empty()
+                && report.lost.is_empty()
+                && report.reformed.is_empty()
+                && report.new_groups == 0
+            {
+                println!("every pack in a parity group is sound; nothing to repair");
+            }
+        }
+    }
+    Ok(if report.lost.is_empty() {
+        exit::OK
+    } else {
+        exit::DAMAGED
+    })
 }
 
 fn index(global: &Global, dry_run: bool) -> anyhow::Result<u8> {

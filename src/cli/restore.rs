@@ -129,6 +129,7 @@ fn run_restore(global: &Global, args: Args) -> anyhow::Result<u8> {
     progress.start("restore");
     let result = prepared.run(&progress);
     progress.finish(result.is_ok());
+    super::parity::note_rebuilt(&repo);
     let report = result?;
     if global.json {
         output::print_json(&serde_json::json!({

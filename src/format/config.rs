@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::parity::ParityLevel;
 use crate::codec::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::RepoId;
@@ -33,10 +34,18 @@ pub enum Feature {
     /// Records of restore drills under `drills/` (FORMAT.md, "Drill
     /// records"): builds without them never look there, so it is optional.
     DrillRecords,
+    /// Reed-Solomon parity over groups of packs under `parity/`, at the
+    /// config's `parity` level (FORMAT.md, "Parity"): builds without it
+    /// would delete packs without re-forming their groups, so it is required.
+    Parity,
 }
 
 /// Every feature this build knows, for lookups by name.
-const KNOWN: [Feature; 2] = [Feature::SqliteDictionary, Feature::DrillRecords];
+const KNOWN: [Feature; 3] = [
+    Feature::SqliteDictionary,
+    Feature::DrillRecords,
+    Feature::Parity,
+];
 
 impl Feature {
     /// The feature's name in the config.
@@ -44,13 +53,14 @@ impl Feature {
         match self {
             Feature::SqliteDictionary => "sqlite-dictionary",
             Feature::DrillRecords => "drill-records",
+            Feature::Parity => "parity",
         }
     }
 
     /// Whether a build that does not know the feature must refuse the repository.
     pub fn required(self) -> bool {
         match self {
-            Feature::SqliteDictionary => true,
+            Feature::SqliteDictionary | Feature::Parity => true,
             Feature::DrillRecords => false,
         }
     }
@@ -109,6 +119,9 @@ pub struct Config {
     /// repositories that use none, so those stay byte-for-byte as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<FeatureEntry>,
+    /// Parity for new packs (with the `parity` feature); absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity: Option<ParityLevel>,
 }
 
 /// Default SQLite chunk size; see docs/SQLITE.md for the measurements.
@@ -188,6 +201,17 @@ impl Config {
                 "pack size out of range 1 MiB..=1 GiB",
             ));
         }
+        if let Some(level) = config.parity
+            && (level.data == 0
+                || level.parity == 0
+                || level.parity > super::parity::MAX_PARITY
+                || usize::from(level.data) * 2 > super::parity::MAX_MEMBERS + 1)
+        {
+            return Err(Error::corrupt(
+                "repository config",
+                format!("parity level {}+{} out of range", level.data, level.parity),
+            ));
+        }
         Ok(config)
     }
 
@@ -233,6 +257,7 @@ mod tests {
             encryption: Encryption::None,
             sqlite_chunk: SQLITE_CHUNK,
             features: Vec::new(),
+            parity: None,
         }
     }
 

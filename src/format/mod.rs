@@ -12,6 +12,7 @@ pub mod drill;
 pub mod index;
 pub mod lock;
 pub mod pack;
+pub mod parity;
 pub mod snapshot;
 pub mod tree;
 

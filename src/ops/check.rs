@@ -43,6 +43,7 @@ use crate::format::tree::{
     ChunkList, MAX_CONTENT_DEPTH, MAX_TREE_DEPTH, MAX_WALK_PATHS, Node, NodeKind, check_tree_size,
 };
 use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
+use crate::ops::parity::ParityStatus;
 use crate::pack::read_trailer;
 use crate::plural;
 use crate::progress::{NoProgress, Phase, Progress};
@@ -164,6 +165,12 @@ pub enum ProblemKind {
     BlobDamaged,
     /// A file's chunks do not add up to its size (restore refuses it).
     FileDamaged,
+    /// A pack is missing or damaged, and its parity group rebuilds it
+    /// (readers already do; nothing is lost).
+    PackRepairable,
+    /// A parity object names a pack that is gone, or cannot be read: the
+    /// packs of its group are not protected.
+    ParityDamaged,
 }
 
 impl ProblemKind {
@@ -187,6 +194,10 @@ impl ProblemKind {
             | ProblemKind::FileDamaged => {
                 "`snap repair snapshots` writes copies of the affected snapshots without the lost files"
             }
+            ProblemKind::PackRepairable => {
+                "restore and every reader rebuild it as they go; `snap repair packs` writes it back"
+            }
+            ProblemKind::ParityDamaged => "`snap repair packs` re-forms the group",
         }
     }
 }
@@ -290,6 +301,9 @@ pub struct CheckReport {
     /// Snapshots whose own file is damaged.
     #[serde(skip)]
     pub damaged_snapshots: Vec<SnapshotId>,
+    /// What parity protects, when the repository has parity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parity: Option<ParityStatus>,
 }
 
 pub use crate::format::snapshot::PRE_RESTORE_TAG as SAFETY_TAG;
@@ -362,15 +376,18 @@ pub fn check(
     let mut index = checker.check_index(&on_disk)?;
     checker.check_orphans(&on_disk, &mut index)?;
     checker.read_data(&options.read_packs, &on_disk, &index)?;
+    let parity = checker.check_parity(&options.read_packs)?;
     let (snapshots, damaged_snapshots) = checker.read_snapshots()?;
     let damaged = checker.walk(&snapshots)?;
-    checker.report(ReportInput {
+    let mut report = checker.report(ReportInput {
         on_disk: &on_disk,
         index: &index,
         snapshots: &snapshots,
         damaged,
         damaged_snapshots,
-    })
+    })?;
+    report.parity = parity;
+    Ok(report)
 }
 
 /// Snapshots with their ids, oldest first.
@@ -538,6 +555,8 @@ struct Checker<'r> {
     tree_memo: Mutex<HashMap<TreeId, Walked>>,
     /// Blobs the snapshots use that the index cache knows.
     indexed_used: AtomicU64,
+    /// Packs a parity group holds but cannot rebuild, with why.
+    parity_failures: Vec<(PackId, String)>,
 }
 
 /// What check knows of one blob: its problem (None: fine) and, when the
@@ -598,6 +617,7 @@ impl<'r> Checker<'r> {
             list_memo: Mutex::new(HashMap::new()),
             tree_memo: Mutex::new(HashMap::new()),
             indexed_used: AtomicU64::new(0),
+            parity_failures: Vec::new(),
         }
     }
 
@@ -608,8 +628,100 @@ impl<'r> Checker<'r> {
     /// Records a problem of pack `id` and marks the pack suspect, so that
     /// the damage found in its blobs points at this problem.
     fn pack_problem(&mut self, kind: ProblemKind, id: PackId, detail: impl Into<String>) {
+        let detail = self.with_parity_failure(id, detail.into());
         let p = self.problem(kind, format!("pack {id}"), detail);
         self.suspect_packs.insert(id, p);
+    }
+
+    /// With parity: whether pack `id` (missing or damaged as `what` says)
+    /// is rebuilt by its parity group, reported as such rather than as a
+    /// loss. When its group cannot rebuild it, why not joins the pack's
+    /// problem.
+    fn rebuilt_by_parity(&mut self, id: PackId, what: &str) -> Result<bool> {
+        Ok(self.rebuilt_pack(id, what)?.is_some())
+    }
+
+    fn rebuilt_pack(&mut self, id: PackId, what: &str) -> Result<Option<Arc<Vec<u8>>>> {
+        if !self
+            .repo
+            .has_feature(crate::format::config::Feature::Parity)
+        {
+            return Ok(None);
+        }
+        match self.repo.rebuilt_pack(&id) {
+            Ok(Some(bytes)) => {
+                self.problem(
+                    ProblemKind::PackRepairable,
+                    format!("pack {id}"),
+                    format!("{what}; its parity group rebuilds it"),
+                );
+                Ok(Some(bytes))
+            }
+            Ok(None) => Ok(None),
+            Err(e) if e.is_damage() => {
+                self.parity_failures.push((id, e.message().to_string()));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `detail`, and why parity cannot rebuild pack `id` when it tried.
+    fn with_parity_failure(&self, id: PackId, detail: String) -> String {
+        match self.parity_failures.iter().find(|(p, _)| *p == id) {
+            Some((_, why)) => format!("{detail}; parity: {why}"),
+            None => detail,
+        }
+    }
+
+    /// With parity: the protection summary, and a problem for every parity
+    /// object that names a pack that is gone or cannot be read; with data
+    /// read, the parity objects of the packs read are verified too.
+    fn check_parity(&mut self, read: &[PackId]) -> Result<Option<ParityStatus>> {
+        if !self
+            .repo
+            .has_feature(crate::format::config::Feature::Parity)
+        {
+            return Ok(None);
+        }
+        let status = crate::ops::parity::status(self.repo)?;
+        for (name, gone) in &status.orphans {
+            let gone: Vec<String> = gone.iter().map(PackId::to_hex).collect();
+            self.problem(
+                ProblemKind::ParityDamaged,
+                format!("parity object {name}"),
+                format!("it names packs that are gone ({})", gone.join(", ")),
+            );
+        }
+        for (name, why) in &status.damaged {
+            self.problem(
+                ProblemKind::ParityDamaged,
+                format!("parity object {name}"),
+                why.clone(),
+            );
+        }
+        if !read.is_empty() {
+            let read: HashSet<&PackId> = read.iter().collect();
+            let groups = self.repo.parity_groups()?;
+            let mut verified = HashSet::new();
+            for group in read.iter().filter_map(|id| groups.get(*id)).flatten() {
+                if !verified.insert(group.name.clone()) {
+                    continue;
+                }
+                match crate::parity::verify(self.repo.backend(), group) {
+                    Ok(()) => {}
+                    Err(e) if e.is_damage() => {
+                        self.problem(
+                            ProblemKind::ParityDamaged,
+                            format!("parity object {}", group.name),
+                            e.message().to_string(),
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Some(status))
     }
 
     fn list_packs(&self) -> Result<HashMap<PackId, u64>> {
@@ -697,7 +809,17 @@ impl<'r> Checker<'r> {
                 .map(IndexId::short)
                 .collect::<Vec<_>>()
                 .join(", ");
-            match on_disk.get(id) {
+            let found = on_disk.get(id);
+            if found != Some(&pack.size) {
+                let what = match found {
+                    None => "it is not in data/".to_string(),
+                    Some(size) => format!("it has {size} bytes, the index says {}", pack.size),
+                };
+                if self.rebuilt_by_parity(*id, &what)? {
+                    continue;
+                }
+            }
+            match found {
                 None => {
                     self.pack_problem(
                         ProblemKind::PackMissing,
@@ -730,6 +852,15 @@ impl<'r> Checker<'r> {
             let pack = &view.packs[&id];
             let trailer = match trailer {
                 Ok(trailer) => trailer,
+                Err(e)
+                    if e.is_damage()
+                        && self.rebuilt_by_parity(
+                            id,
+                            &format!("its trailer is unreadable ({})", e.message()),
+                        )? =>
+                {
+                    continue;
+                }
                 Err(e) if e.is_damage() => {
                     self.pack_problem(
                         ProblemKind::PackDamaged,
@@ -867,7 +998,16 @@ impl<'r> Checker<'r> {
         self.bytes_read += bytes.len() as u64;
         let mut hasher = blake3::Hasher::new();
         hasher.update_rayon(&bytes);
-        let hash_ok = hasher.finalize().as_bytes() == id.as_bytes();
+        let mut hash_ok = hasher.finalize().as_bytes() == id.as_bytes();
+        let mut bytes = bytes;
+        // A pack its group rebuilds is judged by the rebuilt bytes.
+        if !hash_ok
+            && !self.suspect_packs.contains_key(&id)
+            && let Some(rebuilt) = self.rebuilt_pack(id, "its bytes do not hash to its name")?
+        {
+            bytes = rebuilt.to_vec();
+            hash_ok = true;
+        }
         let entries: &[BlobEntry] = view
             .packs
             .get(&id)
@@ -922,7 +1062,9 @@ impl<'r> Checker<'r> {
         if !hash_ok || !bad.is_empty() {
             let mut details = Vec::new();
             if !hash_ok {
-                details.push("its bytes do not hash to its name".to_string());
+                details.push(
+                    self.with_parity_failure(id, "its bytes do not hash to its name".to_string()),
+                );
             }
             if !bad.is_empty() {
                 details.push(format!(
@@ -1338,6 +1480,7 @@ impl<'r> Checker<'r> {
             bytes_read: self.bytes_read,
             damaged,
             damaged_snapshots: input.damaged_snapshots,
+            parity: None,
         })
     }
 }

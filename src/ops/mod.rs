@@ -11,6 +11,7 @@ pub mod find;
 pub mod forget;
 pub mod log;
 pub mod mount;
+pub mod parity;
 pub mod paths;
 pub mod prune;
 pub mod repair;

@@ -11,6 +11,7 @@ use crate::codec::Dictionary;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexDelta, MarkedDelta, PackIndex};
 use crate::format::pack::BlobKind;
+use crate::format::parity::Member;
 use crate::format::tree::{ChunkList, DIRECT_CONTENT_MAX, ListCut, MAX_CONTENT_DEPTH};
 use crate::id::{BlobId, IndexId, PackId};
 use crate::pack::{FinishedPack, PackWriter};
@@ -42,6 +43,8 @@ pub struct SaverLog {
     pub packs: Vec<(PackId, u64)>,
     /// Packs its deltas marked obsolete.
     pub marked: u64,
+    /// Its parity objects.
+    pub parity: Vec<String>,
 }
 
 #[derive(Default)]
@@ -56,6 +59,8 @@ struct SaverState {
     in_flight: usize,
     /// What was written so far.
     log: SaverLog,
+    /// Stored packs not yet in a parity group (with parity on).
+    ungrouped: Vec<Member>,
 }
 
 /// Writes new blobs into packs, deduplicating against the index and against
@@ -301,6 +306,12 @@ impl<'r> BlobSaver<'r> {
         state.in_flight = state.in_flight.saturating_sub(1);
         let pack = result?;
         state.log.packs.push((pack.id, pack.size));
+        if self.repo.parity_level().is_some() {
+            state.ungrouped.push(Member {
+                id: pack.id,
+                size: pack.size,
+            });
+        }
         state.stored.push(pack);
         Ok(())
     }
@@ -341,7 +352,35 @@ impl<'r> BlobSaver<'r> {
                 Vec::new()
             }
         };
-        self.write_delta(ready, Vec::new(), None)
+        self.write_delta(ready, Vec::new(), None)?;
+        self.group_parity(all)
+    }
+
+    /// Writes the parity of stored packs, in groups of the level's size.
+    /// While the session runs a group is formed only once twice its size
+    /// wait, so that at the end (`all`) the last group holds between one
+    /// and two groups' worth: no session ends with a small group paying a
+    /// whole pack of parity for a few packs, unless the session wrote
+    /// fewer packs than a group holds.
+    fn group_parity(&self, all: bool) -> Result<()> {
+        let Some(level) = self.repo.parity_level() else {
+            return Ok(());
+        };
+        let size = usize::from(level.data.max(1));
+        loop {
+            let members: Vec<Member> = {
+                let mut state = lock(&self.state);
+                if state.ungrouped.len() >= 2 * size {
+                    state.ungrouped.drain(..size).collect()
+                } else if all && !state.ungrouped.is_empty() {
+                    std::mem::take(&mut state.ungrouped)
+                } else {
+                    return Ok(());
+                }
+            };
+            let group = crate::parity::write_group(self.repo.backend(), &members, level.parity)?;
+            lock(&self.state).log.parity.push(group.name);
+        }
     }
 
     /// Seals the open packs, waits until every sealed pack is stored, and

@@ -16,6 +16,7 @@ const LOWER: &[&str] = &[
     "lock",
     "index",
     "pack",
+    "parity",
     "format",
     "codec",
     "backend",

@@ -129,6 +129,42 @@ fn fixture_chunk_lists() {
 }
 
 #[test]
+fn fixture_parity() {
+    let env = restore_fixture("parity", &["--password-file", "password"]);
+    assert_eq!(config_version(&env.repo), 2, "parity is a required feature");
+    // The committed parity object still rebuilds each pack in turn.
+    let password = env.path("password");
+    let mut packs: Vec<PathBuf> = Vec::new();
+    for folder in fs::read_dir(env.repo.join("data")).unwrap() {
+        for pack in fs::read_dir(folder.unwrap().path()).unwrap() {
+            packs.push(pack.unwrap().path());
+        }
+    }
+    assert_eq!(packs.len(), 2, "a data pack and a metadata pack");
+    for (i, pack) in packs.iter().enumerate() {
+        let bytes = fs::read(pack).unwrap();
+        fs::remove_file(pack).unwrap();
+        let target = env.path(&format!("rebuilt-{i}"));
+        let out = env
+            .cmd()
+            .arg("--password-file")
+            .arg(&password)
+            .args(["restore", "latest", "--target"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert_code(&out, 0);
+        let recorded = fs::read_to_string(fixture("parity").join("manifest.txt")).unwrap();
+        let restored = common::manifest::manifest(&target.join("tree")).unwrap();
+        assert_eq!(
+            restored, recorded,
+            "pack {i} rebuilt from the committed parity"
+        );
+        fs::write(pack, bytes).unwrap();
+    }
+}
+
+#[test]
 fn fixture_drill_records() {
     let env = restore_fixture("drill-records", &["--password-file", "password"]);
     assert_eq!(config_version(&env.repo), 1, "drill-records is optional");

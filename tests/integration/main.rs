@@ -30,6 +30,7 @@ mod cli_messages;
 mod cli_mount;
 mod cli_names_tags;
 mod cli_output;
+mod cli_parity;
 mod cli_paths;
 mod cli_postgres;
 mod cli_profile;

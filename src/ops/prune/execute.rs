@@ -107,8 +107,7 @@ fn copy_live(
         let Some(location) = repo.cache().lookup(id)?.filter(|l| l.pack == pack.id) else {
             continue;
         };
-        let frame = repo.read_frame(&location)?;
-        repo.decode_blob(id, &frame, location.raw_length)?;
+        let frame = repo.read_verified_frame(id, &location)?;
         if saver.save_frame(location.kind, *id, &frame, location.raw_length)? {
             copied += 1;
         }
@@ -243,6 +242,10 @@ pub(super) fn delete_garbage(
         .map(|id| (*id, plan.cached.get(id).map_or(0, |p| p.size)))
         .chain(orphans)
         .collect();
+    // Groups are re-formed before their members go, so no parity object
+    // ever names a deleted pack, whenever a crash comes.
+    let going: std::collections::HashSet<PackId> = victims.iter().map(|(id, _)| *id).collect();
+    crate::ops::parity::regroup_without(repo, &going)?;
     victims
         .par_iter()
         .try_for_each(|(id, _)| repo.backend().remove(FileKind::Pack, &id.to_hex()))?;
