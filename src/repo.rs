@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -18,12 +19,13 @@ use crate::backend::{Backend, FileKind};
 use crate::codec::{BlobCodec, ChunkerParams, Dictionary, FileClass, compress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Encryption, Feature};
+use crate::format::pack::BlobKind;
 use crate::format::drill::{self, DrillRecord};
 use crate::format::index::{self, IndexDelta};
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size};
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
-use crate::id::{BlobId, IndexId, RepoId, SnapshotId};
+use crate::id::{BlobId, IndexId, PackId, RepoId, SnapshotId};
 use crate::index::{IndexCache, Location};
 use crate::keys::{Access, Credentials, NewLock, RepoKeys};
 use crate::pack::BlobSaver;
@@ -77,7 +79,24 @@ pub struct Repository {
     /// The known features on in the config, including those this process
     /// turned on after opening (`config` keeps the config as opened).
     features: Mutex<Vec<Feature>>,
+    /// Reads of a tree, chunk list or dictionary served by its second copy.
+    copy_reads: SecondCopies,
 }
+
+/// What reads served by a second copy of a blob found (see
+/// [`Repository::second_copy_reads`]).
+#[derive(Default)]
+struct SecondCopies {
+    /// Blobs read from another pack than the one the index names first.
+    count: AtomicU64,
+    /// The packs that failed, each warned about once.
+    failed: Mutex<HashSet<PackId>>,
+    /// Where warnings go (the command line prints them).
+    warn: Mutex<Option<WarningSink>>,
+}
+
+/// Receives a warning of the library as one line of text.
+pub type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
 
 /// Dictionaries kept loaded at most; more are dropped and reloaded.
 const LOADED_DICTIONARIES: usize = 64;
@@ -165,7 +184,8 @@ impl Repository {
             } else {
                 Encryption::None
             },
-            features: Vec::new(),
+            // Every tree and chunk list is stored twice from the first one.
+            features: vec![Feature::MetadataTwice.entry()],
         };
         backend.create()?;
         let mut key_id = None;
@@ -325,6 +345,7 @@ impl Repository {
             key_id,
             dictionaries: Mutex::new(HashMap::new()),
             features,
+            copy_reads: SecondCopies::default(),
         };
         repo.sync_cache(progress)?;
         // redb's copy-on-write leaves free pages behind bulk loads; rewrite
@@ -597,10 +618,67 @@ impl Repository {
         })
     }
 
-    /// Reads and verifies a blob whose location is already known.
+    /// Reads and verifies a blob whose location is already known. A tree,
+    /// chunk list or dictionary that cannot be read there (its pack is
+    /// missing, unreadable, or the frame fails its id check) is read from
+    /// its second copy, with a warning; see [`Repository::second_copy_reads`].
     pub fn read_blob_at(&self, id: &BlobId, location: &Location) -> Result<Vec<u8>> {
-        let frame = self.read_frame(location)?;
-        self.decode_blob(id, &frame, location.raw_length)
+        self.read_any_copy(id, location, |at| {
+            let frame = self.read_frame(at)?;
+            self.decode_blob(id, &frame, at.raw_length)
+        })
+    }
+
+    /// `read` at `location`, then, for a blob that is not file data and
+    /// when that fails, at each other location the index names, until one
+    /// succeeds; the first error when none does.
+    fn read_any_copy<T>(
+        &self,
+        id: &BlobId,
+        location: &Location,
+        read: impl Fn(&Location) -> Result<T>,
+    ) -> Result<T> {
+        let first = match read(location) {
+            Ok(found) => return Ok(found),
+            Err(e) if location.kind == BlobKind::Data || e.kind() == ErrorKind::Key => {
+                return Err(e);
+            }
+            Err(e) => e,
+        };
+        for other in self.cache.copies(id)? {
+            if other.pack == location.pack {
+                continue;
+            }
+            if let Ok(found) = read(&other) {
+                self.copy_reads.count.fetch_add(1, Ordering::Relaxed);
+                if lock(&self.copy_reads.failed).insert(location.pack) {
+                    let text = format!(
+                        "pack {} failed ({}); its trees and chunk lists are read from their second copies",
+                        location.pack,
+                        first.message()
+                    );
+                    if let Some(warn) = &*lock(&self.copy_reads.warn) {
+                        warn(&text);
+                    }
+                }
+                return Ok(found);
+            }
+        }
+        Err(first)
+    }
+
+    /// How many reads of a tree, chunk list or dictionary its second copy
+    /// served since the repository was opened, and the packs that failed.
+    pub fn second_copy_reads(&self) -> (u64, Vec<PackId>) {
+        let mut failed: Vec<PackId> = lock(&self.copy_reads.failed).iter().copied().collect();
+        failed.sort();
+        (self.copy_reads.count.load(Ordering::Relaxed), failed)
+    }
+
+    /// Where to send warnings about reads served by a second copy (once per
+    /// failed pack); without one they are only counted.
+    pub fn set_warnings(&self, sink: WarningSink) {
+        *lock(&self.copy_reads.warn) = Some(sink);
     }
 
     /// The stored frame of a blob, as it is in its pack (not yet verified).
@@ -632,9 +710,12 @@ impl Repository {
                 format!("{} bytes, more than a dictionary has", location.raw_length),
             ));
         }
-        let frame = self.read_frame(&location)?;
         // A dictionary is itself compressed without one.
-        let dictionary = Dictionary::new(*id, self.codec.decode(id, &frame, location.raw_length)?);
+        let plain = self.read_any_copy(id, &location, |at| {
+            let frame = self.read_frame(at)?;
+            self.codec.decode(id, &frame, at.raw_length)
+        })?;
+        let dictionary = Dictionary::new(*id, plain);
         let mut loaded = lock(&self.dictionaries);
         if loaded.len() >= LOADED_DICTIONARIES {
             loaded.clear();

@@ -33,10 +33,20 @@ pub enum Feature {
     /// Records of restore drills under `drills/` (FORMAT.md, "Drill
     /// records"): builds without them never look there, so it is optional.
     DrillRecords,
+    /// Every tree, chunk list and dictionary stored in two different packs
+    /// (FORMAT.md, "Metadata twice"): builds without it keep one location
+    /// per blob, so their prune would delete the second copies as unused
+    /// and their backups would store new metadata once, silently dropping
+    /// the redundancy `check` promises; so it is required.
+    MetadataTwice,
 }
 
 /// Every feature this build knows, for lookups by name.
-const KNOWN: [Feature; 2] = [Feature::SqliteDictionary, Feature::DrillRecords];
+const KNOWN: [Feature; 3] = [
+    Feature::SqliteDictionary,
+    Feature::DrillRecords,
+    Feature::MetadataTwice,
+];
 
 impl Feature {
     /// The feature's name in the config.
@@ -44,6 +54,7 @@ impl Feature {
         match self {
             Feature::SqliteDictionary => "sqlite-dictionary",
             Feature::DrillRecords => "drill-records",
+            Feature::MetadataTwice => "metadata-twice",
         }
     }
 
@@ -52,6 +63,7 @@ impl Feature {
         match self {
             Feature::SqliteDictionary => true,
             Feature::DrillRecords => false,
+            Feature::MetadataTwice => true,
         }
     }
 
