@@ -79,7 +79,7 @@ pub struct Repository {
     /// The known features on in the config, including those this process
     /// turned on after opening (`config` keeps the config as opened).
     features: Mutex<Vec<Feature>>,
-    /// Reads of a tree, chunk list or dictionary served by its second copy.
+    /// Reads of a tree or chunk list served by its second copy.
     copy_reads: SecondCopies,
 }
 
@@ -618,8 +618,8 @@ impl Repository {
         })
     }
 
-    /// Reads and verifies a blob whose location is already known. A tree,
-    /// chunk list or dictionary that cannot be read there (its pack is
+    /// Reads and verifies a blob whose location is already known. A tree
+    /// or chunk list that cannot be read there (its pack is
     /// missing, unreadable, or the frame fails its id check) is read from
     /// its second copy, with a warning; see [`Repository::second_copy_reads`].
     pub fn read_blob_at(&self, id: &BlobId, location: &Location) -> Result<Vec<u8>> {
@@ -667,7 +667,7 @@ impl Repository {
         Err(first)
     }
 
-    /// How many reads of a tree, chunk list or dictionary its second copy
+    /// How many reads of a tree or chunk list its second copy
     /// served since the repository was opened, and the packs that failed.
     pub fn second_copy_reads(&self) -> (u64, Vec<PackId>) {
         let mut failed: Vec<PackId> = lock(&self.copy_reads.failed).iter().copied().collect();
@@ -980,19 +980,24 @@ mod feature_tests {
         Box::new(PrivateCache::new(Box::new(LocalBackend::new(path))).unwrap())
     }
 
-    /// The first call rewrites the config as version 2; later calls, in
-    /// this process or after reopening, write nothing.
+    /// A new repository stores metadata twice (a required feature, so its
+    /// config is version 2); the first call for another feature rewrites
+    /// the config; later calls, in this process or after reopening, write
+    /// nothing.
     #[test]
     fn require_feature_rewrites_the_config_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("repo");
         let repo = Repository::init(backend(&path), &InitOptions::default(), &NoProgress).unwrap();
         let config = path.join("config");
-        assert_eq!(std::fs::read(&config).unwrap()[8], 1);
+        let new = std::fs::read(&config).unwrap();
+        assert_eq!(new[8], 2);
+        assert!(repo.has_feature(Feature::MetadataTwice));
         assert!(!repo.has_feature(Feature::SqliteDictionary));
         repo.require_feature(Feature::SqliteDictionary).unwrap();
         assert!(repo.has_feature(Feature::SqliteDictionary));
         let bytes = std::fs::read(&config).unwrap();
+        assert_ne!(bytes, new);
         assert_eq!(bytes[8], 2);
         let inode = std::fs::metadata(&config).unwrap().ino();
         repo.require_feature(Feature::SqliteDictionary).unwrap();

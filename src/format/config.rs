@@ -33,7 +33,7 @@ pub enum Feature {
     /// Records of restore drills under `drills/` (FORMAT.md, "Drill
     /// records"): builds without them never look there, so it is optional.
     DrillRecords,
-    /// Every tree, chunk list and dictionary stored in two different packs
+    /// Every tree and chunk list stored in two different packs
     /// (FORMAT.md, "Metadata twice"): builds without it keep one location
     /// per blob, so their prune would delete the second copies as unused
     /// and their backups would store new metadata once, silently dropping

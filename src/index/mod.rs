@@ -47,7 +47,7 @@ const MARKS: MultimapTableDefinition<[u8; 32], [u8; 32]> = MultimapTableDefiniti
 /// so listing snapshots reads no repository files but new ones
 const SNAPSHOT_FILES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshot_files");
 /// blob id -> every location of a blob that is not file data (trees, chunk
-/// lists, dictionaries), in the layout of `blobs`: these are stored twice,
+/// lists), in the layout of `blobs`: these are stored twice,
 /// and a reader falls back to another copy ([`IndexCache::copies`])
 const BLOB_COPIES: MultimapTableDefinition<[u8; 32], [u8; 17]> =
     MultimapTableDefinition::new("blob_copies");
@@ -334,7 +334,7 @@ impl IndexCache {
     }
 
     /// Every location of blob `id` that the index deltas name, when it is
-    /// not file data (trees, chunk lists and dictionaries are stored twice);
+    /// not file data (trees and chunk lists are stored twice);
     /// empty for data chunks. [`IndexCache::lookup`] gives the one to read
     /// first.
     pub fn copies(&self, id: &BlobId) -> Result<Vec<Location>> {

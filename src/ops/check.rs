@@ -789,7 +789,7 @@ impl<'r> Checker<'r> {
         Ok(())
     }
 
-    /// Whether blob `id`, bad in pack `pack`, is a tree, list or dictionary
+    /// Whether blob `id`, bad in pack `pack`, is a tree or chunk list
     /// with a copy in another pack that no check found a problem with.
     fn has_sound_copy(&self, pack: &PackId, id: &BlobId) -> Result<bool> {
         Ok(self.repo.cache().copies(id)?.iter().any(|c| {
@@ -818,7 +818,7 @@ impl<'r> Checker<'r> {
     }
 
     /// How many of `blobs` (stored in pack `pack`) have a copy in another
-    /// pack in `on_disk`: trees, chunk lists and dictionaries are stored
+    /// pack in `on_disk`: trees and chunk lists are stored
     /// twice.
     fn spare_copies(
         &self,
@@ -1255,7 +1255,7 @@ impl<'r> Checker<'r> {
                 ),
             }),
             Some(at) => match self.stored_problem(&at.pack, id) {
-                // A tree, list or dictionary is as good as its best copy.
+                // A tree or chunk list is as good as its best copy.
                 Some(p) if at.kind != BlobKind::Data => {
                     let copies = self.repo.cache().copies(id)?;
                     let sound = copies.iter().any(|c| {

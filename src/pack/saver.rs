@@ -229,7 +229,7 @@ impl<'r> BlobSaver<'r> {
                 writer.add(id, kind, frame, raw_length)?;
                 [writer.is_full().then(|| slot.take()).flatten(), None]
             } else {
-                // Trees, chunk lists and dictionaries go into two packs at
+                // Trees and chunk lists go into two packs at
                 // once, sealed together: the two always hold the same blobs.
                 if state.meta.is_none() {
                     let target = self.repo.pack_target();

@@ -43,3 +43,4 @@ mod cli_sqlite_scratch;
 mod cli_trust_access;
 mod decode_fuzz;
 mod lib_faults;
+mod cli_redundancy;

@@ -189,10 +189,10 @@ impl LiveSet {
 
     /// Walks the live set and the cache's blob table side by side (both are
     /// sorted by id) and adds each blob's bytes to the live or dead count of
-    /// every pack holding a copy of it (trees, chunk lists and dictionaries
+    /// every pack holding a copy of it (trees and chunk lists
     /// have two) that holds it: one in `on_disk` and not `marked` obsolete,
     /// else any on disk (it is rescued from there), else it counts as lost
-    /// in its packs. With `twice`, a tree, list or dictionary with one
+    /// in its packs. With `twice`, a tree or chunk list with one
     /// holding copy counts as stored once in its pack. Returns
     /// the number of live blobs and one live blob that no index names, if
     /// any.

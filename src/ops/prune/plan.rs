@@ -23,7 +23,7 @@ pub struct PackUsage {
     pub id: PackId,
     /// Its size in bytes.
     pub size: u64,
-    /// Live blobs stored in it (a tree, chunk list or dictionary counts in
+    /// Live blobs stored in it (a tree or chunk list counts in
     /// each pack holding a copy; a data chunk stored in several packs
     /// counts in one).
     pub live_blobs: u64,
@@ -35,7 +35,7 @@ pub struct PackUsage {
     pub dead_bytes: u64,
     /// When a prune marked it obsolete (seconds since the Unix epoch).
     pub marked_at: Option<i64>,
-    /// Live trees, chunk lists and dictionaries whose only copy in the
+    /// Live trees and chunk lists whose only copy in the
     /// repository is this one (an older repository, or the other pack is
     /// lost): the pack is repacked, which stores them twice again.
     #[serde(skip)]
