@@ -629,6 +629,18 @@ impl Repository {
         })
     }
 
+    /// The stored frame of blob `id` at `location`, verified against its
+    /// id, and where it was read: a tree or chunk list that fails there is
+    /// read from its other copy, as by [`Repository::read_blob_at`]. For
+    /// copying frames as they are (`copy`, prune).
+    pub fn read_verified_frame(&self, id: &BlobId, location: &Location) -> Result<(Location, Vec<u8>)> {
+        self.read_any_copy(id, location, |at| {
+            let frame = self.read_frame(at)?;
+            self.decode_blob(id, &frame, at.raw_length)?;
+            Ok((*at, frame))
+        })
+    }
+
     /// `read` at `location`, then, for a blob that is not file data and
     /// when that fails, at each other location the index names, until one
     /// succeeds; the first error when none does.

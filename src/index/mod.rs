@@ -720,6 +720,44 @@ mod tests {
     }
 
     #[test]
+    fn every_copy_of_a_tree_is_kept_but_not_of_data() {
+        let entry = |n: u8, kind| BlobEntry {
+            id: BlobId([n; 32]),
+            kind,
+            offset: 9 + u32::from(n),
+            length: 10,
+            raw_length: 10,
+        };
+        let pack = |n: u8, blobs| PackIndex {
+            id: PackId([n; 32]),
+            size: 100,
+            blobs,
+        };
+        let delta = IndexDelta {
+            packs: vec![
+                pack(0xa, vec![entry(1, BlobKind::Tree), entry(2, BlobKind::Data)]),
+                pack(0xb, vec![entry(1, BlobKind::Tree), entry(2, BlobKind::Data)]),
+            ],
+            obsolete: vec![],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::open(&dir.path().join("index.redb"), &|| {}).unwrap();
+        cache.add_deltas(&[(IndexId([1; 32]), delta)]).unwrap();
+        let mut packs: Vec<PackId> = cache
+            .copies(&BlobId([1; 32]))
+            .unwrap()
+            .into_iter()
+            .map(|l| l.pack)
+            .collect();
+        packs.sort();
+        assert_eq!(packs, [PackId([0xa; 32]), PackId([0xb; 32])]);
+        assert!(cache.copies(&BlobId([2; 32])).unwrap().is_empty());
+        assert_eq!(cache.copy_rows(&BlobId([1; 32])).unwrap().len(), 2);
+        cache.clear().unwrap();
+        assert!(cache.copies(&BlobId([1; 32])).unwrap().is_empty());
+    }
+
+    #[test]
     fn garbage_cache_file_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");

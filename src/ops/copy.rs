@@ -221,8 +221,7 @@ impl Copier<'_> {
             // target as it is. Decoding it verifies it (nothing damaged is
             // copied); it is not compressed again.
             let location = self.source.locate(id)?;
-            let frame = self.source.read_frame(&location)?;
-            self.source.decode_blob(id, &frame, location.raw_length)?;
+            let (location, frame) = self.source.read_verified_frame(id, &location)?;
             self.saver
                 .save_frame(kind, *id, &frame, location.raw_length)?;
             return Ok(*id);

@@ -120,8 +120,8 @@ fn copy_live(
         } else {
             continue;
         };
-        let frame = repo.read_frame(&location)?;
-        repo.decode_blob(id, &frame, location.raw_length)?;
+        // A tree or list damaged here is copied from its other copy.
+        let (location, frame) = repo.read_verified_frame(id, &location)?;
         if saver.save_frame(location.kind, *id, &frame, location.raw_length)? {
             copied += 1;
         }
