@@ -19,9 +19,9 @@ use crate::backend::{Backend, FileKind};
 use crate::codec::{BlobCodec, ChunkerParams, Dictionary, FileClass, compress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, Encryption, Feature};
-use crate::format::pack::BlobKind;
 use crate::format::drill::{self, DrillRecord};
 use crate::format::index::{self, IndexDelta};
+use crate::format::pack::BlobKind;
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size};
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
@@ -633,7 +633,11 @@ impl Repository {
     /// id, and where it was read: a tree or chunk list that fails there is
     /// read from its other copy, as by [`Repository::read_blob_at`]. For
     /// copying frames as they are (`copy`, prune).
-    pub fn read_verified_frame(&self, id: &BlobId, location: &Location) -> Result<(Location, Vec<u8>)> {
+    pub fn read_verified_frame(
+        &self,
+        id: &BlobId,
+        location: &Location,
+    ) -> Result<(Location, Vec<u8>)> {
         self.read_any_copy(id, location, |at| {
             let frame = self.read_frame(at)?;
             self.decode_blob(id, &frame, at.raw_length)?;

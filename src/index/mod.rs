@@ -735,8 +735,14 @@ mod tests {
         };
         let delta = IndexDelta {
             packs: vec![
-                pack(0xa, vec![entry(1, BlobKind::Tree), entry(2, BlobKind::Data)]),
-                pack(0xb, vec![entry(1, BlobKind::Tree), entry(2, BlobKind::Data)]),
+                pack(
+                    0xa,
+                    vec![entry(1, BlobKind::Tree), entry(2, BlobKind::Data)],
+                ),
+                pack(
+                    0xb,
+                    vec![entry(1, BlobKind::Tree), entry(2, BlobKind::Data)],
+                ),
             ],
             obsolete: vec![],
         };

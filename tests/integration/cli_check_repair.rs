@@ -796,7 +796,14 @@ fn deleted_pack_of_every_kind_costs_exactly_its_paths() {
         );
         let on_disk = report["packs"].as_u64().unwrap();
         let copies = pack(&packs);
-        assert_eq!(copies.len(), if kind == "data" || kind == "dictionary" { 1 } else { 2 });
+        assert_eq!(
+            copies.len(),
+            if kind == "data" || kind == "dictionary" {
+                1
+            } else {
+                2
+            }
+        );
         if let [first, _] = copies {
             // One copy lost costs nothing: check names the pack, no path.
             fs::remove_file(first).unwrap();

@@ -228,7 +228,10 @@ fn an_unknown_optional_feature_is_ignored_and_kept() {
     let config = Config::from_bytes(&fs::read(env.repo.join("config")).unwrap()).unwrap();
     let names: Vec<&str> = config.features.iter().map(|f| f.name.as_str()).collect();
     // The first backup of this build turned metadata-twice back on.
-    assert_eq!(names, ["shiny-hints", "metadata-twice", "sqlite-dictionary"]);
+    assert_eq!(
+        names,
+        ["shiny-hints", "metadata-twice", "sqlite-dictionary"]
+    );
     assert_eq!(config_version(&env.repo), 2);
     env.ok(["check", "--read-data"]);
 }
@@ -409,7 +412,11 @@ fn metadata_packs(repo: &Path) -> Vec<PathBuf> {
     use snap::internals::format::pack::BlobKind;
     let handle = snap::Repository::open(local_backend(repo), &snap::NoProgress).unwrap();
     let mut out = Vec::new();
-    for (name, size) in handle.backend().list(snap::backend::FileKind::Pack).unwrap() {
+    for (name, size) in handle
+        .backend()
+        .list(snap::backend::FileKind::Pack)
+        .unwrap()
+    {
         let id = snap::PackId::from_hex(&name).unwrap();
         let trailer =
             snap::internals::pack::read_trailer(handle.backend(), handle.codec(), &id, size)
@@ -428,7 +435,10 @@ fn fixture_metadata_twice() {
     assert_eq!(config_version(&env.repo), 2, "the required feature is on");
     assert_eq!(feature_names(&env.repo), ["metadata-twice"]);
     let node = latest_node(&env.repo, "tree/data/zeros.bin");
-    assert!(node.content_depth >= 1, "zeros.bin is stored as a chunk list");
+    assert!(
+        node.content_depth >= 1,
+        "zeros.bin is stored as a chunk list"
+    );
     // Either metadata pack alone holds every tree and the chunk list.
     let packs = metadata_packs(&env.repo);
     assert_eq!(packs.len(), 2, "{packs:?}");

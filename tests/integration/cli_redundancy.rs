@@ -32,7 +32,10 @@ fn write_source(root: &Path) {
         fs::write(path, data).unwrap();
     };
     for i in 0..6u64 {
-        file(&format!("photos/img{i}.raw"), &pseudo_random(600 * 1024 + 17 * i as usize, 10 + i));
+        file(
+            &format!("photos/img{i}.raw"),
+            &pseudo_random(600 * 1024 + 17 * i as usize, 10 + i),
+        );
     }
     file("photos/long.bin", &pseudo_random(1024 * 1024 + 5, 20));
     for i in 0..6u64 {
@@ -58,7 +61,11 @@ fn source_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(parent).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(parent)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.insert(rel, fs::read(&path).unwrap());
             }
         }
@@ -98,7 +105,12 @@ fn layout(repo_dir: &Path, password: Option<&Path>) -> Layout {
     Layout { packs, files }
 }
 
-fn walk(repo: &Repository, tree: TreeId, prefix: &str, out: &mut BTreeMap<String, BTreeSet<PackId>>) {
+fn walk(
+    repo: &Repository,
+    tree: TreeId,
+    prefix: &str,
+    out: &mut BTreeMap<String, BTreeSet<PackId>>,
+) {
     for node in repo.read_tree(&tree).unwrap().nodes {
         let path = format!("{prefix}{}", String::from_utf8(node.name.clone()).unwrap());
         match (node.kind, node.subtree) {
@@ -180,14 +192,17 @@ fn assert_restored(
         if lost.contains(path) {
             assert!(!restored.exists(), "{what}: lost {path} was written");
         } else {
-            let got = fs::read(&restored)
-                .unwrap_or_else(|e| panic!("{what}: {path} not restored: {e}"));
+            let got =
+                fs::read(&restored).unwrap_or_else(|e| panic!("{what}: {path} not restored: {e}"));
             assert!(got == *bytes, "{what}: {path} differs");
         }
     }
     let text = stderr_text(out);
     for path in lost {
-        assert!(text.contains(path.as_str()), "{what}: {path} not named:\n{text}");
+        assert!(
+            text.contains(path.as_str()),
+            "{what}: {path} not named:\n{text}"
+        );
     }
 }
 
@@ -220,7 +235,10 @@ fn assert_checked(out: &Output, pack: &PackId, lost: &BTreeSet<String>, what: &s
             .unwrap()["message"]
             .as_str()
             .unwrap();
-        assert!(message.contains("the snapshots are intact"), "{what}: {message}");
+        assert!(
+            message.contains("the snapshots are intact"),
+            "{what}: {message}"
+        );
     }
 }
 
@@ -241,7 +259,10 @@ fn losing_or_corrupting_any_one_pack_loses_only_the_files_whose_data_was_in_it()
     let files = source_files(&src);
     let layout = layout(&env.repo, None);
     let metadata = layout.packs.values().filter(|m| **m).count();
-    assert!(metadata >= 2, "trees and lists are in two packs: {metadata}");
+    assert!(
+        metadata >= 2,
+        "trees and lists are in two packs: {metadata}"
+    );
     assert!(
         layout.packs.len() - metadata >= 3,
         "several data packs: {:?}",
@@ -282,7 +303,12 @@ fn losing_or_corrupting_any_one_pack_loses_only_the_files_whose_data_was_in_it()
                     .unwrap()
             };
             let target = case.path().join("target");
-            let out = run(&["restore".as_ref(), "latest".as_ref(), "--target".as_ref(), target.as_os_str()]);
+            let out = run(&[
+                "restore".as_ref(),
+                "latest".as_ref(),
+                "--target".as_ref(),
+                target.as_os_str(),
+            ]);
             assert_restored(&out, &target, &files, &lost, &what);
             // The loss of the copy read first shows as a warning.
             if stderr_text(&out).contains("read from their second copies") {
@@ -337,8 +363,7 @@ fn on_s3_a_lost_metadata_pack_loses_nothing_and_a_lost_data_pack_names_its_files
     common::run_ok(s3_cmd(dir.path(), &location).arg("backup").arg(&src));
     let vars: std::collections::HashMap<_, _> =
         s3::aws_env(s3::server().port).into_iter().collect();
-    let backend =
-        S3Backend::with_vars(&location, |name| vars.get(name).cloned()).unwrap();
+    let backend = S3Backend::with_vars(&location, |name| vars.get(name).cloned()).unwrap();
     // Default 16 MiB packs: one data pack, the metadata in two.
     let mut packs: Vec<(String, u64)> = backend.list(FileKind::Pack).unwrap();
     packs.sort_by_key(|(_, size)| *size);
@@ -354,7 +379,10 @@ fn on_s3_a_lost_metadata_pack_loses_nothing_and_a_lost_data_pack_names_its_files
         .unwrap();
     assert_restored(&out, &target, &files, &BTreeSet::new(), "s3 metadata pack");
     let id = PackId::from_hex(&smallest).unwrap();
-    let out = s3_cmd(dir.path(), &location).args(["--json", "check"]).output().unwrap();
+    let out = s3_cmd(dir.path(), &location)
+        .args(["--json", "check"])
+        .output()
+        .unwrap();
     assert_checked(&out, &id, &BTreeSet::new(), "s3 metadata pack");
     // Every file has data in the one data pack.
     backend.remove(FileKind::Pack, &data).unwrap();
@@ -409,7 +437,12 @@ fn encrypted_every_pack_deleted_in_turn() {
                 .unwrap()
         };
         let target = case.path().join("target");
-        let out = run(&["restore".as_ref(), "latest".as_ref(), "--target".as_ref(), target.as_os_str()]);
+        let out = run(&[
+            "restore".as_ref(),
+            "latest".as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+        ]);
         assert_restored(&out, &target, &files, &lost, &what);
         assert_checked(&run(&["check".as_ref()]), pack, &lost, &what);
     }
@@ -422,7 +455,12 @@ fn prune_stores_metadata_twice_again_after_a_pack_is_lost() {
     let (env, src) = small_repository();
     let files = source_files(&src);
     let layout = layout(&env.repo, None);
-    let first: Vec<&PackId> = layout.packs.iter().filter(|(_, m)| **m).map(|(id, _)| id).collect();
+    let first: Vec<&PackId> = layout
+        .packs
+        .iter()
+        .filter(|(_, m)| **m)
+        .map(|(id, _)| id)
+        .collect();
     fs::remove_file(pack_path(&env.repo, first[0])).unwrap();
     env.ok(["prune", "--instant-delete"]);
     env.ok(["check", "--read-data"]);
@@ -444,7 +482,13 @@ fn prune_stores_metadata_twice_again_after_a_pack_is_lost() {
             .arg(&target)
             .output()
             .unwrap();
-        assert_restored(&out, &target, &files, &BTreeSet::new(), &format!("after prune, pack {pack}"));
+        assert_restored(
+            &out,
+            &target,
+            &files,
+            &BTreeSet::new(),
+            &format!("after prune, pack {pack}"),
+        );
     }
 }
 
@@ -457,7 +501,11 @@ fn a_killed_backup_leaves_a_repository_that_checks_and_continues() {
     let src = base.path("src");
     write_source(&src);
     for i in 0..30u64 {
-        fs::write(src.join(format!("docs/notes/more{i}.txt")), pseudo_random(40_000, 100 + i)).unwrap();
+        fs::write(
+            src.join(format!("docs/notes/more{i}.txt")),
+            pseudo_random(40_000, 100 + i),
+        )
+        .unwrap();
     }
     let full = {
         let env = Env::uninitialized();
@@ -479,12 +527,27 @@ fn a_killed_backup_leaves_a_repository_that_checks_and_continues() {
         env.ok([OsStr::new("backup"), src.as_os_str()]);
         env.ok(["check", "--read-data"]);
         let target = env.path("target");
-        let out = env.cmd().args(["--json", "restore", "latest", "--target"]).arg(&target).output().unwrap();
-        assert_restored(&out, &target, &source_files(&src), &BTreeSet::new(), &format!("run {run}"));
+        let out = env
+            .cmd()
+            .args(["--json", "restore", "latest", "--target"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert_restored(
+            &out,
+            &target,
+            &source_files(&src),
+            &BTreeSet::new(),
+            &format!("run {run}"),
+        );
         // A prune removes what the killed backup left, keeping two copies.
         env.ok(["prune", "--instant-delete"]);
         env.ok(["check", "--read-data"]);
-        let metadata = layout(&env.repo, None).packs.values().filter(|m| **m).count();
+        let metadata = layout(&env.repo, None)
+            .packs
+            .values()
+            .filter(|m| **m)
+            .count();
         assert!(metadata >= 2, "run {run}: {metadata} metadata packs");
     }
 }

@@ -186,10 +186,7 @@ pub(super) fn delete_garbage(
         .copied()
         .collect();
     let mut orphans: BTreeMap<PackId, u64> = plan.orphans.iter().copied().collect();
-    if doomed.is_empty()
-        && orphans.is_empty()
-        && vanished.is_empty()
-        && plan.stale_marks.is_empty()
+    if doomed.is_empty() && orphans.is_empty() && vanished.is_empty() && plan.stale_marks.is_empty()
     {
         return Ok(());
     }

@@ -8,8 +8,8 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use super::TEMP_PREFIX;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::ChunkList;
 use crate::format::pack::BlobKind;
+use crate::format::tree::ChunkList;
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::index::BlobRow;
 use crate::repo::Repository;
@@ -241,12 +241,19 @@ impl LiveSet {
             // be rescued); the others count as dead where they are.
             let pack_of = |c: &BlobRow| usage.get(c.pack as usize).map(|u| u.id);
             let stored = |c: &BlobRow| pack_of(c).is_some_and(|id| on_disk.contains(&id));
-            let good = |c: &BlobRow| stored(c) && pack_of(c).is_some_and(|id| !marked.contains(&id));
+            let good =
+                |c: &BlobRow| stored(c) && pack_of(c).is_some_and(|id| !marked.contains(&id));
             let good_count = copies.iter().filter(|c| good(c)).count();
             let kept = copies.iter().filter(|c| stored(c)).count();
             let holds: Vec<bool> = copies
                 .iter()
-                .map(|c| if good_count > 0 { good(c) } else { kept == 0 || stored(c) })
+                .map(|c| {
+                    if good_count > 0 {
+                        good(c)
+                    } else {
+                        kept == 0 || stored(c)
+                    }
+                })
                 .collect();
             for (copy, holds) in copies.iter().zip(holds) {
                 let Some(u) = usage.get_mut(copy.pack as usize) else {
