@@ -166,6 +166,58 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(status.success());
 }
 
+/// One damage case: a copy of a repository in a folder of its own, run
+/// with its own cache and `extra` arguments (credentials).
+struct Case {
+    dir: tempfile::TempDir,
+    repo: PathBuf,
+    extra: Vec<std::ffi::OsString>,
+}
+
+impl Case {
+    fn new(from: &Path, extra: &[&OsStr]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        copy_dir(from, &repo);
+        let extra = extra.iter().map(|a| a.to_os_string()).collect();
+        Self { dir, repo, extra }
+    }
+
+    /// `snap --json -r REPO EXTRA... ARGS...`.
+    fn run(&self, args: &[&OsStr]) -> Output {
+        snap_command()
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .args(["--json", "-r"])
+            .arg(&self.repo)
+            .args(&self.extra)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Restores the latest snapshot into a new folder.
+    fn restore(&self) -> (Output, PathBuf) {
+        let target = self.dir.path().join("target");
+        let out = self.run(&[
+            "restore".as_ref(),
+            "latest".as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+        ]);
+        (out, target)
+    }
+}
+
+/// The files with a data chunk in `pack`.
+fn lost_with(layout: &Layout, pack: &PackId) -> BTreeSet<String> {
+    layout
+        .files
+        .iter()
+        .filter(|(_, packs)| packs.contains(pack))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
 /// Asserts that a JSON restore report and the target agree with `lost`:
 /// the damaged list is exactly `lost`, every other file is bit-identical
 /// to the source, and no lost file was written.
@@ -274,41 +326,19 @@ fn losing_or_corrupting_any_one_pack_loses_only_the_files_whose_data_was_in_it()
     for (pack, is_metadata) in &layout.packs {
         for damage in [Damage::Deleted, Damage::Flipped] {
             let what = format!("{damage:?} pack {pack} (metadata: {is_metadata})");
-            let case = tempfile::tempdir().unwrap();
-            let repo = case.path().join("repo");
-            copy_dir(&env.repo, &repo);
-            let file = pack_path(&repo, pack);
+            let case = Case::new(&env.repo, &[]);
+            let file = pack_path(&case.repo, pack);
             match damage {
                 Damage::Deleted => fs::remove_file(&file).unwrap(),
                 Damage::Flipped => {
-                    let handle = Repository::open(local_backend(&repo), &snap::NoProgress).unwrap();
+                    let handle =
+                        Repository::open(local_backend(&case.repo), &snap::NoProgress).unwrap();
                     flip_every_blob(&handle, &file, pack);
                 }
             }
-            let lost: BTreeSet<String> = layout
-                .files
-                .iter()
-                .filter(|(_, packs)| packs.contains(pack))
-                .map(|(path, _)| path.clone())
-                .collect();
+            let lost = lost_with(&layout, pack);
             assert_eq!(lost.is_empty(), *is_metadata, "{what}");
-            let run = |args: &[&OsStr]| -> Output {
-                snap_command()
-                    .env("XDG_CACHE_HOME", case.path().join("cache"))
-                    .arg("--json")
-                    .arg("-r")
-                    .arg(&repo)
-                    .args(args)
-                    .output()
-                    .unwrap()
-            };
-            let target = case.path().join("target");
-            let out = run(&[
-                "restore".as_ref(),
-                "latest".as_ref(),
-                "--target".as_ref(),
-                target.as_os_str(),
-            ]);
+            let (out, target) = case.restore();
             assert_restored(&out, &target, &files, &lost, &what);
             // The loss of the copy read first shows as a warning.
             if stderr_text(&out).contains("read from their second copies") {
@@ -321,9 +351,9 @@ fn losing_or_corrupting_any_one_pack_loses_only_the_files_whose_data_was_in_it()
             if damage == Damage::Flipped {
                 args.push("--read-data".as_ref());
             }
-            assert_checked(&run(&args), pack, &lost, &what);
+            assert_checked(&case.run(&args), pack, &lost, &what);
             if damage == Damage::Flipped && *is_metadata {
-                let out = run(&["check".as_ref()]);
+                let out = case.run(&["check".as_ref()]);
                 if stderr_text(&out).contains("read from their second copies") {
                     assert_checked(&out, pack, &lost, &what);
                 } else {
@@ -371,12 +401,16 @@ fn on_s3_a_lost_metadata_pack_loses_nothing_and_a_lost_data_pack_names_its_files
     let (smallest, _) = packs[0].clone();
     let (data, _) = packs[2].clone();
     backend.remove(FileKind::Pack, &smallest).unwrap();
-    let target = dir.path().join("first");
-    let out = s3_cmd(dir.path(), &location)
-        .args(["--json", "restore", "latest", "--target"])
-        .arg(&target)
-        .output()
-        .unwrap();
+    let restore = |name: &str| {
+        let target = dir.path().join(name);
+        let out = s3_cmd(dir.path(), &location)
+            .args(["--json", "restore", "latest", "--target"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        (out, target)
+    };
+    let (out, target) = restore("first");
     assert_restored(&out, &target, &files, &BTreeSet::new(), "s3 metadata pack");
     let id = PackId::from_hex(&smallest).unwrap();
     let out = s3_cmd(dir.path(), &location)
@@ -391,12 +425,7 @@ fn on_s3_a_lost_metadata_pack_loses_nothing_and_a_lost_data_pack_names_its_files
         .filter(|(_, bytes)| !bytes.is_empty())
         .map(|(path, _)| path.clone())
         .collect();
-    let target = dir.path().join("second");
-    let out = s3_cmd(dir.path(), &location)
-        .args(["--json", "restore", "latest", "--target"])
-        .arg(&target)
-        .output()
-        .unwrap();
+    let (out, target) = restore("second");
     assert_restored(&out, &target, &files, &lost, "s3 data pack");
 }
 
@@ -415,36 +444,13 @@ fn encrypted_every_pack_deleted_in_turn() {
     assert_eq!(layout.packs.values().filter(|m| **m).count(), 2);
     for (pack, is_metadata) in &layout.packs {
         let what = format!("encrypted, deleted pack {pack}");
-        let case = tempfile::tempdir().unwrap();
-        let repo = case.path().join("repo");
-        copy_dir(&env.repo, &repo);
-        fs::remove_file(pack_path(&repo, pack)).unwrap();
-        let lost: BTreeSet<String> = layout
-            .files
-            .iter()
-            .filter(|(_, packs)| packs.contains(pack))
-            .map(|(path, _)| path.clone())
-            .collect();
+        let case = Case::new(&env.repo, &pw);
+        fs::remove_file(pack_path(&case.repo, pack)).unwrap();
+        let lost = lost_with(&layout, pack);
         assert_eq!(lost.is_empty(), *is_metadata, "{what}");
-        let run = |args: &[&OsStr]| -> Output {
-            snap_command()
-                .env("XDG_CACHE_HOME", case.path().join("cache"))
-                .args(["--json", "-r"])
-                .arg(&repo)
-                .args(pw)
-                .args(args)
-                .output()
-                .unwrap()
-        };
-        let target = case.path().join("target");
-        let out = run(&[
-            "restore".as_ref(),
-            "latest".as_ref(),
-            "--target".as_ref(),
-            target.as_os_str(),
-        ]);
+        let (out, target) = case.restore();
         assert_restored(&out, &target, &files, &lost, &what);
-        assert_checked(&run(&["check".as_ref()]), pack, &lost, &what);
+        assert_checked(&case.run(&["check".as_ref()]), pack, &lost, &what);
     }
 }
 
@@ -468,20 +474,9 @@ fn prune_stores_metadata_twice_again_after_a_pack_is_lost() {
     let after = self::layout(&env.repo, None);
     for (pack, is_metadata) in after.packs.iter().filter(|(_, m)| **m) {
         assert!(is_metadata);
-        let case = tempfile::tempdir().unwrap();
-        let repo = case.path().join("repo");
-        copy_dir(&env.repo, &repo);
-        fs::remove_file(pack_path(&repo, pack)).unwrap();
-        let target = case.path().join("target");
-        let out = snap_command()
-            .env("XDG_CACHE_HOME", case.path().join("cache"))
-            .arg("--json")
-            .arg("-r")
-            .arg(&repo)
-            .args(["restore", "latest", "--target"])
-            .arg(&target)
-            .output()
-            .unwrap();
+        let case = Case::new(&env.repo, &[]);
+        fs::remove_file(pack_path(&case.repo, pack)).unwrap();
+        let (out, target) = case.restore();
         assert_restored(
             &out,
             &target,
