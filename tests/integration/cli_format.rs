@@ -410,23 +410,11 @@ fn a_repository_copied_without_its_empty_folders_takes_backups() {
 /// The packs of the unencrypted `repo` that hold only trees and chunk lists.
 fn metadata_packs(repo: &Path) -> Vec<PathBuf> {
     use snap::internals::format::pack::BlobKind;
-    let handle = snap::Repository::open(local_backend(repo), &snap::NoProgress).unwrap();
-    let mut out = Vec::new();
-    for (name, size) in handle
-        .backend()
-        .list(snap::backend::FileKind::Pack)
-        .unwrap()
-    {
-        let id = snap::PackId::from_hex(&name).unwrap();
-        let trailer =
-            snap::internals::pack::read_trailer(handle.backend(), handle.codec(), &id, size)
-                .unwrap();
-        if trailer.blobs.iter().all(|b| b.kind != BlobKind::Data) {
-            out.push(repo.join("data").join(&name[..2]).join(&name));
-        }
-    }
-    out.sort();
-    out
+    common::pack_trailers(repo)
+        .into_iter()
+        .filter(|(_, _, blobs)| blobs.iter().all(|b| b.kind != BlobKind::Data))
+        .map(|(path, _, _)| path)
+        .collect()
 }
 
 #[test]

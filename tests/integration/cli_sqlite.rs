@@ -463,22 +463,11 @@ fn repo_bytes(env: &Env) -> u64 {
 /// offset 10, FORMAT.md "Metadata twice"): the redundancy every repository
 /// pays, not what a session's data costs.
 fn second_copies(repo: &Path) -> u64 {
-    let handle = snap::Repository::open(common::local_backend(repo), &snap::NoProgress).unwrap();
-    let mut bytes = 0;
-    for (name, size) in handle
-        .backend()
-        .list(snap::backend::FileKind::Pack)
-        .unwrap()
-    {
-        let id = snap::PackId::from_hex(&name).unwrap();
-        let trailer =
-            snap::internals::pack::read_trailer(handle.backend(), handle.codec(), &id, size)
-                .unwrap();
-        if trailer.blobs.first().is_some_and(|b| b.offset == 10) {
-            bytes += size;
-        }
-    }
-    bytes
+    common::pack_trailers(repo)
+        .into_iter()
+        .filter(|(_, _, blobs)| blobs.first().is_some_and(|b| b.offset == 10))
+        .map(|(_, size, _)| size)
+        .sum()
 }
 
 /// The dictionary of `path` in the latest snapshot, and where its blob is

@@ -210,6 +210,32 @@ pub fn tree_copies(repo: &Path, path: &str) -> Vec<(PathBuf, u64)> {
         .collect()
 }
 
+/// Every pack of the unencrypted local repository `repo`: its file, its
+/// size and the blobs its trailer lists.
+pub fn pack_trailers(
+    repo: &Path,
+) -> Vec<(PathBuf, u64, Vec<snap::internals::format::pack::BlobEntry>)> {
+    let handle = snap::Repository::open(local_backend(repo), &snap::NoProgress).unwrap();
+    let mut out = Vec::new();
+    for (name, size) in handle
+        .backend()
+        .list(snap::backend::FileKind::Pack)
+        .unwrap()
+    {
+        let id = snap::PackId::from_hex(&name).unwrap();
+        let trailer =
+            snap::internals::pack::read_trailer(handle.backend(), handle.codec(), &id, size)
+                .unwrap();
+        out.push((
+            repo.join("data").join(&name[..2]).join(&name),
+            size,
+            trailer.blobs,
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 /// Runs `cmd` with `input` on its stdin, written from a thread because
 /// the program's output must be drained meanwhile (a large input would
 /// otherwise deadlock on full pipes). The caller chooses where stdout and
