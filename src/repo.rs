@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -21,6 +22,7 @@ use crate::format::config::{Config, Encryption, Feature};
 use crate::format::drill::{self, DrillRecord};
 use crate::format::index::{self, IndexDelta};
 use crate::format::parity::ParityLevel;
+use crate::format::pack::BlobKind;
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size};
 use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
@@ -95,11 +97,28 @@ pub struct Repository {
     unrebuildable: Mutex<HashMap<PackId, String>>,
     /// Held while a pack is rebuilt.
     rebuilding: Mutex<()>,
+    /// Reads of a tree or chunk list served by its second copy.
+    copy_reads: SecondCopies,
 }
 
 /// Rebuilt packs kept in memory, so reading many blobs of one lost pack
 /// rebuilds it once.
 const REBUILT_KEPT: usize = 4;
+
+/// What reads served by a second copy of a blob found (see
+/// [`Repository::second_copy_reads`]).
+#[derive(Default)]
+struct SecondCopies {
+    /// Blobs read from another pack than the one the index names first.
+    count: AtomicU64,
+    /// The packs that failed, each warned about once.
+    failed: Mutex<HashSet<PackId>>,
+    /// Where warnings go (the command line prints them).
+    warn: Mutex<Option<WarningSink>>,
+}
+
+/// Receives a warning of the library as one line of text.
+pub type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
 
 /// Dictionaries kept loaded at most; more are dropped and reloaded.
 const LOADED_DICTIONARIES: usize = 64;
@@ -187,10 +206,9 @@ impl Repository {
             } else {
                 Encryption::None
             },
-            features: options
-                .parity
-                .map(|_| Feature::Parity.entry())
-                .into_iter()
+            // Every tree and chunk list is stored twice from the first one.
+            features: std::iter::once(Feature::MetadataTwice.entry())
+                .chain(options.parity.map(|_| Feature::Parity.entry()))
                 .collect(),
             parity: options.parity,
         };
@@ -359,6 +377,7 @@ impl Repository {
             rebuilt_ids: Mutex::new(Vec::new()),
             unrebuildable: Mutex::new(HashMap::new()),
             rebuilding: Mutex::new(()),
+            copy_reads: SecondCopies::default(),
         };
         repo.sync_cache(progress)?;
         // redb's copy-on-write leaves free pages behind bulk loads; rewrite
@@ -631,22 +650,33 @@ impl Repository {
         })
     }
 
-    /// Reads and verifies a blob whose location is already known; a pack
+    /// Reads and verifies a blob whose location is already known. A pack
     /// that is missing or damaged is rebuilt from its parity group when the
-    /// repository has one.
+    /// repository has one; a tree or chunk list that still cannot be read
+    /// there (its pack is missing, unreadable, or the frame fails its id
+    /// check) is read from its second copy, with a warning; see
+    /// [`Repository::second_copy_reads`].
     pub fn read_blob_at(&self, id: &BlobId, location: &Location) -> Result<Vec<u8>> {
-        self.with_frame(location, &|frame| {
-            self.decode_blob(id, frame, location.raw_length)
+        self.read_any_copy(id, location, |at| {
+            self.with_frame(at, &|frame| self.decode_blob(id, frame, at.raw_length))
         })
     }
 
-    /// The stored frame of a blob once it decodes to its id (a copy or a
-    /// repack stores it as it is), rebuilt from parity like
-    /// [`Repository::read_blob_at`].
-    pub fn read_verified_frame(&self, id: &BlobId, location: &Location) -> Result<Vec<u8>> {
-        self.with_frame(location, &|frame| {
-            self.decode_blob(id, frame, location.raw_length)
-                .map(|_| frame.to_vec())
+    /// The stored frame of blob `id` at `location`, verified against its
+    /// id, and where it was read: rebuilt from parity, or a tree or chunk
+    /// list read from its other copy, as by [`Repository::read_blob_at`].
+    /// For copying frames as they are (`copy`, prune).
+    pub fn read_verified_frame(
+        &self,
+        id: &BlobId,
+        location: &Location,
+    ) -> Result<(Location, Vec<u8>)> {
+        self.read_any_copy(id, location, |at| {
+            let frame = self.with_frame(at, &|frame| {
+                self.decode_blob(id, frame, at.raw_length)
+                    .map(|_| frame.to_vec())
+            })?;
+            Ok((*at, frame))
         })
     }
 
@@ -674,6 +704,58 @@ impl Repository {
             }
             result => result,
         }
+    }
+
+    /// `read` at `location`, then, for a blob that is not file data and
+    /// when that fails, at each other location the index names, until one
+    /// succeeds; the first error when none does.
+    fn read_any_copy<T>(
+        &self,
+        id: &BlobId,
+        location: &Location,
+        read: impl Fn(&Location) -> Result<T>,
+    ) -> Result<T> {
+        let first = match read(location) {
+            Ok(found) => return Ok(found),
+            Err(e) if location.kind == BlobKind::Data || e.kind() == ErrorKind::Key => {
+                return Err(e);
+            }
+            Err(e) => e,
+        };
+        for other in self.cache.copies(id)? {
+            if other.pack == location.pack {
+                continue;
+            }
+            if let Ok(found) = read(&other) {
+                self.copy_reads.count.fetch_add(1, Ordering::Relaxed);
+                if lock(&self.copy_reads.failed).insert(location.pack) {
+                    let text = format!(
+                        "pack {} failed ({}); its trees and chunk lists are read from their second copies",
+                        location.pack,
+                        first.message()
+                    );
+                    if let Some(warn) = &*lock(&self.copy_reads.warn) {
+                        warn(&text);
+                    }
+                }
+                return Ok(found);
+            }
+        }
+        Err(first)
+    }
+
+    /// How many reads of a tree or chunk list its second copy
+    /// served since the repository was opened, and the packs that failed.
+    pub fn second_copy_reads(&self) -> (u64, Vec<PackId>) {
+        let mut failed: Vec<PackId> = lock(&self.copy_reads.failed).iter().copied().collect();
+        failed.sort();
+        (self.copy_reads.count.load(Ordering::Relaxed), failed)
+    }
+
+    /// Where to send warnings about reads served by a second copy (once per
+    /// failed pack); without one they are only counted.
+    pub fn set_warnings(&self, sink: WarningSink) {
+        *lock(&self.copy_reads.warn) = Some(sink);
     }
 
     /// The stored frame of a blob, as it is in its pack (not yet verified).
@@ -706,8 +788,8 @@ impl Repository {
             ));
         }
         // A dictionary is itself compressed without one.
-        let plain = self.with_frame(&location, &|frame| {
-            self.codec.decode(id, frame, location.raw_length)
+        let plain = self.read_any_copy(id, &location, |at| {
+            self.with_frame(at, &|frame| self.codec.decode(id, frame, at.raw_length))
         })?;
         let dictionary = Dictionary::new(*id, plain);
         let mut loaded = lock(&self.dictionaries);
@@ -1086,19 +1168,24 @@ mod feature_tests {
         Box::new(PrivateCache::new(Box::new(LocalBackend::new(path))).unwrap())
     }
 
-    /// The first call rewrites the config as version 2; later calls, in
-    /// this process or after reopening, write nothing.
+    /// A new repository stores metadata twice (a required feature, so its
+    /// config is version 2); the first call for another feature rewrites
+    /// the config; later calls, in this process or after reopening, write
+    /// nothing.
     #[test]
     fn require_feature_rewrites_the_config_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("repo");
         let repo = Repository::init(backend(&path), &InitOptions::default(), &NoProgress).unwrap();
         let config = path.join("config");
-        assert_eq!(std::fs::read(&config).unwrap()[8], 1);
+        let new = std::fs::read(&config).unwrap();
+        assert_eq!(new[8], 2);
+        assert!(repo.has_feature(Feature::MetadataTwice));
         assert!(!repo.has_feature(Feature::SqliteDictionary));
         repo.require_feature(Feature::SqliteDictionary).unwrap();
         assert!(repo.has_feature(Feature::SqliteDictionary));
         let bytes = std::fs::read(&config).unwrap();
+        assert_ne!(bytes, new);
         assert_eq!(bytes[8], 2);
         let inode = std::fs::metadata(&config).unwrap().ino();
         repo.require_feature(Feature::SqliteDictionary).unwrap();

@@ -268,14 +268,23 @@ impl Global {
 
     /// Opens the repository.
     pub fn open(&self, progress: &CliProgress) -> snap::Result<Repository> {
-        Repository::open_with(self.backend()?, &self.credentials(), progress)
+        Repository::open_with(self.backend()?, &self.credentials(), progress).map(with_warnings)
     }
 
     /// Opens the repository for a command that only reads: it never waits
     /// for another snap process (see `Repository::open_reader`).
     pub fn open_reader(&self, progress: &CliProgress) -> snap::Result<Repository> {
-        Repository::open_reader(self.backend()?, &self.credentials(), progress)
+        Repository::open_reader(self.backend()?, &self.credentials(), progress).map(with_warnings)
     }
+}
+
+/// `repo`, printing the library's warnings (a tree read from its second
+/// copy) to stderr.
+pub fn with_warnings(repo: Repository) -> Repository {
+    repo.set_warnings(Box::new(|text| {
+        output::print_err(&format!("snap: warning: {}", output::terminal_safe(text)));
+    }));
+    repo
 }
 
 /// Stack of the threads that walk trees: deep folder nesting recurses deeply.

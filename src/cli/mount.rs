@@ -19,11 +19,11 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let progress = Arc::new(global.progress());
     // A private index cache: backups made while mounted never wait for it.
-    let repo = snap::Repository::open_long_reader(
+    let repo = super::with_warnings(snap::Repository::open_long_reader(
         global.backend()?,
         &global.credentials(),
         progress.as_ref(),
-    )?;
+    )?);
     let stop = super::stop_on_signals();
     let shown = args.mountpoint.display().to_string();
     mount(

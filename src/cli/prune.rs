@@ -99,7 +99,11 @@ pub fn execute(
     progress: &CliProgress,
 ) -> anyhow::Result<Outcome> {
     let options = &prepared.options;
-    let repo = snap::ops::prune::open(global.backend()?, &global.credentials(), progress)?;
+    let repo = super::with_warnings(snap::ops::prune::open(
+        global.backend()?,
+        &global.credentials(),
+        progress,
+    )?);
     let plan = prune_plan(&repo, options, progress)?;
     let packs = plan
         .packs

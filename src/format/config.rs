@@ -38,13 +38,20 @@ pub enum Feature {
     /// config's `parity` level (FORMAT.md, "Parity"): builds without it
     /// would delete packs without re-forming their groups, so it is required.
     Parity,
+    /// Every tree and chunk list stored in two different packs
+    /// (FORMAT.md, "Metadata twice"): builds without it keep one location
+    /// per blob, so their prune would delete the second copies as unused
+    /// and their backups would store new metadata once, silently dropping
+    /// the redundancy `check` promises; so it is required.
+    MetadataTwice,
 }
 
 /// Every feature this build knows, for lookups by name.
-const KNOWN: [Feature; 3] = [
+const KNOWN: [Feature; 4] = [
     Feature::SqliteDictionary,
     Feature::DrillRecords,
     Feature::Parity,
+    Feature::MetadataTwice,
 ];
 
 impl Feature {
@@ -54,6 +61,7 @@ impl Feature {
             Feature::SqliteDictionary => "sqlite-dictionary",
             Feature::DrillRecords => "drill-records",
             Feature::Parity => "parity",
+            Feature::MetadataTwice => "metadata-twice",
         }
     }
 
@@ -62,6 +70,7 @@ impl Feature {
         match self {
             Feature::SqliteDictionary | Feature::Parity => true,
             Feature::DrillRecords => false,
+            Feature::MetadataTwice => true,
         }
     }
 

@@ -26,7 +26,7 @@ use crate::format::pack::{BlobEntry, BlobKind};
 use crate::id::{BlobId, IndexId, PackId};
 
 /// Bump when the tables change: an old cache is then rebuilt.
-const SCHEMA: u64 = 3;
+const SCHEMA: u64 = 4;
 
 /// blob id -> pack number (4), offset (4), length (4), raw length (4), kind (1)
 const BLOBS: TableDefinition<[u8; 32], [u8; 17]> = TableDefinition::new("blobs");
@@ -46,6 +46,11 @@ const MARKS: MultimapTableDefinition<[u8; 32], [u8; 32]> = MultimapTableDefiniti
 /// snapshot id -> the snapshot file's bytes as stored (sealed when encrypted),
 /// so listing snapshots reads no repository files but new ones
 const SNAPSHOT_FILES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshot_files");
+/// blob id -> every location of a blob that is not file data (trees, chunk
+/// lists), in the layout of `blobs`: these are stored twice,
+/// and a reader falls back to another copy ([`IndexCache::copies`])
+const BLOB_COPIES: MultimapTableDefinition<[u8; 32], [u8; 17]> =
+    MultimapTableDefinition::new("blob_copies");
 /// "schema" -> SCHEMA
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -201,7 +206,11 @@ impl IndexCache {
         txn.delete_multimap_table(PACK_DELTAS)
             .map_err(|e| self.err(e))?;
         txn.delete_multimap_table(MARKS).map_err(|e| self.err(e))?;
+        txn.delete_multimap_table(BLOB_COPIES)
+            .map_err(|e| self.err(e))?;
         {
+            txn.open_multimap_table(BLOB_COPIES)
+                .map_err(|e| self.err(e))?;
             txn.open_multimap_table(PACK_DELTAS)
                 .map_err(|e| self.err(e))?;
             txn.open_multimap_table(MARKS).map_err(|e| self.err(e))?;
@@ -246,6 +255,9 @@ impl IndexCache {
                 .open_multimap_table(PACK_DELTAS)
                 .map_err(|e| self.err(e))?;
             let mut marks = txn.open_multimap_table(MARKS).map_err(|e| self.err(e))?;
+            let mut copies = txn
+                .open_multimap_table(BLOB_COPIES)
+                .map_err(|e| self.err(e))?;
             let mut next = packs
                 .last()
                 .map_err(|e| self.err(e))?
@@ -276,6 +288,11 @@ impl IndexCache {
                         }
                     };
                     for blob in &pack.blobs {
+                        if blob.kind != BlobKind::Data {
+                            copies
+                                .insert(blob.id.0, encode_location(number, blob))
+                                .map_err(|e| self.err(e))?;
+                        }
                         if marked && blobs.get(blob.id.0).map_err(|e| self.err(e))?.is_some() {
                             continue;
                         }
@@ -314,6 +331,43 @@ impl IndexCache {
             raw_length: u32::from_le_bytes(raw[12..16].try_into().expect("4 bytes")),
             kind: BlobKind::from_u8(raw[16]).ok_or_else(|| self.err("unknown blob kind"))?,
         }))
+    }
+
+    /// Every location of blob `id` that the index deltas name, when it is
+    /// not file data (trees and chunk lists are stored twice);
+    /// empty for data chunks. [`IndexCache::lookup`] gives the one to read
+    /// first.
+    pub fn copies(&self, id: &BlobId) -> Result<Vec<Location>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let packs = txn.open_table(PACKS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in self.copy_rows(id)? {
+            let Some(pack) = packs.get(row.pack).map_err(|e| self.err(e))? else {
+                continue;
+            };
+            out.push(Location {
+                pack: PackId(pack.value().0),
+                kind: row.kind,
+                offset: row.offset,
+                length: row.length,
+                raw_length: row.raw_length,
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`IndexCache::copies`] as rows of the blob table (pack numbers).
+    pub fn copy_rows(&self, id: &BlobId) -> Result<Vec<BlobRow>> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let copies = txn
+            .open_multimap_table(BLOB_COPIES)
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for value in copies.get(id.0).map_err(|e| self.err(e))? {
+            let raw = value.map_err(|e| self.err(e))?.value();
+            out.push(decode_row(*id, &raw).ok_or_else(|| self.err("unknown blob kind"))?);
+        }
+        Ok(out)
     }
 
     /// Whether a new snapshot may reuse blob `id` as stored: the cache knows
@@ -521,6 +575,19 @@ impl IndexCache {
     }
 }
 
+/// A row of `blobs` or `blob_copies`; `None` for an unknown kind.
+fn decode_row(id: BlobId, raw: &[u8; 17]) -> Option<BlobRow> {
+    let word = |i: usize| u32::from_le_bytes(raw[i..i + 4].try_into().expect("4 bytes"));
+    Some(BlobRow {
+        id,
+        pack: word(0),
+        kind: BlobKind::from_u8(raw[16])?,
+        offset: word(4),
+        length: word(8),
+        raw_length: word(12),
+    })
+}
+
 fn encode_location(pack_number: u32, blob: &BlobEntry) -> [u8; 17] {
     let mut out = [0u8; 17];
     out[0..4].copy_from_slice(&pack_number.to_le_bytes());
@@ -650,6 +717,50 @@ mod tests {
                 .unwrap();
             assert_eq!(seen, [BlobId([1; 32]), BlobId([2; 32]), BlobId([3; 32])]);
         }
+    }
+
+    #[test]
+    fn every_copy_of_a_tree_is_kept_but_not_of_data() {
+        let entry = |n: u8, kind| BlobEntry {
+            id: BlobId([n; 32]),
+            kind,
+            offset: 9 + u32::from(n),
+            length: 10,
+            raw_length: 10,
+        };
+        let pack = |n: u8, blobs| PackIndex {
+            id: PackId([n; 32]),
+            size: 100,
+            blobs,
+        };
+        let delta = IndexDelta {
+            packs: vec![
+                pack(
+                    0xa,
+                    vec![entry(1, BlobKind::Tree), entry(2, BlobKind::Data)],
+                ),
+                pack(
+                    0xb,
+                    vec![entry(1, BlobKind::Tree), entry(2, BlobKind::Data)],
+                ),
+            ],
+            obsolete: vec![],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::open(&dir.path().join("index.redb"), &|| {}).unwrap();
+        cache.add_deltas(&[(IndexId([1; 32]), delta)]).unwrap();
+        let mut packs: Vec<PackId> = cache
+            .copies(&BlobId([1; 32]))
+            .unwrap()
+            .into_iter()
+            .map(|l| l.pack)
+            .collect();
+        packs.sort();
+        assert_eq!(packs, [PackId([0xa; 32]), PackId([0xb; 32])]);
+        assert!(cache.copies(&BlobId([2; 32])).unwrap().is_empty());
+        assert_eq!(cache.copy_rows(&BlobId([1; 32])).unwrap().len(), 2);
+        cache.clear().unwrap();
+        assert!(cache.copies(&BlobId([1; 32])).unwrap().is_empty());
     }
 
     #[test]

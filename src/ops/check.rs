@@ -202,6 +202,10 @@ impl ProblemKind {
     }
 }
 
+/// What to do about a pack whose every blob has a second copy elsewhere.
+const COVERED_HINT: &str =
+    "the snapshots are intact; `snap prune` stores its trees and chunk lists twice again";
+
 fn hex_id<S: Serializer>(id: &SnapshotId, serializer: S) -> std::result::Result<S::Ok, S::Error> {
     serializer.serialize_str(&id.to_hex())
 }
@@ -379,6 +383,7 @@ pub fn check(
     let parity = checker.check_parity(&options.read_packs)?;
     let (snapshots, damaged_snapshots) = checker.read_snapshots()?;
     let damaged = checker.walk(&snapshots)?;
+    checker.note_second_copies();
     let mut report = checker.report(ReportInput {
         on_disk: &on_disk,
         index: &index,
@@ -557,6 +562,9 @@ struct Checker<'r> {
     indexed_used: AtomicU64,
     /// Packs a parity group holds but cannot rebuild, with why.
     parity_failures: Vec<(PackId, String)>,
+    /// Problems of packs whose every blob has a sound copy elsewhere:
+    /// nothing is lost.
+    covered: HashSet<usize>,
 }
 
 /// What check knows of one blob: its problem (None: fine) and, when the
@@ -618,6 +626,7 @@ impl<'r> Checker<'r> {
             tree_memo: Mutex::new(HashMap::new()),
             indexed_used: AtomicU64::new(0),
             parity_failures: Vec::new(),
+            covered: HashSet::new(),
         }
     }
 
@@ -821,14 +830,28 @@ impl<'r> Checker<'r> {
             }
             match found {
                 None => {
-                    self.pack_problem(
-                        ProblemKind::PackMissing,
-                        *id,
+                    let spare = self.spare_copies(id, &pack.blobs, on_disk)?;
+                    let lost = pack.blobs.len() - spare;
+                    let detail = if lost == 0 {
+                        format!(
+                            "index delta {listed_by} lists it, but it is not in data/; every blob in it has a second copy in another pack, so nothing is lost"
+                        )
+                    } else if spare > 0 {
+                        format!(
+                            "index delta {listed_by} lists it, but it is not in data/; {} lost ({} read from second copies)",
+                            plural::count(lost, "blob in it is", "blobs in it are"),
+                            plural::count(spare, "tree or chunk list", "trees and chunk lists")
+                        )
+                    } else {
                         format!(
                             "index delta {listed_by} lists it, but it is not in data/; {} lost",
-                            plural::count(pack.blobs.len(), "blob in it is", "blobs in it are")
-                        ),
-                    );
+                            plural::count(lost, "blob in it is", "blobs in it are")
+                        )
+                    };
+                    self.pack_problem(ProblemKind::PackMissing, *id, detail);
+                    if lost == 0 {
+                        self.covered.insert(self.suspect_packs[id]);
+                    }
                 }
                 Some(&size) if size != pack.size => {
                     self.pack_problem(
@@ -895,6 +918,56 @@ impl<'r> Checker<'r> {
             }
         }
         Ok(())
+    }
+
+    /// Whether blob `id`, bad in pack `pack`, is a tree or chunk list
+    /// with a copy in another pack that no check found a problem with.
+    fn has_sound_copy(&self, pack: &PackId, id: &BlobId) -> Result<bool> {
+        Ok(self.repo.cache().copies(id)?.iter().any(|c| {
+            c.pack != *pack
+                && !self.suspect_packs.contains_key(&c.pack)
+                && !self.bad_blobs.contains_key(&(c.pack, *id))
+        }))
+    }
+
+    /// Reports the packs that failed while trees and chunk lists were read
+    /// during the walk, and whose second copies served instead (a pack
+    /// damaged where `--read-data` did not look).
+    fn note_second_copies(&mut self) {
+        let (_, failed) = self.repo.second_copy_reads();
+        for pack in failed {
+            if self.suspect_packs.contains_key(&pack) || self.verified_packs.contains(&pack) {
+                continue;
+            }
+            let p = self.problem(
+                ProblemKind::PackDamaged,
+                format!("pack {pack}"),
+                "trees or chunk lists in it cannot be read; they were read from their second copies",
+            );
+            self.covered.insert(p);
+        }
+    }
+
+    /// How many of `blobs` (stored in pack `pack`) have a copy in another
+    /// pack in `on_disk`: trees and chunk lists are stored
+    /// twice.
+    fn spare_copies(
+        &self,
+        pack: &PackId,
+        blobs: &[BlobEntry],
+        on_disk: &HashMap<PackId, u64>,
+    ) -> Result<usize> {
+        let mut spare = 0;
+        for blob in blobs.iter().filter(|b| b.kind != BlobKind::Data) {
+            let copies = self.repo.cache().copies(&blob.id)?;
+            if copies
+                .iter()
+                .any(|c| c.pack != *pack && on_disk.contains_key(&c.pack))
+            {
+                spare += 1;
+            }
+        }
+        Ok(spare)
     }
 
     /// Reads the trailers of packs that no readable delta lists.
@@ -1087,6 +1160,15 @@ impl<'r> Checker<'r> {
                 }
                 None => self.problem(ProblemKind::PackDamaged, format!("pack {id}"), detail),
             };
+            if hash_ok || !bad.is_empty() {
+                let mut spare = true;
+                for blob in &bad {
+                    spare &= self.has_sound_copy(&id, blob)?;
+                }
+                if spare && !self.suspect_packs.contains_key(&id) {
+                    self.covered.insert(p);
+                }
+            }
             for blob in bad {
                 self.bad_blobs.insert((id, blob), p);
             }
@@ -1315,6 +1397,16 @@ impl<'r> Checker<'r> {
                 ),
             }),
             Some(at) => match self.stored_problem(&at.pack, id) {
+                // A tree or chunk list is as good as its best copy.
+                Some(p) if at.kind != BlobKind::Data => {
+                    let copies = self.repo.cache().copies(id)?;
+                    let sound = copies.iter().any(|c| {
+                        c.pack != at.pack
+                            && self.stored_problem(&c.pack, id).is_none()
+                            && !self.undecodable.contains_key(&(c.pack, *id))
+                    });
+                    (!sound).then_some(p)
+                }
                 Some(p) => Some(p),
                 // Read in full, but its dictionary could not be loaded: it is
                 // as good as its dictionary, which stands for the damage.
@@ -1416,10 +1508,19 @@ impl<'r> Checker<'r> {
             .drafts
             .iter()
             .zip(affected)
-            .map(|(draft, paths)| Problem {
+            .enumerate()
+            .map(|(i, (draft, paths))| Problem {
                 kind: draft.kind,
                 object: draft.object.clone(),
-                message: format!("{}; {}", draft.details.join("; "), draft.kind.hint()),
+                message: format!(
+                    "{}; {}",
+                    draft.details.join("; "),
+                    if self.covered.contains(&i) {
+                        COVERED_HINT
+                    } else {
+                        draft.kind.hint()
+                    }
+                ),
                 affected: paths
                     .into_iter()
                     .map(|((_, snapshot), paths)| Affected {

@@ -221,7 +221,7 @@ impl Copier<'_> {
             // target as it is. Decoding it verifies it (nothing damaged is
             // copied); it is not compressed again.
             let location = self.source.locate(id)?;
-            let frame = self.source.read_verified_frame(id, &location)?;
+            let (location, frame) = self.source.read_verified_frame(id, &location)?;
             self.saver
                 .save_frame(kind, *id, &frame, location.raw_length)?;
             return Ok(*id);

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::backend::FileKind;
 use crate::codec::Dictionary;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::Feature;
 use crate::format::index::{IndexDelta, MarkedDelta, PackIndex};
 use crate::format::pack::BlobKind;
 use crate::format::parity::Member;
@@ -51,6 +52,8 @@ pub struct SaverLog {
 struct SaverState {
     data: Option<PackWriter>,
     meta: Option<PackWriter>,
+    /// The second copy of `meta`: the same blobs, another pack.
+    meta_copy: Option<PackWriter>,
     /// Blobs written (or being written) in this session and not yet in the cache.
     claimed: HashSet<BlobId>,
     /// Stored packs not yet named by an index delta.
@@ -215,25 +218,47 @@ impl<'r> BlobSaver<'r> {
         if self.dry_run {
             return Ok(());
         }
+        if kind != BlobKind::Data {
+            // Before the first pack that holds a second copy.
+            self.repo.require_feature(Feature::MetadataTwice)?;
+        }
         let full = {
             let mut state = lock(&self.state);
-            let slot = if kind == BlobKind::Data {
-                &mut state.data
+            let temp_dir = self.repo.backend().temp_dir();
+            if kind == BlobKind::Data {
+                let slot = &mut state.data;
+                if slot.is_none() {
+                    *slot = Some(PackWriter::create(temp_dir, self.repo.pack_target())?);
+                }
+                let writer = slot.as_mut().expect("just created");
+                writer.add(id, kind, frame, raw_length)?;
+                [writer.is_full().then(|| slot.take()).flatten(), None]
             } else {
-                &mut state.meta
-            };
-            if slot.is_none() {
-                *slot = Some(PackWriter::create(
-                    self.repo.backend().temp_dir(),
-                    self.repo.pack_target(),
-                )?);
+                // Trees and chunk lists go into two packs at
+                // once, sealed together: the two always hold the same blobs.
+                if state.meta.is_none() {
+                    let target = self.repo.pack_target();
+                    state.meta = Some(PackWriter::create(temp_dir, target)?);
+                    state.meta_copy = Some(PackWriter::create_second_copy(temp_dir, target)?);
+                }
+                let writer = state.meta.as_mut().expect("just created");
+                writer.add(id, kind, frame, raw_length)?;
+                let full = writer.is_full();
+                let copy = state.meta_copy.as_mut().expect("created with meta");
+                copy.add(id, kind, frame, raw_length)?;
+                if full {
+                    [state.meta.take(), state.meta_copy.take()]
+                } else {
+                    [None, None]
+                }
             }
-            let writer = slot.as_mut().expect("just created");
-            writer.add(id, kind, frame, raw_length)?;
-            if writer.is_full() { slot.take() } else { None }
         };
-        if let Some(writer) = full {
+        let mut sealed = false;
+        for writer in full.into_iter().flatten() {
             self.seal(writer)?;
+            sealed = true;
+        }
+        if sealed {
             self.index_stored(false)?;
         }
         Ok(())
@@ -287,11 +312,11 @@ impl<'r> BlobSaver<'r> {
 
     /// Seals the open packs that hold anything.
     fn seal_open(&self) -> Result<()> {
-        let (data, meta) = {
+        let writers = {
             let mut state = lock(&self.state);
-            (state.data.take(), state.meta.take())
+            [state.data.take(), state.meta.take(), state.meta_copy.take()]
         };
-        for writer in [data, meta].into_iter().flatten() {
+        for writer in writers.into_iter().flatten() {
             if !writer.is_empty() {
                 self.seal(writer)?;
             }

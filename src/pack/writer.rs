@@ -57,6 +57,16 @@ impl PackWriter {
         Ok(writer)
     }
 
+    /// Starts the second copy of a metadata pack: like [`PackWriter::create`],
+    /// with one zero byte between the header and the first frame, so that it
+    /// never has the bytes, and so the name, of the first copy even when it
+    /// holds the same blobs.
+    pub fn create_second_copy(temp_dir: &Path, target: u64) -> Result<Self> {
+        let mut writer = Self::create(temp_dir, target)?;
+        writer.append(&[0])?;
+        Ok(writer)
+    }
+
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
         self.file
             .write_all(bytes)

@@ -718,7 +718,8 @@ fn newer_repository_format_asks_for_an_upgrade() {
     env.backup(&[&root], &[]);
     let config = env.repo.join("config");
     let mut bytes = fs::read(&config).unwrap();
-    assert_eq!(bytes[8], 1, "byte 8 of the config is its format version");
+    // A new repository has the required feature metadata-twice on.
+    assert_eq!(bytes[8], 2, "byte 8 of the config is its format version");
     // Config version 2 is the one with required features; 3 is unknown.
     bytes[8] = 3;
     fs::write(&config, &bytes).unwrap();

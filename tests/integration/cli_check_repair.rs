@@ -453,8 +453,9 @@ fn repair_snapshots_drops_only_what_is_damaged() {
     // Damage one file's chunk and the listing of one folder.
     let (pack, offset) = chunk_location(&env.repo, "data/medium.bin", false);
     flip_byte(&pack, offset);
-    let (pack, offset) = chunk_location(&env.repo, "data/dir/sub/deeper", true);
-    flip_byte(&pack, offset);
+    for (pack, offset) in common::tree_copies(&env.repo, "data/dir/sub/deeper") {
+        flip_byte(&pack, offset);
+    }
 
     let (code, report) = check(&env, &["--read-data"]);
     assert_eq!(code, 4, "{report:#}");
@@ -620,13 +621,14 @@ fn damaged_snapshot_file_does_not_lock_out_the_others() {
     assert_eq!(report["errors"][0]["affected"][0]["paths"][0], "/");
 }
 
-/// One pack of each kind a snapshot needs, so that deleting one loses
-/// exactly what it holds.
+/// The packs of each kind a snapshot needs, so that deleting them loses
+/// exactly what they hold: one for data, two for a tree or a chunk list
+/// (stored twice).
 struct PackKinds {
-    data: PathBuf,
-    tree: PathBuf,
-    list: PathBuf,
-    dictionary: PathBuf,
+    data: Vec<PathBuf>,
+    tree: Vec<PathBuf>,
+    list: Vec<PathBuf>,
+    dictionary: Vec<PathBuf>,
 }
 
 /// Writes, through the library, a snapshot whose blobs are spread so that
@@ -650,8 +652,20 @@ fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<
         let saver = repo.saver();
         let id = save(&saver);
         saver.flush().unwrap();
-        let at = repo.locate(&id).unwrap().pack.to_hex();
-        (id, repo_path.join("data").join(&at[..2]).join(&at))
+        let mut at = vec![repo.locate(&id).unwrap().pack];
+        for copy in repo.cache().copies(&id).unwrap() {
+            if !at.contains(&copy.pack) {
+                at.push(copy.pack);
+            }
+        }
+        let files = at
+            .iter()
+            .map(|id| {
+                let hex = id.to_hex();
+                repo_path.join("data").join(&hex[..2]).join(&hex)
+            })
+            .collect::<Vec<_>>();
+        (id, files)
     };
     let mut files = BTreeMap::new();
     let lost = pseudo_random(3_000, 1);
@@ -757,7 +771,7 @@ fn write_pack_kinds(repo_path: &Path) -> (PackKinds, BTreeMap<&'static str, Vec<
 }
 
 /// Which of the [`PackKinds`] a case deletes.
-type PackOf = fn(&PackKinds) -> &PathBuf;
+type PackOf = fn(&PackKinds) -> &[PathBuf];
 
 /// Regression: with the pack holding a SQLite database's dictionary gone,
 /// `check --read-data` stopped with exit 10 ("cannot load its dictionary")
@@ -781,15 +795,36 @@ fn deleted_pack_of_every_kind_costs_exactly_its_paths() {
             "{kind}: the intact repository checks clean: {report:#}"
         );
         let on_disk = report["packs"].as_u64().unwrap();
-        fs::remove_file(pack(&packs)).unwrap();
+        let copies = pack(&packs);
+        assert_eq!(
+            copies.len(),
+            if kind == "data" || kind == "dictionary" {
+                1
+            } else {
+                2
+            }
+        );
+        if let [first, _] = copies {
+            // One copy lost costs nothing: check names the pack, no path.
+            fs::remove_file(first).unwrap();
+            let (code, report) = check(&env, &["--read-data"]);
+            assert_eq!(code, 4, "{kind}: {report:#}");
+            assert!(affected(&report).is_empty(), "{kind}: {report:#}");
+            let (code, damaged) = restore(&env, "latest", &env.path("one-copy"));
+            assert_eq!((code, damaged.len()), (0, 0), "{kind}");
+        }
+        for file in copies {
+            fs::remove_file(file).ok();
+        }
         for args in [&[][..], &["--read-data"]] {
             let (code, report) = check(&env, args);
             assert_eq!(code, 4, "{kind} {args:?}: {report:#}");
             let paths: Vec<String> = affected(&report).into_values().flatten().collect();
             assert_eq!(paths, lost, "{kind} {args:?}: {report:#}");
-            assert_eq!(report["packs"], on_disk - 1, "{kind}: {report:#}");
+            let left = on_disk - copies.len() as u64;
+            assert_eq!(report["packs"], left, "{kind}: {report:#}");
             if !args.is_empty() {
-                assert_eq!(report["packs_read"], on_disk - 1, "{kind}: {report:#}");
+                assert_eq!(report["packs_read"], left, "{kind}: {report:#}");
             }
         }
         let target = env.path("restored");

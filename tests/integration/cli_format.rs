@@ -78,6 +78,12 @@ fn config_version(repo: &Path) -> u8 {
     fs::read(repo.join("config")).unwrap()[8]
 }
 
+/// The names of the features on in the config of `repo`.
+fn feature_names(repo: &Path) -> Vec<String> {
+    let config = Config::from_bytes(&fs::read(repo.join("config")).unwrap()).unwrap();
+    config.features.into_iter().map(|f| f.name).collect()
+}
+
 /// The node of `path` in the latest snapshot of the unencrypted `repo`.
 fn latest_node(repo: &Path, path: &str) -> snap::Node {
     let repo = snap::Repository::open(local_backend(repo), &snap::NoProgress).unwrap();
@@ -111,9 +117,12 @@ fn fixture_sqlite_dictionary() {
     assert!(node.dictionary.is_some(), "the database has a dictionary");
     // A copy carries the dictionary, and with it the feature.
     let target = Env::new();
-    assert_eq!(config_version(&target.repo), 1);
+    assert_eq!(feature_names(&target.repo), ["metadata-twice"]);
     env.ok(["copy".as_ref(), "--to".as_ref(), target.repo.as_os_str()]);
-    assert_eq!(config_version(&target.repo), 2);
+    assert_eq!(
+        feature_names(&target.repo),
+        ["metadata-twice", "sqlite-dictionary"]
+    );
     target.ok(["check", "--read-data"]);
 }
 
@@ -254,7 +263,11 @@ fn an_unknown_optional_feature_is_ignored_and_kept() {
     env.backup(&[&src], &[]);
     let config = Config::from_bytes(&fs::read(env.repo.join("config")).unwrap()).unwrap();
     let names: Vec<&str> = config.features.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["shiny-hints", "sqlite-dictionary"]);
+    // The first backup of this build turned metadata-twice back on.
+    assert_eq!(
+        names,
+        ["shiny-hints", "metadata-twice", "sqlite-dictionary"]
+    );
     assert_eq!(config_version(&env.repo), 2);
     env.ok(["check", "--read-data"]);
 }
@@ -281,20 +294,27 @@ fn database(path: &Path, rows: u32) {
     tx.commit().unwrap();
 }
 
-/// A repository without dictionaries stays at config version 1 (readable by
-/// every build), also after backups; the first dictionary makes it 2.
+/// A repository without dictionaries lacks the dictionary feature, also
+/// after backups; the first dictionary turns it on.
 #[test]
 fn the_dictionary_feature_is_set_when_the_first_dictionary_is_stored() {
     let env = Env::new();
-    assert_eq!(config_version(&env.repo), 1);
+    assert_eq!(feature_names(&env.repo), ["metadata-twice"]);
     let src = env.path("src");
     fs::create_dir(&src).unwrap();
     database(&src.join("small.db"), 100);
     env.backup(&[&src], &[]);
-    assert_eq!(config_version(&env.repo), 1, "a small database gets none");
+    assert_eq!(
+        feature_names(&env.repo),
+        ["metadata-twice"],
+        "a small database gets none"
+    );
     database(&src.join("big.db"), 12_000);
     env.backup(&[&src], &[]);
-    assert_eq!(config_version(&env.repo), 2);
+    assert_eq!(
+        feature_names(&env.repo),
+        ["metadata-twice", "sqlite-dictionary"]
+    );
     env.ok(["check", "--read-data"]);
 }
 
@@ -315,11 +335,13 @@ fn a_failed_config_rewrite_fails_the_backup_and_keeps_the_old_config() {
         .output()
         .unwrap();
     assert_code(&out, 1);
-    assert_eq!(config_version(&env.repo), 1);
-    Config::from_bytes(&fs::read(env.repo.join("config")).unwrap()).unwrap();
+    assert_eq!(feature_names(&env.repo), ["metadata-twice"]);
     env.ok(["check"]);
     env.backup(&[&src], &[]);
-    assert_eq!(config_version(&env.repo), 2);
+    assert_eq!(
+        feature_names(&env.repo),
+        ["metadata-twice", "sqlite-dictionary"]
+    );
     env.ok(["check", "--read-data"]);
 }
 
@@ -334,19 +356,16 @@ fn spawn_backup(env: &Env, src: &Path) -> std::process::Child {
         .unwrap()
 }
 
-/// When the config of a backup of `src` into a new repository turns
-/// version 2, measured from the start of the process.
+/// When the config of a backup of `src` into a new repository gets the
+/// dictionary feature, measured from the start of the process.
 fn time_to_feature(src: &Path) -> Duration {
     let env = Env::new();
     let started = Instant::now();
     let mut child = spawn_backup(&env, src);
-    while config_version(&env.repo) == 1 {
+    let dictionary = |repo: &Path| feature_names(repo).iter().any(|n| n == "sqlite-dictionary");
+    while !dictionary(&env.repo) {
         if child.try_wait().unwrap().is_some() {
-            assert_eq!(
-                config_version(&env.repo),
-                2,
-                "the backup turned no feature on"
-            );
+            assert!(dictionary(&env.repo), "the backup turned no feature on");
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -358,9 +377,9 @@ fn time_to_feature(src: &Path) -> Duration {
 /// SIGKILLs `snap backup` of a database that gets the repository's first
 /// dictionary, at instants spread from half to one and a half times the
 /// moment the config is rewritten (measured once), so kills land before,
-/// around and after the rewrite: the config always decodes, as version 1
-/// or 2, `snap check` passes, and the next backup succeeds with the
-/// feature on.
+/// around and after the rewrite: the config always decodes, with or
+/// without the feature, `snap check` passes, and the next backup succeeds
+/// with the feature on.
 #[test]
 fn a_killed_first_dictionary_backup_leaves_a_config_that_reads() {
     const RUNS: u32 = 10;
@@ -369,7 +388,7 @@ fn a_killed_first_dictionary_backup_leaves_a_config_that_reads() {
     fs::create_dir(&src).unwrap();
     database(&src.join("app.db"), 24_000);
     let rewrite = time_to_feature(&src);
-    let mut versions = [0u32; 3];
+    let mut with = [0u32; 2];
     for run in 0..RUNS {
         let env = Env::new();
         let mut child = spawn_backup(&env, &src);
@@ -381,7 +400,7 @@ fn a_killed_first_dictionary_backup_leaves_a_config_that_reads() {
         let config = Config::from_bytes(&bytes)
             .unwrap_or_else(|e| panic!("run {run}: the config does not decode: {e}"));
         assert_eq!(bytes[8], config.version(), "run {run}");
-        versions[usize::from(bytes[8])] += 1;
+        with[usize::from(config.has_feature(Feature::SqliteDictionary))] += 1;
         env.ok(["check"]);
         env.backup(&[&src], &[]);
         let config = Config::from_bytes(&fs::read(env.repo.join("config")).unwrap()).unwrap();
@@ -390,8 +409,8 @@ fn a_killed_first_dictionary_backup_leaves_a_config_that_reads() {
         env.ok(["check", "--read-data"]);
     }
     println!(
-        "after the kill: {} configs of version 1, {} of version 2 (rewrite at {rewrite:?})",
-        versions[1], versions[2]
+        "after the kill: {} configs without the dictionary feature, {} with it (rewrite at {rewrite:?})",
+        with[0], with[1]
     );
 }
 
@@ -422,4 +441,86 @@ fn a_repository_copied_without_its_empty_folders_takes_backups() {
         fs::read_to_string(target.join("src/new.md")).unwrap(),
         "written after the copy\n"
     );
+}
+
+/// The packs of the unencrypted `repo` that hold only trees and chunk lists.
+fn metadata_packs(repo: &Path) -> Vec<PathBuf> {
+    use snap::internals::format::pack::BlobKind;
+    common::pack_trailers(repo)
+        .into_iter()
+        .filter(|(_, _, blobs)| blobs.iter().all(|b| b.kind != BlobKind::Data))
+        .map(|(path, _, _)| path)
+        .collect()
+}
+
+#[test]
+fn fixture_metadata_twice() {
+    let env = restore_fixture("metadata-twice", &[]);
+    assert_eq!(config_version(&env.repo), 2, "the required feature is on");
+    assert_eq!(feature_names(&env.repo), ["metadata-twice"]);
+    let node = latest_node(&env.repo, "tree/data/zeros.bin");
+    assert!(
+        node.content_depth >= 1,
+        "zeros.bin is stored as a chunk list"
+    );
+    // Either metadata pack alone holds every tree and the chunk list.
+    let packs = metadata_packs(&env.repo);
+    assert_eq!(packs.len(), 2, "{packs:?}");
+    let mut warned = 0;
+    for (i, pack) in packs.iter().enumerate() {
+        let saved = fs::read(pack).unwrap();
+        fs::remove_file(pack).unwrap();
+        let target = env.path(&format!("without-{i}"));
+        let out = env
+            .cmd()
+            .args(["restore", "latest", "--target"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert_code(&out, 0);
+        // Only the loss of the copy read first shows.
+        warned += usize::from(stderr_text(&out).contains("read from their second copies"));
+        let recorded = fs::read_to_string(fixture("metadata-twice").join("manifest.txt")).unwrap();
+        let restored = common::manifest::manifest(&target.join("tree")).unwrap();
+        assert_eq!(restored, recorded, "without metadata pack {i}");
+        fs::write(pack, saved).unwrap();
+    }
+    assert_eq!(warned, 1, "one restore read the second copies");
+}
+
+/// A repository from before metadata-twice (the `plain` fixture: one copy
+/// of everything) gets the feature from the first backup that stores a
+/// tree, and its older trees their second copies from the next prune: then
+/// any one metadata pack can go.
+#[test]
+fn an_older_repository_gets_metadata_twice_from_a_backup_and_a_prune() {
+    let env = fixture_env("plain");
+    assert!(feature_names(&env.repo).is_empty());
+    assert_eq!(metadata_packs(&env.repo).len(), 2, "one per backup");
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("new.txt"), "new\n").unwrap();
+    env.backup(&[&src], &[]);
+    assert_eq!(feature_names(&env.repo), ["metadata-twice"]);
+    assert_eq!(config_version(&env.repo), 2);
+    env.ok(["prune", "--instant-delete"]);
+    env.ok(["check", "--read-data"]);
+    let packs = metadata_packs(&env.repo);
+    assert!(packs.len() >= 2, "{packs:?}");
+    for (i, pack) in packs.iter().enumerate() {
+        let saved = fs::read(pack).unwrap();
+        fs::remove_file(pack).unwrap();
+        for snapshot in env.snapshots() {
+            let id = snapshot["id"].as_str().unwrap().to_string();
+            let target = env.path(&format!("restore-{i}-{id}"));
+            let out = env
+                .cmd()
+                .args(["restore", &id, "--target"])
+                .arg(&target)
+                .output()
+                .unwrap();
+            assert_code(&out, 0);
+        }
+        fs::write(pack, saved).unwrap();
+    }
 }

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use common::{Env, assert_code, stderr_text};
 
 /// One snapshot of one small file: a data pack with 1 blob and a metadata
-/// pack with 2 trees. Returns the packs, the one with fewer bytes first.
+/// pack with 2 trees, stored twice (two metadata packs). Returns the
+/// packs, the one with fewer bytes (the data pack) first.
 fn one_file_repo() -> (Env, Vec<PathBuf>) {
     let env = Env::new();
     let src = env.path("d");
@@ -22,7 +23,7 @@ fn one_file_repo() -> (Env, Vec<PathBuf>) {
         .filter(|p| p.is_file())
         .collect();
     packs.sort_by_key(|p| fs::metadata(p).unwrap().len());
-    assert_eq!(packs.len(), 2, "{packs:?}");
+    assert_eq!(packs.len(), 3, "{packs:?}");
     (env, packs)
 }
 
@@ -42,17 +43,25 @@ fn a_selector_past_the_snapshots_counts_them_in_the_right_number() {
 fn check_counts_lost_and_bad_blobs_in_the_right_number() {
     let (env, packs) = one_file_repo();
     let mut said = Vec::new();
-    for pack in &packs {
-        let aside = pack.with_extension("aside");
-        fs::rename(pack, &aside).unwrap();
+    // The data pack; both copies of the metadata; one copy of it.
+    for gone in [&packs[..1], &packs[1..], &packs[1..2]] {
+        for pack in gone {
+            fs::rename(pack, pack.with_extension("aside")).unwrap();
+        }
         let out = env.run(["check"]);
         assert_code(&out, 4);
         said.push(String::from_utf8_lossy(&out.stdout).into_owned() + &stderr_text(&out));
-        fs::rename(&aside, pack).unwrap();
+        for pack in gone {
+            fs::rename(pack.with_extension("aside"), pack).unwrap();
+        }
     }
     let lost = said.join("\n");
     assert!(lost.contains("; 1 blob in it is lost"), "{lost}");
     assert!(lost.contains("; 2 blobs in it are lost"), "{lost}");
+    assert!(
+        said[2].contains("every blob in it has a second copy in another pack, so nothing is lost"),
+        "{lost}"
+    );
     assert!(!lost.contains("(s)"), "{lost}");
 
     // The data pack's one chunk (stored as it is: too short to compress), damaged.

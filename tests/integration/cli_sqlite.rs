@@ -456,7 +456,18 @@ fn repo_bytes(env: &Env) -> u64 {
             })
             .sum()
     }
-    walk(&env.root.join("repo"))
+    walk(&env.root.join("repo")) - second_copies(&env.root.join("repo"))
+}
+
+/// Bytes of the second copies of metadata packs (their first frame at
+/// offset 10, FORMAT.md "Metadata twice"): the redundancy every repository
+/// pays, not what a session's data costs.
+fn second_copies(repo: &Path) -> u64 {
+    common::pack_trailers(repo)
+        .into_iter()
+        .filter(|(_, _, blobs)| blobs.first().is_some_and(|b| b.offset == 10))
+        .map(|(_, size, _)| size)
+        .sum()
 }
 
 /// The dictionary of `path` in the latest snapshot, and where its blob is

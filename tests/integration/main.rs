@@ -35,6 +35,7 @@ mod cli_paths;
 mod cli_postgres;
 mod cli_profile;
 mod cli_progress;
+mod cli_redundancy;
 mod cli_restore_safety;
 mod cli_s3_copy;
 mod cli_s3_errors;

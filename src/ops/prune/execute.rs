@@ -102,12 +102,26 @@ fn copy_live(
         if !is_live {
             continue;
         }
-        // A blob stored in several packs is copied from the one the index
-        // names; elsewhere it is a duplicate.
-        let Some(location) = repo.cache().lookup(id)?.filter(|l| l.pack == pack.id) else {
+        // A data chunk stored in several packs is copied from the one the
+        // index names; elsewhere it is a duplicate. Every copy of a tree,
+        // list or dictionary is one of its two.
+        let Some(location) = repo.cache().lookup(id)? else {
             continue;
         };
-        let frame = repo.read_verified_frame(id, &location)?;
+        let location = if location.pack == pack.id {
+            location
+        } else if let Some(copy) = repo
+            .cache()
+            .copies(id)?
+            .into_iter()
+            .find(|l| l.pack == pack.id)
+        {
+            copy
+        } else {
+            continue;
+        };
+        // A tree or list damaged here is copied from its other copy.
+        let (location, frame) = repo.read_verified_frame(id, &location)?;
         if saver.save_frame(location.kind, *id, &frame, location.raw_length)? {
             copied += 1;
         }
@@ -163,11 +177,16 @@ pub(super) fn delete_garbage(
             rewrite_delta(repo, id, &reborn, Rewrite::Marks, report)?;
         }
     }
+    // A pack that was gone and that this run wrote again (the second copy
+    // of metadata, rewritten byte for byte) is back: not vanished.
+    let vanished: Vec<PackId> = plan
+        .vanished
+        .iter()
+        .filter(|id| !written.packs.contains(id))
+        .copied()
+        .collect();
     let mut orphans: BTreeMap<PackId, u64> = plan.orphans.iter().copied().collect();
-    if doomed.is_empty()
-        && orphans.is_empty()
-        && plan.vanished.is_empty()
-        && plan.stale_marks.is_empty()
+    if doomed.is_empty() && orphans.is_empty() && vanished.is_empty() && plan.stale_marks.is_empty()
     {
         return Ok(());
     }
@@ -198,6 +217,9 @@ pub(super) fn delete_garbage(
             if let Some(location) = repo.cache().lookup(blob)? {
                 doomed.remove(&location.pack);
             }
+            for copy in repo.cache().copies(blob)? {
+                doomed.remove(&copy.pack);
+            }
             Ok(())
         })?;
         report.packs_kept_for_new_snapshots = (before - doomed.len()) as u64;
@@ -207,7 +229,7 @@ pub(super) fn delete_garbage(
     }
     let gone: BTreeSet<PackId> = doomed
         .iter()
-        .chain(&plan.vanished)
+        .chain(&vanished)
         .chain(plan.stale_marks.iter().map(|(p, _)| p))
         .copied()
         .collect();
@@ -216,7 +238,7 @@ pub(super) fn delete_garbage(
     let mut affected: BTreeSet<IndexId> = plan.stale_marks.iter().map(|(_, d)| *d).collect();
     affected.extend(&written.deltas);
     for cached in repo.cache().packs()? {
-        if doomed.contains(&cached.id) || plan.vanished.contains(&cached.id) {
+        if doomed.contains(&cached.id) || vanished.contains(&cached.id) {
             affected.extend(cached.listed_in.iter().chain(&cached.marked_by));
         }
     }

@@ -1,5 +1,6 @@
 //! The live set: every blob reachable from a snapshot.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -7,8 +8,10 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use super::TEMP_PREFIX;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::BlobKind;
 use crate::format::tree::ChunkList;
-use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::id::{BlobId, PackId, SnapshotId, TreeId};
+use crate::index::BlobRow;
 use crate::repo::Repository;
 
 use super::plan::PackUsage;
@@ -185,13 +188,21 @@ impl LiveSet {
     }
 
     /// Walks the live set and the cache's blob table side by side (both are
-    /// sorted by id) and adds each blob's bytes to its pack's live or dead
-    /// count. Returns the number of live blobs and one live blob that no
-    /// index names, if any.
+    /// sorted by id) and adds each blob's bytes to the live or dead count of
+    /// every pack holding a copy of it (trees and chunk lists
+    /// have two) that holds it: one in `on_disk` and not `marked` obsolete,
+    /// else any on disk (it is rescued from there), else it counts as lost
+    /// in its packs. With `twice`, a tree or chunk list with one
+    /// holding copy counts as stored once in its pack. Returns
+    /// the number of live blobs and one live blob that no index names, if
+    /// any.
     pub(super) fn count_usage(
         &self,
         repo: &Repository,
         usage: &mut [PackUsage],
+        on_disk: &HashSet<PackId>,
+        marked: &HashSet<PackId>,
+        twice: bool,
     ) -> Result<(u64, Option<BlobId>)> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = txn.open_table(LIVE).map_err(|e| self.err(e))?;
@@ -217,15 +228,49 @@ impl LiveSet {
                 count += 1;
                 current = next(&mut live)?;
             }
-            let Some(u) = usage.get_mut(row.pack as usize) else {
-                return Ok(());
-            };
-            if is_live {
-                u.live_blobs += 1;
-                u.live_bytes += u64::from(row.length);
-            } else {
-                u.dead_blobs += 1;
-                u.dead_bytes += u64::from(row.length);
+            let mut copies = vec![row];
+            if row.kind != BlobKind::Data {
+                for copy in repo.cache().copy_rows(&row.id)? {
+                    if copies.iter().all(|c| c.pack != copy.pack) {
+                        copies.push(copy);
+                    }
+                }
+            }
+            // The copies that hold a live blob: those in packs on disk that
+            // no prune marked, or, when there are none, the marked ones (to
+            // be rescued); the others count as dead where they are.
+            let pack_of = |c: &BlobRow| usage.get(c.pack as usize).map(|u| u.id);
+            let stored = |c: &BlobRow| pack_of(c).is_some_and(|id| on_disk.contains(&id));
+            let good =
+                |c: &BlobRow| stored(c) && pack_of(c).is_some_and(|id| !marked.contains(&id));
+            let good_count = copies.iter().filter(|c| good(c)).count();
+            let kept = copies.iter().filter(|c| stored(c)).count();
+            let holds: Vec<bool> = copies
+                .iter()
+                .map(|c| {
+                    if good_count > 0 {
+                        good(c)
+                    } else {
+                        kept == 0 || stored(c)
+                    }
+                })
+                .collect();
+            for (copy, holds) in copies.iter().zip(holds) {
+                let Some(u) = usage.get_mut(copy.pack as usize) else {
+                    continue;
+                };
+                if is_live && holds {
+                    u.live_blobs += 1;
+                    u.live_bytes += u64::from(copy.length);
+                    if kept == 0 {
+                        u.lost_blobs += 1;
+                    } else if good_count == 1 && twice && row.kind != BlobKind::Data {
+                        u.stored_once += 1;
+                    }
+                } else {
+                    u.dead_blobs += 1;
+                    u.dead_bytes += u64::from(copy.length);
+                }
             }
             Ok(())
         })?;

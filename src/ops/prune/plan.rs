@@ -9,6 +9,7 @@ use super::live::{LiveSet, read_snapshots};
 use super::{PruneOptions, TEMP_PREFIX};
 use crate::backend::FileKind;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::Feature;
 use crate::id::{IndexId, PackId, SnapshotId};
 use crate::index::CachedPack;
 use crate::lock::RepoLock;
@@ -22,7 +23,9 @@ pub struct PackUsage {
     pub id: PackId,
     /// Its size in bytes.
     pub size: u64,
-    /// Live blobs stored in it (blobs stored in several packs count in one).
+    /// Live blobs stored in it (a tree or chunk list counts in
+    /// each pack holding a copy; a data chunk stored in several packs
+    /// counts in one).
     pub live_blobs: u64,
     /// Their frame bytes.
     pub live_bytes: u64,
@@ -32,6 +35,14 @@ pub struct PackUsage {
     pub dead_bytes: u64,
     /// When a prune marked it obsolete (seconds since the Unix epoch).
     pub marked_at: Option<i64>,
+    /// Live trees and chunk lists whose only copy in the
+    /// repository is this one (an older repository, or the other pack is
+    /// lost): the pack is repacked, which stores them twice again.
+    #[serde(skip)]
+    pub stored_once: u64,
+    /// Live blobs of it that no pack in the repository holds any more.
+    #[serde(skip)]
+    pub lost_blobs: u64,
 }
 
 impl PackUsage {
@@ -68,6 +79,11 @@ pub fn fate(usage: &PackUsage, now: i64, options: &PruneOptions) -> Fate {
                 delete: options.instant_delete || now.saturating_sub(marked_at) >= grace,
             }
         }
+        None if usage.stored_once > 0 => Fate {
+            copy: true,
+            mark: true,
+            delete: options.instant_delete,
+        },
         None if usage.live_blobs == 0 => Fate {
             copy: false,
             mark: true,
@@ -237,6 +253,8 @@ pub fn prune_plan(
             dead_blobs: 0,
             dead_bytes: 0,
             marked_at: None,
+            stored_once: 0,
+            lost_blobs: 0,
         };
         size
     ];
@@ -245,7 +263,17 @@ pub fn prune_plan(
         u.id = pack.id;
         u.size = pack.size;
     }
-    let (live_blobs, missing) = live.count_usage(repo, &mut usage)?;
+    let on_disk: HashMap<PackId, u64> = repo
+        .backend()
+        .list(FileKind::Pack)?
+        .into_iter()
+        .filter_map(|(name, size)| PackId::from_hex(&name).ok().map(|id| (id, size)))
+        .collect();
+    let stored: HashSet<PackId> = on_disk.keys().copied().collect();
+    let twice = repo.has_feature(Feature::MetadataTwice);
+    let marks = repo.cache().marks()?;
+    let marked: HashSet<PackId> = marks.iter().map(|(pack, _)| *pack).collect();
+    let (live_blobs, missing) = live.count_usage(repo, &mut usage, &stored, &marked, twice)?;
     if let Some(missing) = missing {
         return Err(Error::corrupt(
             format!("blob {missing}"),
@@ -253,14 +281,7 @@ pub fn prune_plan(
         ));
     }
 
-    let marks = repo.cache().marks()?;
     let marked_at = mark_times(repo, &marks)?;
-    let on_disk: HashMap<PackId, u64> = repo
-        .backend()
-        .list(FileKind::Pack)?
-        .into_iter()
-        .filter_map(|(name, size)| PackId::from_hex(&name).ok().map(|id| (id, size)))
-        .collect();
     let mut packs = Vec::with_capacity(cached.len());
     let mut vanished = Vec::new();
     for pack in &cached {
@@ -272,12 +293,14 @@ pub fn prune_plan(
             .min()
             .copied();
         if !on_disk.contains_key(&pack.id) {
-            if u.live_blobs > 0 {
+            // Copies of its trees and lists elsewhere stand in for it (and
+            // the packs holding them are repacked to store them twice).
+            if u.lost_blobs > 0 {
                 return Err(Error::corrupt(
                     format!("pack {}", pack.id),
                     format!(
                         "the index names it and {} live blobs are stored only there, but it is not in data/; prune stops, run `snap check`",
-                        u.live_blobs
+                        u.lost_blobs
                     ),
                 ));
             }
@@ -376,6 +399,8 @@ mod tests {
             dead_blobs: dead.div_ceil(10),
             dead_bytes: dead,
             marked_at,
+            stored_once: 0,
+            lost_blobs: 0,
         }
     }
 

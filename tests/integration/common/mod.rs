@@ -188,6 +188,54 @@ pub fn chunk_location(repo: &Path, path: &str, tree_blob: bool) -> (PathBuf, u64
     blob_middle(repo, &repo_handle, &id)
 }
 
+/// Where every copy of the listing of folder `path` (in the latest
+/// snapshot) is stored, pack file and the middle of its frame: folder
+/// listings are stored twice, so damaging one needs both flipped.
+pub fn tree_copies(repo: &Path, path: &str) -> Vec<(PathBuf, u64)> {
+    let handle = snap::Repository::open(local_backend(repo), &snap::NoProgress).unwrap();
+    let (_, snapshot) = handle.snapshots().unwrap().pop().unwrap();
+    let node = snap::ops::browse::find_node(&handle, snapshot.tree, path).unwrap();
+    let id = node.subtree.unwrap();
+    let copies = handle.cache().copies(&id).unwrap();
+    assert!(copies.len() >= 2, "{path}: its listing is stored twice");
+    copies
+        .iter()
+        .map(|at| {
+            let hex = at.pack.to_hex();
+            (
+                repo.join("data").join(&hex[..2]).join(&hex),
+                u64::from(at.offset) + u64::from(at.length) / 2,
+            )
+        })
+        .collect()
+}
+
+/// Every pack of the unencrypted local repository `repo`: its file, its
+/// size and the blobs its trailer lists.
+pub fn pack_trailers(
+    repo: &Path,
+) -> Vec<(PathBuf, u64, Vec<snap::internals::format::pack::BlobEntry>)> {
+    let handle = snap::Repository::open(local_backend(repo), &snap::NoProgress).unwrap();
+    let mut out = Vec::new();
+    for (name, size) in handle
+        .backend()
+        .list(snap::backend::FileKind::Pack)
+        .unwrap()
+    {
+        let id = snap::PackId::from_hex(&name).unwrap();
+        let trailer =
+            snap::internals::pack::read_trailer(handle.backend(), handle.codec(), &id, size)
+                .unwrap();
+        out.push((
+            repo.join("data").join(&name[..2]).join(&name),
+            size,
+            trailer.blobs,
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 /// Runs `cmd` with `input` on its stdin, written from a thread because
 /// the program's output must be drained meanwhile (a large input would
 /// otherwise deadlock on full pipes). The caller chooses where stdout and
