@@ -24,11 +24,12 @@
 #     loopback, with the session cookie (no token in the URL, so no redirect),
 #     median of RUNS after one untimed request (a browser's first visit also
 #     pays for the first listing; that one is reported too)
-#   - the timeline page, a snapshot's folder, the history of identity.md
-#     (changed in every snapshot, so BENCH_SNAPSHOTS versions), a text diff of
-#     its first and last version, the changes between the first and the last
-#     snapshot next to `snap diff FIRST LAST` (wall time of the command,
-#     process start and repository open included), search and health
+#   - the timeline page, a folder and a file of the latest snapshot, the
+#     history of identity.md (changed in every snapshot, so BENCH_SNAPSHOTS
+#     versions), a text diff of its first and last version, the database's
+#     tables and row diff across the last ten snapshots, the changes since the
+#     previous snapshot next to `snap diff latest~1 latest` (wall time of the
+#     command, process start and repository open included), search and health
 #   - the server's resident memory (VmRSS, and VmHWM, its peak) after every
 #     page type was visited BENCH_VISITS times
 #
@@ -177,21 +178,23 @@ main() {
   declare -gA FIRST=() MEDIAN=()
   start_server
   say "server at $ORIGIN (pid $SERVER_PID), first visit $FIRST_VISIT s"
-  local dir=${DATA#/}
   declare -gA PAGES=(
     [timeline]="/"
-    [snapshot]="/s/$last/$dir/notes"
-    [history]="/history/$last/$dir/identity.md"
-    [file-diff]="/history/$last/$dir/identity.md?a=$first&b=$last"
-    [changes]="/diff/$first/$last"
+    [folder]="/snapshot/$last?path=$DATA/notes"
+    [file]="/snapshot/$last?path=$DATA/identity.md"
+    [history]="/history?path=$DATA/identity.md"
+    [file-diff]="/compare?path=$DATA/identity.md&a=$first&b=$last"
+    [sqlite-diff]="/compare?path=$DATA/conversations.db&a=latest~10&b=latest"
+    [changes]="/snapshot/$last/changes"
     [search]="/search?q=*.db"
     [health]="/health"
   )
   local key
-  for key in timeline snapshot history file-diff changes search health; do
+  ORDER="timeline folder file history file-diff sqlite-diff changes search health"
+  for key in $ORDER; do
     time_page "$key" "${PAGES[$key]}"
   done
-  time_command cli-diff "$SNAP" -r "$REPO" diff "$first" "$last"
+  time_command cli-diff "$SNAP" -r "$REPO" diff latest~1 latest
   local rss_before visits=0 i
   rss_before=$(rss_mib VmRSS)
   say "visiting every page type $VISITS times"
@@ -215,10 +218,10 @@ main() {
     echo
     echo "| page | path | first request | median of $RUNS |"
     echo "| --- | --- | ---: | ---: |"
-    for key in timeline snapshot history file-diff changes search health; do
-      echo "| $key | \`${PAGES[$key]//$dir/DATA}\` | ${FIRST[$key]} ms | ${MEDIAN[$key]} ms |"
+    for key in $ORDER; do
+      echo "| $key | \`${PAGES[$key]//$DATA/DATA}\` | ${FIRST[$key]} ms | ${MEDIAN[$key]} ms |"
     done
-    echo "| \`snap diff FIRST LAST\` (command) | | | ${MEDIAN[cli-diff]} ms |"
+    echo "| \`snap diff latest~1 latest\` (the command, for changes) | | | ${MEDIAN[cli-diff]} ms |"
     echo
     echo "Server memory: VmRSS $rss_before MiB after the timed requests, $rss_after MiB after"
     echo "$visits more requests ($VISITS visits of each page type); peak (VmHWM) $hwm MiB."
