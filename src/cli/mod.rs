@@ -29,6 +29,7 @@ mod restore;
 mod snapshots;
 mod stats;
 mod tag;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -204,6 +205,8 @@ enum Command {
     Mount(mount::Args),
     /// Rehearse a restore: restore into a scratch folder, verify every byte, record the result.
     Drill(drill::Args),
+    /// Show the repository's history in a browser: a local web server, until Ctrl-C.
+    Ui(ui::Args),
 }
 
 /// Options every command shares.
@@ -375,6 +378,7 @@ fn run_main() -> ExitCode {
         Command::Man(args) => man::run(&global, args),
         Command::Mount(args) => mount::run(&global, args),
         Command::Drill(args) => drill::run(&global, args),
+        Command::Ui(args) => ui::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

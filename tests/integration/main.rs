@@ -41,5 +41,6 @@ mod cli_small_files;
 mod cli_sqlite;
 mod cli_sqlite_scratch;
 mod cli_trust_access;
+mod cli_ui;
 mod decode_fuzz;
 mod lib_faults;
