@@ -222,8 +222,12 @@ pub async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Eleme
     match client.wait().at_most(WAIT).for_element(Locator::Css(css)).await {
         Ok(element) => element,
         Err(e) => {
-            let source = client.source().await.unwrap_or_default();
-            panic!("no `{css}` on {url:?} after {WAIT:?}: {e}\npage:\n{source}");
+            let text = match client.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let text: String = text.chars().take(2000).collect();
+            panic!("no `{css}` on {url:?} after {WAIT:?}: {e}\nthe page says:\n{text}");
         }
     }
 }
