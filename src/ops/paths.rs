@@ -79,6 +79,35 @@ impl PathArg {
         )
     }
 
+    /// Where the path `inside` of `snapshot` (as `snap ls` prints it) was on
+    /// the machine that took it: the source whose name is its first
+    /// component, followed by the rest; the reverse of
+    /// [`PathArg::in_snapshot`]. `None` for the root, or when no source has
+    /// that name (a stream stored with `--stdin`).
+    pub fn original(snapshot: &Snapshot, inside: &str) -> Option<PathBuf> {
+        let parts = components(inside);
+        if parts.contains(&"..") {
+            return None;
+        }
+        let (first, rest) = parts.split_first()?;
+        let source = snapshot
+            .paths
+            .iter()
+            .map(Path::new)
+            .filter(|source| source.is_absolute())
+            .find(|source| {
+                source
+                    .file_name()
+                    .map_or_else(|| "root".to_string(), |n| escape_name(n.as_bytes()))
+                    == escape_name(&unescape_name(first))
+            })?;
+        let mut path = source.to_path_buf();
+        for part in rest {
+            path.push(OsString::from_vec(unescape_name(part)));
+        }
+        Some(path)
+    }
+
     /// The error for a path of this machine that none of the sources of
     /// `snapshots` holds, naming them (each once, the first few).
     pub fn outside_sources<'s>(&self, snapshots: impl IntoIterator<Item = &'s Snapshot>) -> Error {

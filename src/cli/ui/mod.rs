@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use snap::{Error, ErrorKind};
 
 use super::{Global, exit};
@@ -95,6 +95,17 @@ fn router(app: Arc<App>) -> Router {
         .route("/", get(pages::timeline::timeline))
         .route("/api/state", get(pages::timeline::state))
         .route("/assets/{name}", get(pages::assets))
+        .route("/snapshot/{id}", get(pages::snapshot::browse))
+        .route("/snapshot/{id}/raw", get(pages::snapshot::raw))
+        .route("/snapshot/{id}/zip", get(pages::snapshot::zip))
+        .route("/snapshot/{id}/changes", get(pages::snapshot::changes))
+        .route("/history", get(pages::history::history))
+        .route("/compare", get(pages::history::compare))
+        .route("/restore/plan", post(pages::restore::plan))
+        .route("/restore", post(pages::restore::run))
+        .route("/search", get(pages::search::search))
+        .route("/health", get(pages::health::health))
+        .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             security::guard,
