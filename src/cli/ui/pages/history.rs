@@ -128,14 +128,17 @@ pub async fn compare(
 /// with its number, or a marker between hunks.
 enum Row<'a> {
     Gap(&'a str),
-    Lines(Option<(usize, &'a str)>, Option<(usize, &'a str)>, bool),
+    Lines(Option<NumberedLine<'a>>, Option<NumberedLine<'a>>, bool),
 }
+
+/// A line of one side with its number.
+type NumberedLine<'a> = (usize, &'a str);
 
 /// Pairs the removed and added lines of one change, in order.
 fn flush<'a>(
     rows: &mut Vec<Row<'a>>,
-    removed: &mut Vec<(usize, &'a str)>,
-    added: &mut Vec<(usize, &'a str)>,
+    removed: &mut Vec<NumberedLine<'a>>,
+    added: &mut Vec<NumberedLine<'a>>,
 ) {
     for i in 0..removed.len().max(added.len()) {
         rows.push(Row::Lines(
@@ -153,7 +156,8 @@ fn flush<'a>(
 fn side_by_side(unified: &str) -> Markup {
     let mut rows = Vec::new();
     let (mut old_no, mut new_no) = (0usize, 0usize);
-    let (mut removed, mut added): (Vec<(usize, &str)>, Vec<(usize, &str)>) = (vec![], vec![]);
+    let mut removed: Vec<NumberedLine<'_>> = Vec::new();
+    let mut added: Vec<NumberedLine<'_>> = Vec::new();
     for line in unified.lines() {
         if line.starts_with("---") || line.starts_with("+++") {
             continue;
