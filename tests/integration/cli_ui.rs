@@ -864,3 +864,46 @@ fn an_encrypted_repository_is_served_after_its_password() {
     assert!(file.contains("<td>dear diary</td>"), "{file}");
     assert!(!file.contains("pw\""), "the password is never in a page");
 }
+
+#[test]
+fn an_s3_repository_is_served_and_shows_new_snapshots() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let data = dir.path().join("cloud");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("a.txt"), "on s3").expect("write");
+    let server = common::s3::server();
+    let location = format!("s3://{}/ui", common::s3::new_bucket());
+    let snap = || {
+        let mut cmd = std::process::Command::new(common::snap_bin());
+        cmd.env_remove("SNAP_REPO")
+            .env_remove("SNAP_CONFIG")
+            .env_remove("SNAP_PASSWORD")
+            .env("TZ", "UTC")
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .envs(common::s3::aws_env(server.port))
+            .arg("-r")
+            .arg(&location);
+        cmd
+    };
+    let ok = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("run snap");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(snap().arg("init"));
+    ok(snap().arg("backup").arg(&data));
+    let ui = UiServer::start(snap(), &[]);
+    let file = ui.page("/snapshot/latest?path=cloud/a.txt");
+    assert!(file.contains("<td>on s3</td>"), "{file}");
+    std::fs::write(data.join("a.txt"), "on s3, changed").expect("write");
+    ok(snap().arg("backup").arg(&data));
+    let state: serde_json::Value = serde_json::from_str(&ui.page("/api/state")).expect("JSON");
+    assert_eq!(state["snapshots"], 2);
+    assert_eq!(
+        ui.get("/snapshot/latest/raw?path=cloud/a.txt").text(),
+        "on s3, changed"
+    );
+}
