@@ -907,3 +907,37 @@ fn an_s3_repository_is_served_and_shows_new_snapshots() {
         "on s3, changed"
     );
 }
+
+#[test]
+fn listen_elsewhere_warns_and_open_starts_the_browser() {
+    let (env, _) = history_env();
+    let opened = env.path("opened.txt");
+    let browser = env.path("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display()),
+    )
+    .expect("write the browser script");
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let mut cmd = env.spawnable();
+    cmd.env("BROWSER", &browser);
+    let server = UiServer::start(cmd, &["--listen", "0.0.0.0:0", "--open"]);
+    assert!(server.addr.starts_with("127.0.0.1:"), "{}", server.addr);
+    assert_eq!(server.get("/").status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !opened.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = std::fs::read_to_string(&opened).expect("the browser was started");
+    assert_eq!(
+        url,
+        format!("http://{}/?token={}", server.addr, server.token)
+    );
+    let (status, stderr) = server.stop(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+}
