@@ -74,6 +74,27 @@ struct Request {
     original: bool,
 }
 
+impl Request {
+    /// The path in the snapshot, as restore takes it.
+    fn rel(&self) -> String {
+        components(&self.found.path).join("/")
+    }
+
+    fn options(&self) -> RestoreOptions {
+        RestoreOptions {
+            target: self.target.clone(),
+            // Back to its place it replaces what is there (after the safety
+            // snapshot); into another folder it never replaces anything.
+            overwrite: if self.original {
+                Overwrite::Always
+            } else {
+                Overwrite::Refuse
+            },
+            ..RestoreOptions::default()
+        }
+    }
+}
+
 fn check(app: &App, form: &RestoreForm) -> Result<Request, UiError> {
     if !app.allow_restore {
         return Err(UiError::new(
@@ -119,20 +140,6 @@ fn check(app: &App, form: &RestoreForm) -> Result<Request, UiError> {
     })
 }
 
-fn options(request: &Request) -> RestoreOptions {
-    RestoreOptions {
-        target: request.target.clone(),
-        // Back to its place it replaces what is there (after the safety
-        // snapshot); into another folder it never replaces anything.
-        overwrite: if request.original {
-            Overwrite::Always
-        } else {
-            Overwrite::Refuse
-        },
-        ..RestoreOptions::default()
-    }
-}
-
 fn hidden(app: &App, form: &RestoreForm) -> Markup {
     html! {
         input type="hidden" name="csrf" value=(app.csrf());
@@ -149,9 +156,13 @@ pub async fn plan(
 ) -> Result<Markup, UiError> {
     blocking(&app, move |app| {
         let request = check(app, &form)?;
-        let rel = components(&request.found.path).join("/");
-        let options = options(&request);
-        let plan = restore_plan(&app.repo, &request.found.node, &rel, &options, true)?;
+        let plan = restore_plan(
+            &app.repo,
+            &request.found.node,
+            &request.rel(),
+            &request.options(),
+            true,
+        )?;
         if !request.original {
             refuse_conflicts(&plan)?;
         }
@@ -195,8 +206,7 @@ pub async fn run(
 ) -> Result<Markup, UiError> {
     blocking(&app, move |app| {
         let request = check(app, &form)?;
-        let rel = components(&request.found.path).join("/");
-        let options = options(&request);
+        let (rel, options) = (request.rel(), request.options());
         let mut prepared = prepare(&app.repo, &request.found.node, &rel, &options)?;
         let safety = prepared.take_safety_snapshot(&snap::NoProgress)?;
         let report = prepared.run(&snap::NoProgress)?;
