@@ -296,3 +296,55 @@ pub fn inside(snapshots: &[&Snapshot], path: Option<&str>) -> Result<String> {
     }
     Err(arg.outside_sources(snapshots.iter().copied()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taken_from(paths: &[&str]) -> Snapshot {
+        Snapshot {
+            time: "2026-01-01T00:00:00Z".to_string(),
+            host: "h".to_string(),
+            user: "u".to_string(),
+            paths: paths.iter().map(|p| (*p).to_string()).collect(),
+            tags: Vec::new(),
+            parent: None,
+            tree: crate::id::BlobId([0; 32]),
+            summary: crate::format::snapshot::Summary::default(),
+            program: String::new(),
+            original: None,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_path_goes_back_to_where_it_was_taken() {
+        let snapshot = taken_from(&["/home/me/app", "/srv/db", "/"]);
+        assert_eq!(
+            PathArg::original(&snapshot, "app/notes/a b.md"),
+            Some(PathBuf::from("/home/me/app/notes/a b.md"))
+        );
+        assert_eq!(
+            PathArg::original(&snapshot, "db"),
+            Some(PathBuf::from("/srv/db"))
+        );
+        assert_eq!(
+            PathArg::original(&snapshot, "root/etc/hosts"),
+            Some(PathBuf::from("/etc/hosts"))
+        );
+        assert_eq!(
+            PathArg::original(&snapshot, "app/\\xff"),
+            Some(PathBuf::from(OsString::from_vec(
+                b"/home/me/app/\xff".to_vec()
+            )))
+        );
+        // The reverse of in_snapshot.
+        let host = PathArg::Host(PathBuf::from("/home/me/app/notes/a b.md"));
+        assert_eq!(
+            host.in_snapshot(&snapshot).as_deref(),
+            Some("app/notes/a b.md")
+        );
+        assert_eq!(PathArg::original(&snapshot, ""), None);
+        assert_eq!(PathArg::original(&snapshot, "stdin.txt"), None);
+        assert_eq!(PathArg::original(&snapshot, "app/../../etc"), None);
+    }
+}
