@@ -941,3 +941,83 @@ fn listen_elsewhere_warns_and_open_starts_the_browser() {
     assert_eq!(status.code(), Some(0));
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }
+
+#[test]
+fn a_restore_runs_between_the_profiles_restore_hooks() {
+    let (env, _) = history_env();
+    let log = env.path("hooks.log");
+    let profile = env.path("snap.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "repository = \"{repo}\"\n[hooks]\nbefore-restore = \"echo before $SNAP_RESTORE_TARGET >> '{log}'\"\nafter-restore = \"echo after $SNAP_EXIT_CODE >> '{log}'\"\n",
+            repo = env.repo.display(),
+            log = log.display()
+        ),
+    )
+    .expect("profile");
+    let mut cmd = env.spawnable();
+    cmd.arg("--config").arg(&profile);
+    let server = UiServer::start(cmd, &["--allow-restore"]);
+    let csrf = field(
+        &server.page("/snapshot/latest?path=data/notes/new.txt"),
+        "csrf",
+    );
+    let target = env.path("out");
+    let done = server.post(
+        "/restore",
+        &restore_form(
+            &csrf,
+            "latest",
+            "data/notes/new.txt",
+            &target.display().to_string(),
+        ),
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(
+        std::fs::read_to_string(target.join("new.txt")).expect("restored"),
+        "fresh"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("the hooks ran"),
+        format!("before {}\nafter 0\n", target.display())
+    );
+    // A failing before-hook stops the restore, and the page says why.
+    std::fs::write(
+        &profile,
+        format!(
+            "repository = \"{}\"\n[hooks]\nbefore-restore = \"exit 3\"\n",
+            env.repo.display()
+        ),
+    )
+    .expect("profile");
+    drop(server);
+    let mut cmd = env.spawnable();
+    cmd.arg("--config").arg(&profile);
+    let server = UiServer::start(cmd, &["--allow-restore"]);
+    let other = env.path("other");
+    let refused = server.post(
+        "/restore",
+        &restore_form(
+            &csrf_of(&server),
+            "latest",
+            "data/notes/new.txt",
+            &other.display().to_string(),
+        ),
+    );
+    assert_ne!(refused.status, 200);
+    assert!(
+        refused.text().contains("before-restore"),
+        "{}",
+        refused.text()
+    );
+    assert!(!other.exists(), "nothing restored");
+}
+
+/// The CSRF token of a running server, from a file page's restore form.
+fn csrf_of(server: &UiServer) -> String {
+    field(
+        &server.page("/snapshot/latest?path=data/notes/new.txt"),
+        "csrf",
+    )
+}

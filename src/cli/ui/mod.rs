@@ -58,6 +58,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let app = Arc::new(App::new(
         repo,
         global.profile.clone(),
+        global.location(),
         local,
         args.listen.is_some(),
         args.allow_restore,
@@ -172,6 +173,21 @@ impl UiError {
     /// 400 with a message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl UiError {
+    /// An error of the CLI's layer (a hook that failed, a library error in
+    /// its chain), with the status its kind calls for.
+    pub fn from_anyhow(e: anyhow::Error) -> Self {
+        let text = super::error_text(&e);
+        match e.downcast::<Error>() {
+            Ok(e) => Self {
+                message: text,
+                ..Self::from(e)
+            },
+            Err(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, text),
+        }
     }
 }
 

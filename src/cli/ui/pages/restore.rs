@@ -17,6 +17,7 @@ use snap::{Overwrite, RestoreOptions};
 
 use super::layout::{bytes, page, snapshot_href};
 use super::snapshot::{Found, resolve};
+use crate::cli::hooks::{Hooked, around_in};
 use crate::cli::ui::security::check_csrf;
 use crate::cli::ui::state::App;
 use crate::cli::ui::{UiError, blocking};
@@ -207,9 +208,30 @@ pub async fn run(
     blocking(&app, move |app| {
         let request = check(app, &form)?;
         let (rel, options) = (request.rel(), request.options());
-        let mut prepared = prepare(&app.repo, &request.found.node, &rel, &options)?;
-        let safety = prepared.take_safety_snapshot(&snap::NoProgress)?;
-        let report = prepared.run(&snap::NoProgress)?;
+        // Between the profile's restore hooks, as `snap restore` runs.
+        let env = vec![(
+            "SNAP_RESTORE_TARGET".to_string(),
+            request.target.display().to_string(),
+        )];
+        let mut done = None;
+        around_in(
+            app.profile.as_ref(),
+            &app.location,
+            Hooked::Restore,
+            env,
+            |_| {
+                let mut prepared = prepare(&app.repo, &request.found.node, &rel, &options)?;
+                let safety = prepared.take_safety_snapshot(&snap::NoProgress)?;
+                let report = prepared.run(&snap::NoProgress)?;
+                let code = if report.damaged.is_empty() { 0 } else { crate::cli::exit::DAMAGED };
+                done = Some((safety, report));
+                Ok(code)
+            },
+        )
+        .map_err(UiError::from_anyhow)?;
+        let Some((safety, report)) = done else {
+            return Err(UiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the restore did not run"));
+        };
         let body = html! {
             div #restored .box {
                 p { "Restored " (report.files) " file" @if report.files != 1 { "s" } " (" (bytes(report.bytes)) ") from snapshot "
