@@ -115,7 +115,8 @@ fn router(app: Arc<App>) -> Router {
 }
 
 /// Resolves on SIGINT or SIGTERM: the server stops taking requests, finishes
-/// those it has, and the command exits 0.
+/// those it has, and the command exits 0. A second signal, while a long
+/// download still runs, exits at once (130).
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
@@ -128,6 +129,13 @@ async fn stop_signal() {
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
 }
 
 /// Starts the user's browser on `url` without waiting for it.
