@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use snap::{Error, ErrorKind};
 
 use super::{Global, exit};
@@ -58,6 +58,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let app = Arc::new(App::new(
         repo,
         global.profile.clone(),
+        global.location(),
         local,
         args.listen.is_some(),
         args.allow_restore,
@@ -95,6 +96,17 @@ fn router(app: Arc<App>) -> Router {
         .route("/", get(pages::timeline::timeline))
         .route("/api/state", get(pages::timeline::state))
         .route("/assets/{name}", get(pages::assets))
+        .route("/snapshot/{id}", get(pages::snapshot::browse))
+        .route("/snapshot/{id}/raw", get(pages::snapshot::raw))
+        .route("/snapshot/{id}/zip", get(pages::snapshot::zip))
+        .route("/snapshot/{id}/changes", get(pages::snapshot::changes))
+        .route("/history", get(pages::history::history))
+        .route("/compare", get(pages::history::compare))
+        .route("/restore/plan", post(pages::restore::plan))
+        .route("/restore", post(pages::restore::run))
+        .route("/search", get(pages::search::search))
+        .route("/health", get(pages::health::health))
+        .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             security::guard,
@@ -103,7 +115,8 @@ fn router(app: Arc<App>) -> Router {
 }
 
 /// Resolves on SIGINT or SIGTERM: the server stops taking requests, finishes
-/// those it has, and the command exits 0.
+/// those it has, and the command exits 0. A second signal, while a long
+/// download still runs, exits at once (130).
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
@@ -116,6 +129,13 @@ async fn stop_signal() {
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
 }
 
 /// Starts the user's browser on `url` without waiting for it.
@@ -161,6 +181,21 @@ impl UiError {
     /// 400 with a message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl UiError {
+    /// An error of the CLI's layer (a hook that failed, a library error in
+    /// its chain), with the status its kind calls for.
+    pub fn from_anyhow(e: anyhow::Error) -> Self {
+        let text = super::error_text(&e);
+        match e.downcast::<Error>() {
+            Ok(e) => Self {
+                message: text,
+                ..Self::from(e)
+            },
+            Err(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, text),
+        }
     }
 }
 

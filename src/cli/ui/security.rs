@@ -3,7 +3,7 @@
 //! cookie), and the headers every answer carries (a strict
 //! Content-Security-Policy, no caching, no referrer).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -20,9 +20,19 @@ const COOKIE: &str = "snap_ui";
 /// Only the server's own assets; no inline script or style, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// `ADDR:PORT` as it appears in a URL and a Host header (IPv6 in brackets).
+/// `ADDR:PORT` as it appears in a URL and a Host header (IPv6 in
+/// brackets); listening on every address (`0.0.0.0`, `::`), the loopback
+/// one, which always reaches it.
 pub fn url_host(addr: SocketAddr) -> String {
-    addr.to_string()
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()).to_string()
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()).to_string()
+        }
+        _ => addr.to_string(),
+    }
 }
 
 /// Compares two secrets in time that does not depend on where they differ.

@@ -13,8 +13,11 @@ use snap::{ErrorKind, Repository, Snapshot, SnapshotId};
 pub struct App {
     /// The repository, opened with a private index cache.
     pub repo: Repository,
-    /// The profile the command was started with (its retention policy).
+    /// The profile the command was started with (its retention policy,
+    /// its restore hooks).
     pub profile: Option<Profile>,
+    /// Where the repository is, as given (for the hooks' environment).
+    pub location: std::path::PathBuf,
     /// Whether the pages may restore files.
     pub allow_restore: bool,
     /// Host header values requests may carry.
@@ -39,6 +42,7 @@ impl App {
     pub fn new(
         repo: Repository,
         profile: Option<Profile>,
+        location: std::path::PathBuf,
         local: SocketAddr,
         listen_given: bool,
         allow_restore: bool,
@@ -54,6 +58,7 @@ impl App {
         let app = Self {
             repo,
             profile,
+            location,
             allow_restore,
             hosts,
             token: random_hex()?,

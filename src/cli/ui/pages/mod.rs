@@ -1,6 +1,11 @@
 //! The pages, one file each, and the embedded assets.
 
+pub mod health;
+pub mod history;
 pub mod layout;
+pub mod restore;
+pub mod search;
+pub mod snapshot;
 pub mod timeline;
 
 use axum::extract::Path;
@@ -23,4 +28,9 @@ pub async fn assets(Path(name): Path<String>) -> Result<Response, UiError> {
         _ => return Err(UiError::not_found(format!("no asset named `{name}`"))),
     };
     Ok(([(header::CONTENT_TYPE, kind)], body).into_response())
+}
+
+/// Any other address.
+pub async fn not_found(uri: axum::http::Uri) -> UiError {
+    UiError::not_found(format!("there is no page at `{}`", uri.path()))
 }
