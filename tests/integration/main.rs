@@ -11,6 +11,7 @@ mod common;
 
 mod architecture;
 mod backend_suite;
+mod browser_ui;
 mod cli_backup_dry_run;
 mod cli_backup_restore;
 mod cli_backup_select;

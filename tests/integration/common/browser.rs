@@ -254,8 +254,8 @@ pub async fn click(client: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("click `{css}`: {e}"));
 }
 
-/// Waits until `dir` holds one finished download (no `.crdownload` part
-/// left) and returns its path.
+/// Waits until `dir` holds one finished download and nothing partial, and
+/// returns its path.
 pub async fn wait_for_download(dir: &Path) -> PathBuf {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -263,13 +263,14 @@ pub async fn wait_for_download(dir: &Path) -> PathBuf {
             .expect("list the download folder")
             .map(|e| e.expect("list the download folder").path())
             .collect();
-        let partial = names
-            .iter()
-            .any(|p| p.extension().is_some_and(|e| e == "crdownload" || e == "tmp"));
-        if let [one] = names.as_slice()
-            && !partial
-        {
-            return one.clone();
+        // Chromium writes into a hidden temporary file, then renames a
+        // `.crdownload` part to the final name.
+        let (partial, done): (Vec<&PathBuf>, Vec<&PathBuf>) = names.iter().partition(|p| {
+            p.extension().is_some_and(|e| e == "crdownload")
+                || p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        });
+        if let ([], [one]) = (partial.as_slice(), done.as_slice()) {
+            return (*one).clone();
         }
         assert!(
             Instant::now() < deadline,
