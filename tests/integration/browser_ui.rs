@@ -44,7 +44,7 @@ impl Sample {
 
     /// A repository with `count` (at least 4) snapshots of the sample
     /// folder, `hours` apart from 1 November 2026: the first four hold the
-    /// [`TODO`] versions, later ones add a line to it each.
+    /// [`TODO`] versions, later ones the last with one line of their own.
     fn with_snapshots(count: usize, hours: i64) -> Self {
         let env = Env::new();
         let src = env.path("data");
@@ -71,8 +71,8 @@ impl Sample {
         let start = jiff::Timestamp::from_second(1_793_520_000).unwrap(); // 2026-11-01 08:00 UTC
         for i in 0..count {
             let mut todo = TODO[i.min(3)].to_string();
-            for later in 4..=i {
-                todo.push_str(&format!("note from session {later}\n"));
+            if i > 3 {
+                todo.push_str(&format!("note from session {i}\n"));
             }
             std::fs::write(sample.src.join("notes/todo.txt"), todo).unwrap();
             match changes.get(i) {
@@ -364,6 +364,14 @@ fn screenshots() {
     let out = img.clone();
     with_browser(&tools, &sample.env.path("browser"), async move |client| {
         client.goto(&url).await.unwrap();
+        // A viewport of 1280x800: the window is that plus the browser's frame.
+        let frame = client
+            .execute("return window.outerHeight - window.innerHeight;", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap();
+        client.set_window_size(1280, 800 + frame as u32).await.unwrap();
         for (name, page, hook) in pages {
             client.goto(&page).await.unwrap();
             wait_for(&client, &hook).await;
