@@ -20,7 +20,7 @@ use super::Env;
 use super::tools::{find_program, require};
 
 /// How long a page may take to show an element the test waits for.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The browser and its WebDriver, found on `PATH`.
 pub struct BrowserTools {
