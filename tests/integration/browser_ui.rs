@@ -17,8 +17,20 @@ use fantoccini::Client;
 
 use common::Env;
 use common::browser::{
-    UiServer, all, browser_tools, click, text_of, wait_for, wait_for_download, with_browser,
+    all, browser_tools, click, text_of, wait_for, wait_for_download, with_browser,
 };
+
+use crate::cli_ui::UiServer;
+
+/// The address the server printed, with its token.
+fn token_url(server: &UiServer) -> String {
+    format!("http://{}/?token={}", server.addr, server.token)
+}
+
+/// `path` (starting with `/`) on the server.
+fn at(server: &UiServer, path: &str) -> String {
+    format!("http://{}{path}", server.addr)
+}
 
 /// The folder the test backs up: text files, an image and a SQLite
 /// database, changed between four snapshots.
@@ -212,8 +224,8 @@ async fn compare_oldest_with_newest(client: &Client, versions: usize) {
 fn timeline_snapshot_file_history_diff_and_download_in_a_browser() {
     let Some(tools) = browser_tools() else { return };
     let sample = Sample::new();
-    let server = UiServer::start(&sample.env, &[]);
-    let (url, home) = (server.url.clone(), server.at("/"));
+    let server = UiServer::start(sample.env.spawnable(), &[]);
+    let (url, home) = (token_url(&server), at(&server, "/"));
     let downloads = sample.env.path("browser/downloads");
     with_browser(&tools, &sample.env.path("browser"), async move |client| {
         // The token address, traded for a cookie: the bare address opens too.
@@ -284,10 +296,10 @@ fn restore_a_file_to_its_place_through_the_confirmation_page() {
     let sample = Sample::new();
     let todo = sample.src.join("notes/todo.txt");
     std::fs::write(&todo, "scribbled over by mistake\n").unwrap();
-    let server = UiServer::start(&sample.env, &["--allow-restore"]);
-    let url = server.url.clone();
+    let server = UiServer::start(sample.env.spawnable(), &["--allow-restore"]);
+    let url = token_url(&server);
     let second = sample.env.snapshots()[1]["id"].as_str().unwrap().to_string();
-    let page = server.at(&format!("/snapshot/{second}?path={}", todo.display()));
+    let page = at(&server, &format!("/snapshot/{second}?path={}", todo.display()));
     with_browser(&tools, &sample.env.path("browser"), async move |client| {
         client.goto(&url).await.unwrap();
         client.goto(&page).await.unwrap();
@@ -323,7 +335,7 @@ fn screenshots() {
     let sample = Sample::with_snapshots(30, 29);
     let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img");
     std::fs::create_dir_all(&img).unwrap();
-    let server = UiServer::start(&sample.env, &["--allow-restore"]);
+    let server = UiServer::start(sample.env.spawnable(), &["--allow-restore"]);
     let snapshots = sample.env.snapshots();
     let latest = snapshots.last().unwrap()["id"].as_str().unwrap().to_string();
     let todo = sample.src.join("notes/todo.txt");
@@ -358,9 +370,9 @@ fn screenshots() {
     ];
     let pages: Vec<(String, String, String)> = pages
         .into_iter()
-        .map(|(name, path, hook)| (name.to_string(), server.at(&path), hook.to_string()))
+        .map(|(name, path, hook)| (name.to_string(), at(&server, &path), hook.to_string()))
         .collect();
-    let url = server.url.clone();
+    let url = token_url(&server);
     let out = img.clone();
     with_browser(&tools, &sample.env.path("browser"), async move |client| {
         client.goto(&url).await.unwrap();

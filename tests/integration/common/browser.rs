@@ -1,13 +1,12 @@
 //! A real browser for the `snap ui` tests: Debian's headless Chromium
 //! driven over WebDriver (`chromedriver` on a free loopback port, spoken to
-//! with fantoccini), plus the `snap ui` server it looks at.
+//! with fantoccini).
 //!
-//! Both processes are killed when their handles drop, so a failed test
-//! leaves neither a server nor a browser behind. Missing `chromium` or
+//! The driver and its browser are killed when their handle drops, so a
+//! failed test leaves no browser behind. Missing `chromium` or
 //! `chromedriver` skips the test, or fails it under CI (see [`super::tools`]).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -16,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
-use super::Env;
 use super::tools::{find_program, require};
 
 /// How long a page may take to show an element the test waits for.
@@ -42,60 +40,6 @@ pub fn browser_tools() -> Option<BrowserTools> {
         "chromium and chromedriver",
         "apt-get install chromium chromium-driver",
     )
-}
-
-/// A running `snap ui`, killed on drop.
-pub struct UiServer {
-    child: Child,
-    /// The address it printed, with the token (`http://127.0.0.1:PORT/?token=…`).
-    pub url: String,
-    /// `http://127.0.0.1:PORT` without a path.
-    pub origin: String,
-}
-
-impl UiServer {
-    /// Starts `snap -r REPO ui EXTRA...` and reads the address from the
-    /// first line of its stdout.
-    #[track_caller]
-    pub fn start(env: &Env, extra: &[&str]) -> Self {
-        let mut child = env
-            .spawnable()
-            .arg("ui")
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start snap ui");
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        stdout.read_line(&mut first).expect("read snap ui's stdout");
-        let Some(url) = first.trim_end().strip_prefix("snap ui: ") else {
-            let _ = child.kill();
-            let mut err = String::new();
-            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-            let _ = child.wait();
-            panic!("snap ui printed {first:?} first, not its address; stderr: {err}");
-        };
-        let url = url.to_string();
-        let origin = url
-            .split_once("/?")
-            .map(|(origin, _)| origin.to_string())
-            .unwrap_or_else(|| panic!("no /?token= in {url}"));
-        Self { child, url, origin }
-    }
-
-    /// `path` (starting with `/`) on this server.
-    pub fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.origin)
-    }
-}
-
-impl Drop for UiServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `chromedriver` on a free loopback port, in a process group of its own
