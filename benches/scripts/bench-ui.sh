@@ -15,6 +15,8 @@
 #                    the same BENCH_SNAPSHOTS (delete $BENCH_DIR/ui to build it anew)
 #   BENCH_SNAPSHOTS  snapshots in the repository (default 1000)
 #   BENCH_VISITS     visits of every page type before the RSS is read (default 100)
+#   BENCH_SLOW_VISITS  visits of the two slow pages, search and the database
+#                    diff, in that loop (default BENCH_VISITS)
 #   RUNS             timed requests per page; the median is reported (default 5)
 #   SNAP_BIN         snap binary (default: target/release/snap, built with cargo build --release)
 #   BENCH_NO_BUILD   set to 1 to skip cargo build --release
@@ -42,6 +44,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=${BENCH_DIR:-/tmp/snap-bench}
 SNAPSHOTS=${BENCH_SNAPSHOTS:-1000}
 VISITS=${BENCH_VISITS:-100}
+SLOW_VISITS=${BENCH_SLOW_VISITS:-$VISITS}
 RUNS=${RUNS:-5}
 SNAP=${SNAP_BIN:-$ROOT/target/release/snap}
 TOOLS=snap
@@ -121,7 +124,7 @@ start_server() {
   done
   URL=$(sed -n 's/^snap ui: //p' "$UI/ui.out" | head -n 1)
   ORIGIN=${URL%%/\?*}
-  FIRST_VISIT=$(curl -sS -o /dev/null -c "$UI/cookies" -w '%{time_total}' "$URL")
+  curl -sS -o /dev/null -c "$UI/cookies" "$URL"
 }
 
 # get PATH: fetches one page with the cookie, prints its seconds; fails on
@@ -177,7 +180,7 @@ main() {
   count=$("$SNAP" -r "$REPO" --json snapshots | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
   declare -gA FIRST=() MEDIAN=()
   start_server
-  say "server at $ORIGIN (pid $SERVER_PID), first visit $FIRST_VISIT s"
+  say "server at $ORIGIN (pid $SERVER_PID)"
   declare -gA PAGES=(
     [timeline]="/"
     [folder]="/snapshot/$last?path=$DATA/notes"
@@ -195,11 +198,14 @@ main() {
     time_page "$key" "${PAGES[$key]}"
   done
   time_command cli-diff "$SNAP" -r "$REPO" diff latest~1 latest
+  time_command cli-sqlite-diff "$SNAP" -r "$REPO" diff latest~10 latest "$DATA/conversations.db" --content
+  time_command cli-find "$SNAP" -r "$REPO" find '*.db'
   local rss_before visits=0 i
   rss_before=$(rss_mib VmRSS)
-  say "visiting every page type $VISITS times"
+  say "visiting every page type $VISITS times (search and sqlite-diff $SLOW_VISITS)"
   for ((i = 0; i < VISITS; i++)); do
     for key in "${!PAGES[@]}"; do
+      [[ $key == search || $key == sqlite-diff ]] && ((i >= SLOW_VISITS)) && continue
       get "${PAGES[$key]}" >/dev/null
       visits=$((visits + 1))
     done
@@ -222,9 +228,12 @@ main() {
       echo "| $key | \`${PAGES[$key]//$DATA/DATA}\` | ${FIRST[$key]} ms | ${MEDIAN[$key]} ms |"
     done
     echo "| \`snap diff latest~1 latest\` (the command, for changes) | | | ${MEDIAN[cli-diff]} ms |"
+    echo "| \`snap diff latest~10 latest DATA/conversations.db --content\` (for sqlite-diff) | | | ${MEDIAN[cli-sqlite-diff]} ms |"
+    echo "| \`snap find '*.db'\` (for search) | | | ${MEDIAN[cli-find]} ms |"
     echo
     echo "Server memory: VmRSS $rss_before MiB after the timed requests, $rss_after MiB after"
-    echo "$visits more requests ($VISITS visits of each page type); peak (VmHWM) $hwm MiB."
+    echo "$visits more requests ($VISITS visits of each page type, $SLOW_VISITS of search and sqlite-diff);"
+    echo "peak (VmHWM) $hwm MiB."
   } | tee "$out"
 }
 

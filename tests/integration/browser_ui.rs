@@ -89,10 +89,15 @@ impl Sample {
             std::fs::write(sample.src.join("notes/todo.txt"), todo).unwrap();
             match changes.get(i) {
                 Some(sql) => db.execute_batch(sql).unwrap(),
-                None => db.execute("UPDATE items SET qty = qty + 1 WHERE id = 1", []).map(drop).unwrap(),
+                None => db
+                    .execute("UPDATE items SET qty = qty + 1 WHERE id = 1", [])
+                    .map(drop)
+                    .unwrap(),
             }
             let time = start + jiff::SignedDuration::from_hours(hours * i as i64);
-            sample.env.backup(&[&sample.src], &["--time", &time.to_string()]);
+            sample
+                .env
+                .backup(&[&sample.src], &["--time", &time.to_string()]);
         }
         drop(db);
         sample
@@ -145,12 +150,15 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &byte in bytes {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
 }
-
 
 /// Clicks the `.entry a` link named `name` in the snapshot page's folder
 /// listing, first going down the folders that lead to the backed-up folder
@@ -211,7 +219,12 @@ async fn texts(client: &Client, css: &str) -> Vec<String> {
 /// (rows newest first) and opens the comparison.
 async fn compare_oldest_with_newest(client: &Client, versions: usize) {
     let rows = all(client, ".version").await;
-    assert_eq!(rows.len(), versions, "{:?}", texts(client, ".version").await);
+    assert_eq!(
+        rows.len(),
+        versions,
+        "{:?}",
+        texts(client, ".version").await
+    );
     let a = all(client, "input[name=a]").await;
     let b = all(client, "input[name=b]").await;
     assert_eq!((a.len(), b.len()), (versions, versions));
@@ -232,9 +245,16 @@ fn timeline_snapshot_file_history_diff_and_download_in_a_browser() {
         client.goto(&url).await.unwrap();
         client.goto(&home).await.unwrap();
         let timeline = wait_for(&client, "section#timeline").await;
-        assert_eq!(timeline.attr("data-snapshots").await.unwrap().as_deref(), Some("4"));
+        assert_eq!(
+            timeline.attr("data-snapshots").await.unwrap().as_deref(),
+            Some("4")
+        );
         wait_for(&client, "svg#chart").await;
-        assert_eq!(all(&client, "#calendar a.day").await.len(), 4, "one day a snapshot");
+        assert_eq!(
+            all(&client, "#calendar a.day").await.len(),
+            4,
+            "one day a snapshot"
+        );
         assert_eq!(all(&client, ".snapshot-row a").await.len(), 4);
 
         // The newest snapshot (listed first), down to notes/todo.txt.
@@ -244,12 +264,21 @@ fn timeline_snapshot_file_history_diff_and_download_in_a_browser() {
         wait_for(&client, "#file").await;
         let lines = texts(&client, "table#text td.ln").await;
         assert_eq!(lines, ["1", "2", "3"]);
-        assert!(text_of(&client, "table#text").await.contains("book the train"));
+        assert!(
+            text_of(&client, "table#text")
+                .await
+                .contains("book the train")
+        );
 
         // Its download is the file's bytes.
         click(&client, "a.download").await;
         let file = wait_for_download(&downloads).await;
-        assert_eq!(std::fs::read(&file).unwrap(), TODO[3].as_bytes(), "{}", file.display());
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            TODO[3].as_bytes(),
+            "{}",
+            file.display()
+        );
 
         // Every version, and the oldest against the newest side by side.
         click_through(&client, "a#history-link").await;
@@ -298,12 +327,22 @@ fn restore_a_file_to_its_place_through_the_confirmation_page() {
     std::fs::write(&todo, "scribbled over by mistake\n").unwrap();
     let server = UiServer::start(sample.env.spawnable(), &["--allow-restore"]);
     let url = token_url(&server);
-    let second = sample.env.snapshots()[1]["id"].as_str().unwrap().to_string();
-    let page = at(&server, &format!("/snapshot/{second}?path={}", todo.display()));
+    let second = sample.env.snapshots()[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = at(
+        &server,
+        &format!("/snapshot/{second}?path={}", todo.display()),
+    );
     with_browser(&tools, &sample.env.path("browser"), async move |client| {
         client.goto(&url).await.unwrap();
         client.goto(&page).await.unwrap();
-        assert!(text_of(&client, "table#text").await.contains("write to Anna"));
+        assert!(
+            text_of(&client, "table#text")
+                .await
+                .contains("write to Anna")
+        );
         wait_for(&client, "form#restore").await;
         click_through(&client, "#restore-button").await;
         // The plan names what would be replaced; nothing happened yet.
@@ -337,7 +376,10 @@ fn screenshots() {
     std::fs::create_dir_all(&img).unwrap();
     let server = UiServer::start(sample.env.spawnable(), &["--allow-restore"]);
     let snapshots = sample.env.snapshots();
-    let latest = snapshots.last().unwrap()["id"].as_str().unwrap().to_string();
+    let latest = snapshots.last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let todo = sample.src.join("notes/todo.txt");
     let db = sample.src.join("app.db");
     let (first_db, last_db) = (snapshots[1]["id"].as_str().unwrap(), &latest);
@@ -353,11 +395,23 @@ fn screenshots() {
             format!("/snapshot/{latest}?path={}", todo.display()),
             "#file",
         ),
-        ("changes", format!("/snapshot/{latest}/changes"), "table#changes"),
-        ("history", format!("/history?path={}", todo.display()), "table#history"),
+        (
+            "changes",
+            format!("/snapshot/{latest}/changes"),
+            "table#changes",
+        ),
+        (
+            "history",
+            format!("/history?path={}", todo.display()),
+            "table#history",
+        ),
         (
             "diff",
-            format!("/compare?path={}&a={}&b={latest}", todo.display(), snapshots[0]["id"].as_str().unwrap()),
+            format!(
+                "/compare?path={}&a={}&b={latest}",
+                todo.display(),
+                snapshots[0]["id"].as_str().unwrap()
+            ),
             "table#diff",
         ),
         (
@@ -383,7 +437,10 @@ fn screenshots() {
             .unwrap()
             .as_u64()
             .unwrap();
-        client.set_window_size(1280, 800 + frame as u32).await.unwrap();
+        client
+            .set_window_size(1280, 800 + frame as u32)
+            .await
+            .unwrap();
         for (name, page, hook) in pages {
             client.goto(&page).await.unwrap();
             wait_for(&client, &hook).await;

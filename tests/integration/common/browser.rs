@@ -73,9 +73,15 @@ impl Driver {
         let deadline = Instant::now() + WAIT;
         while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
             if let Ok(Some(status)) = driver.child.try_wait() {
-                panic!("chromedriver exited ({status}) before it listened; log: {}", log.display());
+                panic!(
+                    "chromedriver exited ({status}) before it listened; log: {}",
+                    log.display()
+                );
             }
-            assert!(Instant::now() < deadline, "chromedriver did not listen on {address}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {address}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         driver
@@ -163,7 +169,12 @@ where
 /// The first element `css` selects, waited for up to [`WAIT`].
 pub async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
     let url = client.current_url().await.map(|u| u.to_string());
-    match client.wait().at_most(WAIT).for_element(Locator::Css(css)).await {
+    match client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+    {
         Ok(element) => element,
         Err(e) => {
             let text = match client.find(Locator::Css("body")).await {
@@ -186,7 +197,11 @@ pub async fn all(client: &Client, css: &str) -> Vec<fantoccini::elements::Elemen
 
 /// The text of the first element `css` selects, waited for.
 pub async fn text_of(client: &Client, css: &str) -> String {
-    wait_for(client, css).await.text().await.expect("element text")
+    wait_for(client, css)
+        .await
+        .text()
+        .await
+        .expect("element text")
 }
 
 /// Clicks the first element `css` selects, waited for.
@@ -211,7 +226,8 @@ pub async fn wait_for_download(dir: &Path) -> PathBuf {
         // `.crdownload` part to the final name.
         let (partial, done): (Vec<&PathBuf>, Vec<&PathBuf>) = names.iter().partition(|p| {
             p.extension().is_some_and(|e| e == "crdownload")
-                || p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                || p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
         });
         if let ([], [one]) = (partial.as_slice(), done.as_slice()) {
             return (*one).clone();
