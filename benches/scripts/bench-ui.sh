@@ -215,7 +215,7 @@ main() {
   hwm=$(rss_mib VmHWM)
   stop_server
 
-  local out
+  local out path
   out=$UI/ui-results-$(date -u +%Y%m%dT%H%M%SZ).md
   {
     echo "## snap ui on $count snapshots ($(snap_version))"
@@ -225,7 +225,10 @@ main() {
     echo "| page | path | first request | median of $RUNS |"
     echo "| --- | --- | ---: | ---: |"
     for key in $ORDER; do
-      echo "| $key | \`${PAGES[$key]//$DATA/DATA}\` | ${FIRST[$key]} ms | ${MEDIAN[$key]} ms |"
+      path=${PAGES[$key]//$DATA/DATA}
+      path=${path//$first/FIRST}
+      path=${path//$last/LAST}
+      echo "| $key | \`$path\` | ${FIRST[$key]} ms | ${MEDIAN[$key]} ms |"
     done
     echo "| \`snap diff latest~1 latest\` (the command, for changes) | | | ${MEDIAN[cli-diff]} ms |"
     echo "| \`snap diff latest~10 latest DATA/conversations.db --content\` (for sqlite-diff) | | | ${MEDIAN[cli-sqlite-diff]} ms |"
