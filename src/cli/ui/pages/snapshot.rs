@@ -126,7 +126,7 @@ fn folder_page(app: &App, found: &Found) -> Result<Markup, UiError> {
             thead { tr { th { "name" } th { "type" } th .num { "size" } th { "mode" } th { "modified" } } }
             tbody {
                 @if let Some(parent) = parent_of(&found.path) {
-                    tr .entry .parent { td { a href=(snapshot_href(&found.id, &parent)) data-kind="dir" { ".." } } td {} td {} td {} td {} }
+                    tr .entry .parent { td { a href=(snapshot_href(&found.id, parent)) data-kind="dir" { ".." } } td {} td {} td {} td {} }
                 }
                 @for (path, node) in &rows {
                     tr .entry {
