@@ -351,6 +351,24 @@ fn the_timeline_lists_every_snapshot_with_calendar_and_chart() {
         server.page("/").matches("class=\"snapshot-row\"").count(),
         3
     );
+    // A calendar day keeps that day's snapshots in the list.
+    let latest = &env.snapshots()[2];
+    let latest_day = &latest["time"].as_str().expect("time")[..10];
+    let that_day = server.page(&format!("/?day={latest_day}"));
+    assert!(
+        that_day.contains(&format!("data-day=\"{latest_day}\"")),
+        "{that_day}"
+    );
+    assert!(
+        that_day.contains(&format!(
+            "data-id=\"{}\"",
+            latest["id"].as_str().expect("id")
+        )),
+        "{that_day}"
+    );
+    let empty_day = server.page("/?day=1999-01-01");
+    assert!(empty_day.contains("Snapshots of 1999-01-01"), "{empty_day}");
+    assert_eq!(empty_day.matches("class=\"snapshot-row\"").count(), 0);
     let day = server.get("/?day=not-a-day");
     assert_eq!(day.status, 400);
     assert!(day.text().contains("is not a day"), "{}", day.text());

@@ -91,6 +91,14 @@ fn crumbs(found: &Found) -> Markup {
     }
 }
 
+/// The folder holding `path` ("" for the root); none for the root itself.
+fn parent_of(path: &str) -> Option<&str> {
+    match path.rsplit_once('/') {
+        Some((parent, _)) => Some(parent),
+        None => (!path.is_empty()).then_some(""),
+    }
+}
+
 fn folder_page(app: &App, found: &Found) -> Result<Markup, UiError> {
     let mut rows = Vec::new();
     walk(
@@ -117,8 +125,8 @@ fn folder_page(app: &App, found: &Found) -> Result<Markup, UiError> {
         table #entries {
             thead { tr { th { "name" } th { "type" } th .num { "size" } th { "mode" } th { "modified" } } }
             tbody {
-                @if let Some(parent) = found.path.rsplit_once('/').map(|(p, _)| p.to_string()).or_else(|| (!found.path.is_empty()).then(String::new)) {
-                    tr .entry .parent { td { a href=(snapshot_href(&found.id, &parent)) data-kind="dir" { ".." } } td {} td {} td {} td {} }
+                @if let Some(parent) = parent_of(&found.path) {
+                    tr .entry .parent { td { a href=(snapshot_href(&found.id, parent)) data-kind="dir" { ".." } } td {} td {} td {} td {} }
                 }
                 @for (path, node) in &rows {
                     tr .entry {

@@ -128,7 +128,7 @@ fn calendar(list: &[(SnapshotId, Snapshot)]) -> Markup {
         div #calendar role="grid" {
             @for day in &days {
                 @let (count, added) = per_day.get(day).copied().unwrap_or_default();
-                @let shade = if count == 0 { 0 } else { 1 + (count * 3).div_ceil(most).min(4) - 1 };
+                @let shade = if count == 0 { 0 } else { (count * 4).div_ceil(most).clamp(1, 4) };
                 @let label = format!("{day}: {count} snapshot{}, {} added", if count == 1 { "" } else { "s" }, bytes(added));
                 @if count > 0 {
                     a .day .{"shade-" (shade)} href={"/?day=" (day)} title=(label) data-day=(day.to_string()) data-count=(count) {}
