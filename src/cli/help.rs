@@ -286,6 +286,14 @@ fn examples(path: &str) -> Option<&'static str> {
   # Rebuild them and write them back
   snap repair packs"
         }
+        "ui" => {
+            "  # Browse the history in the browser (the address is printed first)
+  snap ui --open
+  # Allow restoring files from the pages
+  snap ui --allow-restore
+  # A fixed port, e.g. for an SSH tunnel (ssh -L 8080:127.0.0.1:8080 host)
+  snap ui --listen 127.0.0.1:8080"
+        }
         _ => return None,
     })
 }

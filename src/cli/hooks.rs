@@ -58,10 +58,28 @@ fn succeeded(code: u8) -> bool {
 pub fn around(
     global: &Global,
     command: Hooked,
+    env: Vec<(String, String)>,
+    body: impl FnOnce(&mut Vec<(String, String)>) -> anyhow::Result<u8>,
+) -> anyhow::Result<u8> {
+    around_in(
+        global.profile.as_ref(),
+        &global.location(),
+        command,
+        env,
+        body,
+    )
+}
+
+/// [`around`] with the profile and the repository location given apart,
+/// for `snap ui`, which restores long after the command line was read.
+pub fn around_in(
+    profile: Option<&Profile>,
+    location: &std::path::Path,
+    command: Hooked,
     mut env: Vec<(String, String)>,
     body: impl FnOnce(&mut Vec<(String, String)>) -> anyhow::Result<u8>,
 ) -> anyhow::Result<u8> {
-    let Some(profile) = &global.profile else {
+    let Some(profile) = profile else {
         return body(&mut env);
     };
     let (before, after) = command.commands(profile);
@@ -70,10 +88,7 @@ pub fn around(
     }
     env.push(("SNAP_COMMAND".into(), command.name().into()));
     env.push(("SNAP_PROFILE".into(), profile.file.display().to_string()));
-    env.push((
-        "SNAP_REPOSITORY".into(),
-        global.location().display().to_string(),
-    ));
+    env.push(("SNAP_REPOSITORY".into(), location.display().to_string()));
     let before_name = format!("before-{}", command.name());
     let result = match before.map(|cmd| run_hook(profile, &before_name, cmd, &env)) {
         Some(Err(e)) => Err(anyhow::Error::from(e).context(format!(

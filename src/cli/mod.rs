@@ -30,6 +30,7 @@ mod restore;
 mod snapshots;
 mod stats;
 mod tag;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -208,6 +209,8 @@ enum Command {
     /// Turn Reed-Solomon parity on for new packs, or show what it protects.
     #[command(subcommand)]
     Parity(parity::Command),
+    /// Show the repository's history in a browser: a local web server, until Ctrl-C.
+    Ui(ui::Args),
 }
 
 /// Options every command shares.
@@ -389,6 +392,7 @@ fn run_main() -> ExitCode {
         Command::Mount(args) => mount::run(&global, args),
         Command::Drill(args) => drill::run(&global, args),
         Command::Parity(command) => parity::run(&global, command),
+        Command::Ui(args) => ui::run(&global, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

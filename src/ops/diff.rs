@@ -581,25 +581,50 @@ fn text(repo: &Repository, node: &Node) -> Result<Option<String>> {
 
 /// Restores both versions into a temporary folder and compares them with SQLite.
 fn sqlite_diff(repo: &Repository, before: &Node, after: &Node) -> Result<ContentDiff> {
-    let dir = tempfile::tempdir().map_err(|e| {
+    let dir = temp_dir()?;
+    let paths = [
+        write_temp(repo, dir.path(), "before.db", before)?,
+        write_temp(repo, dir.path(), "after.db", after)?,
+    ];
+    Ok(match rows::compare_files(&paths[0], &paths[1]) {
+        Ok(diff) => ContentDiff::Sqlite(diff),
+        Err(e) => ContentDiff::SqliteUnreadable(e.to_string()),
+    })
+}
+
+/// The tables of the SQLite database stored as file `node`, each with its
+/// row count, by name; the inner error says why SQLite could not read it
+/// (not a database, damaged).
+pub fn sqlite_table_rows(
+    repo: &Repository,
+    node: &Node,
+) -> Result<std::result::Result<Vec<(String, u64)>, String>> {
+    let dir = temp_dir()?;
+    let path = write_temp(repo, dir.path(), "version.db", node)?;
+    Ok(rows::table_rows(&path).map_err(|e| e.to_string()))
+}
+
+fn temp_dir() -> Result<tempfile::TempDir> {
+    tempfile::tempdir().map_err(|e| {
         Error::io(
             "cannot create a temporary folder in",
             &std::env::temp_dir(),
             e,
         )
-    })?;
-    let mut paths = Vec::new();
-    for (name, node) in [("before.db", before), ("after.db", after)] {
-        let path = dir.path().join(name);
-        let file =
-            std::fs::File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        cat(repo, node, &mut out)?;
-        std::io::Write::flush(&mut out).map_err(|e| Error::io("cannot write", &path, e))?;
-        paths.push(path);
-    }
-    Ok(match rows::compare_files(&paths[0], &paths[1]) {
-        Ok(diff) => ContentDiff::Sqlite(diff),
-        Err(e) => ContentDiff::SqliteUnreadable(e.to_string()),
     })
+}
+
+/// Writes the content of `node` to the file `name` in `dir`.
+fn write_temp(
+    repo: &Repository,
+    dir: &std::path::Path,
+    name: &str,
+    node: &Node,
+) -> Result<std::path::PathBuf> {
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    cat(repo, node, &mut out)?;
+    std::io::Write::flush(&mut out).map_err(|e| Error::io("cannot write", &path, e))?;
+    Ok(path)
 }

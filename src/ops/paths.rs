@@ -79,6 +79,35 @@ impl PathArg {
         )
     }
 
+    /// Where the path `inside` of `snapshot` (as `snap ls` prints it) was on
+    /// the machine that took it: the source whose name is its first
+    /// component, followed by the rest; the reverse of
+    /// [`PathArg::in_snapshot`]. `None` for the root, or when no source has
+    /// that name (a stream stored with `--stdin`).
+    pub fn original(snapshot: &Snapshot, inside: &str) -> Option<PathBuf> {
+        let parts = components(inside);
+        if parts.contains(&"..") {
+            return None;
+        }
+        let (first, rest) = parts.split_first()?;
+        let source = snapshot
+            .paths
+            .iter()
+            .map(Path::new)
+            .filter(|source| source.is_absolute())
+            .find(|source| {
+                source
+                    .file_name()
+                    .map_or_else(|| "root".to_string(), |n| escape_name(n.as_bytes()))
+                    == escape_name(&unescape_name(first))
+            })?;
+        let mut path = source.to_path_buf();
+        for part in rest {
+            path.push(OsString::from_vec(unescape_name(part)));
+        }
+        Some(path)
+    }
+
     /// The error for a path of this machine that none of the sources of
     /// `snapshots` holds, naming them (each once, the first few).
     pub fn outside_sources<'s>(&self, snapshots: impl IntoIterator<Item = &'s Snapshot>) -> Error {
@@ -266,4 +295,56 @@ pub fn inside(snapshots: &[&Snapshot], path: Option<&str>) -> Result<String> {
         return Ok(found);
     }
     Err(arg.outside_sources(snapshots.iter().copied()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taken_from(paths: &[&str]) -> Snapshot {
+        Snapshot {
+            time: "2026-01-01T00:00:00Z".to_string(),
+            host: "h".to_string(),
+            user: "u".to_string(),
+            paths: paths.iter().map(|p| (*p).to_string()).collect(),
+            tags: Vec::new(),
+            parent: None,
+            tree: crate::id::BlobId([0; 32]),
+            summary: crate::format::snapshot::Summary::default(),
+            program: String::new(),
+            original: None,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_path_goes_back_to_where_it_was_taken() {
+        let snapshot = taken_from(&["/home/me/app", "/srv/db", "/"]);
+        assert_eq!(
+            PathArg::original(&snapshot, "app/notes/a b.md"),
+            Some(PathBuf::from("/home/me/app/notes/a b.md"))
+        );
+        assert_eq!(
+            PathArg::original(&snapshot, "db"),
+            Some(PathBuf::from("/srv/db"))
+        );
+        assert_eq!(
+            PathArg::original(&snapshot, "root/etc/hosts"),
+            Some(PathBuf::from("/etc/hosts"))
+        );
+        assert_eq!(
+            PathArg::original(&snapshot, "app/\\xff"),
+            Some(PathBuf::from(OsString::from_vec(
+                b"/home/me/app/\xff".to_vec()
+            )))
+        );
+        // The reverse of in_snapshot.
+        let host = PathArg::Host(PathBuf::from("/home/me/app/notes/a b.md"));
+        assert_eq!(
+            host.in_snapshot(&snapshot).as_deref(),
+            Some("app/notes/a b.md")
+        );
+        assert_eq!(PathArg::original(&snapshot, ""), None);
+        assert_eq!(PathArg::original(&snapshot, "stdin.txt"), None);
+        assert_eq!(PathArg::original(&snapshot, "app/../../etc"), None);
+    }
 }

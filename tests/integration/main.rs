@@ -11,6 +11,7 @@ mod common;
 
 mod architecture;
 mod backend_suite;
+mod browser_ui;
 mod cli_backup_dry_run;
 mod cli_backup_restore;
 mod cli_backup_select;
@@ -43,5 +44,6 @@ mod cli_small_files;
 mod cli_sqlite;
 mod cli_sqlite_scratch;
 mod cli_trust_access;
+mod cli_ui;
 mod decode_fuzz;
 mod lib_faults;

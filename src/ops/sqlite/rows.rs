@@ -58,6 +58,21 @@ pub fn compare_files(before: &Path, after: &Path) -> rusqlite::Result<SqliteDiff
     compare_databases(&a, &b)
 }
 
+/// The ordinary tables of the database in the file `path` (opened
+/// read-only and immutable) with their row counts, by name.
+pub fn table_rows(path: &Path) -> rusqlite::Result<Vec<(String, u64)>> {
+    let db = open_immutable(path)?;
+    let mut counts = Vec::new();
+    for name in tables(&db)?.into_keys() {
+        let count: i64 =
+            db.query_row(&format!("SELECT count(*) FROM {}", quote(&name)), [], |r| {
+                r.get(0)
+            })?;
+        counts.push((name, u64::try_from(count).unwrap_or(0)));
+    }
+    Ok(counts)
+}
+
 /// A table as `PRAGMA table_list` and `table_info` describe it.
 struct TableInfo {
     columns: Vec<String>,

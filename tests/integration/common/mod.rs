@@ -6,6 +6,7 @@
 //! Each test crate uses a subset of these helpers.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod manifest;
 pub mod s3;
 pub mod tools;
