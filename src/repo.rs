@@ -338,7 +338,7 @@ impl Repository {
     pub fn compact_cache_if_sparse(&mut self) -> Result<bool> {
         let (blobs, _) = self.cache.counts()?;
         let file_len = self.cache.file_size();
-        if file_len > 16 << 20 && file_len > blobs.saturating_mul(200) {
+        if file_len > 4 << 20 && file_len > blobs.saturating_mul(200) {
             self.cache.compact()?;
             return Ok(true);
         }
