@@ -380,15 +380,22 @@ impl Repository {
             copy_reads: SecondCopies::default(),
         };
         repo.sync_cache(progress)?;
-        // redb's copy-on-write leaves free pages behind bulk loads; rewrite
-        // the file when it is mostly free space (a cache of tens of bytes per
-        // blob should not take hundreds).
-        let (blobs, _) = repo.cache.counts()?;
-        let file_len = std::fs::metadata(&cache_path).map_or(0, |m| m.len());
-        if file_len > 16 << 20 && file_len > blobs.saturating_mul(200) {
-            repo.cache.compact()?;
-        }
+        repo.compact_cache_if_sparse()?;
         Ok(repo)
+    }
+
+    /// Rewrites the index cache compactly when it is mostly free space:
+    /// redb's copy-on-write leaves free pages behind bulk loads and behind
+    /// a backup's many small index transactions (a cache of tens of bytes
+    /// per blob should not take hundreds). Returns whether it did.
+    pub fn compact_cache_if_sparse(&mut self) -> Result<bool> {
+        let (blobs, _) = self.cache.counts()?;
+        let file_len = self.cache.file_size();
+        if file_len > 4 << 20 && file_len > blobs.saturating_mul(200) {
+            self.cache.compact()?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// The unlocked keys of an encrypted repository.

@@ -298,7 +298,7 @@ fn run_backup(
     sources: Vec<NamedSource>,
 ) -> anyhow::Result<(u8, snap::SnapshotId)> {
     let mut progress = global.progress();
-    let repo = if args.dry_run {
+    let mut repo = if args.dry_run {
         global.open(&progress)?
     } else {
         open_or_create(global, &progress)?
@@ -352,6 +352,11 @@ fn run_backup(
     let result = snap::backup(&repo, &options, &listing);
     progress.finish(result.is_ok());
     let report = result?;
+    // A backup of many small files leaves the index cache mostly free
+    // pages; the snapshot is written, so a failure here only warns.
+    if let Err(e) = repo.compact_cache_if_sparse() {
+        progress.warn(&format!("{e}"));
+    }
     let s = &report.snapshot.summary;
     let mut tally = format!(
         "{} ({} new, {} changed, {} unchanged), {}, {}",

@@ -107,9 +107,12 @@ fn cache_error(path: &Path, e: impl std::fmt::Display) -> Error {
     )
 }
 
-/// redb's page cache: enough for the hot upper B-tree levels, small enough
-/// that memory stays flat however many blobs the repository holds.
-const CACHE_BYTES: usize = 32 << 20;
+/// redb's page cache: enough for the branch pages of millions of blobs
+/// (about 1.5 MiB for 1,000,000), small enough that a backup's memory does
+/// not grow with the number of blobs. Leaf pages come from the operating
+/// system's page cache, which does not count in the process's memory; a
+/// first backup misses on nearly every lookup anyway.
+const CACHE_BYTES: usize = 4 << 20;
 
 /// How long a second process waits for the cache before giving up.
 const WAIT_LIMIT: Duration = Duration::from_secs(3600);
@@ -453,6 +456,11 @@ impl IndexCache {
             .compact()
             .map(|_| ())
             .map_err(|e| cache_error(&self.path, e))
+    }
+
+    /// Size of the cache file in bytes.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     /// Number of blobs and packs the cache knows.

@@ -22,6 +22,12 @@ use crate::sync::lock;
 /// Packs flushed into one index delta at most (by a saver of new blobs).
 const PACKS_PER_DELTA: usize = 8;
 
+/// Blobs after which stored packs get their index delta at once, however
+/// few packs hold them: the entries waiting for a delta, the claims and the
+/// delta's encoding then stay bounded whatever the number of files (a pack
+/// of small files holds tens of thousands of blobs).
+const BLOBS_PER_DELTA: usize = 16_384;
+
 /// What a saver is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Purpose {
@@ -69,8 +75,9 @@ struct SaverState {
 /// Writes new blobs into packs, deduplicating against the index and against
 /// itself; safe to call from many threads. Memory stays bounded: packs go to
 /// temporary files, at most two sealed packs wait for their move into the
-/// repository, and at most [`PACKS_PER_DELTA`] packs wait for their delta
-/// (for a repacking saver, as many as its caller lets wait).
+/// repository, and at most [`PACKS_PER_DELTA`] packs or [`BLOBS_PER_DELTA`]
+/// blobs wait for their delta (for a repacking saver, as many as its caller
+/// lets wait).
 pub struct BlobSaver<'r> {
     repo: &'r Repository,
     purpose: Purpose,
@@ -370,7 +377,9 @@ impl<'r> BlobSaver<'r> {
         }
         let ready = {
             let mut state = lock(&self.state);
-            let enough = self.purpose == Purpose::New && state.stored.len() >= PACKS_PER_DELTA;
+            let blobs: usize = state.stored.iter().map(|p| p.blobs.len()).sum();
+            let enough = self.purpose == Purpose::New
+                && (state.stored.len() >= PACKS_PER_DELTA || blobs >= BLOBS_PER_DELTA);
             if all || enough {
                 std::mem::take(&mut state.stored)
             } else {

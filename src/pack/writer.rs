@@ -12,6 +12,11 @@ use crate::format::pack::{BlobEntry, BlobKind, HEADER_LEN, MAGIC, PackTrailer};
 use crate::format::{FORMAT_VERSION, to_msgpack};
 use crate::id::{BlobId, PackId};
 
+/// Blobs after which a pack is full whatever its size: its entries wait in
+/// memory until it is sealed and indexed, so a pack of tiny blobs must not
+/// gather hundreds of thousands of them.
+pub const MAX_PACK_BLOBS: usize = 16_384;
+
 /// A pack being written to a temporary file.
 pub struct PackWriter {
     file: BufWriter<File>,
@@ -81,9 +86,9 @@ impl PackWriter {
         self.size
     }
 
-    /// Whether the pack reached its target size.
+    /// Whether the pack reached its target size or [`MAX_PACK_BLOBS`].
     pub fn is_full(&self) -> bool {
-        self.size >= self.target
+        self.size >= self.target || self.blobs.len() >= MAX_PACK_BLOBS
     }
 
     /// Number of blobs so far.

@@ -27,6 +27,7 @@ mod cli_format;
 mod cli_help;
 mod cli_hostile_repo;
 mod cli_limits;
+mod cli_many_files;
 mod cli_messages;
 mod cli_mount;
 mod cli_names_tags;

@@ -1,0 +1,138 @@
+//! Backups of many small files through the real binary: a pack holds at
+//! most 16,384 blobs and a delta is written as soon as that many wait for
+//! one, so what a backup keeps in memory depends on those bounds and not on
+//! the number of files; the index cache those many small transactions
+//! leave sparse is compacted after the backup; a backup killed after its
+//! first delta leaves a repository that checks clean, and the next backup
+//! reuses what was indexed.
+
+use crate::common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Env, assert_code, assert_same_tree, pseudo_random};
+
+/// Blobs per pack (and per index delta) at most, as `src/pack` sets it.
+const MAX_PACK_BLOBS: usize = 16_384;
+
+/// Files in the tree: a bit over three packs' worth of blobs.
+const FILES: usize = 3 * MAX_PACK_BLOBS + 2_000;
+
+/// `FILES` small files of distinct content (each one blob), 1,000 a folder;
+/// returns their total size.
+fn many_small_files(root: &Path) -> u64 {
+    let mut total = 0;
+    for i in 0..FILES {
+        let dir = root.join(format!("d{:02}", i / 1000));
+        if i % 1000 == 0 {
+            fs::create_dir_all(&dir).unwrap();
+        }
+        let bytes = pseudo_random(20 + i % 40, i as u64 + 1);
+        total += bytes.len() as u64;
+        fs::write(dir.join(format!("f{i:05}")), bytes).unwrap();
+    }
+    total
+}
+
+/// Index deltas in the repository (not the temporary files they are
+/// written through).
+fn index_deltas(repo: &Path) -> usize {
+    fs::read_dir(repo.join("index"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .count()
+}
+
+#[test]
+fn a_backup_of_many_small_files_writes_a_delta_per_full_pack() {
+    let env = Env::new();
+    let src = env.path("src");
+    let total = many_small_files(&src);
+    let report = env.backup(&[&src], &[]);
+    assert_eq!(report["files_new"], FILES, "{report}");
+    assert_eq!(report["bytes_read"], total, "{report}");
+    // Three full packs of data blobs and the rest: the first full ones get
+    // their delta while the backup goes on, the rest at its end, so at
+    // least two deltas (waiting for eight packs wrote one).
+    let deltas = index_deltas(&env.repo);
+    assert!(deltas >= 2, "{deltas} index deltas for {FILES} blobs");
+    // Those many small index transactions leave the cache mostly free
+    // pages; the backup compacts it, and lookups stay right (below).
+    let cache = fs::metadata(env.repo_cache().join("index.redb"))
+        .unwrap()
+        .len();
+    assert!(
+        cache <= 200 * FILES as u64,
+        "index cache of {cache} bytes for {FILES} blobs"
+    );
+    let target = env.path("restored");
+    env.restore("latest", &target);
+    assert_same_tree(&src, &target.join("src"));
+    assert_code(&env.run(["check", "--read-data"]), 0);
+}
+
+#[test]
+fn a_backup_killed_after_its_first_delta_checks_clean_and_the_next_reuses_it() {
+    let env = Env::new();
+    let src = env.path("src");
+    many_small_files(&src);
+    // What a backup of it adds to an empty repository: data and trees.
+    let reference = Env::new();
+    let full = reference.backup(&[&src], &[])["bytes_added"]
+        .as_u64()
+        .unwrap();
+    drop(reference);
+    let mut child = env
+        .spawnable()
+        .args(["-q", "backup"])
+        .arg(&src)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as one delta is in the repository, while it runs.
+    let started = Instant::now();
+    let running_with_a_delta = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Err(status);
+        }
+        if index_deltas(&env.repo) > 0 {
+            break Ok(());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no index delta after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().ok();
+    child.wait().unwrap();
+    if let Err(status) = running_with_a_delta {
+        panic!("the backup ended ({status}) before any index delta was written");
+    }
+    assert!(
+        env.snapshots().is_empty(),
+        "a killed backup wrote a snapshot"
+    );
+
+    assert_code(&env.run(["check"]), 0);
+    let report = env.backup(&[&src], &[]);
+    assert_eq!(report["files_new"], FILES, "{report}");
+    let added = report["bytes_added"].as_u64().unwrap();
+    // At least one full pack of files (20 bytes or more each) was reused.
+    assert!(
+        added <= full - MAX_PACK_BLOBS as u64 * 20,
+        "the next backup added {added} of {full} bytes: nothing indexed was reused"
+    );
+    let target = env.path("restored");
+    env.restore("latest", &target);
+    assert_same_tree(&src, &target.join("src"));
+    assert_code(&env.run(["check", "--read-data"]), 0);
+}
