@@ -947,7 +947,9 @@ fn listen_elsewhere_warns_and_open_starts_the_browser() {
     assert!(server.addr.starts_with("127.0.0.1:"), "{}", server.addr);
     assert_eq!(server.get("/").status, 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !opened.exists() && std::time::Instant::now() < deadline {
+    // The script's redirection creates the file before printf fills it.
+    let written = || std::fs::read_to_string(&opened).is_ok_and(|url| !url.is_empty());
+    while !written() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let url = std::fs::read_to_string(&opened).expect("the browser was started");
