@@ -592,16 +592,45 @@ fn sqlite_diff(repo: &Repository, before: &Node, after: &Node) -> Result<Content
     })
 }
 
-/// The tables of the SQLite database stored as file `node`, each with its
-/// row count, by name; the inner error says why SQLite could not read it
-/// (not a database, damaged).
-pub fn sqlite_table_rows(
+/// Two versions of a SQLite database side by side: the row diff and each
+/// version's tables with their row counts, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SqliteCompare {
+    /// What changed from the older version to the newer.
+    pub diff: SqliteDiff,
+    /// The older version's tables and their row counts.
+    pub rows_before: Vec<(String, u64)>,
+    /// The newer version's tables and their row counts.
+    pub rows_after: Vec<(String, u64)>,
+}
+
+/// Compares two versions of a file stored as SQLite databases from one
+/// temporary copy of each: `None` when they are not both SQLite databases
+/// (compare them with [`content_diff`]); the inner error says why SQLite
+/// could not read one of them.
+pub fn sqlite_compare(
     repo: &Repository,
-    node: &Node,
-) -> Result<std::result::Result<Vec<(String, u64)>, String>> {
+    before: &Node,
+    after: &Node,
+) -> Result<Option<std::result::Result<SqliteCompare, String>>> {
+    for node in [before, after] {
+        if node.kind != NodeKind::File || !head(repo, node)?.starts_with(SQLITE_HEADER) {
+            return Ok(None);
+        }
+    }
     let dir = temp_dir()?;
-    let path = write_temp(repo, dir.path(), "version.db", node)?;
-    Ok(rows::table_rows(&path).map_err(|e| e.to_string()))
+    let paths = [
+        write_temp(repo, dir.path(), "before.db", before)?,
+        write_temp(repo, dir.path(), "after.db", after)?,
+    ];
+    let read = || -> rusqlite::Result<SqliteCompare> {
+        Ok(SqliteCompare {
+            diff: rows::compare_files(&paths[0], &paths[1])?,
+            rows_before: rows::table_rows(&paths[0])?,
+            rows_after: rows::table_rows(&paths[1])?,
+        })
+    };
+    Ok(Some(read().map_err(|e| e.to_string())))
 }
 
 fn temp_dir() -> Result<tempfile::TempDir> {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use maud::{Markup, html};
-use snap::ops::diff::{ContentDiff, SqliteDiff, content_diff, sqlite_table_rows};
+use snap::ops::diff::{ContentDiff, SqliteCompare, content_diff, sqlite_compare};
 use snap::ops::log::log;
 use snap::ops::paths::{PathArg, nearest_in};
 
 use super::layout::{bytes, encode, page, snapshot_href, time};
-use super::snapshot::{Found, resolve};
+use super::snapshot::resolve;
 use crate::cli::ui::state::App;
 use crate::cli::ui::{UiError, blocking};
 
@@ -105,7 +105,12 @@ pub async fn compare(
         }
         let a = resolve(app, &query.a, &query.path)?;
         let b = resolve(app, &query.b, &query.path)?;
-        let diff = content_diff(&app.repo, &b.path, &a.node, &b.node)?;
+        // A database is copied out once for both its row diff and its counts.
+        let (diff, counts) = match sqlite_compare(&app.repo, &a.node, &b.node)? {
+            Some(Ok(compared)) => (ContentDiff::Sqlite(compared.diff.clone()), Some(compared)),
+            Some(Err(why)) => (ContentDiff::SqliteUnreadable(why), None),
+            None => (content_diff(&app.repo, &b.path, &a.node, &b.node)?, None),
+        };
         let body = html! {
             p #versions {
                 "a: " a href=(snapshot_href(&a.id, &a.path)) { code { (a.id.short()) } } " " (time(&a.snapshot.time)) ", " (bytes(a.node.size))
@@ -114,7 +119,7 @@ pub async fn compare(
             }
             @match &diff {
                 ContentDiff::Text(unified) => (side_by_side(unified)),
-                ContentDiff::Sqlite(rows) => (sqlite(app, &a, &b, rows)?),
+                ContentDiff::Sqlite(_) => @if let Some(compared) = &counts { (sqlite(compared)) },
                 ContentDiff::SqliteUnreadable(why) => p #diff-note .error { "SQLite cannot read one version: " (why) },
                 ContentDiff::Binary => p #diff-note { "The versions are not text (or too large to compare line by line)." },
             }
@@ -223,17 +228,14 @@ fn side_by_side(unified: &str) -> Markup {
     }
 }
 
-fn sqlite(app: &App, a: &Found, b: &Found, diff: &SqliteDiff) -> Result<Markup, UiError> {
-    let counts = |found: &Found| -> Result<Vec<(String, u64)>, UiError> {
-        Ok(sqlite_table_rows(&app.repo, &found.node)?.unwrap_or_default())
-    };
-    let (rows_a, rows_b) = (counts(a)?, counts(b)?);
-    let mut names: Vec<&String> = rows_a.iter().chain(&rows_b).map(|(n, _)| n).collect();
+fn sqlite(compared: &SqliteCompare) -> Markup {
+    let (rows_a, rows_b, diff) = (&compared.rows_before, &compared.rows_after, &compared.diff);
+    let mut names: Vec<&String> = rows_a.iter().chain(rows_b).map(|(n, _)| n).collect();
     names.sort();
     names.dedup();
     let count =
         |rows: &[(String, u64)], name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, c)| *c);
-    Ok(html! {
+    html! {
         section #sqlite {
             h2 { "Tables" }
             table #tables {
@@ -242,8 +244,8 @@ fn sqlite(app: &App, a: &Found, b: &Found, diff: &SqliteDiff) -> Result<Markup, 
                     @for name in &names {
                         tr .table-row data-table=(name) {
                             td { (name) }
-                            td .num { @if let Some(c) = count(&rows_a, name) { (c) } @else { "—" } }
-                            td .num { @if let Some(c) = count(&rows_b, name) { (c) } @else { "—" } }
+                            td .num { @if let Some(c) = count(rows_a, name) { (c) } @else { "—" } }
+                            td .num { @if let Some(c) = count(rows_b, name) { (c) } @else { "—" } }
                         }
                     }
                 }
@@ -274,5 +276,5 @@ fn sqlite(app: &App, a: &Found, b: &Found, diff: &SqliteDiff) -> Result<Markup, 
                 }
             }
         }
-    })
+    }
 }
