@@ -389,13 +389,7 @@ impl Repository {
     /// a backup's many small index transactions (a cache of tens of bytes
     /// per blob should not take hundreds). Returns whether it did.
     pub fn compact_cache_if_sparse(&mut self) -> Result<bool> {
-        let (blobs, _) = self.cache.counts()?;
-        let file_len = self.cache.file_size();
-        if file_len > 4 << 20 && file_len > blobs.saturating_mul(200) {
-            self.cache.compact()?;
-            return Ok(true);
-        }
-        Ok(false)
+        self.cache.compact_if_sparse()
     }
 
     /// The unlocked keys of an encrypted repository.
