@@ -23,6 +23,10 @@
 #   TOOLS         default "snap restic rustic"; a tool that is not installed is
 #                 skipped with a notice
 #   SNAP_BIN      snap binary (default: target/release/snap, built with cargo build --release)
+#   SNAP_BASE_BIN a second snap binary to compare with (say, a build of main): measured
+#                 as the tool "snap-base", right after snap in every round, and
+#                 reported as snap-base/snap like a peer; TOOLS="snap" SNAP_BASE_BIN=...
+#                 compares two builds without the peers
 #   BENCH_NO_BUILD     set to 1 to skip cargo build --release
 #   BENCH_KEEP_DATA    set to 1 to keep the generated trees (default: each tree is
 #                      deleted when its size is done; generating 300k files takes ~30 s)
@@ -46,6 +50,7 @@ RUNS=${RUNS:-3}
 MODES=${MODES:-warm dropped}
 TOOLS=${TOOLS:-snap restic rustic}
 SNAP=${SNAP_BIN:-$ROOT/target/release/snap}
+SNAP_BASE=${SNAP_BASE_BIN:-}
 export RESTIC_PASSWORD=${RESTIC_PASSWORD:-snap-bench}
 
 TREES=$WORK/trees
@@ -84,7 +89,13 @@ detect_tools() {
   local tool kept=()
   for tool in $TOOLS; do
     case $tool in
-      snap) kept+=(snap) ;;
+      snap)
+        kept+=(snap)
+        if [[ -n $SNAP_BASE ]]; then
+          [[ -x $SNAP_BASE ]] || { echo "SNAP_BASE_BIN: no binary at $SNAP_BASE" >&2; exit 1; }
+          kept+=(snap-base)
+        fi ;;
+      snap-base) ;; # measured when SNAP_BASE_BIN is set, right after snap
       restic | rustic)
         if command -v "$tool" >/dev/null; then
           kept+=("$tool")
@@ -177,6 +188,7 @@ tool_reset() { # remove repository and cache, then init (untimed)
   mkdir -p "$cache"
   case $tool in
     snap) XDG_CACHE_HOME=$cache "$SNAP" -r "$repo" init ;;
+    snap-base) XDG_CACHE_HOME=$cache "$SNAP_BASE" -r "$repo" init ;;
     restic) restic -r "$repo" --cache-dir "$cache" init ;;
     rustic) rustic -r "$repo" --password "$RESTIC_PASSWORD" --cache-dir "$cache" init ;;
   esac >"$LOGS/$tool.init.log" 2>&1 || { say "FAILED: $tool init (log: $LOGS/$tool.init.log)"; tail -n 5 "$LOGS/$tool.init.log" >&2; }
@@ -189,6 +201,7 @@ tool_backup() { # KEY TOOL TREE
   cache=$(cache_of "$tool")
   case $tool in
     snap) measure "$key" env XDG_CACHE_HOME="$cache" "$SNAP" -r "$repo" backup "$tree" ;;
+    snap-base) measure "$key" env XDG_CACHE_HOME="$cache" "$SNAP_BASE" -r "$repo" backup "$tree" ;;
     restic) measure "$key" restic -r "$repo" --cache-dir "$cache" --compression auto backup "$tree" ;;
     rustic) measure "$key" rustic -r "$repo" --password "$RESTIC_PASSWORD" --cache-dir "$cache" backup "$tree" ;;
   esac
@@ -222,6 +235,7 @@ report() {
   local versions=" $(snap_version)"
   for tool in $TOOLS; do
     case $tool in
+      snap-base) versions+=", snap-base: $("$SNAP_BASE" --version 2>/dev/null || echo snap) ($SNAP_BASE, built $(date -r "$SNAP_BASE" +%Y-%m-%dT%H:%M))" ;;
       restic) versions+=", $(restic version | cut -d' ' -f1-2)" ;;
       rustic) versions+=", $(rustic --version 2>/dev/null | head -n 1)" ;;
     esac
@@ -229,6 +243,7 @@ report() {
   echo "- versions:$versions"
   [[ -z $SKIPPED_TOOLS ]] || echo "- not installed, so not measured:$SKIPPED_TOOLS"
   echo "- restic encrypts (always) and compresses with --compression auto; snap is unencrypted, zstd at its default level"
+  [[ -z $SNAP_BASE ]] || echo "- snap-base is the same snap benchmark with \$SNAP_BASE_BIN; snap-base/snap above 1 means snap got faster"
   echo
   header="| files | page cache |"
   rule="|---:|---|"

@@ -321,10 +321,16 @@ fn run_main() -> ExitCode {
         }
     };
     // File reads block; twice as many workers as cores keeps the cores busy
-    // while some wait for the disk.
+    // while some wait for the disk. RAYON_NUM_THREADS, rayon's own setting,
+    // overrides it (for measuring).
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or((2 * cores).max(4));
     let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads((2 * cores).max(4))
+        .num_threads(threads)
         .stack_size(STACK_SIZE)
         .build_global();
     let profile = match Profile::find(cli.config.as_deref()) {

@@ -3,7 +3,7 @@
 //! the repository relies on: packs, then the index delta naming them.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::backend::FileKind;
@@ -54,14 +54,60 @@ pub struct SaverLog {
     pub parity: Vec<String>,
 }
 
+/// Shards of the claims: a claim locks one shard, so that workers claiming
+/// blobs seldom wait for each other (ids are uniform, the first byte picks).
+const CLAIM_SHARDS: usize = 16;
+
+/// Blobs written (or being written) in this session and not yet in the
+/// cache, in shards by their id's first byte.
+struct Claims {
+    shards: [Mutex<HashSet<BlobId>>; CLAIM_SHARDS],
+}
+
+impl Claims {
+    fn new() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(HashSet::new())),
+        }
+    }
+
+    fn shard(id: &BlobId) -> usize {
+        usize::from(id.0[0]) % CLAIM_SHARDS
+    }
+
+    /// Claims `id`; `false` when it was claimed already.
+    fn insert(&self, id: BlobId) -> bool {
+        lock(&self.shards[Self::shard(&id)]).insert(id)
+    }
+
+    /// Drops the claims of `ids` (the cache knows them now), locking each
+    /// shard once.
+    fn remove_all<'a>(&self, ids: impl Iterator<Item = &'a BlobId> + Clone) {
+        for (number, shard) in self.shards.iter().enumerate() {
+            let mut shard = lock(shard);
+            for id in ids.clone().filter(|id| Self::shard(id) == number) {
+                shard.remove(id);
+            }
+        }
+    }
+
+    fn clear(&self) {
+        for shard in &self.shards {
+            lock(shard).clear();
+        }
+    }
+}
+
+/// The open metadata pack and its second copy, which always hold the same
+/// blobs and are sealed together.
+#[derive(Default)]
+struct MetaPacks {
+    first: Option<PackWriter>,
+    copy: Option<PackWriter>,
+}
+
 #[derive(Default)]
 struct SaverState {
-    data: Option<PackWriter>,
-    meta: Option<PackWriter>,
-    /// The second copy of `meta`: the same blobs, another pack.
-    meta_copy: Option<PackWriter>,
-    /// Blobs written (or being written) in this session and not yet in the cache.
-    claimed: HashSet<BlobId>,
     /// Stored packs not yet named by an index delta.
     stored: Vec<PackIndex>,
     /// Sealed packs whose storing result has not been collected yet.
@@ -81,12 +127,21 @@ struct SaverState {
 pub struct BlobSaver<'r> {
     repo: &'r Repository,
     purpose: Purpose,
+    /// The open data pack, locked apart from the metadata packs, the claims
+    /// and the state, so that appending a frame (and the write of a full
+    /// buffer) holds up only the workers appending to the same pack.
+    data: Mutex<Option<PackWriter>>,
+    meta: Mutex<MetaPacks>,
+    claims: Claims,
     state: Mutex<SaverState>,
     to_store: Mutex<Option<crossbeam_channel::Sender<FinishedPack>>>,
     stored: crossbeam_channel::Receiver<Result<PackIndex>>,
     storer: Mutex<Option<std::thread::JoinHandle<()>>>,
     bytes_added: AtomicU64,
     bytes_added_packed: AtomicU64,
+    /// Whether a thread runs [`BlobSaver::index_in_background`]: workers
+    /// then leave index deltas (and their fsyncs) to it.
+    background: AtomicBool,
     /// Count what would be added, write nothing.
     dry_run: bool,
 }
@@ -153,12 +208,16 @@ impl<'r> BlobSaver<'r> {
         BlobSaver {
             repo,
             purpose,
+            data: Mutex::new(None),
+            meta: Mutex::new(MetaPacks::default()),
+            claims: Claims::new(),
             state: Mutex::new(SaverState::default()),
             to_store: Mutex::new(Some(to_store)),
             stored,
             storer: Mutex::new(Some(storer)),
             bytes_added: AtomicU64::new(0),
             bytes_added_packed: AtomicU64::new(0),
+            background: AtomicBool::new(false),
             dry_run: false,
         }
     }
@@ -213,7 +272,7 @@ impl<'r> BlobSaver<'r> {
         if self.purpose == Purpose::New && self.repo.cache().contains(&id)? {
             return Ok(false);
         }
-        Ok(lock(&self.state).claimed.insert(id))
+        Ok(self.claims.insert(id))
     }
 
     /// Adds a claimed blob's frame to the open pack of its kind.
@@ -229,35 +288,33 @@ impl<'r> BlobSaver<'r> {
             // Before the first pack that holds a second copy.
             self.repo.require_feature(Feature::MetadataTwice)?;
         }
-        let full = {
-            let mut state = lock(&self.state);
-            let temp_dir = self.repo.backend().temp_dir();
-            if kind == BlobKind::Data {
-                let slot = &mut state.data;
-                if slot.is_none() {
-                    *slot = Some(PackWriter::create(temp_dir, self.repo.pack_target())?);
-                }
-                let writer = slot.as_mut().expect("just created");
-                writer.add(id, kind, frame, raw_length)?;
-                [writer.is_full().then(|| slot.take()).flatten(), None]
+        let temp_dir = self.repo.backend().temp_dir();
+        let full = if kind == BlobKind::Data {
+            let mut slot = lock(&self.data);
+            if slot.is_none() {
+                *slot = Some(PackWriter::create(temp_dir, self.repo.pack_target())?);
+            }
+            let writer = slot.as_mut().expect("just created");
+            writer.add(id, kind, frame, raw_length)?;
+            [writer.is_full().then(|| slot.take()).flatten(), None]
+        } else {
+            // Trees and chunk lists go into two packs at
+            // once, sealed together: the two always hold the same blobs.
+            let mut packs = lock(&self.meta);
+            if packs.first.is_none() {
+                let target = self.repo.pack_target();
+                packs.first = Some(PackWriter::create(temp_dir, target)?);
+                packs.copy = Some(PackWriter::create_second_copy(temp_dir, target)?);
+            }
+            let writer = packs.first.as_mut().expect("just created");
+            writer.add(id, kind, frame, raw_length)?;
+            let full = writer.is_full();
+            let copy = packs.copy.as_mut().expect("created with first");
+            copy.add(id, kind, frame, raw_length)?;
+            if full {
+                [packs.first.take(), packs.copy.take()]
             } else {
-                // Trees and chunk lists go into two packs at
-                // once, sealed together: the two always hold the same blobs.
-                if state.meta.is_none() {
-                    let target = self.repo.pack_target();
-                    state.meta = Some(PackWriter::create(temp_dir, target)?);
-                    state.meta_copy = Some(PackWriter::create_second_copy(temp_dir, target)?);
-                }
-                let writer = state.meta.as_mut().expect("just created");
-                writer.add(id, kind, frame, raw_length)?;
-                let full = writer.is_full();
-                let copy = state.meta_copy.as_mut().expect("created with meta");
-                copy.add(id, kind, frame, raw_length)?;
-                if full {
-                    [state.meta.take(), state.meta_copy.take()]
-                } else {
-                    [None, None]
-                }
+                [None, None]
             }
         };
         let mut sealed = false;
@@ -265,7 +322,7 @@ impl<'r> BlobSaver<'r> {
             self.seal(writer)?;
             sealed = true;
         }
-        if sealed {
+        if sealed && !self.background.load(Ordering::Relaxed) {
             self.index_stored(false)?;
         }
         Ok(())
@@ -319,10 +376,12 @@ impl<'r> BlobSaver<'r> {
 
     /// Seals the open packs that hold anything.
     fn seal_open(&self) -> Result<()> {
-        let writers = {
-            let mut state = lock(&self.state);
-            [state.data.take(), state.meta.take(), state.meta_copy.take()]
+        let data = lock(&self.data).take();
+        let [first, copy] = {
+            let mut packs = lock(&self.meta);
+            [packs.first.take(), packs.copy.take()]
         };
+        let writers = [data, first, copy];
         for writer in writers.into_iter().flatten() {
             if !writer.is_empty() {
                 self.seal(writer)?;
@@ -463,30 +522,57 @@ impl<'r> BlobSaver<'r> {
         );
         self.repo.cache().add_deltas(std::slice::from_ref(&entry))?;
         let delta = entry.1;
-        // Now that the cache knows them, the blobs need no claim any more.
-        let mut state = lock(&self.state);
-        state.log.deltas.push(id);
-        state.log.marked += delta.obsolete.len() as u64;
-        for pack in &delta.packs {
-            for blob in &pack.blobs {
-                state.claimed.remove(&blob.id);
-            }
+        {
+            let mut state = lock(&self.state);
+            state.log.deltas.push(id);
+            state.log.marked += delta.obsolete.len() as u64;
         }
+        // Now that the cache knows them, the blobs need no claim any more.
+        self.claims
+            .remove_all(delta.packs.iter().flat_map(|p| &p.blobs).map(|b| &b.id));
         Ok(())
     }
 
-    /// Seals open packs, waits until every pack is stored, and writes the
-    /// index delta for them. After it returns, every saved blob is durable
-    /// and indexed.
-    pub fn flush(&self) -> Result<()> {
+    /// Writes the index deltas of stored packs as they come in, until the
+    /// storers stop ([`BlobSaver::close`]): run on a thread of its own
+    /// beside the workers, it takes the writing and fsync of the deltas and
+    /// the cache's commits off them. The ordering is the same as without
+    /// it: a delta names only packs their storer made durable, the cache
+    /// learns a delta once it is written, and claims go only after that.
+    /// Packs stored after an error are left to [`BlobSaver::flush`].
+    pub fn index_in_background(&self) -> Result<()> {
+        if self.purpose != Purpose::New || self.dry_run {
+            return Ok(());
+        }
+        self.background.store(true, Ordering::Relaxed);
+        let result = self.stored.iter().try_for_each(|result| {
+            self.collect(result)?;
+            self.index_stored(false)
+        });
+        // Workers index for themselves again (after an error: and fail too).
+        self.background.store(false, Ordering::Relaxed);
+        result
+    }
+
+    /// Seals the open packs and waits until the storers have stored every
+    /// sealed pack; no blob may be saved after it. Runs again harmlessly.
+    pub fn close(&self) -> Result<()> {
         let result = self.seal_open();
         // Close the channel and wait for the storer to finish what it has.
         drop(lock(&self.to_store).take());
         if let Some(handle) = lock(&self.storer).take() {
             let _ = handle.join();
         }
+        result
+    }
+
+    /// Seals open packs, waits until every pack is stored, and writes the
+    /// index delta for them. After it returns, every saved blob is durable
+    /// and indexed.
+    pub fn flush(&self) -> Result<()> {
+        let result = self.close();
         let indexed = self.index_stored(true);
-        lock(&self.state).claimed.clear();
+        self.claims.clear();
         result.and(indexed)
     }
 

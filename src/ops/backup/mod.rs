@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::id::SnapshotId;
 use crate::progress::{Phase, Progress};
@@ -249,17 +249,25 @@ fn backup_filtered(
         Phase::Working
     });
     let walked = AtomicBool::new(false);
-    let result = std::thread::scope(|scope| {
+    let (result, indexed) = std::thread::scope(|scope| {
         if scan {
             scope.spawn(|| walker.scan_sources(&sources, &walked));
         }
+        // Index deltas are written beside the walk; the indexer stops once
+        // the saver is closed, which the guard does even on a panic.
+        let indexer = scope.spawn(|| walker.saver.index_in_background());
+        let closing = CloseOnDrop(&walker.saver);
         let result = walker.backup_sources(&sources, parent_root.as_ref());
         walked.store(true, Ordering::Relaxed);
-        result
+        let closed = closing.close();
+        let indexed = indexer
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Io, "the indexer panicked")));
+        (result, closed.and(indexed))
     });
     // Whatever happened, make what was stored durable and indexed, so the
     // next backup reuses it instead of uploading it again.
-    let flushed = walker.saver.flush();
+    let flushed = indexed.and(walker.saver.flush());
     let tree = result?;
     flushed?;
     walker.write_memos(0)?;
@@ -311,4 +319,22 @@ fn backup_filtered(
         changed_while_read,
         excluded,
     })
+}
+
+/// Closes a saver when dropped, unless [`CloseOnDrop::close`] did: a thread
+/// indexing in the background then stops even when the walk panicked.
+struct CloseOnDrop<'s, 'r>(&'s crate::pack::BlobSaver<'r>);
+
+impl CloseOnDrop<'_, '_> {
+    fn close(self) -> Result<()> {
+        let result = self.0.close();
+        std::mem::forget(self);
+        result
+    }
+}
+
+impl Drop for CloseOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        let _ = self.0.close();
+    }
 }
