@@ -18,11 +18,14 @@ fn main() -> ExitCode {
 /// block freed (up to 32 MiB): after the first 5 MiB chunk buffer, chunk
 /// buffers, zstd contexts and pack buffers come from the per-thread arenas,
 /// whose freed space stays resident, up to twice that threshold per arena
-/// (one arena per thread, up to 8 per core). A fixed threshold (its default
-/// initial value, 128 KiB) gives large blocks back to the kernel when they
-/// are freed, and two arenas keep small blocks from spreading over one
-/// arena per thread. Measured on a first backup of 300,000 small files:
-/// 50 MiB peak RSS with glibc's defaults, 34 MiB with these.
+/// (one arena per thread, up to 8 per core). A fixed threshold of 1 MiB
+/// gives blocks of that size and more back to the kernel when they are
+/// freed (fixing it also keeps the arenas' trim threshold at 128 KiB), and
+/// two arenas keep small blocks from spreading over one arena per thread.
+/// Peak RSS of a first backup: 300,000 small files 50 -> 33-36 MiB, the
+/// peer dataset 73-86 -> 49-53 MiB. A threshold of 128 KiB held 2-3 MiB
+/// less, but mapping and faulting in every chunk's buffers anew cost the
+/// peer dataset's backup about 15% of its time.
 ///
 /// Other allocators were measured too (mimalloc, jemalloc): with their
 /// defaults they held more than glibc, and their settings that do not can
@@ -30,7 +33,7 @@ fn main() -> ExitCode {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn bound_malloc() {
-    const MMAP_THRESHOLD: libc::c_int = 128 << 10;
+    const MMAP_THRESHOLD: libc::c_int = 1 << 20;
     const ARENAS: libc::c_int = 2;
     // SAFETY: mallopt only sets malloc's tuning parameters, and it is
     // called first thing in main, before any thread of this program starts.
