@@ -23,9 +23,11 @@ fn main() -> ExitCode {
 /// freed (fixing it also keeps the arenas' trim threshold at 128 KiB), and
 /// two arenas keep small blocks from spreading over one arena per thread.
 /// Peak RSS of a first backup: 300,000 small files 50 -> 33-36 MiB, the
-/// peer dataset 73-86 -> 49-53 MiB. A threshold of 128 KiB held 2-3 MiB
-/// less, but mapping and faulting in every chunk's buffers anew cost the
-/// peer dataset's backup about 15% of its time.
+/// peer dataset 73-86 -> 50-55 MiB. A threshold of 128 KiB held 2-3 MiB
+/// less but maps every chunk's zstd output anew. Large blocks mapped and
+/// faulted in anew still cost a backup of large files 0.3-0.5 s of system
+/// time per GB (the wall time it costs was within the noise of a loaded
+/// machine: see docs/PERFORMANCE.md).
 ///
 /// Other allocators were measured too (mimalloc, jemalloc): with their
 /// defaults they held more than glibc, and their settings that do not can
