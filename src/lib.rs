@@ -31,6 +31,8 @@
 //! objects by hand reach them through [`internals`], an unstable door that
 //! is hidden from the documentation and may change in any release.
 
+#![forbid(unsafe_code)]
+
 pub mod backend;
 pub(crate) mod codec;
 pub mod duration;
