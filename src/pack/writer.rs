@@ -1,7 +1,7 @@
 //! Appends blob frames to a temporary file and seals it into a pack.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use tempfile::TempPath;
@@ -17,9 +17,20 @@ use crate::id::{BlobId, PackId};
 /// gather hundreds of thousands of them.
 pub const MAX_PACK_BLOBS: usize = 16_384;
 
+/// Bytes gathered before they are hashed and written at once.
+///
+/// The pack's name is blake3 of its bytes. blake3 hashes 1 KiB chunks of
+/// one input side by side (SIMD), but input fed a frame at a time (a few
+/// hundred bytes for a small file) goes through one block after the other:
+/// hashing a whole buffer instead made hashing the packs of 300,000 small
+/// files about four times cheaper (docs/PERFORMANCE.md).
+const BUFFER: usize = 1 << 20;
+
 /// A pack being written to a temporary file.
 pub struct PackWriter {
-    file: BufWriter<File>,
+    file: File,
+    /// Bytes appended but not yet hashed and written.
+    buffer: Vec<u8>,
     path: TempPath,
     hasher: blake3::Hasher,
     size: u64,
@@ -48,7 +59,8 @@ impl PackWriter {
             .map_err(|e| Error::io("cannot create a temporary pack in", temp_dir, e))?
             .into_parts();
         let mut writer = Self {
-            file: BufWriter::with_capacity(1 << 20, file),
+            file,
+            buffer: Vec::with_capacity(BUFFER),
             path,
             hasher: blake3::Hasher::new(),
             size: 0,
@@ -73,12 +85,33 @@ impl PackWriter {
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all(bytes)
-            .map_err(|e| Error::io("cannot write temporary pack", &self.path, e))?;
-        self.hasher.update(bytes);
+        if self.buffer.len() + bytes.len() > BUFFER {
+            self.write_buffer()?;
+        }
+        if bytes.len() >= BUFFER {
+            self.hash_and_write(bytes)?;
+        } else {
+            self.buffer.extend_from_slice(bytes);
+        }
         self.size += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Hashes and writes what the buffer holds.
+    fn write_buffer(&mut self) -> Result<()> {
+        let buffer = std::mem::take(&mut self.buffer);
+        let written = self.hash_and_write(&buffer);
+        self.buffer = buffer;
+        self.buffer.clear();
+        written
+    }
+
+    /// Hashes and writes `bytes`, past the buffer.
+    fn hash_and_write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.file
+            .write_all(bytes)
+            .map_err(|e| Error::io("cannot write temporary pack", &self.path, e))
     }
 
     /// Bytes written so far.
@@ -134,9 +167,7 @@ impl PackWriter {
             u32::try_from(frame.len()).map_err(|_| Error::usage("pack trailer over 4 GiB"))?;
         self.append(&frame)?;
         self.append(&frame_len.to_le_bytes())?;
-        self.file
-            .flush()
-            .map_err(|e| Error::io("cannot write temporary pack", &self.path, e))?;
+        self.write_buffer()?;
         Ok(FinishedPack {
             id: PackId(*self.hasher.finalize().as_bytes()),
             size: self.size,
