@@ -8,18 +8,120 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::id::BlobId;
 
 thread_local! {
-    // zstd contexts are expensive to create (megabytes of tables): one per
-    // thread and level, reused for every blob.
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    // Decompression contexts are small (the tables of one frame); one per
+    // thread, reused for every blob.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
-    // Contexts with a dictionary loaded (zstd digests it once per context).
-    static DICT_COMPRESSOR: RefCell<Option<(i32, BlobId, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DICT_DECOMPRESSOR: RefCell<Option<(BlobId, zstd::bulk::Decompressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// A zstd compression context, the level and the dictionary (if any) it
+/// was made for.
+struct Context {
+    level: i32,
+    dictionary: Option<BlobId>,
+    compressor: zstd::bulk::Compressor<'static>,
+}
+
+/// The process's zstd compression contexts, at most one per core.
+///
+/// A context holds megabytes of tables, so it is made once and reused for
+/// every blob. A backup runs more worker threads than cores (most of them
+/// wait for the disk at any time when the files are not cached), so one
+/// context per thread would make memory grow with the thread count; here
+/// the threads share one context per core instead, and a thread that finds
+/// them all busy waits for one, which also keeps compression to one thread
+/// per core. Compressing is the only thing done while a context is held,
+/// so the wait always ends.
+struct Contexts {
+    state: Mutex<ContextsState>,
+    returned: Condvar,
+    limit: usize,
+}
+
+struct ContextsState {
+    idle: Vec<Context>,
+    /// Contexts made so far (idle or in use).
+    made: usize,
+}
+
+static CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts {
+    state: Mutex::new(ContextsState {
+        idle: Vec::new(),
+        made: 0,
+    }),
+    returned: Condvar::new(),
+    limit: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+});
+
+impl Contexts {
+    fn lock(&self) -> MutexGuard<'_, ContextsState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` with a context for `level` and `dictionary`: an idle one made
+    /// for them, else a new one while fewer than `limit` exist, else an idle
+    /// one remade for them, else the next one returned.
+    fn with<T>(
+        &self,
+        level: i32,
+        dictionary: Option<&Dictionary>,
+        f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let id = dictionary.map(|d| d.id);
+        let mut state = self.lock();
+        let found = loop {
+            if let Some(i) = state
+                .idle
+                .iter()
+                .position(|c| c.level == level && c.dictionary == id)
+            {
+                break Some(state.idle.swap_remove(i));
+            }
+            if state.made < self.limit {
+                state.made += 1;
+                break None;
+            }
+            if !state.idle.is_empty() {
+                // Made for another level or dictionary: replaced below.
+                state.idle.pop();
+                break None;
+            }
+            state = self
+                .returned
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        };
+        drop(state);
+        let made = match found {
+            Some(context) => Ok(context),
+            None => match dictionary {
+                Some(d) => zstd::bulk::Compressor::with_dictionary(level, d.bytes()),
+                None => zstd::bulk::Compressor::new(level),
+            }
+            .map(|compressor| Context {
+                level,
+                dictionary: id,
+                compressor,
+            }),
+        };
+        let mut context = match made {
+            Ok(context) => context,
+            Err(e) => {
+                self.lock().made -= 1;
+                self.returned.notify_one();
+                return Err(e);
+            }
+        };
+        let result = f(&mut context.compressor);
+        self.lock().idle.push(context);
+        self.returned.notify_one();
+        result
+    }
 }
 
 /// Magic of the skippable frame that names a blob's dictionary (zstd
@@ -67,18 +169,8 @@ pub fn compress_with(
     level: i32,
     dictionary: &Dictionary,
 ) -> crate::error::Result<Vec<u8>> {
-    DICT_COMPRESSOR
-        .with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot
-                .as_ref()
-                .is_none_or(|(l, id, _)| *l != level || *id != dictionary.id)
-            {
-                let compressor =
-                    zstd::bulk::Compressor::with_dictionary(level, dictionary.bytes())?;
-                *slot = Some((level, dictionary.id, compressor));
-            }
-            let (_, _, compressor) = slot.as_mut().expect("just set");
+    CONTEXTS
+        .with(level, Some(dictionary), |compressor| {
             let mut out = Vec::with_capacity(DICTIONARY_HEADER_LEN + data.len() / 2);
             out.extend_from_slice(&DICTIONARY_MAGIC.to_le_bytes());
             out.extend_from_slice(&32u32.to_le_bytes());
@@ -144,15 +236,8 @@ fn bounded(out: Vec<u8>, max_len: usize) -> io::Result<Vec<u8>> {
 
 /// Compresses `data` into one zstd frame at `level`.
 pub fn compress(data: &[u8], level: i32) -> crate::error::Result<Vec<u8>> {
-    COMPRESSOR
-        .with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-                *slot = Some((level, zstd::bulk::Compressor::new(level)?));
-            }
-            let (_, compressor) = slot.as_mut().expect("just set");
-            compressor.compress(data)
-        })
+    CONTEXTS
+        .with(level, None, |compressor| compressor.compress(data))
         .map_err(|e| {
             crate::error::Error::new(
                 crate::error::ErrorKind::Io,

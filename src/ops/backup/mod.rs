@@ -2,10 +2,13 @@
 //! snapshot without reading them, chunk and store the rest, write trees
 //! bottom-up, then the snapshot.
 //!
-//! Work runs on the rayon pool: directories' entries in parallel, and the
-//! chunks of each read buffer in parallel. Memory is bounded by one read
-//! buffer per worker plus the open packs, whatever the size of the tree or
-//! the repository.
+//! Work runs on two rayon pools of the walker's own (`walk.rs`, `Pools`):
+//! directories' entries in parallel on many walk workers (most wait for the
+//! disk when nothing is cached), and files read in steps, with the chunks
+//! of each read buffer in parallel, on as many workers as the process's
+//! pool. Memory is bounded by one read buffer per worker of the second
+//! pool, one zstd context per core, the open packs and the packs waiting
+//! for their index delta, whatever the size of the tree or the repository.
 //!
 //! One file per role, as restic's `internal/archiver` and rustic_core's
 //! `archiver/` do: this file holds the options, the report and the
