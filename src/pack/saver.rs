@@ -30,10 +30,14 @@ const BLOBS_PER_DELTA: usize = 16_384;
 
 /// Blobs in sealed packs that no index delta names yet, from which workers
 /// wait for the background indexer before they add to a pack (see
-/// [`BlobSaver::wait_for_indexer`]): one pack full of small blobs may wait
-/// for its delta while the next fills. At least [`BLOBS_PER_DELTA`], so
-/// that once the packs waiting are stored, they are enough for a delta.
-const UNINDEXED_BLOBS_MAX: usize = 2 * BLOBS_PER_DELTA + 1;
+/// [`BlobSaver::wait_for_indexer`]): one pack full of small blobs per
+/// storer, plus one, may wait for its delta while the next fills (two for
+/// a local repository, more for object storage, which stores several
+/// packs at once). Always more than [`BLOBS_PER_DELTA`], so that once the
+/// packs waiting are stored, they are enough for a delta.
+fn unindexed_blobs_max(storers: usize) -> usize {
+    (storers + 1) * BLOBS_PER_DELTA + 1
+}
 
 /// What a saver is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -154,6 +158,8 @@ pub struct BlobSaver<'r> {
     /// Signalled when an index delta was written, and when the background
     /// indexer stops.
     indexed: Condvar,
+    /// See [`unindexed_blobs_max`].
+    unindexed_max: usize,
     /// Count what would be added, write nothing.
     dry_run: bool,
 }
@@ -231,6 +237,7 @@ impl<'r> BlobSaver<'r> {
             bytes_added_packed: AtomicU64::new(0),
             background: AtomicBool::new(false),
             indexed: Condvar::new(),
+            unindexed_max: unindexed_blobs_max(storers),
             dry_run: false,
         }
     }
@@ -377,7 +384,7 @@ impl<'r> BlobSaver<'r> {
     }
 
     /// While the indexer runs in the background, waits until fewer than
-    /// [`UNINDEXED_BLOBS_MAX`] blobs of sealed packs wait for their delta.
+    /// `unindexed_max` blobs of sealed packs wait for their delta.
     ///
     /// Every blob of those packs keeps its claim and its entry in memory
     /// until its delta is written, and when the workers outnumber the cores
@@ -392,7 +399,7 @@ impl<'r> BlobSaver<'r> {
             .indexed
             .wait_while(state, |state| {
                 self.background.load(Ordering::Relaxed)
-                    && state.unindexed_blobs >= UNINDEXED_BLOBS_MAX
+                    && state.unindexed_blobs >= self.unindexed_max
             })
             .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
