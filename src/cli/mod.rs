@@ -321,7 +321,8 @@ fn run_main() -> ExitCode {
         }
     };
     // File reads block; twice as many workers as cores keeps the cores busy
-    // while some wait for the disk. RAYON_NUM_THREADS, rayon's own setting,
+    // while some wait for the disk (a backup walks on pools of its own,
+    // ops/backup/walk.rs). RAYON_NUM_THREADS, rayon's own setting,
     // overrides it (for measuring).
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let threads = std::env::var("RAYON_NUM_THREADS")

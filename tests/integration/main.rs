@@ -48,3 +48,4 @@ mod cli_trust_access;
 mod cli_ui;
 mod decode_fuzz;
 mod lib_faults;
+mod lib_saver;
