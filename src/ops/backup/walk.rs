@@ -69,8 +69,11 @@ pub(super) struct Walker<'a> {
 ///
 /// Files read in steps through a buffer of a chunk and a read step (5 MiB:
 /// large files, databases) are stored on the second pool instead, as many
-/// workers as the process's own pool (2 per core), so that those buffers
-/// stay as few as before however many walk workers there are.
+/// workers as the process's own pool (2 per core). Not a hard bound on
+/// those buffers: a walk worker waiting for its file there goes on with
+/// other walk jobs (rayon's `install` across pools), which may hand over
+/// more files, so the peer dataset's first backup peaked at 75 MiB where
+/// one pool of 4 workers took 52 (docs/PERFORMANCE.md).
 struct Pools {
     walk: rayon::ThreadPool,
     buffered: rayon::ThreadPool,
