@@ -290,9 +290,8 @@ pub fn with_warnings(repo: Repository) -> Repository {
     repo
 }
 
-/// Stack of the threads that walk trees: deep folder nesting recurses deeply.
-/// Only touched pages use memory.
-const STACK_SIZE: usize = 256 << 20;
+/// Stack of the threads that walk trees (the library's, for its own pools too).
+const STACK_SIZE: usize = snap::ops::WORKER_STACK;
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {

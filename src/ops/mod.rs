@@ -1,5 +1,11 @@
 //! Operations on a repository: one module per command family.
 
+/// Stack of the threads that walk trees (a backup's workers, and the
+/// `snap` binary's main thread, rayon pool and web server): deep folder
+/// nesting recurses deeply, one call per level. Only touched pages use
+/// memory.
+pub const WORKER_STACK: usize = 256 << 20;
+
 pub mod backup;
 pub mod browse;
 pub mod check;

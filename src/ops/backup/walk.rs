@@ -99,12 +99,11 @@ impl Pools {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .thread_name(move |i| format!("snap-{name}-{i}"))
-                // As deep as the process's own workers: trees nest.
-                .stack_size(WORKER_STACK)
+                .stack_size(crate::ops::WORKER_STACK)
                 .build()
                 .map_err(|e| {
-                    crate::error::Error::new(
-                        crate::error::ErrorKind::Io,
+                    Error::new(
+                        ErrorKind::Io,
                         format!("cannot start the backup's workers: {e}"),
                     )
                 })
@@ -115,10 +114,6 @@ impl Pools {
         })
     }
 }
-
-/// Stack of a worker: walks nest one call per folder level (paths are at
-/// most `MAX_PATH_LEN` long, so at most 2,048 levels).
-const WORKER_STACK: usize = 256 << 20;
 
 impl<'a> Walker<'a> {
     /// A walker storing into `repo` what `options` selects.
