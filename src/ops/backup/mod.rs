@@ -4,11 +4,12 @@
 //!
 //! Work runs on two rayon pools of the walker's own (`walk.rs`, `Pools`):
 //! directories' entries in parallel on many walk workers (most wait for the
-//! disk when nothing is cached), and files read in steps, with the chunks
-//! of each read buffer in parallel, on as many workers as the process's
-//! pool. Memory is bounded by one read buffer per worker of the second
-//! pool, one zstd context per core, the open packs and the packs waiting
-//! for their index delta, whatever the size of the tree or the repository.
+//! disk when nothing is cached); files read in steps are handed over to
+//! as many reader threads as the process's pool has workers, and the
+//! chunks of each read buffer are stored in parallel on the second pool.
+//! Memory is bounded by one read buffer per reader, one zstd context per
+//! core, the open packs and the packs waiting for their index delta,
+//! whatever the size of the tree or the repository.
 //!
 //! One file per role, as restic's `internal/archiver` and rustic_core's
 //! `archiver/` do: this file holds the options, the report and the

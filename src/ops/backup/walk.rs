@@ -11,8 +11,8 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, mpsc};
 
 use globset::GlobSet;
 use rayon::prelude::*;
@@ -27,7 +27,7 @@ use crate::format::tree::{ListCut, Node, NodeKind, Tree, escape_path};
 use crate::glob::{glob_set, glob_set_case};
 use crate::id::{BlobId, TreeId};
 use crate::index::FileMemo;
-use crate::ops::sqlite::{HEADER, has_pending_log};
+use crate::ops::sqlite::{Capture, HEADER, has_pending_log};
 use crate::pack::BlobSaver;
 use crate::progress::{FileStatus, Progress};
 use crate::repo::Repository;
@@ -54,9 +54,29 @@ pub(super) struct Walker<'a> {
     selected: Option<SelectedPaths>,
     /// The workers of the walk and of the files read in steps.
     pools: Pools,
+    /// Where walk workers hand over files read in steps, while
+    /// `backup_sources` runs.
+    readers: Mutex<Option<mpsc::Sender<Handover>>>,
 }
 
-/// A backup's two worker pools.
+/// A file read in steps, handed over by a walk worker, which waits for the
+/// answer without taking other work meanwhile.
+struct Handover {
+    path: PathBuf,
+    what: Handed,
+    parent: Option<Node>,
+    answer: mpsc::SyncSender<(Result<Stored, ReadError>, Vec<BlobId>)>,
+}
+
+/// What a reader does with a handed-over file.
+enum Handed {
+    /// Capture it if it is a database, else read and chunk it.
+    File(Metadata),
+    /// Store this capture of it (its header was checked already).
+    Captured(Capture),
+}
+
+/// A backup's two worker pools, and its readers.
 ///
 /// The walk (folders, `lstat`, extended attributes, and files small enough
 /// to read in one go into a few KB) runs on many workers, most of which
@@ -68,15 +88,27 @@ pub(super) struct Walker<'a> {
 /// their own nor compete with each other for the cores.
 ///
 /// Files read in steps through a buffer of a chunk and a read step (5 MiB:
-/// large files, databases) are stored on the second pool instead, as many
-/// workers as the process's own pool (2 per core). Not a hard bound on
-/// those buffers: a walk worker waiting for its file there goes on with
-/// other walk jobs (rayon's `install` across pools), which may hand over
-/// more files, so the peer dataset's first backup peaked at 75 MiB where
-/// one pool of 4 workers took 52 (docs/PERFORMANCE.md).
+/// large files, databases) are handed to as many reader threads as the
+/// process's own pool has workers (2 per core), which bounds those
+/// buffers; the chunks of each buffer are stored in parallel on the second
+/// pool. The walk worker handing a file over blocks on a channel for the
+/// answer. It must not wait the rayon way (`install` across pools): a
+/// worker waiting so takes other walk jobs meanwhile, which hand over more
+/// files, each with its own buffer, and a bound on them then deadlocks.
+/// Peak RSS of the peer dataset's first backup: 73 MiB waiting the rayon
+/// way, 62-66 MiB through the channel (4 walk workers: 53 MiB).
 struct Pools {
     walk: rayon::ThreadPool,
     buffered: rayon::ThreadPool,
+}
+
+/// Closes the readers' queue when dropped.
+struct CloseReaders<'a>(&'a Mutex<Option<mpsc::Sender<Handover>>>);
+
+impl Drop for CloseReaders<'_> {
+    fn drop(&mut self) {
+        lock(self.0).take();
+    }
 }
 
 /// Workers of the walk: at least 16, and 2 per core beyond 8 cores.
@@ -143,6 +175,7 @@ impl<'a> Walker<'a> {
             memos: (!repo.can_read() && !options.force).then(|| Mutex::new(Vec::new())),
             selected,
             pools: Pools::new()?,
+            readers: Mutex::new(None),
         })
     }
 }
@@ -351,18 +384,107 @@ impl Walker<'_> {
         sources: &[Source],
         parent_root: Option<&Tree>,
     ) -> Result<TreeId> {
-        self.pools.walk.install(|| {
-            let tree = Tree {
-                nodes: self.backup_slots(&layout(sources), parent_root)?,
-            };
-            self.saver.save(BlobKind::Tree, &tree.to_bytes())
+        let (jobs, queue) = mpsc::channel();
+        let queue = Mutex::new(queue);
+        *lock(&self.readers) = Some(jobs);
+        std::thread::scope(|scope| {
+            // Closing the queue ends the readers, on every way out (an
+            // error, a panic), before the scope waits for them.
+            let _closing = CloseReaders(&self.readers);
+            for i in 0..rayon::current_num_threads().max(1) {
+                std::thread::Builder::new()
+                    .name(format!("snap-read-{i}"))
+                    .stack_size(crate::ops::WORKER_STACK)
+                    .spawn_scoped(scope, || self.read_handed(&queue))
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Io,
+                            format!("cannot start the backup's readers: {e}"),
+                        )
+                    })?;
+            }
+            self.pools.walk.install(|| {
+                let tree = Tree {
+                    nodes: self.backup_slots(&layout(sources), parent_root)?,
+                };
+                self.saver.save(BlobKind::Tree, &tree.to_bytes())
+            })
         })
     }
 
-    /// Runs `read` (a file read in steps through a large buffer) on the
-    /// pool of buffered reads; the walk worker calling it waits.
-    pub(super) fn buffered<T: Send>(&self, read: impl FnOnce() -> T + Send) -> T {
-        self.pools.buffered.install(read)
+    /// A reader's loop: stores the files handed over until the queue
+    /// closes. A panic while storing one is that file's error.
+    fn read_handed(&self, queue: &Mutex<mpsc::Receiver<Handover>>) {
+        loop {
+            let Ok(job) = lock(queue).recv() else {
+                return;
+            };
+            let mut ids = Vec::new();
+            let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.pools.buffered.install(|| {
+                    self.store_handed(&job.path, job.what, job.parent.as_ref(), &mut ids)
+                })
+            }))
+            .unwrap_or_else(|_| {
+                Err(ReadError::Repo(Error::new(
+                    ErrorKind::Io,
+                    format!("storing {} panicked", escape_path(&job.path)),
+                )))
+            });
+            // The walk worker is gone only when the backup is failing.
+            let _ = job.answer.send((stored, ids));
+        }
+    }
+
+    fn store_handed(
+        &self,
+        path: &Path,
+        what: Handed,
+        parent: Option<&Node>,
+        ids: &mut Vec<BlobId>,
+    ) -> Result<Stored, ReadError> {
+        match what {
+            Handed::Captured(capture) => self.store_capture(path, capture, parent, ids),
+            Handed::File(meta) => match self.capture_database(path) {
+                Some(capture) => self.store_capture(path, capture, parent, ids),
+                None => self
+                    .store_plain(path, &meta, ids)
+                    .map(|read| (read, None, false)),
+            },
+        }
+    }
+
+    /// Hands a file read in steps over to the readers and waits, blocked,
+    /// for what storing it gave (see `Pools`).
+    fn hand_over(
+        &self,
+        path: &Path,
+        what: Handed,
+        parent: Option<&Node>,
+        ids: &mut Vec<BlobId>,
+    ) -> Result<Stored, ReadError> {
+        let stopped = || {
+            ReadError::Repo(Error::new(
+                ErrorKind::Io,
+                "the backup's readers have stopped",
+            ))
+        };
+        let (answer, answered) = mpsc::sync_channel(1);
+        let job = Handover {
+            path: path.to_path_buf(),
+            what,
+            parent: parent.cloned(),
+            answer,
+        };
+        let sent = lock(&self.readers)
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok());
+        if !sent {
+            return Err(stopped());
+        }
+        let (stored, handed) = answered.recv().map_err(|_| stopped())?;
+        ids.extend(handed);
+        stored
     }
 
     /// The nodes of one folder of sources, in name order.
@@ -689,12 +811,7 @@ impl Walker<'_> {
         } else {
             // Read in steps: captured when it is a database, else chunked
             // as it is read.
-            self.buffered(|| match self.capture_database(path) {
-                Some(capture) => self.store_capture(path, capture, parent, &mut ids),
-                None => self
-                    .store_plain(path, meta, &mut ids)
-                    .map(|read| (read, None, false)),
-            })
+            self.hand_over(path, Handed::File(meta.clone()), parent, &mut ids)
         };
         let (read, dictionary, captured) = match stored {
             Ok(stored) => stored,
@@ -767,7 +884,7 @@ impl Walker<'_> {
         if data.starts_with(HEADER)
             && let Some(capture) = self.capture_checked(path)
         {
-            return self.buffered(|| self.store_capture(path, capture, parent, ids));
+            return self.hand_over(path, Handed::Captured(capture), parent, ids);
         }
         let read = if filled > expected {
             // Grown since its metadata was read: go on reading in steps.
