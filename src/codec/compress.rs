@@ -65,7 +65,10 @@ impl Contexts {
 
     /// Runs `f` with a context for `level` and `dictionary`: an idle one made
     /// for them, else a new one while fewer than `limit` exist, else an idle
-    /// one remade for them, else the next one returned.
+    /// one set to them, else the next one returned. Setting a context to
+    /// another level or dictionary keeps its tables' memory, so blobs of
+    /// mixed levels (small ones, `BlobCodec`) or dictionaries (databases)
+    /// cost no new context each.
     fn with<T>(
         &self,
         level: i32,
@@ -86,10 +89,8 @@ impl Contexts {
                 state.made += 1;
                 break None;
             }
-            if !state.idle.is_empty() {
-                // Made for another level or dictionary: replaced below.
-                state.idle.pop();
-                break None;
+            if let Some(other) = state.idle.pop() {
+                break Some(other);
             }
             state = self
                 .returned
@@ -97,21 +98,30 @@ impl Contexts {
                 .unwrap_or_else(PoisonError::into_inner);
         };
         drop(state);
-        let made = match found {
-            Some(context) => Ok(context),
-            None => match dictionary {
-                Some(d) => zstd::bulk::Compressor::with_dictionary(level, d.bytes()),
-                None => zstd::bulk::Compressor::new(level),
-            }
-            .map(|compressor| Context {
-                level,
-                dictionary: id,
-                compressor,
-            }),
-        };
+        let dictionary_bytes = dictionary.map_or(&[][..], Dictionary::bytes);
+        let made =
+            match found {
+                Some(mut context) if context.level != level || context.dictionary != id => context
+                    .compressor
+                    .set_dictionary(level, dictionary_bytes)
+                    .map(|()| Context {
+                        level,
+                        dictionary: id,
+                        ..context
+                    }),
+                Some(context) => Ok(context),
+                None => zstd::bulk::Compressor::with_dictionary(level, dictionary_bytes).map(
+                    |compressor| Context {
+                        level,
+                        dictionary: id,
+                        compressor,
+                    },
+                ),
+            };
         let mut context = match made {
             Ok(context) => context,
             Err(e) => {
+                // The context is dropped: one fewer exists.
                 self.lock().made -= 1;
                 self.returned.notify_one();
                 return Err(e);
@@ -307,6 +317,58 @@ mod tests {
         // Without the dictionary the frame does not decode.
         assert!(decompress(frame, data.len()).is_err());
         assert!(split_dictionary(&compress(&data, 3).unwrap()).is_none());
+    }
+
+    #[test]
+    fn contexts_set_to_another_level_or_dictionary_compress_as_new_ones() {
+        let pages: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                format!("row {i}: a note about the garden {}", i * 3)
+                    .repeat(40)
+                    .into_bytes()
+            })
+            .collect();
+        let samples: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+        // An id no other test uses: contexts are kept by dictionary id, which
+        // names the dictionary's bytes (tests run at once share them).
+        let dictionary = Dictionary::new(BlobId([0x5a; 32]), train(&samples, 8 << 10).unwrap());
+        let data = b"row 4242: a note about the garden 12726, and more".repeat(30);
+        // More rounds than contexts exist, from many threads, so that
+        // contexts are handed from level to level and to and from the
+        // dictionary: every frame must be the one a fresh context makes.
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let (data, dictionary) = (&data, &dictionary);
+                scope.spawn(move || {
+                    for round in 0..50 {
+                        match (thread + round) % 4 {
+                            0 => assert_eq!(
+                                compress(data, 1).unwrap(),
+                                zstd::bulk::compress(data, 1).unwrap()
+                            ),
+                            1 => assert_eq!(
+                                compress(data, 19).unwrap(),
+                                zstd::bulk::compress(data, 19).unwrap()
+                            ),
+                            2 => {
+                                let with = compress_with(data, 3, dictionary).unwrap();
+                                let (_, frame) = split_dictionary(&with).unwrap();
+                                assert_eq!(
+                                    decompress_with(frame, data.len(), dictionary).unwrap(),
+                                    *data
+                                );
+                            }
+                            _ => {
+                                // No dictionary left over from the round before.
+                                let frame = compress(data, 3).unwrap();
+                                assert_eq!(frame, zstd::bulk::compress(data, 3).unwrap());
+                                assert_eq!(decompress(&frame, data.len()).unwrap(), *data);
+                            }
+                        }
+                    }
+                });
+            }
+        });
     }
 
     #[test]
