@@ -436,6 +436,8 @@ impl Walker<'_> {
         }
     }
 
+    /// Stores a handed-over file, on a reader: a database through a
+    /// capture, anything else chunked as it is read.
     fn store_handed(
         &self,
         path: &Path,
