@@ -147,3 +147,44 @@ fn a_backup_killed_after_its_first_delta_checks_clean_and_the_next_reuses_it() {
     assert_same_tree(&src, &target.join("src"));
     assert_code(&env.run(["check", "--read-data"]), 0);
 }
+
+/// New files are opened relative to their open folder, which is closed
+/// before the walk goes into the subfolders: a tree far deeper than the
+/// descriptors the process may hold backs up whole, without a warning.
+#[test]
+fn a_tree_deeper_than_the_descriptor_limit_backs_up_whole() {
+    let env = Env::new();
+    let root = env.path("deep");
+    let mut dir = root.clone();
+    for level in 0..300 {
+        dir = dir.join("d");
+        fs::create_dir_all(&dir).unwrap();
+        for file in 0..3 {
+            fs::write(
+                dir.join(format!("f{file}")),
+                format!("level {level}, file {file}\n"),
+            )
+            .unwrap();
+        }
+    }
+    let output = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$@\"", "sh"])
+        .arg(common::snap_bin())
+        .arg("-r")
+        .arg(&env.repo)
+        .args(["backup", "--json"])
+        .arg(&root)
+        .env_remove("SNAP_REPO")
+        .env_remove("SNAP_CONFIG")
+        .env("XDG_CACHE_HOME", env.cache_home())
+        .output()
+        .unwrap();
+    assert_code(&output, 0);
+    let stderr = common::stderr_text(&output);
+    assert!(!stderr.contains("skipped"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["files_new"], 900, "{report}");
+    let target = env.path("restored");
+    env.restore("latest", &target);
+    assert_same_tree(&root, &target.join("deep"));
+}

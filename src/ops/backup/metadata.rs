@@ -2,7 +2,9 @@
 //! kind, mode, owner, times, inode, device numbers, xattrs; and the nodes
 //! snap makes itself (folders for nested source names, streams' files).
 
-use std::fs::Metadata;
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -75,12 +77,25 @@ pub(crate) fn kind_of(meta: &Metadata) -> NodeKind {
 /// The extended attributes of `path`, sorted by name (none when they
 /// cannot be listed).
 pub(super) fn read_xattrs(path: &Path) -> Vec<Xattr> {
-    let Ok(names) = xattr::list(path) else {
+    sorted_xattrs(xattr::list(path), |name| xattr::get(path, name))
+}
+
+/// The extended attributes of an open file, as [`read_xattrs`].
+pub(super) fn read_file_xattrs(file: &File) -> Vec<Xattr> {
+    use xattr::FileExt;
+    sorted_xattrs(file.list_xattr(), |name| file.get_xattr(name))
+}
+
+fn sorted_xattrs(
+    names: io::Result<xattr::XAttrs>,
+    get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>,
+) -> Vec<Xattr> {
+    let Ok(names) = names else {
         return Vec::new();
     };
     let mut out: Vec<Xattr> = names
         .filter_map(|name| {
-            let value = xattr::get(path, &name).ok().flatten()?;
+            let value = get(&name).ok().flatten()?;
             Some(Xattr {
                 name: name.as_bytes().to_vec(),
                 value,

@@ -4,7 +4,7 @@
 //! unchanged, else read, chunked and stored.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -17,7 +17,9 @@ use std::sync::{Mutex, mpsc};
 use globset::GlobSet;
 use rayon::prelude::*;
 
-use super::metadata::{content_stamp, kind_of, made_node, node_from_metadata, read_xattrs};
+use super::metadata::{
+    content_stamp, kind_of, made_node, node_from_metadata, read_file_xattrs, read_xattrs,
+};
 use super::sources::{Input, SelectedPaths, Slot, Source, layout};
 use super::{BackupOptions, Counters};
 use crate::codec::{Chunker, Dictionary};
@@ -100,6 +102,60 @@ enum Handed {
 struct Pools {
     walk: rayon::ThreadPool,
     buffered: rayon::ThreadPool,
+}
+
+/// An entry looked at by `Walker::stat_entry`.
+// The nodes are kept inline, as a folder's list of nodes always held them;
+// only the folders waiting for their walk are boxed.
+#[allow(clippy::large_enum_variant)]
+enum Walked {
+    /// Backed up (`None`: skipped).
+    Done(Option<Node>),
+    /// A folder, whose walk is still to do (boxed: a folder's entries wait
+    /// in a list of these while its files are stored).
+    Dir(Box<(Node, Metadata)>),
+}
+
+/// An open folder, and the names it lists as regular files.
+struct Folder {
+    dir: File,
+    regular: HashSet<OsString>,
+}
+
+impl Folder {
+    /// Opens the folder at `path`, whose `lstat` gave `meta`; `None` when it
+    /// cannot be opened or is no longer that folder.
+    fn open(path: &Path, meta: &Metadata, regular: HashSet<OsString>) -> Option<Self> {
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)
+            .ok()?;
+        let opened = dir.metadata().ok()?;
+        (opened.dev() == meta.dev() && opened.ino() == meta.ino() && !regular.is_empty())
+            .then_some(Self { dir, regular })
+    }
+
+    /// Opens the entry `name` if the folder lists it as a regular file and
+    /// it still is one once open (never following a symlink), with what it
+    /// says of itself; `None` sends the caller the way of a full path.
+    fn open_new(&self, name: &OsStr) -> Option<(File, Metadata)> {
+        use nix::fcntl::{OFlag, openat};
+        use nix::sys::stat::Mode;
+        if !self.regular.contains(name) {
+            return None;
+        }
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+        let fd = match openat(&self.dir, name, flags | OFlag::O_NOATIME, Mode::empty()) {
+            // Not the owner: O_NOATIME is refused, open without it.
+            Err(nix::errno::Errno::EPERM) => openat(&self.dir, name, flags, Mode::empty()),
+            other => other,
+        }
+        .ok()?;
+        let file = File::from(fd);
+        let meta = file.metadata().ok()?;
+        meta.is_file().then_some((file, meta))
+    }
 }
 
 /// Closes the readers' queue when dropped.
@@ -584,19 +640,49 @@ impl Walker<'_> {
         scope: &Scope<'_>,
         log_beside: bool,
     ) -> Result<Option<Node>> {
+        match self.stat_entry(path, name, parent, log_beside, None)? {
+            Walked::Done(node) => Ok(node),
+            Walked::Dir(dir) => {
+                let (node, meta) = *dir;
+                self.finish_dir(path, node, &meta, parent, scope)
+            }
+        }
+    }
+
+    /// Backs up one entry, except that a folder is only looked at
+    /// (`Walked::Dir`): its walk is left to the caller. A regular file
+    /// that the parent snapshot does not have is opened relative to
+    /// `folder` (the open folder holding it, with the names it lists as
+    /// regular files), which spares the kernel a lookup of the full path
+    /// for `lstat`, `open` and the extended attributes.
+    fn stat_entry(
+        &self,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+        log_beside: bool,
+        folder: Option<&Folder>,
+    ) -> Result<Walked> {
         self.check_cancel()?;
         if path.as_os_str().len() > MAX_PATH_LEN {
             let shown: String = escape_path(path).chars().take(80).collect();
             self.warn(format!(
                 "skipped {shown}...: path longer than {MAX_PATH_LEN} bytes"
             ));
-            return Ok(None);
+            return Ok(Walked::Done(None));
+        }
+        if parent.is_none()
+            && let Some((file, meta)) = folder.and_then(|f| f.open_new(OsStr::from_bytes(&name)))
+        {
+            return self
+                .backup_opened(path, name, file, &meta, log_beside)
+                .map(Walked::Done);
         }
         let meta = match fs::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(e) => {
                 self.warn(format!("skipped {}: {e}", escape_path(path)));
-                return Ok(None);
+                return Ok(Walked::Done(None));
             }
         };
         let kind = kind_of(&meta);
@@ -604,32 +690,14 @@ impl Walker<'_> {
         node.xattrs = read_xattrs(path);
         let parent = parent.filter(|p| p.kind == kind);
         match kind {
-            NodeKind::Dir => {
-                if self.options.one_file_system && meta.dev() != scope.dev {
-                    // A mount point: keep the directory itself, not what is mounted there.
-                    node.subtree = Some(
-                        self.saver
-                            .save(BlobKind::Tree, &Tree::default().to_bytes())?,
-                    );
-                    return Ok(Some(node));
-                }
-                if self.tagged_to_skip(path) {
-                    self.counters.excluded.fetch_add(1, Ordering::Relaxed);
-                    return Ok(None);
-                }
-                match self.backup_dir(path, parent, scope)? {
-                    Some(tree) => node.subtree = Some(tree),
-                    None => return Ok(None),
-                }
-                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
-            }
+            NodeKind::Dir => return Ok(Walked::Dir(Box::new((node, meta)))),
             NodeKind::File => {
                 if self.too_large(&meta) {
                     self.counters.excluded.fetch_add(1, Ordering::Relaxed);
-                    return Ok(None);
+                    return Ok(Walked::Done(None));
                 }
-                if !self.backup_file(path, &meta, &mut node, parent, log_beside)? {
-                    return Ok(None);
+                if !self.backup_file(path, &meta, &mut node, parent, log_beside, None)? {
+                    return Ok(Walked::Done(None));
                 }
             }
             NodeKind::Symlink => match fs::read_link(path) {
@@ -639,11 +707,61 @@ impl Walker<'_> {
                         "skipped {}: cannot read link: {e}",
                         escape_path(path)
                     ));
-                    return Ok(None);
+                    return Ok(Walked::Done(None));
                 }
             },
             NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev | NodeKind::Socket => {}
         }
+        Ok(Walked::Done(Some(node)))
+    }
+
+    /// Backs up a new regular file opened relative to its folder, `meta`
+    /// being what the open file says of itself.
+    fn backup_opened(
+        &self,
+        path: &Path,
+        name: Vec<u8>,
+        file: File,
+        meta: &Metadata,
+        log_beside: bool,
+    ) -> Result<Option<Node>> {
+        let mut node = node_from_metadata(name, NodeKind::File, meta);
+        node.xattrs = read_file_xattrs(&file);
+        if self.too_large(meta) {
+            self.counters.excluded.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        let stored = self.backup_file(path, meta, &mut node, None, log_beside, Some(file))?;
+        Ok(stored.then_some(node))
+    }
+
+    /// Walks a folder `stat_entry` looked at, into its node's subtree.
+    fn finish_dir(
+        &self,
+        path: &Path,
+        mut node: Node,
+        meta: &Metadata,
+        parent: Option<&Node>,
+        scope: &Scope<'_>,
+    ) -> Result<Option<Node>> {
+        let parent = parent.filter(|p| p.kind == NodeKind::Dir);
+        if self.options.one_file_system && meta.dev() != scope.dev {
+            // A mount point: keep the directory itself, not what is mounted there.
+            node.subtree = Some(
+                self.saver
+                    .save(BlobKind::Tree, &Tree::default().to_bytes())?,
+            );
+            return Ok(Some(node));
+        }
+        if self.tagged_to_skip(path) {
+            self.counters.excluded.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        match self.backup_dir(path, meta, parent, scope)? {
+            Some(tree) => node.subtree = Some(tree),
+            None => return Ok(None),
+        }
+        self.counters.dirs.fetch_add(1, Ordering::Relaxed);
         Ok(Some(node))
     }
 
@@ -692,6 +810,7 @@ impl Walker<'_> {
     fn backup_dir(
         &self,
         path: &Path,
+        meta: &Metadata,
         parent: Option<&Node>,
         scope: &Scope<'_>,
     ) -> Result<Option<TreeId>> {
@@ -703,9 +822,16 @@ impl Walker<'_> {
             }
         };
         let mut names: Vec<OsString> = Vec::new();
+        let mut regular = HashSet::new();
         for entry in entries {
             match entry {
-                Ok(entry) => names.push(entry.file_name()),
+                Ok(entry) => {
+                    // The type the folder lists (no `lstat`).
+                    if entry.file_type().is_ok_and(|t| t.is_file()) {
+                        regular.insert(entry.file_name());
+                    }
+                    names.push(entry.file_name());
+                }
                 Err(e) => self.warn(format!("skipped an entry of {}: {e}", escape_path(path))),
             }
         }
@@ -735,21 +861,46 @@ impl Walker<'_> {
             .iter()
             .flat_map(|t| t.nodes.iter().map(|n| (n.name.as_slice(), n)))
             .collect();
-        let nodes = names
+        // First every entry but the subfolders' walks, with the folder open;
+        // then, the folder closed, the subfolders: open folders stay as few
+        // as the walks in progress, however deep the tree.
+        // Only files the parent lacks are opened through the folder.
+        regular.retain(|name| !parents.contains_key(name.as_bytes()));
+        let folder = Folder::open(path, meta, regular);
+        let mut walked = names
             .par_iter()
             .map(|name| {
                 let bytes = name.as_bytes();
-                self.backup_entry(
+                self.stat_entry(
                     &path.join(name),
                     bytes.to_vec(),
                     parents.get(bytes).copied(),
-                    scope,
                     logged.contains(bytes),
+                    folder.as_ref(),
                 )
             })
             .collect::<Result<Vec<_>>>()?;
+        drop(folder);
+        walked.par_iter_mut().try_for_each(|walked| {
+            if !matches!(walked, Walked::Dir(_)) {
+                return Ok(());
+            }
+            if let Walked::Dir(dir) = std::mem::replace(walked, Walked::Done(None)) {
+                let (node, meta) = *dir;
+                let child = path.join(OsStr::from_bytes(&node.name));
+                let parent = parents.get(node.name.as_slice()).copied();
+                *walked = Walked::Done(self.finish_dir(&child, node, &meta, parent, scope)?);
+            }
+            Ok::<_, Error>(())
+        })?;
         let tree = Tree {
-            nodes: nodes.into_iter().flatten().collect(),
+            nodes: walked
+                .into_iter()
+                .filter_map(|walked| match walked {
+                    Walked::Done(node) => node,
+                    Walked::Dir(_) => None,
+                })
+                .collect(),
         };
         Ok(Some(self.saver.save(BlobKind::Tree, &tree.to_bytes())?))
     }
@@ -762,12 +913,20 @@ impl Walker<'_> {
         node: &mut Node,
         parent: Option<&Node>,
         log_beside: bool,
+        opened: Option<File>,
     ) -> Result<bool> {
         let memo = match parent {
             Some(_) => None,
             None => self.memo_parent(path, node)?,
         };
-        let stored = self.store_file(path, meta, node, parent.or(memo.as_ref()), log_beside)?;
+        let stored = self.store_file(
+            path,
+            meta,
+            node,
+            parent.or(memo.as_ref()),
+            log_beside,
+            opened,
+        )?;
         if stored {
             self.remember(path, node)?;
         }
@@ -775,7 +934,8 @@ impl Walker<'_> {
     }
 
     /// Reuses the parent's content when the file is unchanged, else reads,
-    /// chunks and stores it; `false` when the file was skipped.
+    /// chunks and stores it (from `opened` when the walk opened it already);
+    /// `false` when the file was skipped.
     fn store_file(
         &self,
         path: &Path,
@@ -783,6 +943,7 @@ impl Walker<'_> {
         node: &mut Node,
         parent: Option<&Node>,
         log_beside: bool,
+        opened: Option<File>,
     ) -> Result<bool> {
         self.counters.files.fetch_add(1, Ordering::Relaxed);
         // A database with a write-ahead log (or hot journal) beside it may have
@@ -809,7 +970,7 @@ impl Walker<'_> {
         self.progress.current(&escape_path(path));
         let mut ids = Vec::new();
         let stored = if meta.len() <= SMALL_FILE && !self.sqlite_globs.is_match(path) {
-            self.store_small(path, meta, parent, &mut ids)
+            self.store_small(path, meta, parent, opened, &mut ids)
         } else {
             // Read in steps: captured when it is a database, else chunked
             // as it is read.
@@ -859,9 +1020,13 @@ impl Walker<'_> {
         path: &Path,
         meta: &Metadata,
         parent: Option<&Node>,
+        opened: Option<File>,
         ids: &mut Vec<BlobId>,
     ) -> Result<Stored, ReadError> {
-        let file = open_source(path)?;
+        let file = match opened {
+            Some(file) => file,
+            None => open_source(path)?,
+        };
         // Taken out rather than borrowed: storing may run another file's job
         // on this thread (rayon steals work while it waits), which then
         // starts with a buffer of its own.
