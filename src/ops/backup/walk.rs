@@ -126,14 +126,17 @@ impl Folder {
     /// Opens the folder at `path`, whose `lstat` gave `meta`; `None` when it
     /// cannot be opened or is no longer that folder.
     fn open(path: &Path, meta: &Metadata, regular: HashSet<OsString>) -> Option<Self> {
+        if regular.is_empty() {
+            // Nothing to open through it (say, every file is in the parent).
+            return None;
+        }
         let dir = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
             .open(path)
             .ok()?;
         let opened = dir.metadata().ok()?;
-        (opened.dev() == meta.dev() && opened.ino() == meta.ino() && !regular.is_empty())
-            .then_some(Self { dir, regular })
+        (opened.dev() == meta.dev() && opened.ino() == meta.ino()).then_some(Self { dir, regular })
     }
 
     /// Opens the entry `name` if the folder lists it as a regular file and
