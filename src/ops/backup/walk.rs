@@ -116,6 +116,20 @@ enum Walked {
     Dir(Box<(Node, Metadata)>),
 }
 
+impl Walked {
+    /// Takes out a folder waiting for its walk, leaving `Done(None)`;
+    /// anything else stays as it is.
+    fn take_dir(&mut self) -> Option<(Node, Metadata)> {
+        match std::mem::replace(self, Walked::Done(None)) {
+            Walked::Dir(dir) => Some(*dir),
+            done => {
+                *self = done;
+                None
+            }
+        }
+    }
+}
+
 /// An open folder, and the names it lists as regular files.
 struct Folder {
     dir: File,
@@ -677,8 +691,10 @@ impl Walker<'_> {
         if parent.is_none()
             && let Some((file, meta)) = folder.and_then(|f| f.open_new(OsStr::from_bytes(&name)))
         {
+            let mut node = node_from_metadata(name, NodeKind::File, &meta);
+            node.xattrs = read_file_xattrs(&file);
             return self
-                .backup_opened(path, name, file, &meta, log_beside)
+                .file_entry(path, node, &meta, None, log_beside, Some(file))
                 .map(Walked::Done);
         }
         let meta = match fs::symlink_metadata(path) {
@@ -695,13 +711,9 @@ impl Walker<'_> {
         match kind {
             NodeKind::Dir => return Ok(Walked::Dir(Box::new((node, meta)))),
             NodeKind::File => {
-                if self.too_large(&meta) {
-                    self.counters.excluded.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Walked::Done(None));
-                }
-                if !self.backup_file(path, &meta, &mut node, parent, log_beside, None)? {
-                    return Ok(Walked::Done(None));
-                }
+                return self
+                    .file_entry(path, node, &meta, parent, log_beside, None)
+                    .map(Walked::Done);
             }
             NodeKind::Symlink => match fs::read_link(path) {
                 Ok(target) => node.target = Some(target.as_os_str().as_bytes().to_vec()),
@@ -718,23 +730,23 @@ impl Walker<'_> {
         Ok(Walked::Done(Some(node)))
     }
 
-    /// Backs up a new regular file opened relative to its folder, `meta`
-    /// being what the open file says of itself.
-    fn backup_opened(
+    /// Backs up a regular file whose node `meta` filled (from the open
+    /// file when the walk opened it, `opened`); `None` when it is left out
+    /// or skipped.
+    fn file_entry(
         &self,
         path: &Path,
-        name: Vec<u8>,
-        file: File,
+        mut node: Node,
         meta: &Metadata,
+        parent: Option<&Node>,
         log_beside: bool,
+        opened: Option<File>,
     ) -> Result<Option<Node>> {
-        let mut node = node_from_metadata(name, NodeKind::File, meta);
-        node.xattrs = read_file_xattrs(&file);
         if self.too_large(meta) {
             self.counters.excluded.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
-        let stored = self.backup_file(path, meta, &mut node, None, log_beside, Some(file))?;
+        let stored = self.backup_file(path, meta, &mut node, parent, log_beside, opened)?;
         Ok(stored.then_some(node))
     }
 
@@ -817,36 +829,6 @@ impl Walker<'_> {
         parent: Option<&Node>,
         scope: &Scope<'_>,
     ) -> Result<Option<TreeId>> {
-        let entries = match fs::read_dir(path) {
-            Ok(entries) => entries,
-            Err(e) => {
-                self.warn(format!("skipped {}: {e}", escape_path(path)));
-                return Ok(None);
-            }
-        };
-        let mut names: Vec<OsString> = Vec::new();
-        let mut regular = HashSet::new();
-        for entry in entries {
-            match entry {
-                Ok(entry) => {
-                    // The type the folder lists (no `lstat`).
-                    if entry.file_type().is_ok_and(|t| t.is_file()) {
-                        regular.insert(entry.file_name());
-                    }
-                    names.push(entry.file_name());
-                }
-                Err(e) => self.warn(format!("skipped an entry of {}: {e}", escape_path(path))),
-            }
-        }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        names.retain(|name| {
-            if self.excluded(path, name, scope) {
-                self.counters.excluded.fetch_add(1, Ordering::Relaxed);
-                return false;
-            }
-            self.selected(path, name)
-        });
-        let logged = self.fold_sqlite_companions(path, &mut names);
         let parent_tree = match parent.and_then(|p| p.subtree) {
             Some(id) => match self.repo.read_tree(&id) {
                 Ok(tree) => Some(tree),
@@ -864,11 +846,43 @@ impl Walker<'_> {
             .iter()
             .flat_map(|t| t.nodes.iter().map(|n| (n.name.as_slice(), n)))
             .collect();
+        let entries = match fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.warn(format!("skipped {}: {e}", escape_path(path)));
+                return Ok(None);
+            }
+        };
+        let mut names: Vec<OsString> = Vec::new();
+        // Files the folder lists as regular (its own type, no `lstat`) and
+        // the parent lacks: those are opened through the folder.
+        let mut regular = HashSet::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => {
+                    let name = entry.file_name();
+                    if entry.file_type().is_ok_and(|t| t.is_file())
+                        && !parents.contains_key(name.as_bytes())
+                    {
+                        regular.insert(name.clone());
+                    }
+                    names.push(name);
+                }
+                Err(e) => self.warn(format!("skipped an entry of {}: {e}", escape_path(path))),
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        names.retain(|name| {
+            if self.excluded(path, name, scope) {
+                self.counters.excluded.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            self.selected(path, name)
+        });
+        let logged = self.fold_sqlite_companions(path, &mut names);
         // First every entry but the subfolders' walks, with the folder open;
         // then, the folder closed, the subfolders: open folders stay as few
         // as the walks in progress, however deep the tree.
-        // Only files the parent lacks are opened through the folder.
-        regular.retain(|name| !parents.contains_key(name.as_bytes()));
         let folder = Folder::open(path, meta, regular);
         let mut walked = names
             .par_iter()
@@ -885,11 +899,7 @@ impl Walker<'_> {
             .collect::<Result<Vec<_>>>()?;
         drop(folder);
         walked.par_iter_mut().try_for_each(|walked| {
-            if !matches!(walked, Walked::Dir(_)) {
-                return Ok(());
-            }
-            if let Walked::Dir(dir) = std::mem::replace(walked, Walked::Done(None)) {
-                let (node, meta) = *dir;
+            if let Some((node, meta)) = walked.take_dir() {
                 let child = path.join(OsStr::from_bytes(&node.name));
                 let parent = parents.get(node.name.as_slice()).copied();
                 *walked = Walked::Done(self.finish_dir(&child, node, &meta, parent, scope)?);
