@@ -19,6 +19,7 @@
 //! `Repository::open_reader`). Only the process holding the database
 //! touches its run files.
 
+mod recent;
 mod run;
 
 use std::collections::HashSet;
@@ -35,6 +36,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexDelta;
 use crate::format::pack::{BlobEntry, BlobKind};
 use crate::id::{BlobId, IndexId, PackId};
+use recent::RecentFilter;
 use run::{BlobRun, LOCATION, Row, RunWriter};
 
 /// Bump when the tables change: an old cache is then rebuilt.
@@ -111,6 +113,8 @@ pub struct IndexCache {
     path: PathBuf,
     /// The run file `meta` names; `None` when it names none.
     run: RwLock<Option<BlobRun>>,
+    /// Which blobs the `blobs` table may hold (`recent.rs`).
+    recent: RecentFilter,
 }
 
 fn cache_error(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -193,10 +197,12 @@ impl IndexCache {
             db,
             path: path.to_path_buf(),
             run: RwLock::new(None),
+            recent: RecentFilter::new(),
         };
         if cache.schema()? != Some(SCHEMA) {
             cache.clear()?;
         }
+        cache.fill_recent()?;
         if let Some(generation) = cache.run_generation()? {
             match BlobRun::open(&cache.run_path(generation)) {
                 Ok(run) => *cache.run.write().expect("run lock") = Some(run),
@@ -218,6 +224,29 @@ impl IndexCache {
             .map_or_else(|| "index".into(), |s| s.to_string_lossy());
         self.path
             .with_file_name(format!("{stem}.{generation}.blobs"))
+    }
+
+    /// Puts the ids of the `blobs` table into the filter (on opening: the
+    /// table holds at most an eighth as many rows as the run file, see
+    /// [`IndexCache::compact_if_sparse`]).
+    fn fill_recent(&self) -> Result<()> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let blobs = match txn.open_table(BLOBS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut batch = Vec::with_capacity(4096);
+        for row in blobs.iter().map_err(|e| self.err(e))? {
+            let (id, _) = row.map_err(|e| self.err(e))?;
+            batch.push(id.value());
+            if batch.len() == batch.capacity() {
+                self.recent.insert(&batch);
+                batch.clear();
+            }
+        }
+        self.recent.insert(&batch);
+        Ok(())
     }
 
     fn run_generation(&self) -> Result<Option<u64>> {
@@ -273,7 +302,9 @@ impl IndexCache {
         blobs: &impl ReadableTable<[u8; 32], [u8; 17]>,
         id: &[u8; 32],
     ) -> Result<Option<[u8; LOCATION]>> {
-        if let Some(value) = blobs.get(id).map_err(|e| self.err(e))? {
+        if self.recent.may_hold(id)
+            && let Some(value) = blobs.get(id).map_err(|e| self.err(e))?
+        {
             return Ok(Some(value.value()));
         }
         match self.run.read().expect("run lock").as_ref() {
@@ -370,6 +401,7 @@ impl IndexCache {
             meta.insert("schema", SCHEMA).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
+        self.recent.clear();
         // Named no more: a crash before this removal leaves an orphan that
         // the next open removes.
         if let Some(old) = self.run.write().expect("run lock").take() {
@@ -397,6 +429,15 @@ impl IndexCache {
     /// location for them: they stay readable until prune deletes the pack,
     /// but a location in an unmarked pack is preferred.
     pub fn add_deltas(&self, deltas: &[(IndexId, IndexDelta)]) -> Result<()> {
+        // Before any row: a lookup must never find a row the filter denies
+        // (a row not added after all only costs a lookup in redb).
+        self.recent.insert(
+            deltas
+                .iter()
+                .flat_map(|(_, delta)| &delta.packs)
+                .flat_map(|pack| &pack.blobs)
+                .map(|blob| &blob.id.0),
+        );
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
@@ -527,6 +568,18 @@ impl IndexCache {
     /// stored again, because prune is about to delete that pack
     /// (`docs/PRUNE.md`).
     pub fn contains(&self, id: &BlobId) -> Result<bool> {
+        // Most asked about are new blobs: when the table cannot hold it,
+        // only the run can, and without it no transaction is needed.
+        if !self.recent.may_hold(&id.0) {
+            let run = self.run.read().expect("run lock");
+            let in_run = match run.as_ref() {
+                Some(run) => run.get(&id.0).map_err(|e| self.err(e))?.is_some(),
+                None => false,
+            };
+            if !in_run {
+                return Ok(false);
+            }
+        }
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
         let Some(raw) = self.find(&blobs, &id.0)? else {
@@ -680,6 +733,7 @@ impl IndexCache {
         });
         match named {
             Ok(new_run) => {
+                self.recent.clear();
                 if let Some(old) = self.run.write().expect("run lock").replace(new_run) {
                     let _ = std::fs::remove_file(old.path());
                 }
