@@ -27,7 +27,8 @@ struct Context {
     compressor: zstd::bulk::Compressor<'static>,
 }
 
-/// The process's zstd compression contexts, at most one per core.
+/// The process's zstd compression contexts for large inputs, at most one
+/// per core (small inputs have [`SMALL_CONTEXTS`]).
 ///
 /// A context holds megabytes of tables, so it is made once and reused for
 /// every blob. A backup runs more worker threads than cores (most of them
@@ -49,16 +50,38 @@ struct ContextsState {
     made: usize,
 }
 
-static CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts {
-    state: Mutex::new(ContextsState {
-        idle: Vec::new(),
-        made: 0,
-    }),
-    returned: Condvar::new(),
-    limit: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
-});
+static CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(cores()));
+
+/// Inputs up to this size are compressed with [`SMALL_CONTEXTS`]: zstd
+/// sizes its tables to the input (for 16 KiB and less, tables of 16 KiB),
+/// so such a context takes about 150 KiB instead of megabytes.
+const SMALL_INPUT: usize = 16 << 10;
+
+/// Contexts for inputs of at most [`SMALL_INPUT`] without a dictionary
+/// (small files, most trees): as many as a backup has walk workers (two
+/// per core, at least 16), which then compress small files without waiting
+/// for each other. With one context per core, each of them waited for a
+/// context, a sleep and a wake-up per file: a backup of 300,000 small files
+/// spent 8% of its time (a third of its system time) on them. They take
+/// about 2.5 MiB in all.
+static SMALL_CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new((2 * cores()).max(16)));
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
 
 impl Contexts {
+    fn new(limit: usize) -> Self {
+        Self {
+            state: Mutex::new(ContextsState {
+                idle: Vec::new(),
+                made: 0,
+            }),
+            returned: Condvar::new(),
+            limit,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, ContextsState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -246,7 +269,12 @@ fn bounded(out: Vec<u8>, max_len: usize) -> io::Result<Vec<u8>> {
 
 /// Compresses `data` into one zstd frame at `level`.
 pub fn compress(data: &[u8], level: i32) -> crate::error::Result<Vec<u8>> {
-    CONTEXTS
+    let contexts = if data.len() <= SMALL_INPUT {
+        &SMALL_CONTEXTS
+    } else {
+        &CONTEXTS
+    };
+    contexts
         .with(level, None, |compressor| compressor.compress(data))
         .map_err(|e| {
             crate::error::Error::new(
