@@ -25,15 +25,18 @@ const PACKS_PER_DELTA: usize = 8;
 /// Blobs after which stored packs get their index delta at once, however
 /// few packs hold them: the entries waiting for a delta, the claims and the
 /// delta's encoding then stay bounded whatever the number of files (a pack
-/// of small files holds tens of thousands of blobs).
-const BLOBS_PER_DELTA: usize = 16_384;
+/// of small files holds tens of thousands of blobs). 8,192 rather than
+/// 16,384: peak RSS of a backup of 300,000 small files 43-45 -> 40-43 MiB,
+/// in the same time (docs/PERFORMANCE.md).
+const BLOBS_PER_DELTA: usize = 8_192;
 
 /// Blobs in sealed packs that no index delta names yet, from which workers
 /// wait for the background indexer before they add to a pack (see
-/// [`BlobSaver::wait_for_indexer`]): one pack full of small blobs per
-/// storer, plus one, may wait for its delta while the next fills (two for
-/// a local repository, more for object storage, which stores several
-/// packs at once). Always more than [`BLOBS_PER_DELTA`], so that once the
+/// [`BlobSaver::wait_for_indexer`]): a delta's worth of blobs per storer,
+/// plus one, may wait for their delta while the next pack fills (for a
+/// local repository a pack full of small blobs, and the one sealed past
+/// that bound; more for object storage, which stores several packs at
+/// once). Always more than [`BLOBS_PER_DELTA`], so that once the
 /// packs waiting are stored, they are enough for a delta.
 fn unindexed_blobs_max(storers: usize) -> usize {
     (storers + 1) * BLOBS_PER_DELTA + 1

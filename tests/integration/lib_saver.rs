@@ -51,9 +51,10 @@ fn workers_wait_for_the_background_indexer_and_every_blob_is_indexed() {
         ids
     });
     saver.flush().unwrap();
-    // A local repository lets two packs of small blobs wait for their delta
-    // (one per storer, plus one); a third may be sealed by a worker that
-    // checked just before, and then workers wait.
+    // A local repository lets two deltas' worth of small blobs wait for
+    // their delta (one per storer, plus one: a full pack and one blob); a
+    // pack or two more may be sealed by workers that checked just before,
+    // and then workers wait.
     let most = most_unindexed.load(Ordering::Relaxed);
     assert!(
         most <= 3,
