@@ -48,6 +48,10 @@ struct ContextsState {
     idle: Vec<Context>,
     /// Contexts made so far (idle or in use).
     made: usize,
+    /// Threads waiting for a context: a context given back wakes one only
+    /// when there is one (a `notify_one` is a system call even when no
+    /// thread waits, and it came once per small file).
+    waiting: usize,
 }
 
 static CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(cores()));
@@ -76,6 +80,7 @@ impl Contexts {
             state: Mutex::new(ContextsState {
                 idle: Vec::new(),
                 made: 0,
+                waiting: 0,
             }),
             returned: Condvar::new(),
             limit,
@@ -84,6 +89,16 @@ impl Contexts {
 
     fn lock(&self) -> MutexGuard<'_, ContextsState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes a thread waiting for a context, if any, once `state` is
+    /// unlocked.
+    fn wake_one(&self, state: MutexGuard<'_, ContextsState>) {
+        let someone = state.waiting > 0;
+        drop(state);
+        if someone {
+            self.returned.notify_one();
+        }
     }
 
     /// Runs `f` with a context for `level` and `dictionary`: an idle one made
@@ -115,10 +130,12 @@ impl Contexts {
             if let Some(other) = state.idle.pop() {
                 break Some(other);
             }
+            state.waiting += 1;
             state = self
                 .returned
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
         };
         drop(state);
         let dictionary_bytes = dictionary.map_or(&[][..], Dictionary::bytes);
@@ -145,14 +162,16 @@ impl Contexts {
             Ok(context) => context,
             Err(e) => {
                 // The context is dropped: one fewer exists.
-                self.lock().made -= 1;
-                self.returned.notify_one();
+                let mut state = self.lock();
+                state.made -= 1;
+                self.wake_one(state);
                 return Err(e);
             }
         };
         let result = f(&mut context.compressor);
-        self.lock().idle.push(context);
-        self.returned.notify_one();
+        let mut state = self.lock();
+        state.idle.push(context);
+        self.wake_one(state);
         result
     }
 }
