@@ -367,6 +367,34 @@ mod tests {
     }
 
     #[test]
+    fn threads_waiting_for_a_context_are_woken_when_one_is_given_back() {
+        // One context for four threads: most of the time three of them wait.
+        // A wake-up lost leaves a thread waiting for ever (the timeout).
+        let contexts = Arc::new(Contexts::new(1));
+        let (done, finished) = std::sync::mpsc::channel();
+        for t in 0..4 {
+            let (contexts, done) = (Arc::clone(&contexts), done.clone());
+            std::thread::spawn(move || {
+                let data = format!("thread {t} compresses this line again. ").repeat(50);
+                for _ in 0..300 {
+                    let frame = contexts
+                        .with(1, None, |c| c.compress(data.as_bytes()))
+                        .unwrap();
+                    assert_eq!(decompress(&frame, data.len()).unwrap(), data.as_bytes());
+                }
+                done.send(()).unwrap();
+            });
+        }
+        for _ in 0..4 {
+            finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("a thread waited for a context that was given back");
+        }
+        let state = contexts.lock();
+        assert_eq!((state.made, state.idle.len(), state.waiting), (1, 1, 0));
+    }
+
+    #[test]
     fn contexts_set_to_another_level_or_dictionary_compress_as_new_ones() {
         let pages: Vec<Vec<u8>> = (0..200u32)
             .map(|i| {
