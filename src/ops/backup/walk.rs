@@ -72,8 +72,9 @@ struct Handover {
 
 /// What a reader does with a handed-over file.
 enum Handed {
-    /// Capture it if it is a database, else read and chunk it.
-    File(Metadata),
+    /// Capture it if it is a database, else read and chunk it (from the
+    /// file the walk opened through its folder, when it did).
+    File(Metadata, Option<File>),
     /// Store this capture of it (its header was checked already).
     Captured(Capture),
 }
@@ -335,6 +336,11 @@ fn has_cachedir_tag(dir: &Path) -> bool {
         && head == CACHEDIR_SIGNATURE
 }
 
+/// The file the walk opened through its folder, else `path` opened.
+fn open_unless_opened(path: &Path, opened: Option<File>) -> io::Result<File> {
+    opened.map_or_else(|| open_source(path), Ok)
+}
+
 /// Opens a file for reading without updating its access time where allowed:
 /// backing up must not modify what is backed up.
 fn open_source(path: &Path) -> io::Result<File> {
@@ -520,10 +526,10 @@ impl Walker<'_> {
     ) -> Result<Stored, ReadError> {
         match what {
             Handed::Captured(capture) => self.store_capture(path, capture, parent, ids),
-            Handed::File(meta) => match self.capture_database(path) {
+            Handed::File(meta, opened) => match self.capture_database(path) {
                 Some(capture) => self.store_capture(path, capture, parent, ids),
                 None => self
-                    .store_plain(path, &meta, ids)
+                    .store_plain(path, &meta, opened, ids)
                     .map(|read| (read, None, false)),
             },
         }
@@ -987,7 +993,7 @@ impl Walker<'_> {
         } else {
             // Read in steps: captured when it is a database, else chunked
             // as it is read.
-            self.hand_over(path, Handed::File(meta.clone()), parent, &mut ids)
+            self.hand_over(path, Handed::File(meta.clone(), opened), parent, &mut ids)
         };
         let (read, dictionary, captured) = match stored {
             Ok(stored) => stored,
@@ -1036,10 +1042,7 @@ impl Walker<'_> {
         opened: Option<File>,
         ids: &mut Vec<BlobId>,
     ) -> Result<Stored, ReadError> {
-        let file = match opened {
-            Some(file) => file,
-            None => open_source(path)?,
-        };
+        let file = open_unless_opened(path, opened)?;
         // Taken out rather than borrowed: storing may run another file's job
         // on this thread (rayon steals work while it waits), which then
         // starts with a buffer of its own.
@@ -1095,9 +1098,10 @@ impl Walker<'_> {
         &self,
         path: &Path,
         meta: &Metadata,
+        opened: Option<File>,
         ids: &mut Vec<BlobId>,
     ) -> Result<u64, ReadError> {
-        let file = open_source(path)?;
+        let file = open_unless_opened(path, opened)?;
         let read = self
             .chunker
             .chunk_batches(&file, meta.len(), |chunks: &[&[u8]]| {
