@@ -307,6 +307,11 @@ impl IndexCache {
         {
             return Ok(Some(value.value()));
         }
+        self.run_row(id)
+    }
+
+    /// The location row of blob `id` in the run file.
+    fn run_row(&self, id: &[u8; 32]) -> Result<Option<[u8; LOCATION]>> {
         match self.run.read().expect("run lock").as_ref() {
             Some(run) => run.get(id).map_err(|e| self.err(e)),
             None => Ok(None),
@@ -568,22 +573,27 @@ impl IndexCache {
     /// stored again, because prune is about to delete that pack
     /// (`docs/PRUNE.md`).
     pub fn contains(&self, id: &BlobId) -> Result<bool> {
-        // Most asked about are new blobs: when the table cannot hold it,
-        // only the run can, and without it no transaction is needed.
-        if !self.recent.may_hold(&id.0) {
-            let run = self.run.read().expect("run lock");
-            let in_run = match run.as_ref() {
-                Some(run) => run.get(&id.0).map_err(|e| self.err(e))?.is_some(),
-                None => false,
-            };
-            if !in_run {
-                return Ok(false);
+        // Most asked about are new blobs: when the filter rules the table
+        // out, only the run can hold the blob, and a miss needs no
+        // transaction.
+        let in_run = if self.recent.may_hold(&id.0) {
+            None
+        } else {
+            match self.run_row(&id.0)? {
+                Some(raw) => Some(raw),
+                None => return Ok(false),
             }
-        }
+        };
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
-        let Some(raw) = self.find(&blobs, &id.0)? else {
-            return Ok(false);
+        let raw = match in_run {
+            Some(raw) => raw,
+            None => {
+                let blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
+                match self.find(&blobs, &id.0)? {
+                    Some(raw) => raw,
+                    None => return Ok(false),
+                }
+            }
         };
         let marks = txn.open_multimap_table(MARKS).map_err(|e| self.err(e))?;
         if marks.iter().map_err(|e| self.err(e))?.next().is_none() {
