@@ -353,10 +353,25 @@ impl S3Backend {
                 "{endpoint} refused the signature: the secret access key does not match \
                  the key id; {credentials}"
             ),
-            (Some(403), _) | (_, "AccessDenied") => format!(
-                "access denied by {endpoint}; {credentials}, and that the key may use \
-                 bucket `{bucket}`"
+            (_, "RequestTimeTooSkewed") => format!(
+                "{endpoint} refused the request: this machine's clock differs from the \
+                 server's by too much{}; set the clock (NTP) and try again",
+                if detail.is_empty() { String::new() } else { format!(" ({detail})") }
             ),
+            (Some(403), _) | (_, "AccessDenied") => {
+                // The server's own words, when it gave any: "access denied"
+                // covers expired requests and codes snap has no name for.
+                let answer = match (code.as_str(), detail.as_str()) {
+                    ("", "") => String::new(),
+                    (code, "") => format!(" ({code})"),
+                    ("", detail) => format!(" ({detail})"),
+                    (code, detail) => format!(" ({code}: {detail})"),
+                };
+                format!(
+                    "access denied by {endpoint}{answer}; {credentials}, and that the key \
+                     may use bucket `{bucket}`"
+                )
+            }
             (Some(404), _) => "no such object".to_string(),
             (Some(status @ (429 | 499 | 500..=599)), _) => {
                 let answer = if code.is_empty() {
@@ -753,6 +768,33 @@ mod tests {
         let raw = "x, context: { response: Parts { status: 403, version: HTTP/1.1 } }";
         assert_eq!(field_after(raw, "response: Parts { status: "), Some("403"));
         assert_eq!(field_after("none", "status: "), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_servers_code() {
+        let vars = |name: &str| match name {
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:9".to_string()),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("k".to_string()),
+            _ => None,
+        };
+        let backend = S3Backend::with_vars("s3://bucket/prefix", vars).unwrap();
+        let refusal = |code: &str, message: &str| {
+            let text = format!(r#"S3Error {{ code: "{code}", message: "{message}" }}"#);
+            let e = opendal::Error::new(opendal::ErrorKind::PermissionDenied, text)
+                .with_context("response", "Parts { status: 403, version: HTTP/1.1 }");
+            backend.cause(&e)
+        };
+        let skewed = refusal("RequestTimeTooSkewed", "too far from server time");
+        assert!(skewed.contains("clock"), "{skewed}");
+        assert!(skewed.contains("too far from server time"), "{skewed}");
+        let expired = refusal("AccessDenied", "Request has expired");
+        assert!(expired.starts_with("access denied by"), "{expired}");
+        assert!(
+            expired.contains("(AccessDenied: Request has expired)"),
+            "{expired}"
+        );
+        let unknown = refusal("SomethingNew", "");
+        assert!(unknown.contains("(SomethingNew)"), "{unknown}");
     }
 
     #[test]
