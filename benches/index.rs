@@ -12,6 +12,12 @@
 //! re-run with `SNAP_BENCH_INDEX_CHILD` set), so what building the caches
 //! allocated does not count: the child opens one cache, reads its resident
 //! set size, does random lookups, reads it again and prints one line.
+//!
+//! `index_add` times what a first backup does to the cache: 131 072 blobs
+//! added as deltas of 8192 (`BLOBS_PER_DELTA`), one transaction each, into a
+//! cache that starts empty. Ids are random, so each delta lands all over the
+//! B-tree: this is where inserting in arrival order cost a page write and a
+//! page read a blob.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -77,10 +83,16 @@ fn probes(blobs: u64, count: usize, hits: bool) -> Vec<BlobId> {
 
 /// Creates a cache at `path` holding blobs `0..blobs`.
 fn build(path: &Path, blobs: u64) {
+    build_in(path, blobs, BLOBS_PER_TRANSACTION);
+}
+
+/// Creates a cache at `path` holding blobs `0..blobs`, added `per_delta` at
+/// a time (one transaction each).
+fn build_in(path: &Path, blobs: u64, per_delta: u64) {
     let cache = IndexCache::open(path, &|| {}).expect("cache opens");
     let mut next = 0u64;
     while next < blobs {
-        let end = (next + BLOBS_PER_TRANSACTION).min(blobs);
+        let end = (next + per_delta).min(blobs);
         let mut packs = Vec::new();
         let mut pack_start = next;
         while pack_start < end {
@@ -244,6 +256,24 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
+/// Blobs of the `index_add` benchmark and the deltas they come in.
+const ADD_BLOBS: u64 = 131_072;
+const ADD_PER_DELTA: u64 = 8192;
+
+fn adds(c: &mut Criterion) {
+    let mut group = c.benchmark_group("index_add");
+    group.throughput(Throughput::Elements(ADD_BLOBS));
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::new("deltas_of_8192", ADD_BLOBS), |b| {
+        b.iter_batched(
+            || tempfile::tempdir().expect("temporary folder"),
+            |dir| build_in(&dir.path().join("cache.redb"), ADD_BLOBS, ADD_PER_DELTA),
+            criterion::BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -254,7 +284,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = lookups
+    targets = lookups, adds
 }
 
 fn main() {

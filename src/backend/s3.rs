@@ -356,7 +356,11 @@ impl S3Backend {
             (_, "RequestTimeTooSkewed") => format!(
                 "{endpoint} refused the request: this machine's clock differs from the \
                  server's by too much{}; set the clock (NTP) and try again",
-                if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({detail})")
+                }
             ),
             (Some(403), _) | (_, "AccessDenied") => {
                 // The server's own words, when it gave any: "access denied"
