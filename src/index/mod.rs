@@ -992,6 +992,43 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_in_id_order_keeps_the_later_deltas_row() {
+        let blob = |n: u32, offset: u32| BlobEntry {
+            id: BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes()),
+            kind: BlobKind::Data,
+            offset,
+            length: 10,
+            raw_length: 10,
+        };
+        let delta = |pack: u8, blobs: Vec<BlobEntry>| IndexDelta {
+            packs: vec![PackIndex {
+                id: PackId([pack; 32]),
+                size: 1 << 20,
+                blobs,
+            }],
+            obsolete: vec![],
+        };
+        // Two deltas in one call, both holding blobs 0..100 (ids in no
+        // order), the second at other offsets, and 1000 more blobs.
+        let first = delta(1, (0..1100).map(|n| blob(n, 9 + n)).collect());
+        let second = delta(2, (0..100).map(|n| blob(n, 5000 + n)).collect());
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::open(&dir.path().join("index.redb"), &|| {}).unwrap();
+        cache
+            .add_deltas(&[(IndexId([1; 32]), first), (IndexId([2; 32]), second)])
+            .unwrap();
+        for n in 0..1100 {
+            let found = cache.lookup(&blob(n, 0).id).unwrap().unwrap();
+            let expected = if n < 100 {
+                (PackId([2; 32]), 5000 + n)
+            } else {
+                (PackId([1; 32]), 9 + n)
+            };
+            assert_eq!((found.pack, found.offset), expected, "blob {n}");
+        }
+    }
+
+    #[test]
     fn marked_packs_stay_readable_but_are_not_reused() {
         let blob = |n: u8| BlobEntry {
             id: BlobId([n; 32]),
