@@ -917,7 +917,6 @@ impl IndexCache {
     }
 }
 
-/// A row of `blobs` or `blob_copies`; `None` for an unknown kind.
 /// A blob row of [`IndexCache::add_deltas`], before it is inserted.
 struct BatchRow {
     id: [u8; 32],
@@ -928,6 +927,7 @@ struct BatchRow {
     marked: bool,
 }
 
+/// A row of `blobs` or `blob_copies`; `None` for an unknown kind.
 fn decode_row(id: BlobId, raw: &[u8; 17]) -> Option<BlobRow> {
     let word = |i: usize| u32::from_le_bytes(raw[i..i + 4].try_into().expect("4 bytes"));
     Some(BlobRow {
