@@ -439,15 +439,6 @@ impl IndexCache {
     /// location for them: they stay readable until prune deletes the pack,
     /// but a location in an unmarked pack is preferred.
     pub fn add_deltas(&self, deltas: &[(IndexId, IndexDelta)]) -> Result<()> {
-        // Before any row: a lookup must never find a row the filter denies
-        // (a row not added after all only costs a lookup in redb).
-        self.recent.insert(
-            deltas
-                .iter()
-                .flat_map(|(_, delta)| &delta.packs)
-                .flat_map(|pack| &pack.blobs)
-                .map(|blob| &blob.id.0),
-        );
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
@@ -529,6 +520,10 @@ impl IndexCache {
                     .insert(row.id, row.location)
                     .map_err(|e| self.err(e))?;
             }
+            // Before the rows are committed: a lookup must never find a row
+            // the filter denies (a row not added after all only costs a
+            // lookup in redb).
+            self.recent.insert(rows.iter().map(|row| &row.id));
         }
         txn.commit().map_err(|e| self.err(e))
     }
