@@ -11,6 +11,7 @@ use std::io::{self, Read};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::id::BlobId;
+use crate::sync::file_workers;
 
 thread_local! {
     // Decompression contexts are small (the tables of one frame); one per
@@ -54,7 +55,7 @@ struct ContextsState {
     waiting: usize,
 }
 
-static CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(cores()));
+static CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(crate::sync::cores()));
 
 /// Inputs up to this size are compressed with [`SMALL_CONTEXTS`]: zstd
 /// sizes its tables to the input (for 16 KiB and less, tables of 16 KiB),
@@ -62,17 +63,13 @@ static CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(cores()));
 const SMALL_INPUT: usize = 16 << 10;
 
 /// Contexts for inputs of at most [`SMALL_INPUT`] without a dictionary
-/// (small files, most trees): as many as a backup has walk workers (two
-/// per core, at least 16), which then compress small files without waiting
+/// (small files, most trees): as many as a backup has walk workers
+/// ([`file_workers`]), which then compress small files without waiting
 /// for each other. With one context per core, each of them waited for a
 /// context, a sleep and a wake-up per file: a backup of 300,000 small files
 /// spent 8% of its time (a third of its system time) on them. They take
 /// about 2.5 MiB in all.
-static SMALL_CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new((2 * cores()).max(16)));
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-}
+static SMALL_CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(file_workers()));
 
 impl Contexts {
     fn new(limit: usize) -> Self {

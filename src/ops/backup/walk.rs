@@ -195,8 +195,7 @@ fn walk_threads() -> usize {
     {
         return n;
     }
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    (2 * cores).max(16)
+    crate::sync::file_workers()
 }
 
 impl Pools {
