@@ -439,6 +439,18 @@ impl IndexCache {
     /// location for them: they stay readable until prune deletes the pack,
     /// but a location in an unmarked pack is preferred.
     pub fn add_deltas(&self, deltas: &[(IndexId, IndexDelta)]) -> Result<()> {
+        // Before any row: a lookup must never find a row the filter denies
+        // (a row not added after all only costs a lookup in redb). That
+        // includes the lookups below, in this transaction: a row of a
+        // marked pack is skipped when the batch gave its blob a location
+        // already, which `find` sees only if the filter holds the id.
+        self.recent.insert(
+            deltas
+                .iter()
+                .flat_map(|(_, delta)| &delta.packs)
+                .flat_map(|pack| &pack.blobs)
+                .map(|blob| &blob.id.0),
+        );
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
@@ -520,10 +532,6 @@ impl IndexCache {
                     .insert(row.id, row.location)
                     .map_err(|e| self.err(e))?;
             }
-            // Before the rows are committed: a lookup must never find a row
-            // the filter denies (a row not added after all only costs a
-            // lookup in redb).
-            self.recent.insert(rows.iter().map(|row| &row.id));
         }
         txn.commit().map_err(|e| self.err(e))
     }
@@ -1007,10 +1015,18 @@ mod tests {
         // order), the second at other offsets, and 1000 more blobs.
         let first = delta(1, (0..1100).map(|n| blob(n, 9 + n)).collect());
         let second = delta(2, (0..100).map(|n| blob(n, 5000 + n)).collect());
+        // A third that marks its own pack obsolete: its rows must not
+        // replace the locations the batch gave before (prune's repack).
+        let mut third = delta(3, (0..100).map(|n| blob(n, 9000 + n)).collect());
+        third.obsolete.push(PackId([3; 32]));
         let dir = tempfile::tempdir().unwrap();
         let cache = IndexCache::open(&dir.path().join("index.redb"), &|| {}).unwrap();
         cache
-            .add_deltas(&[(IndexId([1; 32]), first), (IndexId([2; 32]), second)])
+            .add_deltas(&[
+                (IndexId([1; 32]), first),
+                (IndexId([2; 32]), second),
+                (IndexId([3; 32]), third),
+            ])
             .unwrap();
         for n in 0..1100 {
             let found = cache.lookup(&blob(n, 0).id).unwrap().unwrap();
