@@ -1,5 +1,5 @@
 //! Backups of many small files through the real binary: a pack holds at
-//! most 16,384 blobs and a delta is written as soon as that many wait for
+//! most 8,192 blobs and a delta is written as soon as that many wait for
 //! one, so what a backup keeps in memory depends on those bounds and not on
 //! the number of files; the index cache those many small transactions
 //! leave sparse is compacted after the backup; a backup killed after its
@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use common::{Env, assert_code, assert_same_tree, pseudo_random};
 
 /// Blobs per pack (and per index delta) at most, as `src/pack` sets it.
-const MAX_PACK_BLOBS: usize = 16_384;
+const MAX_PACK_BLOBS: usize = 8_192;
 
-/// Files in the tree: a bit over three packs' worth of blobs.
-const FILES: usize = 3 * MAX_PACK_BLOBS + 2_000;
+/// Files in the tree: a bit over six packs' worth of blobs.
+const FILES: usize = 6 * MAX_PACK_BLOBS + 2_000;
 
 /// `FILES` small files of distinct content (each one blob), 1,000 a folder;
 /// returns their total size.
@@ -58,7 +58,7 @@ fn a_backup_of_many_small_files_writes_a_delta_per_full_pack() {
     let report = env.backup(&[&src], &[]);
     assert_eq!(report["files_new"], FILES, "{report}");
     assert_eq!(report["bytes_read"], total, "{report}");
-    // Three full packs of data blobs and the rest: the first full ones get
+    // Six full packs of data blobs and the rest: the first full ones get
     // their delta while the backup goes on, the rest at its end, so at
     // least two deltas (waiting for eight packs wrote one).
     let deltas = index_deltas(&env.repo);

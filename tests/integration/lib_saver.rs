@@ -11,7 +11,7 @@ use snap::{NoProgress, Repository};
 use crate::common::{init_small_repo, local_backend};
 
 /// Blobs per pack at most, as `src/pack` sets it.
-const MAX_PACK_BLOBS: usize = 16_384;
+const MAX_PACK_BLOBS: usize = 8_192;
 
 #[test]
 fn workers_wait_for_the_background_indexer_and_every_blob_is_indexed() {
@@ -51,13 +51,13 @@ fn workers_wait_for_the_background_indexer_and_every_blob_is_indexed() {
         ids
     });
     saver.flush().unwrap();
-    // A local repository lets two deltas' worth of small blobs wait for
-    // their delta (one per storer, plus one: a full pack and one blob); a
-    // pack or two more may be sealed by workers that checked just before,
-    // and then workers wait.
+    // A local repository lets two deltas' worth of small blobs (8,192
+    // each) wait for their delta, plus one: two full packs and one blob, so
+    // the third pack sealed makes workers wait; one more may be sealed by
+    // workers that checked just before.
     let most = most_unindexed.load(Ordering::Relaxed);
     assert!(
-        most <= 3,
+        most <= 2 * 8_192 / MAX_PACK_BLOBS + 2,
         "{most} sealed packs waited for their delta at once"
     );
     assert_eq!(ids.len(), workers * per_worker);
