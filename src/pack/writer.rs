@@ -16,9 +16,9 @@ use crate::id::{BlobId, PackId};
 /// memory until it is sealed and indexed, so a pack of tiny blobs must not
 /// gather hundreds of thousands of them. 8,192 rather than 16,384 (a
 /// pack of small files then holds about 7 MiB): peak RSS of a backup of a
-/// million small files 42-44 -> 37-41 MiB in about the same time; 4,096
-/// saved one MiB more but cost 10-15% of the time, in fsyncs of four times
-/// as many packs (docs/PERFORMANCE.md).
+/// million small files 42-44 -> 37-41 MiB for 4-5% of its time; 4,096
+/// saved one MiB more but cost 10-15% of the time, with four times as many
+/// packs to seal, store and index (docs/PERFORMANCE.md).
 pub const MAX_PACK_BLOBS: usize = 8_192;
 
 /// Bytes gathered before they are hashed and written at once.

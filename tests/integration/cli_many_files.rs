@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{Env, assert_code, assert_same_tree, pseudo_random};
 
-/// Blobs per pack (and per index delta) at most, as `src/pack` sets it.
+/// Blobs per pack at most, as `src/pack` sets it.
 const MAX_PACK_BLOBS: usize = 8_192;
 
 /// Files in the tree: a bit over six packs' worth of blobs.

@@ -13,6 +13,9 @@ use crate::common::{init_small_repo, local_backend};
 /// Blobs per pack at most, as `src/pack` sets it.
 const MAX_PACK_BLOBS: usize = 8_192;
 
+/// Blobs after which stored packs get their delta, as `src/pack` sets it.
+const BLOBS_PER_DELTA: usize = 8_192;
+
 #[test]
 fn workers_wait_for_the_background_indexer_and_every_blob_is_indexed() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,13 +54,13 @@ fn workers_wait_for_the_background_indexer_and_every_blob_is_indexed() {
         ids
     });
     saver.flush().unwrap();
-    // A local repository lets two deltas' worth of small blobs (8,192
-    // each) wait for their delta, plus one: two full packs and one blob, so
-    // the third pack sealed makes workers wait; one more may be sealed by
-    // workers that checked just before.
+    // A local repository lets two deltas' worth of small blobs wait for
+    // their delta, plus one: two full packs and one blob, so the third pack
+    // sealed makes workers wait; one more may be sealed by workers that
+    // checked just before.
     let most = most_unindexed.load(Ordering::Relaxed);
     assert!(
-        most <= 2 * 8_192 / MAX_PACK_BLOBS + 2,
+        most <= 2 * BLOBS_PER_DELTA / MAX_PACK_BLOBS + 2,
         "{most} sealed packs waited for their delta at once"
     );
     assert_eq!(ids.len(), workers * per_worker);
