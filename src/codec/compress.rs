@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::id::BlobId;
-use crate::sync::file_workers;
+use crate::sync::{cores, file_workers};
 
 thread_local! {
     // Decompression contexts are small (the tables of one frame); one per
@@ -55,7 +55,7 @@ struct ContextsState {
     waiting: usize,
 }
 
-static CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(crate::sync::cores()));
+static CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(cores()));
 
 /// Inputs up to this size are compressed with [`SMALL_CONTEXTS`]: zstd
 /// sizes its tables to the input (for 16 KiB and less, tables of 16 KiB),

@@ -8,5 +8,5 @@ mod saver;
 mod writer;
 
 pub use reader::read_trailer;
-pub use saver::{BlobSaver, SaverLog};
-pub use writer::{FinishedPack, PackWriter};
+pub use saver::{BLOBS_PER_DELTA, BlobSaver, SaverLog};
+pub use writer::{FinishedPack, MAX_PACK_BLOBS, PackWriter};

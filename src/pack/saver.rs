@@ -28,7 +28,7 @@ const PACKS_PER_DELTA: usize = 8;
 /// of small files holds tens of thousands of blobs). 8,192 rather than
 /// 16,384: peak RSS of a backup of 300,000 small files 43-45 -> 40-43 MiB,
 /// in the same time (docs/PERFORMANCE.md).
-const BLOBS_PER_DELTA: usize = 8_192;
+pub const BLOBS_PER_DELTA: usize = 8_192;
 
 /// Blobs in sealed packs that no index delta names yet, from which workers
 /// wait for the background indexer before they add to a pack (see

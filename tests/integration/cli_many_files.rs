@@ -14,9 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Env, assert_code, assert_same_tree, pseudo_random};
-
-/// Blobs per pack at most, as `src/pack` sets it.
-const MAX_PACK_BLOBS: usize = 8_192;
+use snap::internals::pack::MAX_PACK_BLOBS;
 
 /// Files in the tree: a bit over six packs' worth of blobs.
 const FILES: usize = 6 * MAX_PACK_BLOBS + 2_000;

@@ -6,15 +6,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use snap::internals::format::pack::BlobKind;
+use snap::internals::pack::{BLOBS_PER_DELTA, MAX_PACK_BLOBS};
 use snap::{NoProgress, Repository};
 
 use crate::common::{init_small_repo, local_backend};
-
-/// Blobs per pack at most, as `src/pack` sets it.
-const MAX_PACK_BLOBS: usize = 8_192;
-
-/// Blobs after which stored packs get their delta, as `src/pack` sets it.
-const BLOBS_PER_DELTA: usize = 8_192;
 
 #[test]
 fn workers_wait_for_the_background_indexer_and_every_blob_is_indexed() {
