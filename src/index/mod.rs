@@ -24,7 +24,7 @@ mod run;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -33,9 +33,10 @@ use redb::{
 };
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::IndexDelta;
+use crate::format::index::{IndexDelta, PackIndex};
 use crate::format::pack::{BlobEntry, BlobKind};
 use crate::id::{BlobId, IndexId, PackId};
+use crate::sync::lock;
 use recent::RecentFilter;
 use run::{BlobRun, LOCATION, Row, RunWriter};
 
@@ -115,6 +116,12 @@ pub struct IndexCache {
     run: RwLock<Option<BlobRun>>,
     /// Which blobs the `blobs` table may hold (`recent.rs`).
     recent: RecentFilter,
+    /// Held by the one thread adding rows (and merging them into the run):
+    /// the filter and the table must take a batch's ids together.
+    writing: Mutex<()>,
+    /// Ids in the filter past which [`IndexCache::add_deltas`] merges the
+    /// table into the run file (see [`MERGE_IDS`]; smaller in tests).
+    merge_ids: usize,
 }
 
 fn cache_error(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -142,6 +149,16 @@ const CACHE_BYTES: usize = 1 << 20;
 /// Fewest rows of `blobs` worth merging into the run file (a small cache
 /// stays in redb alone).
 const MERGE_ROWS: u64 = 4096;
+
+/// Ids in the filter of the `blobs` table past which adding rows merges
+/// the table into the run file at once, rather than after the backup
+/// (when the run holds fewer than four times as many rows: a larger run is
+/// rewritten only once the table is a quarter of it). The filter then
+/// needs no more than its first two layers (400 KiB) and redb's table stays
+/// small: a first backup of a million small files held the filter at 1.7
+/// MiB and a table of a million rows (docs/PERFORMANCE.md). Each merge
+/// rewrites the run file, 49 bytes a row: 0.1 GB in all for that backup.
+const MERGE_IDS: usize = recent::TWO_LAYERS;
 
 /// How long a second process waits for the cache before giving up.
 const WAIT_LIMIT: Duration = Duration::from_secs(3600);
@@ -203,6 +220,8 @@ impl IndexCache {
             path: path.to_path_buf(),
             run: RwLock::new(None),
             recent: RecentFilter::new(),
+            writing: Mutex::new(()),
+            merge_ids: MERGE_IDS,
         };
         if cache.schema()? != Some(SCHEMA) {
             cache.clear()?;
@@ -382,6 +401,7 @@ impl IndexCache {
 
     /// Empties every table (before a rebuild).
     pub fn clear(&self) -> Result<()> {
+        let _writing = lock(&self.writing);
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         txn.delete_table(BLOBS).map_err(|e| self.err(e))?;
         txn.delete_table(PACKS).map_err(|e| self.err(e))?;
@@ -438,7 +458,35 @@ impl IndexCache {
     /// Blobs of a marked pack are added only when the cache has no other
     /// location for them: they stay readable until prune deletes the pack,
     /// but a location in an unmarked pack is preferred.
+    ///
+    /// When the batch would take the filter past [`MERGE_IDS`] ids, first
+    /// merges the table into the run file (readers go on meanwhile and find
+    /// every row), so that the filter never grows a layer it needs only
+    /// for a moment.
     pub fn add_deltas(&self, deltas: &[(IndexId, IndexDelta)]) -> Result<()> {
+        let _writing = lock(&self.writing);
+        let incoming: usize = deltas
+            .iter()
+            .flat_map(|(_, delta)| &delta.packs)
+            .map(|pack| pack.blobs.len())
+            .sum();
+        let ids = self.recent.ids();
+        let after = ids.saturating_add(incoming);
+        let bulk = self
+            .run
+            .read()
+            .expect("run lock")
+            .as_ref()
+            .map_or(0, BlobRun::count);
+        if ids > 0 && after > self.merge_ids && after.saturating_mul(4) as u64 >= bulk {
+            self.merge_run()?;
+        }
+        self.insert_deltas(deltas)
+    }
+
+    /// [`IndexCache::add_deltas`] without the merge; the caller holds
+    /// `writing`.
+    fn insert_deltas(&self, deltas: &[(IndexId, IndexDelta)]) -> Result<()> {
         // Before any row: a lookup must never find a row the filter denies
         // (a row not added after all only costs a lookup in redb). That
         // includes the lookups below, in this transaction: a row of a
@@ -468,14 +516,11 @@ impl IndexCache {
                 .last()
                 .map_err(|e| self.err(e))?
                 .map_or(0, |(k, _)| k.value() + 1);
-            // The blob rows, inserted below in the order of their ids.
-            let mut rows = Vec::with_capacity(
-                deltas
-                    .iter()
-                    .flat_map(|(_, delta)| &delta.packs)
-                    .map(|pack| pack.blobs.len())
-                    .sum(),
-            );
+            // The packs' numbers and marks, and their blobs as (pack, blob)
+            // positions in `batch`, inserted below in the order of their
+            // ids: positions rather than copies of the rows, which at the
+            // moment of a large backup's peak memory took 1 MiB (docs/PERFORMANCE.md).
+            let mut batch: Vec<(&PackIndex, u32, bool)> = Vec::new();
             for (delta_id, delta) in deltas {
                 for pack in &delta.obsolete {
                     marks.insert(pack.0, delta_id.0).map_err(|e| self.err(e))?;
@@ -501,35 +546,41 @@ impl IndexCache {
                             n
                         }
                     };
-                    rows.extend(pack.blobs.iter().map(|blob| BatchRow {
-                        id: blob.id.0,
-                        location: encode_location(number, blob),
-                        copy: blob.kind != BlobKind::Data,
-                        marked,
-                    }));
+                    batch.push((pack, number, marked));
                 }
                 loaded
                     .insert(delta_id.0, delta.packs.len() as u64)
                     .map_err(|e| self.err(e))?;
             }
+            let mut order: Vec<(u32, u32)> = batch
+                .iter()
+                .enumerate()
+                .flat_map(|(p, (pack, _, _))| {
+                    (0..pack.blobs.len()).map(move |b| (p as u32, b as u32))
+                })
+                .collect();
+            let blob = |&(p, b): &(u32, u32)| &batch[p as usize].0.blobs[b as usize];
             // Ids are random: in arrival order, each insert lands in another
             // leaf of the B-tree, and a batch dirties more leaves than redb's
             // cache holds, so leaves were written out and read back for the
             // next row (1.45 page writes and reads a blob at 300,000 files).
             // In id order each leaf is written once per batch. The sort is
             // stable: of two rows of one id, the later delta's still wins.
-            rows.sort_by_key(|row| row.id);
-            for row in &rows {
-                if row.copy {
+            order.sort_by_key(|position| blob(position).id);
+            for position in &order {
+                let (_, number, marked) = batch[position.0 as usize];
+                let entry = blob(position);
+                let location = encode_location(number, entry);
+                if entry.kind != BlobKind::Data {
                     copies
-                        .insert(row.id, row.location)
+                        .insert(entry.id.0, location)
                         .map_err(|e| self.err(e))?;
                 }
-                if row.marked && self.find(&blobs, &row.id)?.is_some() {
+                if marked && self.find(&blobs, &entry.id.0)?.is_some() {
                     continue;
                 }
                 blobs
-                    .insert(row.id, row.location)
+                    .insert(entry.id.0, location)
                     .map_err(|e| self.err(e))?;
             }
         }
@@ -737,13 +788,18 @@ impl IndexCache {
 
     /// Writes the rows of `blobs` and of the run into a run file of the next
     /// generation, then names it and empties `blobs` in one transaction.
-    fn merge_run(&mut self) -> Result<()> {
+    ///
+    /// Safe beside readers: the rows are read in the write transaction that
+    /// empties the table (no row added meanwhile is lost), and the run lock
+    /// is held from its commit until the new run and an empty filter are in
+    /// place, so a reader that finds the table empty finds the new run.
+    fn merge_run(&self) -> Result<()> {
         use redb::ReadableTableMetadata;
         let generation = self.run_generation()?.map_or(0, |g| g + 1);
         let path = self.run_path(generation);
         let run_err = |e: std::io::Error| cache_error(&path, e);
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let written = {
-            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
             let blobs = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
             let recent = blobs.len().map_err(|e| self.err(e))?;
             if recent == 0 {
@@ -752,31 +808,32 @@ impl IndexCache {
             let run = self.run.read().expect("run lock");
             let bulk = run.as_ref().map_or(0, BlobRun::count);
             let mut writer = RunWriter::create(&path, recent + bulk).map_err(run_err)?;
-            let written = self
-                .merged_rows(&blobs, run.as_ref(), |(id, location)| {
-                    writer.push(id, location).map_err(run_err)
-                })
-                .and_then(|()| writer.finish().map_err(run_err));
-            if let Some(dir) = path.parent() {
-                crate::backend::local::sync_dir(dir)?;
-            }
-            written
+            self.merged_rows(&blobs, run.as_ref(), |(id, location)| {
+                writer.push(id, location).map_err(run_err)
+            })
+            .and_then(|()| writer.finish().map_err(run_err))
+            .and_then(|new_run| {
+                if let Some(dir) = path.parent() {
+                    crate::backend::local::sync_dir(dir)?;
+                }
+                Ok(new_run)
+            })
         };
         let named = written.and_then(|new_run| {
-            let txn = self.db.begin_write().map_err(|e| self.err(e))?;
             txn.delete_table(BLOBS).map_err(|e| self.err(e))?;
             txn.open_table(BLOBS).map_err(|e| self.err(e))?;
             txn.open_table(META)
                 .map_err(|e| self.err(e))?
                 .insert("run", generation)
                 .map_err(|e| self.err(e))?;
+            let mut run = self.run.write().expect("run lock");
             txn.commit().map_err(|e| self.err(e))?;
-            Ok(new_run)
+            self.recent.clear();
+            Ok(run.replace(new_run))
         });
         match named {
-            Ok(new_run) => {
-                self.recent.clear();
-                if let Some(old) = self.run.write().expect("run lock").replace(new_run) {
+            Ok(old) => {
+                if let Some(old) = old {
                     let _ = std::fs::remove_file(old.path());
                 }
                 Ok(())
@@ -918,16 +975,6 @@ impl IndexCache {
         }
         Ok(out)
     }
-}
-
-/// A blob row of [`IndexCache::add_deltas`], before it is inserted.
-struct BatchRow {
-    id: [u8; 32],
-    location: [u8; 17],
-    /// A tree or other metadata blob, whose every copy is kept.
-    copy: bool,
-    /// Its pack is marked obsolete.
-    marked: bool,
 }
 
 /// A row of `blobs` or `blob_copies`; `None` for an unknown kind.
@@ -1231,6 +1278,89 @@ mod tests {
         assert_eq!(cache.counts().unwrap(), (0, 0));
         assert!(cache.loaded_deltas().unwrap().is_empty());
         assert!(!dir.path().join("index.1.blobs").exists());
+    }
+
+    #[test]
+    fn adding_merges_into_the_run_while_readers_find_every_row() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let id = |n: u32| BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes());
+        let delta = |round: u32| IndexDelta {
+            packs: vec![PackIndex {
+                id: PackId(*blake3::hash(&round.to_be_bytes()).as_bytes()),
+                size: 1 << 20,
+                blobs: (round * 50..round * 50 + 50)
+                    .map(|n| BlobEntry {
+                        id: id(n),
+                        kind: BlobKind::Data,
+                        offset: n,
+                        length: 10,
+                        raw_length: 10,
+                    })
+                    .collect(),
+            }],
+            obsolete: vec![],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let mut cache = IndexCache::open(&path, &|| {}).unwrap();
+        // A merge before 120 ids would wait (every other round), and a
+        // quarter of the run.
+        cache.merge_ids = 120;
+        let rounds = 40u32;
+        let added = AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut asked = 0u64;
+                loop {
+                    let done = added.load(Ordering::Acquire);
+                    for n in 0..done * 50 {
+                        let found = cache.lookup(&id(n)).unwrap();
+                        assert_eq!(
+                            found.map(|l| l.offset),
+                            Some(n),
+                            "blob {n} of {done} rounds"
+                        );
+                        assert!(cache.contains(&id(n)).unwrap(), "blob {n}");
+                        asked += 1;
+                    }
+                    if done == rounds {
+                        return asked;
+                    }
+                }
+            });
+            for round in 0..rounds {
+                cache
+                    .add_deltas(&[(IndexId([round as u8; 32]), delta(round))])
+                    .unwrap();
+                added.store(round + 1, Ordering::Release);
+            }
+            assert!(reader.join().unwrap() > 0);
+        });
+        // Merged again and again, the table never far past its bound.
+        let generation = cache.run_generation().unwrap().unwrap();
+        assert!(generation >= 6, "{generation} merges");
+        let bulk = cache.run.read().unwrap().as_ref().unwrap().count();
+        assert!(
+            cache.recent.ids() < 120.max(bulk as usize / 4),
+            "table of {}",
+            cache.recent.ids()
+        );
+        assert_eq!(cache.counts().unwrap(), (2000, 40));
+        assert!(!cache.contains(&id(2000)).unwrap());
+        drop(cache);
+        let cache = IndexCache::open(&path, &|| {}).unwrap();
+        assert!((0..2000).all(|n| cache.lookup(&id(n)).unwrap().map(|l| l.offset) == Some(n)));
+        let runs = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".blobs")
+            })
+            .count();
+        assert_eq!(runs, 1, "old runs are removed");
     }
 
     #[test]

@@ -24,6 +24,9 @@ const BITS_PER_ID: usize = 10;
 const PROBES: usize = 7;
 /// Ids the first layer is sized for (80 KiB).
 const FIRST_IDS: usize = 1 << 16;
+/// Ids the first two layers hold (400 KiB): the cache merges its table into
+/// the run file before a third is needed (`MERGE_IDS` in `mod.rs`).
+pub const TWO_LAYERS: usize = FIRST_IDS * 5;
 /// Ids past which the filter gives up: layers for 4 million ids take
 /// 5 MiB, and a full run file is due by then (see `compact_if_sparse`).
 const MAX_IDS: usize = 1 << 22;
@@ -132,6 +135,17 @@ impl RecentFilter {
                 .last_mut()
                 .expect("one layer at least")
                 .insert(id);
+        }
+    }
+
+    /// Ids recorded since the filter was made or cleared (`usize::MAX`
+    /// once it gave up).
+    pub fn ids(&self) -> usize {
+        let inner = self.inner.read().expect("filter lock");
+        if inner.given_up {
+            usize::MAX
+        } else {
+            inner.layers.iter().map(|layer| layer.ids).sum()
         }
     }
 
