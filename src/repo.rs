@@ -25,7 +25,7 @@ use crate::format::pack::BlobKind;
 use crate::format::parity::ParityLevel;
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{ChunkList, MAX_CONTENT_DEPTH, Node, Tree, check_tree_size};
-use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack};
+use crate::format::{envelope, from_msgpack, open_envelope, to_msgpack_exact};
 use crate::id::{BlobId, IndexId, PackId, RepoId, SnapshotId};
 use crate::index::{IndexCache, Location};
 use crate::keys::{Access, Credentials, NewLock, RepoKeys};
@@ -552,7 +552,9 @@ impl Repository {
         magic: &[u8; 8],
         value: &T,
     ) -> Result<[u8; 32]> {
-        let body = self.codec.encode_file(class_of(kind), &to_msgpack(value))?;
+        let body = self
+            .codec
+            .encode_file(class_of(kind), &to_msgpack_exact(value))?;
         let bytes = envelope(magic, &body);
         let id = *blake3::hash(&bytes).as_bytes();
         self.backend.write(kind, &hex::encode(id), &bytes)?;

@@ -94,7 +94,57 @@ pub fn to_msgpack<T: Serialize>(value: &T) -> Vec<u8> {
     rmp_serde::to_vec_named(value).expect("serializing plain structs to a Vec cannot fail")
 }
 
+/// [`to_msgpack`] into a buffer of exactly its size, counted by encoding
+/// twice: for pack trailers and index deltas (a MiB or more each), which a
+/// growing buffer held at up to twice their size, and at three times while
+/// it moved to a larger one. A backup of a million small files wrote a pack
+/// trailer and an index delta at once more often than one of 60,000 did
+/// (docs/PERFORMANCE.md).
+pub fn to_msgpack_exact<T: Serialize>(value: &T) -> Vec<u8> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let cannot_fail = "serializing plain structs cannot fail";
+    let mut count = Count(0);
+    rmp_serde::encode::write_named(&mut count, value).expect(cannot_fail);
+    let mut out = Vec::with_capacity(count.0);
+    rmp_serde::encode::write_named(&mut out, value).expect(cannot_fail);
+    out
+}
+
 /// Decodes MessagePack of a file or blob named `what`.
 pub fn from_msgpack<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     rmp_serde::from_slice(bytes).map_err(|e| Error::corrupt(what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::{BlobEntry, BlobKind, PackTrailer};
+    use crate::id::BlobId;
+
+    #[test]
+    fn exact_msgpack_is_the_same_bytes_in_a_buffer_of_their_size() {
+        let trailer = PackTrailer {
+            blobs: (0..1000u32)
+                .map(|n| BlobEntry {
+                    id: BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes()),
+                    kind: BlobKind::Data,
+                    offset: n * 300,
+                    length: n,
+                    raw_length: n * 2,
+                })
+                .collect(),
+        };
+        let exact = to_msgpack_exact(&trailer);
+        assert_eq!(exact, to_msgpack(&trailer));
+        assert_eq!(exact.capacity(), exact.len());
+    }
 }

@@ -9,7 +9,7 @@ use tempfile::TempPath;
 use crate::codec::{BlobCodec, FileClass};
 use crate::error::{Error, Result};
 use crate::format::pack::{BlobEntry, BlobKind, HEADER_LEN, MAGIC, PackTrailer};
-use crate::format::{FORMAT_VERSION, to_msgpack};
+use crate::format::{FORMAT_VERSION, to_msgpack_exact};
 use crate::id::{BlobId, PackId};
 
 /// Blobs after which a pack is full whatever its size: its entries wait in
@@ -166,7 +166,7 @@ impl PackWriter {
         let trailer = PackTrailer {
             blobs: std::mem::take(&mut self.blobs),
         };
-        let frame = codec.encode_file(FileClass::Index, &to_msgpack(&trailer))?;
+        let frame = codec.encode_file(FileClass::Index, &to_msgpack_exact(&trailer))?;
         let frame_len =
             u32::try_from(frame.len()).map_err(|_| Error::usage("pack trailer over 4 GiB"))?;
         self.append(&frame)?;
