@@ -71,17 +71,6 @@ const SMALL_INPUT: usize = 16 << 10;
 /// about 2.5 MiB in all.
 static SMALL_CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(file_workers()));
 
-/// The one context for repository file bodies larger than [`SMALL_INPUT`]
-/// (pack trailers and index deltas: half a MiB to a few MiB of
-/// MessagePack). Apart from the blobs' contexts, so that file bodies keep
-/// at most one context with tables sized for them (a context keeps its
-/// largest tables for a while): sharing [`CONTEXTS`], a backup of a million
-/// small files held two such contexts of 1.3 MiB, one sealing a trailer on
-/// a worker while the indexer compressed a delta, against one at 60,000
-/// files (docs/PERFORMANCE.md). They are written once per pack or delta, so
-/// waiting for each other costs nothing measurable.
-static FILE_CONTEXTS: LazyLock<Contexts> = LazyLock::new(|| Contexts::new(1));
-
 impl Contexts {
     fn new(limit: usize) -> Self {
         Self {
@@ -294,34 +283,13 @@ fn bounded(out: Vec<u8>, max_len: usize) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Compresses blob `data` into one zstd frame at `level`.
+/// Compresses `data` into one zstd frame at `level`.
 pub fn compress(data: &[u8], level: i32) -> crate::error::Result<Vec<u8>> {
-    compress_in(
-        if data.len() <= SMALL_INPUT {
-            &SMALL_CONTEXTS
-        } else {
-            &CONTEXTS
-        },
-        data,
-        level,
-    )
-}
-
-/// Compresses the body of a repository file (trailer, index delta,
-/// snapshot) into one zstd frame at `level`.
-pub fn compress_file(data: &[u8], level: i32) -> crate::error::Result<Vec<u8>> {
-    compress_in(
-        if data.len() <= SMALL_INPUT {
-            &SMALL_CONTEXTS
-        } else {
-            &FILE_CONTEXTS
-        },
-        data,
-        level,
-    )
-}
-
-fn compress_in(contexts: &Contexts, data: &[u8], level: i32) -> crate::error::Result<Vec<u8>> {
+    let contexts = if data.len() <= SMALL_INPUT {
+        &SMALL_CONTEXTS
+    } else {
+        &CONTEXTS
+    };
     contexts
         .with(level, None, |compressor| compressor.compress(data))
         .map_err(|e| {

@@ -173,7 +173,7 @@ impl BlobCodec {
     /// Compresses and seals a repository file body (snapshot, index delta, trailer).
     pub fn encode_file(&self, class: FileClass, plaintext: &[u8]) -> Result<Vec<u8>> {
         self.crypto(class)
-            .seal(compress::compress_file(plaintext, self.level)?)
+            .seal(compress::compress(plaintext, self.level)?)
     }
 
     /// Opens a repository file body; `max_len` bounds the decompressed size.
