@@ -119,8 +119,8 @@ pub struct IndexCache {
     /// Held by the one thread adding rows (and merging them into the run):
     /// the filter and the table must take a batch's ids together.
     writing: Mutex<()>,
-    /// Ids in the filter past which [`IndexCache::add_deltas`] merges the
-    /// table into the run file (see [`MERGE_IDS`]; smaller in tests).
+    /// Ids in the filter that [`IndexCache::add_deltas`] does not add past
+    /// without merging first (see [`MERGE_IDS`]; smaller in tests).
     merge_ids: usize,
 }
 
@@ -150,10 +150,11 @@ const CACHE_BYTES: usize = 1 << 20;
 /// stays in redb alone).
 const MERGE_ROWS: u64 = 4096;
 
-/// Ids in the filter of the `blobs` table past which adding rows merges
-/// the table into the run file at once, rather than after the backup
-/// (when the run holds fewer than four times as many rows: a larger run is
-/// rewritten only once the table is a quarter of it). The filter then
+/// Ids in the filter of the `blobs` table that a batch of rows may not
+/// take it past: [`IndexCache::add_deltas`] first merges the table into
+/// the run file, rather than after the backup (when the table holds a
+/// quarter of the run's rows or more: a larger run is rewritten only once
+/// the table is a quarter of it). The filter then
 /// needs no more than its first two layers (400 KiB) and redb's table stays
 /// small: a first backup of a million small files held the filter at 1.7
 /// MiB and a table of a million rows (docs/PERFORMANCE.md). Each merge
