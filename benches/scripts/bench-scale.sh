@@ -24,7 +24,7 @@
 #                 skipped with a notice
 #   SNAP_BIN      snap binary (default: target/release/snap, built with cargo build --release)
 #   SNAP_BASE_BIN a second snap binary to compare with (say, a build of main): measured
-#                 as the tool "snap-base", right after snap in every round, and
+#                 as the tool "snap-base", after snap in the tool order, and
 #                 reported as snap-base/snap like a peer; TOOLS="snap" SNAP_BASE_BIN=...
 #                 compares two builds without the peers
 #   BENCH_NO_BUILD     set to 1 to skip cargo build --release
@@ -34,7 +34,9 @@
 #   RESTIC_PASSWORD    password of the restic and rustic repositories (default "snap-bench")
 #
 # Runs alternate tool after tool within each round (snap, restic, rustic,
-# snap, restic, ...), so a slow minute on this shared machine hits every tool.
+# then restic, rustic, snap, ...: the order rotates every round), so a slow
+# minute on this shared machine hits every tool, and no tool always runs
+# in the same place.
 # Times are wall-clock medians; RSS is the largest "Maximum resident set size"
 # (/usr/bin/time, the %M of time -v) seen. Repository size is du -sb of
 # everything in the repository folder; the caches are measured on their own:
@@ -95,7 +97,7 @@ detect_tools() {
           [[ -x $SNAP_BASE ]] || { echo "SNAP_BASE_BIN: no binary at $SNAP_BASE" >&2; exit 1; }
           kept+=(snap-base)
         fi ;;
-      snap-base) ;; # measured when SNAP_BASE_BIN is set, right after snap
+      snap-base) ;; # measured when SNAP_BASE_BIN is set, after snap in the tool order
       restic | rustic)
         if command -v "$tool" >/dev/null; then
           kept+=("$tool")
@@ -177,6 +179,19 @@ drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 
 # --- tools ------------------------------------------------------------------
 
+# rotated R TOOL...: the tools starting at the R-th (1-based, cycling), so
+# that each tool takes every place in a round. With a fixed order one tool
+# always ran right after restic had written (and the next reset removed)
+# its large repository: two runs of the same two snap builds with their
+# places swapped put the one in first place 7% and 2% behind.
+rotated() {
+  local r=$1; shift
+  local tools=("$@") i
+  for ((i = 0; i < ${#tools[@]}; i++)); do
+    printf '%s\n' "${tools[(i + r - 1) % ${#tools[@]}]}"
+  done
+}
+
 repo_of() { echo "$REPOS/$1"; }
 cache_of() { echo "$CACHES/$1"; }
 
@@ -228,7 +243,7 @@ report() {
   for n in $COUNTS; do
     echo "  - $(thousands "$n") files: $(mib "$(cat "$RES/$n.bytes")") of file contents"
   done
-  echo "- runs: ${RUNS}x per tool, size and mode, alternating tools, each into a fresh repository and empty cache; median wall time, largest peak RSS"
+  echo "- runs: ${RUNS}x per tool, size and mode, alternating tools in an order rotated every round, each into a fresh repository and empty cache; median wall time, largest peak RSS"
   echo "- page cache: warm = the tree was read before the runs; dropped = \`sync; echo 3 > /proc/sys/vm/drop_caches\` before every timed backup"
   ((DROP_SKIPPED)) && echo "- dropped-cache runs SKIPPED: /proc/sys/vm/drop_caches was not writable"
   echo "- machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -335,7 +350,7 @@ main() {
       say "$n files, $mode page cache, ${RUNS}x: $TOOLS"
       [[ $mode == warm ]] && warm_tree "$tree"
       for ((run = 1; run <= RUNS; run++)); do
-        for tool in $TOOLS; do
+        for tool in $(rotated "$run" $TOOLS); do
           tool_reset "$tool"
           [[ $mode == dropped ]] && drop_caches
           tool_backup "$n.$mode.$tool" "$tool" "$tree"
