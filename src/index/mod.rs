@@ -335,6 +335,15 @@ impl IndexCache {
         self.run_row(id)
     }
 
+    /// Rows of the run file (none without one).
+    fn run_rows(&self) -> u64 {
+        self.run
+            .read()
+            .expect("run lock")
+            .as_ref()
+            .map_or(0, BlobRun::count)
+    }
+
     /// The location row of blob `id` in the run file.
     fn run_row(&self, id: &[u8; 32]) -> Result<Option<[u8; LOCATION]>> {
         match self.run.read().expect("run lock").as_ref() {
@@ -473,12 +482,7 @@ impl IndexCache {
             .sum();
         let ids = self.recent.ids();
         let after = ids.saturating_add(incoming);
-        let bulk = self
-            .run
-            .read()
-            .expect("run lock")
-            .as_ref()
-            .map_or(0, BlobRun::count);
+        let bulk = self.run_rows();
         if ids > 0 && after > self.merge_ids && after.saturating_mul(4) as u64 >= bulk {
             self.merge_run()?;
         }
@@ -772,12 +776,7 @@ impl IndexCache {
                 files.len().map_err(|e| self.err(e))?,
             )
         };
-        let bulk = self
-            .run
-            .read()
-            .expect("run lock")
-            .as_ref()
-            .map_or(0, BlobRun::count);
+        let bulk = self.run_rows();
         let merge = recent >= MERGE_ROWS && recent.saturating_mul(8) >= bulk;
         let db_len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         let sparse = db_len > (4 << 20) + (recent + memos).saturating_mul(200);
