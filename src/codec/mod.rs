@@ -99,9 +99,20 @@ impl BlobCodec {
     /// files took 16% more CPU time in user space at level 3 for 0.45%
     /// less data; on the peer dataset (system files and a SQLite database)
     /// the repository grew by 0.03% (docs/PERFORMANCE.md). Higher levels
-    /// were asked for on purpose and are kept.
+    /// were asked for on purpose and are kept ([`BlobCodec::light_level`]).
     fn blob_level(&self, len: usize) -> i32 {
-        if len < SMALL_BLOB && (2..=3).contains(&self.level) {
+        if len < SMALL_BLOB {
+            self.light_level()
+        } else {
+            self.level
+        }
+    }
+
+    /// Level 1 where the repository asks for 2 or 3 (the default), else the
+    /// repository's level: what small blobs and file bodies take. Higher
+    /// levels were asked for on purpose and are kept.
+    fn light_level(&self) -> i32 {
+        if (2..=3).contains(&self.level) {
             1
         } else {
             self.level
@@ -170,26 +181,17 @@ impl BlobCodec {
         }
     }
 
-    /// Compresses and seals a repository file body (snapshot, index delta, trailer).
+    /// Compresses and seals a repository file body (snapshot, index delta,
+    /// trailer), at [`BlobCodec::light_level`] as small blobs. A trailer or
+    /// delta is MessagePack of blob ids, which no level shrinks, and field
+    /// names; one of 0.5-2 MiB at level 3 left the shared zstd context that
+    /// took it with 1.3 MiB of tables. Level 1: a first backup of a million
+    /// small files 13% faster with 1.8 MiB less peak memory; its repository
+    /// 0.1% smaller at 300,000 files, 0.04% larger on the peer dataset
+    /// (docs/PERFORMANCE.md).
     pub fn encode_file(&self, class: FileClass, plaintext: &[u8]) -> Result<Vec<u8>> {
         self.crypto(class)
-            .seal(compress::compress(plaintext, self.file_level())?)
-    }
-
-    /// The zstd level for a repository file body: level 1 where the
-    /// repository asks for 2 or 3 (the default), as for small blobs. A
-    /// trailer or index delta is MessagePack of blob ids, which no level
-    /// shrinks, and field names; a trailer or delta of 0.5-2 MiB at level 3
-    /// left the shared zstd context that took it with 1.3 MiB of tables.
-    /// Level 1: a first backup of a million small files 13% faster with
-    /// 1.8 MiB less peak memory; its repository 0.1% smaller at 300,000
-    /// files, 0.04% larger on the peer dataset (docs/PERFORMANCE.md).
-    fn file_level(&self) -> i32 {
-        if (2..=3).contains(&self.level) {
-            1
-        } else {
-            self.level
-        }
+            .seal(compress::compress(plaintext, self.light_level())?)
     }
 
     /// Opens a repository file body; `max_len` bounds the decompressed size.

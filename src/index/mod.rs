@@ -152,11 +152,10 @@ const MERGE_ROWS: u64 = 4096;
 
 /// Ids in the filter of the `blobs` table that a batch of rows may not
 /// take it past: [`IndexCache::add_deltas`] first merges the table into
-/// the run file, rather than after the backup (when the table holds a
-/// quarter of the run's rows or more: a larger run is rewritten only once
-/// the table is a quarter of it). The filter then
-/// needs no more than its first two layers (400 KiB) and redb's table stays
-/// small: a first backup of a million small files held the filter at 1.7
+/// the run file, rather than after the backup, once the table holds a
+/// quarter of the run's rows (so a large run is not rewritten for every
+/// few rows). The filter then needs no more than its first two layers
+/// (400 KiB) and redb's table stays small: a first backup of a million small files held the filter at 1.7
 /// MiB and a table of a million rows (docs/PERFORMANCE.md). Each merge
 /// rewrites the run file, 49 bytes a row: 0.1 GB in all for that backup.
 const MERGE_IDS: usize = recent::TWO_LAYERS;

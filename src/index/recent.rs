@@ -10,7 +10,7 @@
 //! filter's hash functions.
 //!
 //! Layers: a filter is sized for a number of ids, and when they are in, a
-//! new layer four times larger takes the next ones (a blob is "maybe" if
+//! new layer [`GROWTH`] (four) times larger takes the next ones (a blob is "maybe" if
 //! any layer says so), so the filter never needs the table's rows again.
 //! It takes 10 bits an id, 1.25 MiB for a million new blobs; past
 //! [`MAX_IDS`] it stops growing and says "maybe" for everything.
@@ -24,9 +24,11 @@ const BITS_PER_ID: usize = 10;
 const PROBES: usize = 7;
 /// Ids the first layer is sized for (80 KiB).
 const FIRST_IDS: usize = 1 << 16;
+/// How many times more ids each layer is sized for than the one before.
+const GROWTH: usize = 4;
 /// Ids the first two layers hold (400 KiB): the cache merges its table into
 /// the run file before a third is needed (`MERGE_IDS` in `mod.rs`).
-pub const TWO_LAYERS: usize = FIRST_IDS * 5;
+pub const TWO_LAYERS: usize = FIRST_IDS * (1 + GROWTH);
 /// Ids past which the filter gives up: layers for 4 million ids take
 /// 5 MiB, and a full run file is due by then (see `compact_if_sparse`).
 const MAX_IDS: usize = 1 << 22;
@@ -127,7 +129,7 @@ impl RecentFilter {
                     inner.layers = Vec::new();
                     return;
                 }
-                let next = Layer::new(last.capacity * 4);
+                let next = Layer::new(last.capacity * GROWTH);
                 inner.layers.push(next);
             }
             inner
